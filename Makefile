@@ -1,0 +1,68 @@
+# cce-exporter: every workflow starts here. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help demo test lint typecheck fmt bench bench-quick soak prometheus clean docs
+
+help:
+	@echo "make demo    run the exporter against the built-in simulator"
+	@echo "make test    install what the tests need and run them all (lint and types included)"
+	@echo "make bench   the benchmark (prints a table, writes bench/results.json)"
+	@echo "make soak    a bounded fault soak (SOAK_SECONDS, default 180)"
+	@echo "make docs    regenerate docs/metrics.md and the generated deploy files"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian's prometheus package brings both promtool and the prometheus server used by the tests.
+prometheus:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's prometheus package (promtool, prometheus)"; \
+	    (apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)); \
+	  else \
+	    echo "promtool/prometheus missing: install Debian's 'prometheus' package (tests needing it will be skipped)"; \
+	  fi; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/cce-exporter demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict exporter
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(STAMP) prometheus lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+docs: $(STAMP)
+	$(BIN)/python -m exporter.metrics.docs > docs/metrics.md
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
+
+SOAK_SECONDS ?= 180
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

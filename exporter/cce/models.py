@@ -1,0 +1,749 @@
+"""Typed views of CCE v3 and IAM responses, lenient enough for every quirk the API shows.
+
+Rules (see the API reference, sections 9, 11 and 14):
+
+* Unknown fields are ignored; every field is optional, "required" ones included.
+* Keys are matched case-insensitively where the API spells them several ways
+  (``reason``/``Reason``, ``jobID``/``jobId``/``jobid``, ``volumetype``/``volumeType``).
+* ``items``, ``endpoints``, ``subJobs``, ``dataVolumes`` and the like accept an object or an array;
+  ``extendParam`` accepts a string or an object; ``null`` means missing.
+* Timestamps of both families (Go ``2018-08-02 03:48:58.968214406 +0000 UTC`` with 0-9 fraction
+  digits, RFC 3339 with or without a fraction) parse to aware datetimes; blanks are trimmed, and an
+  unreadable timestamp becomes ``None`` rather than losing the whole object.
+* Enumerations (phases, statuses) stay raw strings: the metric layer maps values it does not know
+  to ``unknown``. The known values live here, in one place.
+
+Parse whole responses with :func:`parse_response` (``bytes`` in, model out): it validates the JSON
+text in one pass and raises :class:`~exporter.cce.errors.ResponseParseError`, never anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from exporter.cce.errors import ResponseParseError
+
+# --- known enumeration values (API spelling) --------------------------------------------------
+
+CLUSTER_PHASES: tuple[str, ...] = (
+    "Available",
+    "Unavailable",
+    "ScalingUp",
+    "ScalingDown",
+    "Creating",
+    "Deleting",
+    "Upgrading",
+    "Resizing",
+    "RollingBack",
+    "RollbackFailed",
+    "Hibernating",
+    "Hibernation",
+    "Awaking",
+    "Empty",
+    "Error",
+)
+NODE_PHASES: tuple[str, ...] = (
+    "Build",
+    "Installing",
+    "Installed",
+    "ShutDown",
+    "Upgrading",
+    "Active",
+    "Abnormal",
+    "Deleting",
+    "Error",
+)
+#: ``Normal`` stands for the API's empty (or absent) node-pool phase.
+NODEPOOL_PHASES: tuple[str, ...] = (
+    "Normal",
+    "Synchronizing",
+    "Synchronized",
+    "SoldOut",
+    "Deleting",
+    "Error",
+)
+ADDON_STATUSES: tuple[str, ...] = (
+    "running",
+    "abnormal",
+    "installing",
+    "installFailed",
+    "upgrading",
+    "upgradeFailed",
+    "deleting",
+    "deleteSuccess",
+    "deleteFailed",
+    "available",
+    "unavailable",
+    "rollbacking",
+)
+JOB_PHASES: tuple[str, ...] = ("Initializing", "Running", "Failed", "Success")
+JOB_TERMINAL_PHASES: frozenset[str] = frozenset({"Failed", "Success"})
+
+#: Node limit of each cluster flavor (reference 12.2); ``cce.dec.*`` share their size's limit.
+FLAVOR_MAX_NODES: dict[str, int] = {
+    "cce.s1.small": 50,
+    "cce.s1.medium": 200,
+    "cce.s1.large": 1000,
+    "cce.s2.small": 50,
+    "cce.s2.medium": 200,
+    "cce.s2.large": 1000,
+    "cce.s2.xlarge": 2000,
+}
+
+
+def flavor_max_nodes(flavor: str | None) -> int | None:
+    """The node limit of a cluster flavor, or None when the flavor is unknown."""
+    if not flavor:
+        return None
+    if flavor in FLAVOR_MAX_NODES:
+        return FLAVOR_MAX_NODES[flavor]
+    if flavor.startswith("cce.dec."):
+        return FLAVOR_MAX_NODES.get("cce." + flavor[len("cce.dec.") :])
+    return None
+
+
+# --- timestamps ---------------------------------------------------------------------------------
+
+_TS = re.compile(
+    r"""^(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}:\d{2})
+        (?:[.,](?P<frac>\d{1,9}))?
+        \s*(?P<off>Z|z|[+-]\d{2}:?\d{2})?
+        (?:\s+(?P<zone>[A-Za-z][A-Za-z0-9_+-]*))?
+        (?:\s+m=[+-]?[\d.]+)?$""",
+    re.VERBOSE,
+)
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """Parse a CCE timestamp of either family into an aware datetime; None if missing or unreadable.
+
+    Numbers are taken as Unix seconds. A timestamp without an offset is taken as UTC.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or abs(value) > 253402300799:
+            return None
+        return datetime.fromtimestamp(value, UTC)
+    if not isinstance(value, str):
+        return None
+    m = _TS.match(value.strip())
+    if m is None:
+        return None
+    frac = (m.group("frac") or "").ljust(6, "0")[:6]
+    try:
+        dt = datetime.fromisoformat(f"{m.group('date')}T{m.group('time')}")
+        dt = dt.replace(microsecond=int(frac))
+    except ValueError:
+        return None
+    off = m.group("off")
+    tz: timezone = UTC
+    if off and off not in ("Z", "z"):
+        sign = -1 if off[0] == "-" else 1
+        digits = off[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 23 or minutes > 59:
+            return None
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    try:
+        return dt.replace(tzinfo=tz)
+    except (ValueError, OverflowError):
+        return None
+
+
+# --- lenient field types ------------------------------------------------------------------------
+
+
+def _to_str(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _to_int(value: object) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        return parse_number(value)
+    return None
+
+
+def parse_number(value: str) -> int | None:
+    """Leading integer or float of a string (``"12"``, ``"3.5"``, ``"16Gi"``), else None."""
+    m = re.match(r"^\s*([+-]?\d+(?:\.\d+)?)", value)
+    if m is None:
+        return None
+    number = float(m.group(1))
+    return int(number) if math.isfinite(number) else None
+
+
+def _to_bool(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off", ""):
+            return False
+    if isinstance(value, int | float):
+        return bool(value)
+    return None
+
+
+def _to_str_map(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if v is None:
+            continue
+        out[str(k)] = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+    return out
+
+
+def _to_list(value: object) -> list[Any]:
+    """An object where an array is expected becomes a one-item array; null becomes empty."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return [value]
+    return []
+
+
+def _to_object_list(value: object) -> list[Any]:
+    """Like ``_to_list`` but keeps only objects (anything else in an array is dropped)."""
+    return [item for item in _to_list(value) if isinstance(item, dict)]
+
+
+def _to_extend_param(value: object) -> dict[str, Any] | str | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        return value
+    return _to_str(value)
+
+
+def _to_str_list(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [s for s in (_to_str(v) for v in _to_list(value)) if s is not None]
+
+
+Str = Annotated[str | None, BeforeValidator(_to_str)]
+Int = Annotated[int | None, BeforeValidator(_to_int)]
+Bool = Annotated[bool | None, BeforeValidator(_to_bool)]
+Timestamp = Annotated[datetime | None, BeforeValidator(parse_timestamp)]
+StrMap = Annotated[dict[str, str], BeforeValidator(_to_str_map)]
+StrList = Annotated[list[str], BeforeValidator(_to_str_list)]
+ExtendParam = Annotated[dict[str, Any] | str | None, BeforeValidator(_to_extend_param)]
+
+
+def _nested(model: Callable[..., Any]) -> Any:
+    """Before-validator for a nested object: anything but an object becomes an empty one."""
+
+    def coerce(value: object) -> object:
+        return value if isinstance(value, dict) else {}
+
+    return BeforeValidator(coerce)
+
+
+def _objects() -> Any:
+    return BeforeValidator(_to_object_list)
+
+
+class Lenient(BaseModel):
+    """Base of every model: ignores unknown keys; every field optional."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    _ci_keys: ClassVar[dict[str, str]] = {}
+
+
+class CaseInsensitive(Lenient):
+    """A model whose keys the API spells several ways: they are matched case-insensitively.
+
+    Only the objects known to need it pay for the extra pass (statuses and volumes); the rest are
+    validated by pydantic-core alone, which matters when a cycle parses 100,000 nodes.
+    """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        keys: dict[str, str] = {}
+        for name, field in cls.model_fields.items():
+            alias = field.alias or name
+            keys[alias.lower()] = alias
+        cls._ci_keys = keys
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return {}
+        keys = cls._ci_keys
+        out: dict[str, Any] | None = None
+        for key in data:
+            if not isinstance(key, str):
+                continue
+            canonical = keys.get(key.lower())
+            if canonical is not None and canonical != key:
+                if out is None:
+                    out = dict(data)
+                value = out.pop(key)
+                # The exact spelling wins when both are present.
+                if canonical not in data:
+                    out[canonical] = value
+        return data if out is None else out
+
+
+# --- clusters -----------------------------------------------------------------------------------
+
+
+class ObjectMeta(Lenient):
+    name: Str = None
+    uid: Str = None
+    creation_timestamp: Timestamp = Field(None, alias="creationTimestamp")
+    update_timestamp: Timestamp = Field(None, alias="updateTimestamp")
+    labels: StrMap = Field(default_factory=dict)
+    annotations: StrMap = Field(default_factory=dict)
+
+
+class ContainerNetwork(Lenient):
+    mode: Str = None
+    cidr: Str = None
+
+
+class HostNetwork(Lenient):
+    vpc: Str = None
+    subnet: Str = None
+
+
+class ClusterSpec(CaseInsensitive):
+    type: Str = None
+    category: Str = None
+    flavor: Str = None
+    version: Str = None
+    description: Str = None
+    az: Str = None
+    host_network: Annotated[HostNetwork, _nested(HostNetwork)] = Field(
+        default_factory=HostNetwork, alias="hostNetwork"
+    )
+    container_network: Annotated[ContainerNetwork, _nested(ContainerNetwork)] = Field(
+        default_factory=ContainerNetwork, alias="containerNetwork"
+    )
+    billing_mode: Int = Field(None, alias="billingMode")
+    extend_param: ExtendParam = Field(None, alias="extendParam")
+
+
+class ClusterEndpoint(Lenient):
+    url: Str = None
+    type: Str = None
+
+
+class ClusterStatus(CaseInsensitive):
+    phase: Str = None
+    job_id: Str = Field(None, alias="jobID")
+    reason: Str = None
+    message: Str = None
+    endpoints: Annotated[list[ClusterEndpoint], _objects()] = Field(default_factory=list)
+
+
+class Cluster(Lenient):
+    kind: Str = None
+    api_version: Str = Field(None, alias="apiVersion")
+    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+    spec: Annotated[ClusterSpec, _nested(ClusterSpec)] = Field(default_factory=ClusterSpec)
+    status: Annotated[ClusterStatus, _nested(ClusterStatus)] = Field(default_factory=ClusterStatus)
+
+    @property
+    def id(self) -> str | None:
+        return self.metadata.uid
+
+    @property
+    def name(self) -> str | None:
+        return self.metadata.name
+
+    @property
+    def phase(self) -> str | None:
+        return self.status.phase
+
+    def _annotation_number(self, key: str) -> int | None:
+        for k, v in self.metadata.annotations.items():
+            if k.lower() == key.lower():
+                return parse_number(v)
+        return None
+
+    @property
+    def total_nodes(self) -> int | None:
+        """``totalNodesNumber`` from the ``detail=true`` annotations, when the API sent it."""
+        return self._annotation_number("totalNodesNumber")
+
+    @property
+    def active_nodes(self) -> int | None:
+        """``activeNodesNumber`` from the ``detail=true`` annotations, when the API sent it."""
+        return self._annotation_number("activeNodesNumber")
+
+    @property
+    def max_nodes(self) -> int | None:
+        return flavor_max_nodes(self.spec.flavor)
+
+
+class ClusterList(Lenient):
+    kind: Str = None
+    items: Annotated[list[Cluster], _objects()] = Field(default_factory=list)
+
+
+# --- nodes --------------------------------------------------------------------------------------
+
+
+class Volume(CaseInsensitive):
+    volumetype: Str = None
+    size: Int = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _update_spelling(cls, data: Any) -> Any:
+        # The node update response spells these volumeType/diskSize (reference 11.3, item 34).
+        if isinstance(data, dict) and "size" not in data:
+            for key in data:
+                if isinstance(key, str) and key.lower() == "disksize":
+                    return {**data, "size": data[key]}
+        return data
+
+
+class NodeSpec(CaseInsensitive):
+    flavor: Str = None
+    az: Str = None
+    os: Str = None
+    root_volume: Annotated[Volume, _nested(Volume)] = Field(
+        default_factory=Volume, alias="rootVolume"
+    )
+    data_volumes: Annotated[list[Volume], _objects()] = Field(
+        default_factory=list, alias="dataVolumes"
+    )
+    billing_mode: Int = Field(None, alias="billingMode")
+    extend_param: ExtendParam = Field(None, alias="extendParam")
+
+
+class NodeStatus(CaseInsensitive):
+    phase: Str = None
+    job_id: Str = Field(None, alias="jobID")
+    server_id: Str = Field(None, alias="serverId")
+    public_ip: Str = Field(None, alias="publicIP")
+    private_ip: Str = Field(None, alias="privateIP")
+    reason: Str = None
+    message: Str = None
+
+
+NODE_POOL_ANNOTATION = "kubernetes.io/node-pool.id"
+
+
+class Node(Lenient):
+    kind: Str = None
+    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+    spec: Annotated[NodeSpec, _nested(NodeSpec)] = Field(default_factory=NodeSpec)
+    status: Annotated[NodeStatus, _nested(NodeStatus)] = Field(default_factory=NodeStatus)
+
+    @property
+    def id(self) -> str | None:
+        return self.metadata.uid
+
+    @property
+    def name(self) -> str | None:
+        return self.metadata.name
+
+    @property
+    def phase(self) -> str | None:
+        return self.status.phase
+
+    @property
+    def nodepool_id(self) -> str | None:
+        """The node pool's ID, or ``<az>#<flavor>#<os>`` for nodes outside a pool (default pool)."""
+        return self.metadata.annotations.get(NODE_POOL_ANNOTATION)
+
+
+class NodeList(Lenient):
+    kind: Str = None
+    items: Annotated[list[Node], _objects()] = Field(default_factory=list)
+
+
+# --- node pools ---------------------------------------------------------------------------------
+
+
+class NodeTemplate(Lenient):
+    flavor: Str = None
+    az: Str = None
+    os: Str = None
+    root_volume: Annotated[Volume, _nested(Volume)] = Field(
+        default_factory=Volume, alias="rootVolume"
+    )
+    data_volumes: Annotated[list[Volume], _objects()] = Field(
+        default_factory=list, alias="dataVolumes"
+    )
+    extend_param: ExtendParam = Field(None, alias="extendParam")
+
+
+class Autoscaling(CaseInsensitive):
+    enable: Bool = None
+    min_node_count: Int = Field(None, alias="minNodeCount")
+    max_node_count: Int = Field(None, alias="maxNodeCount")
+    scale_down_cooldown_time: Int = Field(None, alias="scaleDownCooldownTime")
+    priority: Int = None
+
+
+class NodePoolSpec(CaseInsensitive):
+    type: Str = None
+    initial_node_count: Int = Field(None, alias="initialNodeCount")
+    node_template: Annotated[NodeTemplate, _nested(NodeTemplate)] = Field(
+        default_factory=NodeTemplate, alias="nodeTemplate"
+    )
+    autoscaling: Annotated[Autoscaling, _nested(Autoscaling)] = Field(default_factory=Autoscaling)
+
+
+class NodePoolStatus(CaseInsensitive):
+    current_node: Int = Field(None, alias="currentNode")
+    phase: Str = None
+    job_id: Str = Field(None, alias="jobID")
+
+
+class NodePool(Lenient):
+    kind: Str = None
+    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+    spec: Annotated[NodePoolSpec, _nested(NodePoolSpec)] = Field(default_factory=NodePoolSpec)
+    status: Annotated[NodePoolStatus, _nested(NodePoolStatus)] = Field(
+        default_factory=NodePoolStatus
+    )
+
+    @property
+    def id(self) -> str | None:
+        return self.metadata.uid or self.metadata.name
+
+    @property
+    def name(self) -> str | None:
+        return self.metadata.name or self.metadata.uid
+
+    @property
+    def phase(self) -> str:
+        """The phase, with the API's empty or absent phase reported as ``Normal``."""
+        raw = self.status.phase
+        return "Normal" if raw is None or not raw.strip() else raw
+
+
+class NodePoolList(Lenient):
+    kind: Str = None
+    items: Annotated[list[NodePool], _objects()] = Field(default_factory=list)
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+class JobSpec(CaseInsensitive):
+    type: Str = None
+    cluster_uid: Str = Field(None, alias="clusterUID")
+    resource_id: Str = Field(None, alias="resourceID")
+    resource_name: Str = Field(None, alias="resourceName")
+    extend_param: ExtendParam = Field(None, alias="extendParam")
+    sub_jobs: Annotated[list[Job], _objects()] = Field(default_factory=list, alias="subJobs")
+
+
+class JobStatus(CaseInsensitive):
+    phase: Str = None
+    reason: Str = None
+
+
+class Job(Lenient):
+    kind: Str = None
+    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+    spec: Annotated[JobSpec, _nested(JobSpec)] = Field(default_factory=JobSpec)
+    status: Annotated[JobStatus, _nested(JobStatus)] = Field(default_factory=JobStatus)
+
+    @property
+    def id(self) -> str | None:
+        return self.metadata.uid
+
+    @property
+    def phase(self) -> str | None:
+        return self.status.phase
+
+    @property
+    def finished(self) -> bool:
+        return self.status.phase in JOB_TERMINAL_PHASES
+
+    @property
+    def failed_sub_jobs(self) -> list[Job]:
+        return [j for j in self.spec.sub_jobs if j.status.phase == "Failed"]
+
+
+# --- add-ons ------------------------------------------------------------------------------------
+
+
+class AddonVersion(Lenient):
+    version: Str = None
+    stable: Bool = None
+
+
+class AddonSpec(CaseInsensitive):
+    cluster_id: Str = Field(None, alias="clusterID")
+    version: Str = None
+    addon_template_name: Str = Field(None, alias="addonTemplateName")
+    addon_template_type: Str = Field(None, alias="addonTemplateType")
+    addon_template_labels: StrList = Field(default_factory=list, alias="addonTemplateLabels")
+    description: Str = None
+
+
+class AddonStatus(CaseInsensitive):
+    status: Str = None
+    reason: Str = None
+    message: Str = None
+    target_versions: StrList = Field(default_factory=list, alias="targetVersions")
+    current_version: Annotated[AddonVersion, _nested(AddonVersion)] = Field(
+        default_factory=AddonVersion, alias="currentVersion"
+    )
+
+
+class Addon(Lenient):
+    kind: Str = None
+    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+    spec: Annotated[AddonSpec, _nested(AddonSpec)] = Field(default_factory=AddonSpec)
+    status: Annotated[AddonStatus, _nested(AddonStatus)] = Field(default_factory=AddonStatus)
+
+    @property
+    def id(self) -> str | None:
+        return self.metadata.uid
+
+    @property
+    def name(self) -> str | None:
+        """The template name (``coredns``), falling back to the instance name."""
+        return self.spec.addon_template_name or self.metadata.name
+
+    @property
+    def version(self) -> str | None:
+        return self.spec.version or self.status.current_version.version
+
+
+def _addon_list_metadata(value: object) -> dict[str, Any]:
+    # Typed String in Tbl 4-346, an object elsewhere, absent in the example.
+    return value if isinstance(value, dict) else {}
+
+
+class AddonList(Lenient):
+    kind: Str = None
+    metadata: Annotated[dict[str, Any], BeforeValidator(_addon_list_metadata)] = Field(
+        default_factory=dict
+    )
+    items: Annotated[list[Addon], _objects()] = Field(default_factory=list)
+
+
+# --- quotas -------------------------------------------------------------------------------------
+
+
+class Quota(CaseInsensitive):
+    quota_key: Str = Field(None, alias="quotaKey")
+    quota_limit: Int = Field(None, alias="quotaLimit")
+    used: Int = None
+    unit: Str = None
+    region_id: Str = Field(None, alias="regionId")
+    availability_zone_id: Str = Field(None, alias="availabilityZoneId")
+
+
+class QuotaList(Lenient):
+    quotas: Annotated[list[Quota], _objects()] = Field(default_factory=list)
+
+
+# --- IAM ----------------------------------------------------------------------------------------
+
+
+class Project(Lenient):
+    id: Str = None
+    name: Str = None
+    domain_id: Str = None
+    enabled: Bool = None
+
+
+class ProjectList(Lenient):
+    projects: Annotated[list[Project], _objects()] = Field(default_factory=list)
+
+
+class TokenInfo(Lenient):
+    expires_at: Timestamp = None
+    issued_at: Timestamp = None
+
+
+class TokenBody(Lenient):
+    token: Annotated[TokenInfo, _nested(TokenInfo)] = Field(default_factory=TokenInfo)
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_response(model: type[M], payload: bytes | str, *, endpoint: str | None = None) -> M:
+    """Validate a whole JSON response into ``model``.
+
+    Raises :class:`ResponseParseError` (and nothing else) for invalid JSON, a top level that is not
+    an object, or any shape the model refuses.
+    """
+    try:
+        text = payload.decode("utf-8") if isinstance(payload, bytes | bytearray) else payload
+        # Top level must be an object; checking the first character spares a second parse.
+        if not text.lstrip().startswith("{"):
+            raise ResponseParseError("response is not a JSON object", endpoint=endpoint)
+        return model.model_validate_json(text)
+    except ResponseParseError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise ResponseParseError(
+            f"response is not UTF-8: {exc.reason}", endpoint=endpoint
+        ) from None
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[:1]
+        detail = first[0]["msg"] if first else "invalid"
+        where = ".".join(str(p) for p in first[0]["loc"]) if first and first[0]["loc"] else ""
+        raise ResponseParseError(
+            f"malformed {model.__name__} response{' at ' + where if where else ''}: {detail}",
+            endpoint=endpoint,
+        ) from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ResponseParseError(
+            f"malformed {model.__name__} response: {type(exc).__name__}", endpoint=endpoint
+        ) from None
+
+
+def extract_job_id(data: object) -> str | None:
+    """A job ID in a decoded response: ``jobID``/``jobId``/``jobid``, top level or in ``status``."""
+    if not isinstance(data, dict):
+        return None
+    for container in (data, data.get("status")):
+        if isinstance(container, dict):
+            for key, value in container.items():
+                if isinstance(key, str) and key.lower() == "jobid" and isinstance(value, str):
+                    return value or None
+    return None
+
+
+JobSpec.model_rebuild()
