@@ -19,8 +19,8 @@ The hierarchy (catch the most specific class you can handle; everything derives 
      └── CredentialsError            credentials missing or unreadable, or IAM gave no token
 
 The API's two error-body shapes, ``{"error_code", "error_msg"}`` (IAM and cluster management) and
-     └── CredentialsError            credentials missing or unreadable, or IAM gave no token
-contain request headers or bodies that were sent, so no secret can leak through an exception.
+``{"code", "message"}`` (add-on manager), are both parsed by :func:`error_from_response`. Messages
+never contain request headers or bodies that were sent, so no secret can leak through an exception.
 """
 
 from __future__ import annotations
