@@ -1,0 +1,169 @@
+"""Bookkeeping that outlives one listing: time in phase, and the CCE jobs being followed.
+
+Both are plain in-memory structures, saved to and restored from the state file as JSON sections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.cce.models import Job
+
+log = logging.getLogger(__name__)
+
+
+class PhaseTracker:
+    """When the current phase of each object was first seen (``cce_*_phase_since``).
+
+    Keys are ``"<kind>/<id>"``. A phase change restarts the clock; objects that disappear from a
+    successful listing are forgotten with :meth:`retain`.
+    """
+
+    def __init__(self) -> None:
+        self._phases: dict[str, tuple[str, float]] = {}
+
+    def observe(self, key: str, phase: str | None, now: float) -> float:
+        """Record ``phase`` for ``key``; returns the time it was first seen in that phase."""
+        value = phase or ""
+        seen = self._phases.get(key)
+        if seen is not None and seen[0] == value:
+            return seen[1]
+        self._phases[key] = (value, now)
+        return now
+
+    def since(self, key: str) -> float | None:
+        seen = self._phases.get(key)
+        return None if seen is None else seen[1]
+
+    def retain(self, kind: str, keep: Iterable[str], *, prefix: str = "") -> None:
+        """Forget every ``kind`` key (optionally only those starting with ``prefix`` after the kind)
+        that is not in ``keep``."""
+        keep_set = set(keep)
+        start = f"{kind}/{prefix}"
+        for key in [k for k in self._phases if k.startswith(start) and k not in keep_set]:
+            del self._phases[key]
+
+    def snapshot(self) -> dict[str, float]:
+        return {key: since for key, (_, since) in self._phases.items()}
+
+    def dump(self) -> dict[str, list[Any]]:
+        return {key: [phase, since] for key, (phase, since) in self._phases.items()}
+
+    def load(self, data: object) -> None:
+        if not isinstance(data, dict):
+            return
+        for key, value in data.items():
+            if (
+                isinstance(key, str)
+                and isinstance(value, list)
+                and len(value) == 2
+                and isinstance(value[0], str)
+                and isinstance(value[1], int | float)
+            ):
+                self._phases[key] = (value[0], float(value[1]))
+
+    def __len__(self) -> int:
+        return len(self._phases)
+
+
+@dataclass
+class JobEntry:
+    """One CCE job being followed until it finishes, then kept for the retention window."""
+
+    job_id: str
+    cluster_id: str
+    source: str  # where its ID was found: cluster, node, nodepool, hibernate, awake
+    discovered_at: float
+    job: Job | None = None
+    finished_at: float | None = None
+    observed: bool = False  # fed to the completed-duration histogram already
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "cluster_id": self.cluster_id,
+            "source": self.source,
+            "discovered_at": self.discovered_at,
+            "finished_at": self.finished_at,
+            "observed": self.observed,
+        }
+
+
+class JobTracker:
+    """The CCE jobs the exporter follows.
+
+    Jobs are discovered from ``jobID`` fields (any spelling) and from hibernate/awake actions, polled
+    until Success or Failed, kept ``retention`` seconds after that, then dropped. ``max_jobs`` bounds
+    memory under churn: past it, the oldest finished jobs go first.
+    """
+
+    def __init__(self, retention: float, max_jobs: int = 5000) -> None:
+        self.retention = retention
+        self.max_jobs = max_jobs
+        self.entries: dict[str, JobEntry] = {}
+
+    def discover(self, job_id: str | None, cluster_id: str, source: str, now: float) -> bool:
+        """Start following a job; returns True when it is new."""
+        if not job_id or job_id in self.entries:
+            return False
+        self.entries[job_id] = JobEntry(job_id, cluster_id, source, now)
+        log.debug("following CCE job %s of cluster %s (from %s)", job_id, cluster_id, source)
+        return True
+
+    def pending(self) -> list[JobEntry]:
+        """Jobs that still need a poll: never fetched, or not finished."""
+        return [e for e in self.entries.values() if e.job is None or e.finished_at is None]
+
+    def update(self, entry: JobEntry, job: Job, now: float) -> bool:
+        """Store a polled job; returns True when it is seen finished for the first time."""
+        entry.job = job
+        if job.finished and entry.finished_at is None:
+            entry.finished_at = now
+            return True
+        return False
+
+    def drop(self, job_id: str) -> None:
+        self.entries.pop(job_id, None)
+
+    def expire(self, now: float) -> int:
+        """Drop finished jobs past retention, and the oldest finished ones past ``max_jobs``."""
+        dropped = 0
+        for job_id, entry in list(self.entries.items()):
+            if entry.finished_at is not None and now - entry.finished_at > self.retention:
+                del self.entries[job_id]
+                dropped += 1
+        excess = len(self.entries) - self.max_jobs
+        if excess > 0:
+            finished = sorted(
+                (e for e in self.entries.values() if e.finished_at is not None),
+                key=lambda e: e.finished_at or 0.0,
+            )
+            for entry in finished[:excess]:
+                del self.entries[entry.job_id]
+                dropped += 1
+        return dropped
+
+    def dump(self) -> dict[str, Any]:
+        return {job_id: entry.dump() for job_id, entry in self.entries.items()}
+
+    def load(self, data: object) -> None:
+        if not isinstance(data, dict):
+            return
+        for job_id, raw in data.items():
+            if not isinstance(job_id, str) or not isinstance(raw, dict):
+                continue
+            try:
+                self.entries[job_id] = JobEntry(
+                    job_id=job_id,
+                    cluster_id=str(raw["cluster_id"]),
+                    source=str(raw.get("source", "unknown")),
+                    discovered_at=float(raw["discovered_at"]),
+                    finished_at=(
+                        None if raw.get("finished_at") is None else float(raw["finished_at"])
+                    ),
+                    observed=bool(raw.get("observed", False)),
+                )
+            except (KeyError, TypeError, ValueError):
+                log.warning("state file: ignoring unreadable job entry %s", job_id)

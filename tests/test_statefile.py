@@ -1,0 +1,92 @@
+"""The state file: atomic saves, and corrupt files set aside without failing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from exporter.collect.statefile import StateFile
+from exporter.collect.tracking import JobTracker, PhaseTracker
+
+
+def test_round_trip_and_no_temporary_files_left(tmp_path: Path) -> None:
+    state = StateFile(tmp_path / "sub" / "state.json")
+    state.save({"phases": {"cluster/a": ["Available", 12.5]}, "hibernation": {"x": 1}})
+    assert state.load() == {"phases": {"cluster/a": ["Available", 12.5]}, "hibernation": {"x": 1}}
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["state.json"]
+
+
+def test_missing_file_is_empty_state(tmp_path: Path) -> None:
+    assert StateFile(tmp_path / "nope.json").load() == {}
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"sections": 3}', b"\xff\xfe"])
+def test_corrupt_file_is_reported_and_moved_aside(
+    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with caplog.at_level(logging.ERROR):
+        assert StateFile(path).load() == {}
+    assert "corrupt" in caplog.text
+    assert not path.exists()
+    aside = list(tmp_path.glob("state.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == content
+    # The next save works and produces a readable file again.
+    StateFile(path).save({"a": 1})
+    assert json.loads(path.read_text())["sections"] == {"a": 1}
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = StateFile(path)
+    state.save({"v": 1})
+    with pytest.raises(TypeError):
+        state.save({"v": object()})  # not JSON-serialisable: nothing is written
+    assert state.load() == {"v": 1}
+
+
+def test_phase_tracker_keeps_first_sight_until_the_phase_changes() -> None:
+    t = PhaseTracker()
+    assert t.observe("cluster/a", "Available", 100.0) == 100.0
+    assert t.observe("cluster/a", "Available", 160.0) == 100.0
+    assert t.observe("cluster/a", "Hibernating", 200.0) == 200.0
+    t.observe("node/a/n1", "Active", 100.0)
+    t.observe("node/b/n2", "Active", 100.0)
+    t.retain("node", [], prefix="a/")
+    assert t.since("node/a/n1") is None and t.since("node/b/n2") == 100.0
+    restored = PhaseTracker()
+    restored.load(json.loads(json.dumps(t.dump())))
+    assert restored.snapshot() == t.snapshot()
+    restored.load({"bad": "x", "worse": [1, 2, 3]})
+    assert restored.snapshot() == t.snapshot()
+
+
+def test_job_tracker_retention_and_bound() -> None:
+    jobs = JobTracker(retention=100.0, max_jobs=3)
+    for i in range(5):
+        assert jobs.discover(f"j{i}", "c", "cluster", now=float(i))
+    assert not jobs.discover("j0", "c", "cluster", now=9.0)
+    assert not jobs.discover(None, "c", "cluster", now=9.0)
+    for i, entry in enumerate(list(jobs.entries.values())):
+        entry.finished_at = float(i)
+    # Past max_jobs the oldest finished go first.
+    jobs.expire(now=10.0)
+    assert sorted(jobs.entries) == ["j2", "j3", "j4"]
+    # Past the retention window every finished job goes.
+    jobs.expire(now=10_000.0)
+    assert jobs.entries == {}
+
+
+def test_job_tracker_state_round_trip() -> None:
+    jobs = JobTracker(retention=100.0)
+    jobs.discover("j1", "c1", "hibernate", now=5.0)
+    jobs.entries["j1"].observed = True
+    again = JobTracker(retention=100.0)
+    again.load(json.loads(json.dumps(jobs.dump())))
+    again.load({"broken": {"cluster_id": "c"}})
+    assert list(again.entries) == ["j1"]
+    assert again.entries["j1"].observed and again.entries["j1"].source == "hibernate"
