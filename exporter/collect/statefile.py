@@ -9,6 +9,7 @@ replaced by an empty state: never fatal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -74,18 +75,15 @@ class StateFile:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise
         try:
             dir_fd = os.open(self.path.parent, os.O_RDONLY)
         except OSError:
             return
         try:
-            os.fsync(dir_fd)
-        except OSError:
-            pass
+            with contextlib.suppress(OSError):
+                os.fsync(dir_fd)
         finally:
             os.close(dir_fd)

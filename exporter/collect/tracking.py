@@ -94,9 +94,9 @@ class JobEntry:
 class JobTracker:
     """The CCE jobs the exporter follows.
 
-    Jobs are discovered from ``jobID`` fields (any spelling) and from hibernate/awake actions, polled
-    until Success or Failed, kept ``retention`` seconds after that, then dropped. ``max_jobs`` bounds
-    memory under churn: past it, the oldest finished jobs go first.
+    Jobs are discovered from ``jobID`` fields (any spelling) and from hibernate/awake actions,
+    polled until Success or Failed, kept ``retention`` seconds after that, then dropped.
+    ``max_jobs`` bounds memory under churn: past it, the oldest finished jobs go first.
     """
 
     def __init__(self, retention: float, max_jobs: int = 5000) -> None:
