@@ -1,0 +1,564 @@
+"""CCEClient: the typed async client of the CCE v3 and IAM APIs.
+
+One client talks to one target (one project in one region) and returns models from
+:mod:`exporter.cce.models`, never dicts. Every call goes through :meth:`CCEClient._send`, which
+owns the policies below; the typed methods only build paths and parse bodies.
+
+Hosts (API reference 1.1)
+    Cluster management, jobs and quotas use ``endpoint``. Add-ons use ``addon_endpoint``, a
+    template that may contain ``{cluster_id}``; by default ``https://{cluster_id}.<endpoint host>``
+    (the add-on manager is reached through a per-cluster host name). IAM uses ``iam_endpoint``.
+
+Retries
+    Retried, with exponential backoff and full jitter (``uniform(0, min(cap, base * 2**n))``):
+    429 (waiting ``Retry-After`` when the server sends it), 408, 502, 503, 504, timeouts and
+    connection errors. The reference (3.2) advises against retrying 503; this client retries it
+    anyway, but only after the backoff, because in practice 503 is what gateways answer while a
+    backend restarts. Never retried: every other 4xx (400, 401, 403, 404, 409...), 500 and 501
+    (the add-on manager answers 500 for persistent faults), TLS verification failures.
+    Retries are bounded twice: at most ``max_retries`` after the first attempt, and never past
+    ``retry_deadline`` seconds after the call started (a wait, ``Retry-After`` included, that
+    would end past the deadline is not started: the last error is raised instead; each attempt's
+    timeout is also cut to the time left).
+
+    ``hibernate`` and ``awake`` are POSTs and not idempotent: they are retried only on 429 and on
+    errors that prove the request never left (connect errors and connect/pool timeouts), never on
+    read timeouts or 5xx answers after the request was sent.
+
+Limits
+    ``concurrency`` requests in flight at most, and ``requests_per_second`` (a token bucket with a
+    one-second burst) when set; both shared by every call of the client. A call waiting for its
+    backoff holds no concurrency slot.
+
+Errors (see :mod:`exporter.cce.errors`)
+    HTTP >= 400 -> the matching :class:`~exporter.cce.errors.APIError` with the templated
+    endpoint and the request ID; a body that is not the expected JSON ->
+    :class:`~exporter.cce.errors.ResponseParseError`; a timeout ->
+    :class:`~exporter.cce.errors.RequestTimeout`; any other failure to get an answer ->
+    :class:`~exporter.cce.errors.TransportError`. Messages and logs never carry headers, bodies,
+    tokens or signatures.
+
+Metrics and logs
+    Every attempt is counted in :class:`~exporter.cce.instrumentation.ApiMetrics` under its
+    templated endpoint, and logged at DEBUG (method, templated endpoint, status, duration,
+    request ID).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+
+from exporter import __version__
+from exporter.cce.errors import (
+    REQUEST_ID_HEADERS,
+    CCEError,
+    RateLimited,
+    RequestTimeout,
+    ResponseParseError,
+    TransportError,
+    error_from_response,
+)
+from exporter.cce.instrumentation import ApiMetrics
+from exporter.cce.models import (
+    Addon,
+    AddonList,
+    Cluster,
+    ClusterList,
+    Job,
+    Node,
+    NodeList,
+    NodePool,
+    NodePoolList,
+    Project,
+    ProjectList,
+    Quota,
+    QuotaList,
+    extract_job_id,
+    parse_response,
+)
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+# Templated paths: the only form an endpoint takes in metrics, logs and errors.
+CLUSTERS = "/api/v3/projects/{project_id}/clusters"
+CLUSTER = "/api/v3/projects/{project_id}/clusters/{cluster_id}"
+HIBERNATE = "/api/v3/projects/{project_id}/clusters/{cluster_id}/operation/hibernate"
+AWAKE = "/api/v3/projects/{project_id}/clusters/{cluster_id}/operation/awake"
+NODES = "/api/v3/projects/{project_id}/clusters/{cluster_id}/nodes"
+NODEPOOLS = "/api/v3/projects/{project_id}/clusters/{cluster_id}/nodepools"
+JOB = "/api/v3/projects/{project_id}/jobs/{job_id}"
+QUOTAS = "/api/v3/projects/{project_id}/quotas"
+ADDONS = "/api/v3/addons"
+PROJECTS = "/v3/projects"
+
+#: Statuses retried for idempotent calls (see the module docstring for 503 and 500).
+RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 502, 503, 504})
+
+# A cluster ID becomes a DNS label in the add-on host name; refuse anything that is not one.
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _normalize_base(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "https://" + url
+    return url
+
+
+def default_addon_endpoint(endpoint: str) -> str:
+    """``https://{cluster_id}.<host of endpoint>``, keeping the endpoint's scheme and port."""
+    parts = urlsplit(_normalize_base(endpoint))
+    return f"{parts.scheme}://{{cluster_id}}.{parts.netloc}"
+
+
+def _path(template: str, **ids: str) -> str:
+    """Fill a templated path, quoting every ID (default node-pool IDs contain ``#`` and spaces)."""
+    return template.format(**{k: quote(v, safe="") for k, v in ids.items()})
+
+
+def _request_id(headers: httpx.Headers) -> str | None:
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return str(value)[:128]
+    return None
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether an httpx error was caused by a TLS handshake or verification failure."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, ssl.SSLError):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+class TokenBucket:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up.
+
+    Waiters are served one at a time, in arrival order (the lock is held while waiting).
+    """
+
+    def __init__(self, rate: float, burst: float, *, clock: Clock, sleep: Sleep) -> None:
+        if rate <= 0:
+            raise ValueError("requests_per_second must be positive")
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.burst
+        self._last = clock()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                await self._sleep((1.0 - self._tokens) / self.rate)
+
+
+class CCEClient:
+    """Typed async client of one CCE target; use as ``async with CCEClient(...) as client``.
+
+    ``list_clusters`` lists the project's clusters as the list endpoint returns them (it takes no
+    query parameters); ``get_cluster`` fetches one with ``detail=true`` (node-count annotations)
+    and ``errorStatus`` set, so that an ``Error`` cluster is not reported as ``Deleting``.
+
+    ``ca_file`` replaces the system trust store with that bundle; ``insecure_skip_verify``
+    disables verification (and logs a WARNING once). ``transport``, ``clock``, ``sleep`` and
+    ``rng`` (the jitter source) exist for tests.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        auth: httpx.Auth,
+        project_id: str,
+        *,
+        addon_endpoint: str | None = None,
+        iam_endpoint: str | None = None,
+        ca_file: Path | None = None,
+        insecure_skip_verify: bool = False,
+        timeout: float = 10,
+        max_retries: int = 3,
+        retry_deadline: float = 30,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 10,
+        concurrency: int = 8,
+        requests_per_second: float | None = None,
+        metrics: ApiMetrics | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+        self.endpoint = _normalize_base(endpoint)
+        self.addon_endpoint = (
+            _normalize_base(addon_endpoint)
+            if addon_endpoint
+            else default_addon_endpoint(self.endpoint)
+        )
+        self.iam_endpoint = _normalize_base(iam_endpoint) if iam_endpoint else None
+        self.project_id = project_id
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.retry_deadline = retry_deadline
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.metrics = metrics if metrics is not None else ApiMetrics(CollectorRegistry())
+        self._clock = clock
+        self._sleep = sleep
+        self._random = rng
+        self._slots = asyncio.Semaphore(concurrency)
+        self._bucket = (
+            TokenBucket(requests_per_second, requests_per_second, clock=clock, sleep=sleep)
+            if requests_per_second
+            else None
+        )
+        verify: ssl.SSLContext | bool
+        if insecure_skip_verify:
+            log.warning(
+                "TLS certificate verification is disabled for %s: the API's identity is not "
+                "checked, and credentials could be sent to an impostor",
+                urlsplit(self.endpoint).netloc,
+            )
+            verify = False
+        elif ca_file is not None:
+            verify = ssl.create_default_context(cafile=str(ca_file))
+        else:
+            verify = True
+        self._http = httpx.AsyncClient(
+            auth=auth,
+            verify=verify,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": f"cce-exporter/{__version__}",
+            },
+        )
+
+    def __repr__(self) -> str:
+        # The auth object is deliberately left out: it holds the credentials.
+        return f"CCEClient(endpoint={self.endpoint!r}, project_id={self.project_id!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    # --- typed methods ------------------------------------------------------------------------
+
+    async def list_clusters(self) -> list[Cluster]:
+        """All clusters of the project (``GET .../clusters``; the endpoint takes no parameters)."""
+        url = self.endpoint + _path(CLUSTERS, project_id=self.project_id)
+        return (await self._get(ClusterList, CLUSTERS, url)).items
+
+    async def get_cluster(
+        self, cluster_id: str, *, detail: bool = True, error_status: bool = True
+    ) -> Cluster:
+        """One cluster; ``detail`` asks for the node-count annotations, ``error_status`` for the
+        real ``Error`` phase (without it the API may report an errored cluster as ``Deleting``)."""
+        url = self.endpoint + _path(CLUSTER, project_id=self.project_id, cluster_id=cluster_id)
+        params: dict[str, str] = {}
+        if detail:
+            params["detail"] = "true"
+        if error_status:
+            params["errorStatus"] = "true"
+        return await self._get(Cluster, CLUSTER, url, params=params)
+
+    async def list_nodes(self, cluster_id: str) -> list[Node]:
+        """All nodes of a cluster."""
+        url = self.endpoint + _path(NODES, project_id=self.project_id, cluster_id=cluster_id)
+        return (await self._get(NodeList, NODES, url)).items
+
+    async def list_nodepools(self, cluster_id: str, *, show_default: bool = True) -> list[NodePool]:
+        """All node pools of a cluster, the default pool included unless ``show_default=False``."""
+        url = self.endpoint + _path(NODEPOOLS, project_id=self.project_id, cluster_id=cluster_id)
+        params = {"showDefaultNodePool": "true"} if show_default else None
+        return (await self._get(NodePoolList, NODEPOOLS, url, params=params)).items
+
+    async def get_job(self, job_id: str) -> Job:
+        """One CCE job (cluster or node operation) with its sub-jobs."""
+        url = self.endpoint + _path(JOB, project_id=self.project_id, job_id=job_id)
+        return await self._get(Job, JOB, url)
+
+    async def list_addons(self, cluster_id: str) -> list[Addon]:
+        """The add-on instances of a cluster, from the add-on host (cluster in host and query)."""
+        url = self._addon_base(cluster_id) + ADDONS
+        return (await self._get(AddonList, ADDONS, url, params={"cluster_id": cluster_id})).items
+
+    async def get_quotas(self) -> list[Quota]:
+        """The project's CCE quotas."""
+        url = self.endpoint + _path(QUOTAS, project_id=self.project_id)
+        return (await self._get(QuotaList, QUOTAS, url)).quotas
+
+    async def hibernate(self, cluster_id: str) -> str | None:
+        """Ask CCE to hibernate a cluster; the job ID if the answer carries one (it usually
+        does not: poll the cluster until its phase is ``Hibernation``)."""
+        return await self._operation(HIBERNATE, cluster_id)
+
+    async def awake(self, cluster_id: str) -> str | None:
+        """Ask CCE to wake a cluster; the job ID if the answer carries one (poll for
+        ``Available`` otherwise)."""
+        return await self._operation(AWAKE, cluster_id)
+
+    async def list_projects(self, name: str | None = None) -> list[Project]:
+        """IAM projects visible to the credentials (``GET {iam_endpoint}/v3/projects``),
+        filtered by exact name when ``name`` is given."""
+        if self.iam_endpoint is None:
+            raise ValueError("iam_endpoint is not configured")
+        params = {"name": name} if name else None
+        projects = (
+            await self._get(ProjectList, PROJECTS, self.iam_endpoint + PROJECTS, params=params)
+        ).projects
+        # Filter again: a server that ignores the parameter must not make us pick a wrong project.
+        return [p for p in projects if name is None or p.name == name]
+
+    async def find_project_id(self, name: str) -> str:
+        """The ID of the IAM project called ``name``; :class:`CCEError` if there is none or the
+        name is ambiguous."""
+        ids = {p.id for p in await self.list_projects(name) if p.id}
+        if len(ids) != 1:
+            what = "no IAM project" if not ids else f"{len(ids)} IAM projects"
+            raise CCEError(f"{what} named {name!r} visible to these credentials")
+        return ids.pop()
+
+    @classmethod
+    async def resolve_project_id(
+        cls, iam_endpoint: str, auth: httpx.Auth, project_name: str, **kwargs: Any
+    ) -> str:
+        """Turn a project name into its ID with a short-lived client (``kwargs`` as for the
+        constructor: ``ca_file``, ``timeout``, ``transport``...)."""
+        async with cls(iam_endpoint, auth, "", iam_endpoint=iam_endpoint, **kwargs) as client:
+            return await client.find_project_id(project_name)
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _addon_base(self, cluster_id: str) -> str:
+        if "{cluster_id}" not in self.addon_endpoint:
+            return self.addon_endpoint
+        if not _HOST_LABEL.match(cluster_id):
+            raise ValueError("the cluster ID cannot be used in the add-on host name")
+        return self.addon_endpoint.replace("{cluster_id}", cluster_id)
+
+    async def _get(
+        self,
+        model: type[M],
+        template: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+    ) -> M:
+        response = await self._send("GET", template, url, params=params, idempotent=True)
+        return parse_response(model, response.content, endpoint=template)
+
+    async def _operation(self, template: str, cluster_id: str) -> str | None:
+        url = self.endpoint + _path(template, project_id=self.project_id, cluster_id=cluster_id)
+        response = await self._send("POST", template, url, idempotent=False)
+        if not response.content.strip():
+            return None
+        try:
+            data = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            # The API documents no body here; one we cannot read carries no job ID for us.
+            return None
+        return extract_job_id(data)
+
+    def _backoff(self, retry: int) -> float:
+        """Full jitter: uniform in ``[0, min(cap, base * 2**(retry-1))]``."""
+        return float(self._random() * min(self.backoff_cap, self.backoff_base * 2 ** (retry - 1)))
+
+    async def _send(
+        self,
+        method: str,
+        template: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        idempotent: bool,
+    ) -> httpx.Response:
+        """One logical call: attempts, retries, limits, metrics and error mapping."""
+        deadline = self._clock() + self.retry_deadline
+        retries = 0
+        while True:
+            left = deadline - self._clock()
+            timeout = min(self.timeout, left) if retries and left > 0 else self.timeout
+            outcome = await self._attempt(method, template, url, params, timeout)
+            error: CCEError
+            reason: str
+            wait: float | None = None
+            if isinstance(outcome, httpx.Response):
+                status = outcome.status_code
+                if status < 300:
+                    return outcome
+                if status < 400:
+                    raise ResponseParseError(
+                        f"unexpected HTTP {status} from {method} (redirects are not followed)",
+                        endpoint=template,
+                    )
+                error = error_from_response(
+                    status, outcome.content, outcome.headers, method=method, endpoint=template
+                )
+                reason = str(status)
+                retryable = status in RETRY_STATUSES and (idempotent or status == 429)
+                if isinstance(error, RateLimited):
+                    wait = error.retry_after
+            else:
+                error, reason, retryable = outcome
+                retryable = retryable and (idempotent or reason == "not_sent")
+                if reason == "not_sent":
+                    reason = "timeout" if isinstance(error, RequestTimeout) else "connection_error"
+            if not retryable or retries >= self.max_retries:
+                raise error
+            retries += 1
+            if wait is None:
+                wait = self._backoff(retries)
+            if self._clock() + wait >= deadline:
+                log.debug(
+                    "%s %s: not retrying, a %.2fs wait would pass the %.0fs deadline",
+                    method,
+                    template,
+                    wait,
+                    self.retry_deadline,
+                )
+                raise error
+            self.metrics.retry(template, reason)
+            log.debug(
+                "%s %s: retry %d/%d in %.2fs (%s)",
+                method,
+                template,
+                retries,
+                self.max_retries,
+                wait,
+                reason,
+            )
+            # No concurrency slot is held here: _attempt released it.
+            await self._sleep(wait)
+
+    async def _attempt(
+        self,
+        method: str,
+        template: str,
+        url: str,
+        params: dict[str, str] | None,
+        attempt_timeout: float,
+    ) -> httpx.Response | tuple[CCEError, str, bool]:
+        """One HTTP exchange under the limits; a response, or ``(error, reason, retryable)``.
+
+        ``reason`` is ``not_sent`` when the request provably never left (connect failures), which
+        makes even a non-idempotent call safe to retry.
+        """
+        async with self._slots:
+            if self._bucket is not None:
+                await self._bucket.acquire()
+            start = self._clock()
+            try:
+                # The body is read once here (no streaming) and only ever used as bytes.
+                response = await self._http.request(
+                    method, url, params=params, timeout=attempt_timeout
+                )
+            except httpx.TimeoutException as exc:
+                self._record(method, template, "timeout", start, None)
+                not_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+                error: CCEError = RequestTimeout(
+                    f"{method} {template}: {type(exc).__name__} after {attempt_timeout:g}s"
+                )
+                return error, "not_sent" if not_sent else "timeout", True
+            except httpx.TransportError as exc:
+                self._record(method, template, "connection_error", start, None)
+                if _tls_failure(exc):
+                    # A certificate problem does not go away by asking again.
+                    return TransportError(f"{method} {template}: TLS failure: {exc}"), "tls", False
+                not_sent = isinstance(exc, httpx.ConnectError)
+                error = TransportError(f"{method} {template}: {type(exc).__name__}: {exc}")
+                return error, "not_sent" if not_sent else "connection_error", True
+            except CCEError:
+                # Raised by the auth flow (IAM refused the password, token file unreadable...):
+                # the auth layer already did its one retry.
+                self._record(method, template, "auth_error", start, None)
+                raise
+            self._record(method, template, response.status_code, start, response)
+            return response
+
+    def _record(
+        self,
+        method: str,
+        template: str,
+        code: int | str,
+        start: float,
+        response: httpx.Response | None,
+    ) -> None:
+        seconds = self._clock() - start
+        self.metrics.observe(template, method, code, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s -> %s in %.3fs (request id %s)",
+                method,
+                template,
+                code,
+                seconds,
+                _request_id(response.headers) if response is not None else None,
+            )
+
+
+__all__ = [
+    "ADDONS",
+    "AWAKE",
+    "CLUSTER",
+    "CLUSTERS",
+    "HIBERNATE",
+    "JOB",
+    "NODEPOOLS",
+    "NODES",
+    "PROJECTS",
+    "QUOTAS",
+    "RETRY_STATUSES",
+    "CCEClient",
+    "TokenBucket",
+    "default_addon_endpoint",
+]
