@@ -283,23 +283,31 @@ async def test_resolve_project_id(make_client: Callable[..., CCEClient]) -> None
         return json_response(200, {"projects": projects})
 
     assert (
-        await CCEClient.resolve_project_id(
+        await CCEClient.lookup_project_id(
             IAM, HeaderAuth(), "cn-north-4", transport=httpx.MockTransport(handler)
         )
         == "p-1"
     )
     async with make_client(handler) as client:
         with pytest.raises(CCEError, match="no IAM project named 'nope'"):
-            await client.find_project_id("nope")
+            await client.resolve_project_id("nope")
         with pytest.raises(CCEError, match="2 IAM projects named 'twice'"):
-            await client.find_project_id("twice")
+            await client.resolve_project_id("twice")
     assert names == ["cn-north-4", "nope", "twice"]
 
 
-async def test_list_projects_needs_an_iam_endpoint(make_client: Callable[..., CCEClient]) -> None:
-    async with make_client(lambda r: json_response(200, {}), iam_endpoint=None) as client:
-        with pytest.raises(ValueError, match="iam_endpoint"):
-            await client.list_projects()
+async def test_iam_calls_fall_back_to_the_cce_endpoint(
+    make_client: Callable[..., CCEClient],
+) -> None:
+    urls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        return json_response(200, {"projects": [{"id": "p-9", "name": "r"}]})
+
+    async with make_client(handler, iam_endpoint=None) as client:
+        assert await client.resolve_project_id("r") == "p-9"
+    assert urls == [f"{BASE}/v3/projects?name=r"]
 
 
 # --- retries ------------------------------------------------------------------------------------

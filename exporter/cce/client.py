@@ -7,7 +7,8 @@ owns the policies below; the typed methods only build paths and parse bodies.
 Hosts (API reference 1.1)
     Cluster management, jobs and quotas use ``endpoint``. Add-ons use ``addon_endpoint``, a
     template that may contain ``{cluster_id}``; by default ``https://{cluster_id}.<endpoint host>``
-    (the add-on manager is reached through a per-cluster host name). IAM uses ``iam_endpoint``.
+    (the add-on manager is reached through a per-cluster host name). IAM uses ``iam_endpoint``,
+    or ``endpoint`` when it is not set.
 
 Retries
     Retried, with exponential backoff and full jitter (``uniform(0, min(cap, base * 2**n))``):
@@ -230,7 +231,9 @@ class CCEClient:
             if addon_endpoint
             else default_addon_endpoint(self.endpoint)
         )
-        self.iam_endpoint = _normalize_base(iam_endpoint) if iam_endpoint else None
+        # Without an IAM endpoint, IAM calls go to the CCE endpoint (one host serving both, as
+        # the auth layer assumes too).
+        self.iam_endpoint = _normalize_base(iam_endpoint) if iam_endpoint else self.endpoint
         self.project_id = project_id
         self.timeout = timeout
         self.max_retries = max_retries
@@ -316,7 +319,7 @@ class CCEClient:
         url = self.endpoint + _path(NODES, project_id=self.project_id, cluster_id=cluster_id)
         return (await self._get(NodeList, NODES, url)).items
 
-    async def list_nodepools(self, cluster_id: str, *, show_default: bool = True) -> list[NodePool]:
+    async def list_nodepools(self, cluster_id: str, show_default: bool = True) -> list[NodePool]:
         """All node pools of a cluster, the default pool included unless ``show_default=False``."""
         url = self.endpoint + _path(NODEPOOLS, project_id=self.project_id, cluster_id=cluster_id)
         params = {"showDefaultNodePool": "true"} if show_default else None
@@ -350,8 +353,6 @@ class CCEClient:
     async def list_projects(self, name: str | None = None) -> list[Project]:
         """IAM projects visible to the credentials (``GET {iam_endpoint}/v3/projects``),
         filtered by exact name when ``name`` is given."""
-        if self.iam_endpoint is None:
-            raise ValueError("iam_endpoint is not configured")
         params = {"name": name} if name else None
         projects = (
             await self._get(ProjectList, PROJECTS, self.iam_endpoint + PROJECTS, params=params)
@@ -359,23 +360,23 @@ class CCEClient:
         # Filter again: a server that ignores the parameter must not make us pick a wrong project.
         return [p for p in projects if name is None or p.name == name]
 
-    async def find_project_id(self, name: str) -> str:
-        """The ID of the IAM project called ``name``; :class:`CCEError` if there is none or the
-        name is ambiguous."""
-        ids = {p.id for p in await self.list_projects(name) if p.id}
+    async def resolve_project_id(self, project_name: str) -> str:
+        """The ID of the IAM project called ``project_name``; :class:`CCEError` if there is
+        none or the name is ambiguous."""
+        ids = {p.id for p in await self.list_projects(project_name) if p.id}
         if len(ids) != 1:
             what = "no IAM project" if not ids else f"{len(ids)} IAM projects"
-            raise CCEError(f"{what} named {name!r} visible to these credentials")
+            raise CCEError(f"{what} named {project_name!r} visible to these credentials")
         return ids.pop()
 
     @classmethod
-    async def resolve_project_id(
+    async def lookup_project_id(
         cls, iam_endpoint: str, auth: httpx.Auth, project_name: str, **kwargs: Any
     ) -> str:
-        """Turn a project name into its ID with a short-lived client (``kwargs`` as for the
-        constructor: ``ca_file``, ``timeout``, ``transport``...)."""
+        """:meth:`resolve_project_id` with a short-lived client, for when no client exists yet
+        (``kwargs`` as for the constructor: ``ca_file``, ``timeout``, ``transport``...)."""
         async with cls(iam_endpoint, auth, "", iam_endpoint=iam_endpoint, **kwargs) as client:
-            return await client.find_project_id(project_name)
+            return await client.resolve_project_id(project_name)
 
     # --- plumbing -----------------------------------------------------------------------------
 
