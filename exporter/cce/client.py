@@ -16,7 +16,7 @@ Retries
     connection errors. The reference (3.2) advises against retrying 503; this client retries it
     anyway, but only after the backoff, because in practice 503 is what gateways answer while a
     backend restarts. Never retried: every other 4xx (400, 401, 403, 404, 409...), 500 and 501
-    (the add-on manager answers 500 for persistent faults), TLS verification failures.
+    (the add-on manager answers 500 for persistent faults), refused certificates.
     Retries are bounded twice: at most ``max_retries`` after the first attempt, and never past
     ``retry_deadline`` seconds after the call started (a wait, ``Retry-After`` included, that
     would end past the deadline is not started: the last error is raised instead; each attempt's
@@ -146,11 +146,12 @@ def _request_id(headers: httpx.Headers) -> str | None:
 
 
 def _tls_failure(exc: BaseException) -> bool:
-    """Whether an httpx error was caused by a TLS handshake or verification failure."""
+    """Whether an httpx error was caused by a refused certificate (other TLS errors, such as a
+    handshake cut short, can be transient and stay retryable)."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
-        if isinstance(cur, ssl.SSLError):
+        if isinstance(cur, ssl.SSLCertVerificationError):
             return True
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
@@ -514,7 +515,10 @@ class CCEClient:
                 self._record(method, template, "connection_error", start, None)
                 if _tls_failure(exc):
                     # A certificate problem does not go away by asking again.
-                    return TransportError(f"{method} {template}: TLS failure: {exc}"), "tls", False
+                    error = TransportError(
+                        f"{method} {template}: TLS certificate verification failed: {exc}"
+                    )
+                    return error, "tls", False
                 not_sent = isinstance(exc, httpx.ConnectError)
                 error = TransportError(f"{method} {template}: {type(exc).__name__}: {exc}")
                 return error, "not_sent" if not_sent else "connection_error", True
