@@ -848,3 +848,16 @@ async def test_debug_log_has_template_status_and_request_id_but_no_secrets(
     ]
     assert SECRET_TOKEN not in caplog.text
     assert "SECRET" not in repr(client).upper()
+
+
+async def test_closing_the_client_closes_the_auth() -> None:
+    class ClosableAuth(HeaderAuth):
+        closed = 0
+
+        async def aclose(self) -> None:
+            self.closed += 1
+
+    auth = ClosableAuth()
+    async with CCEClient(BASE, auth, PROJECT, transport=httpx.MockTransport(json_response)):
+        pass
+    assert auth.closed == 1

@@ -263,6 +263,7 @@ class CCEClient:
             verify = ssl.create_default_context(cafile=str(ca_file))
         else:
             verify = True
+        self._auth = auth
         self._http = httpx.AsyncClient(
             auth=auth,
             verify=verify,
@@ -292,8 +293,12 @@ class CCEClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool, and the auth's own resources (PasswordAuth's IAM client):
+        the client owns the auth it was given."""
         await self._http.aclose()
+        close = getattr(self._auth, "aclose", None)
+        if close is not None:
+            await close()
 
     # --- typed methods ------------------------------------------------------------------------
 
