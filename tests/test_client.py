@@ -858,6 +858,8 @@ async def test_closing_the_client_closes_the_auth() -> None:
             self.closed += 1
 
     auth = ClosableAuth()
-    async with CCEClient(BASE, auth, PROJECT, transport=httpx.MockTransport(json_response)):
+    async with CCEClient(
+        BASE, auth, PROJECT, transport=httpx.MockTransport(lambda r: httpx.Response(200))
+    ):
         pass
     assert auth.closed == 1
