@@ -1,0 +1,701 @@
+"""The exporter's HTTP server: Starlette routes served by uvicorn.
+
+Routes::
+
+    GET /metrics   the last rendered exposition: OpenMetrics 1.0.0 when the Accept header asks for
+                   it, Prometheus text 0.0.4 otherwise; gzip when Accept-Encoding allows it.
+                   503 before the first collection.
+    GET /healthz   200 "ok" while the process runs (liveness)
+    GET /readyz    200 "ready", or 503 with one reason per line (readiness)
+    GET /          a small HTML status page (targets, per-resource collections, clusters)
+
+A scrape does no work beyond content negotiation: the collector renders the exposition (and its
+gzip) once per collection and swaps it in; this module only picks which bytes to send. The web
+layer knows the collector through the :class:`StatusSource` protocol and never imports the API
+client.
+
+Optional TLS, basic auth and extra response headers come from a web config file in the Prometheus
+exporter-toolkit format (:mod:`exporter.webconfig`); auth applies to every route.
+
+:class:`Server` runs the app on an already-bound socket (``listen`` may use port 0; ``.port``
+tells the real one) and stops gracefully: the listener closes, in-flight requests finish, then the
+``on_shutdown`` hooks run. :func:`serve` adds SIGTERM/SIGINT handling for the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import html
+import logging
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from exporter.webconfig import BasicAuthVerifier, WebConfig
+
+__all__ = [
+    "ClusterRow",
+    "ExpositionLike",
+    "ResourceStatus",
+    "Server",
+    "StatusSource",
+    "StatusView",
+    "TargetStatus",
+    "Timestamp",
+    "build_app",
+    "parse_listen",
+    "serve",
+]
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger(__name__ + ".access")
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+REALM = "cce-exporter"
+
+
+# --- the interfaces the collector implements --------------------------------------------------
+
+
+class ExpositionLike(Protocol):
+    """One rendered exposition (``exporter.metrics``' Exposition implements it)."""
+
+    @property
+    def text(self) -> bytes:
+        """Prometheus text format 0.0.4."""
+
+    @property
+    def openmetrics(self) -> bytes:
+        """OpenMetrics 1.0.0, ``# EOF`` included."""
+
+    @property
+    def text_gzip(self) -> bytes:
+        """gzip of :attr:`text`, computed once."""
+
+    @property
+    def openmetrics_gzip(self) -> bytes:
+        """gzip of :attr:`openmetrics`, computed once."""
+
+
+#: A point in time: an aware datetime, or Unix seconds (what ``time.time()`` gives).
+Timestamp = datetime | float
+
+
+def _as_datetime(when: Timestamp) -> datetime:
+    if isinstance(when, datetime):
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(when, UTC)
+
+
+@dataclass(frozen=True)
+class ResourceStatus:
+    """The last collection of one resource kind (clusters, nodes, ...) of one target."""
+
+    resource: str
+    interval: float  # seconds between collections
+    last_success: Timestamp | None  # when the last successful collection ended
+    last_duration: float | None  # seconds the last collection took
+    success: bool | None  # outcome of the last collection; None before the first
+    error: str | None = None  # the last error's message when success is False
+    last_attempt: Timestamp | None = None  # when the last collection ended, success or not
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    name: str
+    id: str
+    phase: str
+    nodes: int | None = None
+    nodes_active: int | None = None
+    phase_since: Timestamp | None = None  # when the exporter first saw the current phase
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    name: str
+    project_id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    resources: Sequence[ResourceStatus] = ()
+    clusters: Sequence[ClusterRow] = ()
+
+
+@dataclass(frozen=True)
+class StatusView:
+    version: str
+    started_at: Timestamp
+    targets: Sequence[TargetStatus] = ()
+
+
+class StatusSource(Protocol):
+    """What the web layer asks of the collector; every call must be cheap and non-blocking."""
+
+    def exposition(self) -> ExpositionLike | None:
+        """The last rendered exposition; None before the first render."""
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """(ready, reasons when not ready)."""
+
+    def status(self) -> StatusView:
+        """A snapshot for the HTML status page."""
+
+
+# --- content negotiation -----------------------------------------------------------------------
+
+
+def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
+    """Parse an Accept / Accept-Encoding header into (value, params, q) triples."""
+    out: list[tuple[str, dict[str, str], float]] = []
+    for part in header.split(","):
+        pieces = [p.strip() for p in part.split(";")]
+        value = pieces[0].lower()
+        if not value:
+            continue
+        params: dict[str, str] = {}
+        for piece in pieces[1:]:
+            name, _, v = piece.partition("=")
+            params[name.strip().lower()] = v.strip().strip('"')
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 0.0
+        out.append((value, params, q))
+    return out
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether to answer OpenMetrics: asked for with a q at least that of the text format.
+
+    Prometheus sends e.g. ``application/openmetrics-text;version=1.0.0;q=0.5,...,
+    text/plain;version=0.0.4;q=0.3,*/*;q=0.2``. ``*/*`` alone gets the text format, as with
+    every Prometheus client library.
+    """
+    om_q = 0.0
+    text_q = 0.0
+    for value, params, q in _media_ranges(accept):
+        if value == "application/openmetrics-text":
+            if params.get("version", "1.0.0") in ("1.0.0", "0.0.1"):
+                om_q = max(om_q, q)
+        elif value in ("text/*", "*/*") or (
+            value == "text/plain" and params.get("version", "0.0.4") == "0.0.4"
+        ):
+            text_q = max(text_q, q)
+    return om_q > 0 and om_q >= text_q
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    gzip_q: float | None = None
+    star_q: float | None = None
+    for value, _params, q in _media_ranges(accept_encoding):
+        if value in ("gzip", "x-gzip"):
+            gzip_q = q
+        elif value == "*":
+            star_q = q
+    if gzip_q is not None:
+        return gzip_q > 0
+    return star_q is not None and star_q > 0
+
+
+# --- the status page ---------------------------------------------------------------------------
+
+_PHASE_CLASS = {
+    "Available": "ok",
+    "Hibernation": "sleep",
+    "Hibernating": "busy",
+    "Awaking": "busy",
+    "Creating": "busy",
+    "Upgrading": "busy",
+    "Resizing": "busy",
+    "ScalingUp": "busy",
+    "ScalingDown": "busy",
+    "RollingBack": "busy",
+    "Deleting": "busy",
+    "Empty": "sleep",
+    "Unavailable": "bad",
+    "RollbackFailed": "bad",
+    "Error": "bad",
+}
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:72em;
+padding:0 1em;color:#1f2328;background:#fff}
+h1{font-size:1.5em;margin:0 0 .2em}h2{font-size:1.15em;margin:1.6em 0 .4em}
+h3{font-size:1em;margin:1em 0 .3em;color:#57606a}
+.meta,.links{color:#57606a}.links a{margin-right:1em}
+table{border-collapse:collapse;width:100%;margin:.3em 0 1em}
+th,td{text-align:left;padding:.3em .7em;border-bottom:1px solid #d0d7de;vertical-align:top}
+th{background:#f6f8fa;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+code{font-size:.92em}
+.label{display:inline-block;background:#eef1f4;border-radius:3px;padding:0 .4em;
+margin:0 .3em .2em 0}
+.phase{display:inline-block;border-radius:10px;padding:0 .6em;font-weight:600}
+.ok{background:#dafbe1;color:#116329}.bad{background:#ffebe9;color:#a40e26}
+.busy{background:#fff8c5;color:#7d4e00}.sleep{background:#ddf4ff;color:#0550ae}
+.unknown{background:#eef1f4;color:#57606a}
+.err{color:#a40e26}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def format_age(seconds: float) -> str:
+    """A short human duration: ``42s``, ``5m 3s``, ``2h 10m``, ``3d 4h``."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m {s}s"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h {m}m"
+    d, h = divmod(h, 24)
+    return f"{d}d {h}h"
+
+
+def _ago(when: Timestamp | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    at = _as_datetime(when)
+    age = format_age((now - at).total_seconds())
+    return f'<span title="{_e(at.isoformat(timespec="seconds"))}">{age} ago</span>'
+
+
+def _count(value: int | None) -> str:
+    return "&ndash;" if value is None else str(value)
+
+
+def _resource_rows(resources: Sequence[ResourceStatus], now: datetime) -> str:
+    if not resources:
+        return "<p class=meta>No collections scheduled.</p>"
+    rows = []
+    for r in resources:
+        if r.success is None:
+            outcome = '<span class="phase unknown">pending</span>'
+        elif r.success:
+            outcome = '<span class="phase ok">ok</span>'
+        else:
+            outcome = (
+                f'<span class="phase bad">error</span> <span class=err>{_e(r.error or "")}</span>'
+            )
+        duration = "&ndash;" if r.last_duration is None else f"{r.last_duration:.2f}s"
+        last_attempt = r.last_attempt
+        if last_attempt is None and r.success:  # a source that tracks successes only
+            last_attempt = r.last_success
+        rows.append(
+            f"<tr><td>{_e(r.resource)}</td><td class=num>{format_age(r.interval)}</td>"
+            f"<td>{_ago(last_attempt, now)}</td><td>{_ago(r.last_success, now)}</td>"
+            f"<td class=num>{duration}</td><td>{outcome}</td></tr>"
+        )
+    return (
+        "<table><tr><th>resource</th><th>every</th><th>last collection</th>"
+        "<th>last success</th><th>duration</th><th>result</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _cluster_rows(clusters: Sequence[ClusterRow], now: datetime) -> str:
+    if not clusters:
+        return "<p class=meta>No clusters seen yet.</p>"
+    rows = []
+    for c in sorted(clusters, key=lambda c: (c.name, c.id)):
+        css = _PHASE_CLASS.get(c.phase, "unknown")
+        since = "&ndash;" if c.phase_since is None else _ago(c.phase_since, now)
+        rows.append(
+            f"<tr><td>{_e(c.name)}</td><td><code>{_e(c.id)}</code></td>"
+            f'<td><span class="phase {css}">{_e(c.phase)}</span></td>'
+            f"<td class=num>{_count(c.nodes_active)} / {_count(c.nodes)}</td>"
+            f"<td>{since}</td></tr>"
+        )
+    return (
+        "<table><tr><th>cluster</th><th>id</th><th>phase</th><th>nodes active / total</th>"
+        "<th>in phase for</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def render_status_page(view: StatusView, now: datetime, ready: tuple[bool, list[str]]) -> str:
+    """The HTML of ``GET /``; every value from the view is escaped."""
+    is_ready, reasons = ready
+    if is_ready:
+        readiness = '<span class="phase ok">ready</span>'
+    else:
+        readiness = '<span class="phase bad">not ready</span> ' + "; ".join(
+            f"<span class=err>{_e(r)}</span>" for r in reasons
+        )
+    parts = [
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+        '<meta name=viewport content="width=device-width, initial-scale=1">',
+        f"<title>cce-exporter</title><style>{_CSS}</style></head><body>",
+        "<h1>cce-exporter</h1>",
+        f"<p class=meta>version {_e(view.version)} &middot; up "
+        f"{format_age((now - _as_datetime(view.started_at)).total_seconds())} &middot; "
+        f"{readiness}</p>",
+        '<p class=links><a href="metrics">/metrics</a><a href="healthz">/healthz</a>'
+        '<a href="readyz">/readyz</a></p>',
+    ]
+    if not view.targets:
+        parts.append("<p class=meta>No targets configured.</p>")
+    for t in view.targets:
+        labels = "".join(
+            f"<span class=label>{_e(k)}=&quot;{_e(v)}&quot;</span>"
+            for k, v in sorted(t.labels.items())
+        )
+        parts.append(
+            f"<h2>{_e(t.name)}</h2><p class=meta>project <code>{_e(t.project_id)}</code></p>"
+        )
+        if labels:
+            parts.append(f"<p>{labels}</p>")
+        parts.append("<h3>Collections</h3>")
+        parts.append(_resource_rows(t.resources, now))
+        parts.append("<h3>Clusters</h3>")
+        parts.append(_cluster_rows(t.clusters, now))
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_app(
+    source: StatusSource,
+    *,
+    web_config: WebConfig | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    clock: Callable[[], datetime] = _utcnow,
+) -> Starlette:
+    """The ASGI app. ``on_shutdown`` hooks run, in order, after in-flight requests finished."""
+
+    async def metrics(request: Request) -> Response:
+        exposition = source.exposition()
+        if exposition is None:
+            return PlainTextResponse("no collection has completed yet\n", status_code=503)
+        headers = {"Vary": "Accept, Accept-Encoding", "Cache-Control": "no-store"}
+        openmetrics = wants_openmetrics(request.headers.get("accept", ""))
+        if accepts_gzip(request.headers.get("accept-encoding", "")):
+            body = exposition.openmetrics_gzip if openmetrics else exposition.text_gzip
+            headers["Content-Encoding"] = "gzip"
+        else:
+            body = exposition.openmetrics if openmetrics else exposition.text
+        media = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        # Starlette would append its own charset to a text/* type without one; ours carry it.
+        return Response(body, headers=headers, media_type=media)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        ready, reasons = source.readiness()
+        if ready:
+            return PlainTextResponse("ready\n")
+        text = "".join(f"{r}\n" for r in reasons) or "not ready\n"
+        return PlainTextResponse(text, status_code=503)
+
+    async def index(request: Request) -> Response:
+        page = render_status_page(source.status(), clock(), source.readiness())
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        for hook in on_shutdown:
+            # One failing hook must not keep the next (the state file, say) from running.
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook %s failed", getattr(hook, "__qualname__", hook))
+
+    routes: list[BaseRoute] = [
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/", index, methods=["GET"]),
+        *extra_routes,
+    ]
+    config = web_config or WebConfig()
+    verifier = BasicAuthVerifier(config.basic_auth_users) if config.auth_enabled else None
+    middleware = [Middleware(_Guard, verifier=verifier, headers=dict(config.headers))]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+class _Guard:
+    """Access log (DEBUG), error log, configured headers and basic auth, in one ASGI layer.
+
+    Headers go on every answer (401s and 500s included); an exception from a route is logged here
+    and answered with a plain 500, so uvicorn does not log it a second time.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, verifier: BasicAuthVerifier | None, headers: Mapping[str, str]
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if self.headers:
+                    message["headers"] = [*message.get("headers", []), *self.headers]
+            await send(message)
+
+        try:
+            if self.verifier is not None and not await self._authorized(scope):
+                response: Response = PlainTextResponse(
+                    "unauthorized\n",
+                    status_code=401,
+                    headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
+                )
+                await response(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
+        except Exception:
+            log.exception("error serving %s %s", scope.get("method"), scope.get("path"))
+            if status == 0:
+                await PlainTextResponse("internal server error\n", status_code=500)(
+                    scope, receive, send_wrapper
+                )
+        finally:
+            if access_log.isEnabledFor(logging.DEBUG):
+                client = scope.get("client")
+                access_log.debug(
+                    "%s %s %s -> %d in %.1f ms",
+                    client[0] if client else "-",
+                    scope.get("method"),
+                    scope.get("path"),
+                    status,
+                    (time.perf_counter() - start) * 1000,
+                )
+
+    async def _authorized(self, scope: Scope) -> bool:
+        assert self.verifier is not None
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if header is None:
+            return False
+        scheme, _, encoded = header.partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return False
+        return await self.verifier.verify(user, password)
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``host:port``, ``:port`` (all interfaces), ``[v6]:port`` -> (host, port); host may be ""."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep:
+        raise ValueError(f"listen address {listen!r}: expected host:port, e.g. :9100")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"listen address {listen!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"listen address {listen!r}: port {port} is out of range")
+    return host, port
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket; "" (and "::") mean every interface, of both IP families if possible."""
+    if host in ("", "::") and socket.has_dualstack_ipv6():
+        return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    if host == "":
+        return socket.create_server(("0.0.0.0", port))  # noqa: S104 - asked for all interfaces
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = infos[0]
+    return socket.create_server(address[:2], family=family)
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn's server without its own signal handling, with a startup event."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.started_event = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        # Signals are handled by serve(): uvicorn's handler would re-raise them after shutdown
+        # and so turn a clean SIGTERM stop into a killed process.
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.started_event.set()
+
+
+class Server:
+    """The app on a bound socket. ``await start()``; ``.port``; ``await stop()``.
+
+    ``stop()`` closes the listener, lets in-flight requests finish (up to ``grace`` seconds) and
+    then runs the app's ``on_shutdown`` hooks.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        listen: str,
+        web_config: WebConfig | None = None,
+        *,
+        grace: int = 30,
+    ) -> None:
+        self._host, self._port = parse_listen(listen)
+        self.web_config = web_config
+        ssl_ctx = web_config.tls.ssl_context() if web_config and web_config.tls else None
+        self.tls = ssl_ctx is not None
+        self._config = uvicorn.Config(
+            app,
+            lifespan="on",
+            log_config=None,
+            access_log=False,  # ours logs at DEBUG: scrapes are frequent
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=grace,
+            ssl_context_factory=(lambda _config, _default: ssl_ctx) if ssl_ctx else None,
+        )
+        self._server = _UvicornServer(self._config)
+        self._sock: socket.socket | None = None
+        self._bound_port: int | None = None  # kept: the socket is closed at shutdown
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._bound_port is None:
+            raise RuntimeError("the server is not started")
+        return self._bound_port
+
+    @property
+    def url(self) -> str:
+        """Base URL to reach the server locally (for logs and tests)."""
+        host = self._host or "127.0.0.1"
+        if host in ("0.0.0.0", "::"):  # noqa: S104 - not binding, naming a reachable address
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind, start serving, and return once connections are accepted."""
+        if self._task is not None:
+            raise RuntimeError("the server is already started")
+        try:
+            self._sock = _bind(self._host, self._port)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot listen on {self._host}:{self._port}: {exc.strerror}"
+            ) from None
+        self._bound_port = int(self._sock.getsockname()[1])
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        started = asyncio.create_task(self._server.started_event.wait())
+        await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not self._server.started_event.is_set():
+            started.cancel()
+            await self._task  # raises what failed
+            raise RuntimeError("the web server stopped during start-up")
+        log.info("listening on %s", self.url)
+
+    def request_stop(self, *, force: bool = False) -> None:
+        """Begin a graceful stop (``force``: skip waiting for in-flight requests and the hooks)."""
+        self._server.should_exit = True
+        if force:
+            self._server.force_exit = True
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self._server.should_exit)
+
+    async def wait(self) -> None:
+        """Until the server has stopped."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        """Stop gracefully and wait for it."""
+        self.request_stop()
+        await self.wait()
+
+
+async def serve(
+    app: ASGIApp,
+    listen: str,
+    web_config: WebConfig | None,
+    *,
+    ready: asyncio.Event | None = None,
+    on_started: Callable[[Server], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully (a second SIGINT forces the stop).
+
+    ``ready`` is set, and ``on_started`` called with the :class:`Server`, once connections are
+    accepted. Signal handlers are installed only when running in the main thread.
+    """
+    server = Server(app, listen, web_config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        force = server.stopping and sig == signal.SIGINT
+        log.info("received %s, %s", sig.name, "stopping now" if force else "stopping gracefully")
+        server.request_stop(force=force)
+
+    installed: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed[sig] = previous
+        except (NotImplementedError, RuntimeError, ValueError):
+            break  # not the main thread, or no signal support: the caller stops us
+    try:
+        if on_started is not None:
+            on_started(server)
+        if ready is not None:
+            ready.set()
+        await server.wait()
+    finally:
+        for sig, previous in installed.items():
+            loop.remove_signal_handler(sig)
+            # remove_signal_handler resets to the default; give back what was there before.
+            if previous is not None:
+                signal.signal(sig, previous)
+        if not server.stopping:
+            await server.stop()
