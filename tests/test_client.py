@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from freezegun import freeze_time
 from prometheus_client import CollectorRegistry
 
+from exporter.cce.auth import AkSkAuth, PasswordAuth
 from exporter.cce.client import CCEClient, TokenBucket, default_addon_endpoint
 from exporter.cce.errors import (
     AuthenticationFailed,
@@ -31,6 +34,7 @@ from exporter.cce.errors import (
     TransportError,
 )
 from exporter.cce.instrumentation import ApiMetrics
+from exporter.simulator.server import Simulator, running_simulator
 
 PROJECT = "proj-0a1b2c"
 CLUSTER_ID = "c0ffee00-5539-11e9-95f7-0255ac10177e"
@@ -863,3 +867,194 @@ async def test_closing_the_client_closes_the_auth() -> None:
     ):
         pass
     assert auth.closed == 1
+
+
+# --- against the simulator, over loopback HTTP --------------------------------------------------
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    # A frozen simulator clock: tokens and phases change only when a test advances it.
+    async with running_simulator(clusters=4, nodes_per_cluster=3, seed=11, clock_frozen=True) as s:
+        yield s
+
+
+def sim_client(sim: Simulator, auth: httpx.Auth, metrics: ApiMetrics) -> CCEClient:
+    return CCEClient(
+        sim.base_url,
+        auth,
+        sim.credentials.project_id,
+        addon_endpoint=sim.base_url,
+        iam_endpoint=sim.base_url,
+        metrics=metrics,
+        timeout=5,
+    )
+
+
+def password_auth(sim: Simulator, metrics: ApiMetrics | None = None) -> PasswordAuth:
+    c = sim.credentials
+    return PasswordAuth(
+        sim.base_url,
+        c.username,
+        c.password,
+        c.domain,
+        project_name=c.project_name,
+        on_refresh=metrics.auth_refresh if metrics else None,
+    )
+
+
+async def exercise_every_read(client: CCEClient, sim: Simulator) -> None:
+    clusters = await client.list_clusters()
+    assert sorted(c.id or "" for c in clusters) == sorted(sim.world.clusters)
+    first = clusters[0]
+    assert first.id is not None
+    one = await client.get_cluster(first.id)
+    assert (one.id, one.name) == (first.id, first.name)
+    assert one.total_nodes is not None  # detail=true was sent and honoured
+    nodes = await client.list_nodes(first.id)
+    assert nodes and all(n.id and n.phase for n in nodes)
+    pools = await client.list_nodepools(first.id)
+    without_default = await client.list_nodepools(first.id, show_default=False)
+    assert len(pools) == len(without_default) + 1
+    addons = await client.list_addons(first.id)
+    assert addons and all(a.name and a.status.status for a in addons)
+    quotas = await client.get_quotas()
+    assert "cluster" in {q.quota_key for q in quotas}
+    job_id = next(iter(sim.world.jobs))
+    job = await client.get_job(job_id)
+    assert job.id == job_id and job.phase in ("Initializing", "Running", "Failed", "Success")
+    assert await client.resolve_project_id(sim.credentials.project_name) == (
+        sim.credentials.project_id
+    )
+
+
+async def test_every_read_against_the_simulator_with_aksk(sim: Simulator) -> None:
+    c = sim.credentials
+    registry = CollectorRegistry()
+    async with sim_client(sim, AkSkAuth(c.ak, c.sk, c.project_id), ApiMetrics(registry)) as client:
+        await exercise_every_read(client, sim)
+    assert sim.app.requests["iam_tokens"] == 0
+    codes = {
+        s.labels["code"]
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "cce_exporter_api_requests_total"
+    }
+    assert codes == {"200"}
+
+
+async def test_every_read_against_the_simulator_with_a_password(sim: Simulator) -> None:
+    registry = CollectorRegistry()
+    metrics = ApiMetrics(registry)
+    async with sim_client(sim, password_auth(sim, metrics), metrics) as client:
+        await exercise_every_read(client, sim)
+    # One token for the whole session, counted.
+    assert sim.app.requests["iam_tokens"] == 1
+    assert sample(registry, "cce_exporter_auth_refreshes_total", result="success") == 1
+
+
+async def test_hibernate_and_awake_against_the_simulator(sim: Simulator) -> None:
+    c = sim.credentials
+    async with sim_client(sim, AkSkAuth(c.ak, c.sk), ApiMetrics(CollectorRegistry())) as client:
+        available = [x for x in await client.list_clusters() if x.phase == "Available"]
+        assert available, "the seed should give at least one Available cluster"
+        cluster_id = available[0].id
+        assert cluster_id is not None
+        assert await client.hibernate(cluster_id) is None
+        assert (await client.get_cluster(cluster_id)).phase == "Hibernating"
+        # Hibernating an already hibernating cluster is refused, and not retried.
+        with pytest.raises(BadRequest) as info:
+            await client.hibernate(cluster_id)
+        assert info.value.request_id  # the simulator's X-Request-Id is kept
+        sim.advance(3600)
+        assert (await client.get_cluster(cluster_id)).phase == "Hibernation"
+        assert await client.awake(cluster_id) is None
+        assert (await client.get_cluster(cluster_id)).phase == "Awaking"
+    assert sim.app.requests["hibernate"] == 2
+    assert sim.app.requests["awake"] == 1
+
+
+async def test_token_fetch_is_single_flight(sim: Simulator) -> None:
+    registry = CollectorRegistry()
+    metrics = ApiMetrics(registry)
+    cluster_id = next(iter(sim.world.clusters))
+    async with sim_client(sim, password_auth(sim, metrics), metrics) as client:
+        results = await asyncio.gather(*(client.list_nodes(cluster_id) for _ in range(16)))
+    assert all(results)
+    assert sim.app.requests["iam_tokens"] == 1
+    assert sim.app.requests["nodes"] == 16
+    assert sample(registry, "cce_exporter_auth_refreshes_total", result="success") == 1
+
+
+async def test_a_token_near_expiry_is_refreshed_before_use(sim: Simulator) -> None:
+    auth = password_auth(sim)
+    start = datetime.now(UTC)
+    async with sim_client(sim, auth, ApiMetrics(CollectorRegistry())) as client:
+        with freeze_time(start, real_asyncio=True) as frozen:
+            await client.get_quotas()
+            assert sim.app.requests["iam_tokens"] == 1
+            frozen.tick(timedelta(hours=1))
+            await client.get_quotas()
+            assert sim.app.requests["iam_tokens"] == 1  # still fresh: reused
+            # Within the refresh margin of the 24 h lifetime: a new token before the call.
+            frozen.move_to(start + timedelta(hours=23, minutes=55))
+            await client.get_quotas()
+            assert sim.app.requests["iam_tokens"] == 2
+    assert sim.app.requests["quotas"] == 3
+
+
+async def test_a_rejected_token_is_refreshed_once_and_the_call_retried(sim: Simulator) -> None:
+    registry = CollectorRegistry()
+    metrics = ApiMetrics(registry)
+    async with sim_client(sim, password_auth(sim, metrics), metrics) as client:
+        await client.get_quotas()
+        # The simulator's clock passes the token's expiry; our clock does not know.
+        sim.advance(25 * 3600)
+        quotas = await client.get_quotas()
+    assert quotas
+    assert sim.app.requests["iam_tokens"] == 2
+    assert sim.app.requests["quotas"] == 3  # the first call, the 401, the retry
+    # The auth layer's retry is inside one call: no client-level retry was counted.
+    assert (
+        sample(
+            registry,
+            "cce_exporter_api_requests_total",
+            endpoint="/api/v3/projects/{project_id}/quotas",
+            method="GET",
+            code="200",
+        )
+        == 2
+    )
+
+
+async def test_wrong_password_is_an_authentication_failure(sim: Simulator) -> None:
+    c = sim.credentials
+    auth = PasswordAuth(
+        sim.base_url, c.username, "not-the-password", c.domain, project_name=c.project_name
+    )
+    async with sim_client(sim, auth, ApiMetrics(CollectorRegistry())) as client:
+        with pytest.raises(AuthenticationFailed) as info:
+            await client.list_clusters()
+    assert "not-the-password" not in str(info.value)
+    assert sim.app.requests["clusters"] == 0
+
+
+async def test_simulator_faults_are_retried_or_reported(sim: Simulator) -> None:
+    c = sim.credentials
+    registry = CollectorRegistry()
+    async with sim_client(sim, AkSkAuth(c.ak, c.sk), ApiMetrics(registry)) as client:
+        client.backoff_base = 0.001  # real sleeps here: keep them tiny
+        sim.faults.add("http_503", count=1, path="/quotas")
+        sim.faults.add("http_429", count=1, path="/quotas", retry_after=0)
+        assert await client.get_quotas()
+        sim.faults.add("truncated_json", count=1, path="/quotas")
+        with pytest.raises(ResponseParseError):
+            await client.get_quotas()
+        sim.faults.add("http_500", count=1, path="/api/v3/addons")
+        cluster_id = next(iter(sim.world.clusters))
+        with pytest.raises(ServerError) as info:
+            await client.list_addons(cluster_id)
+    assert info.value.code == "SVCSTG.CCE-ADDONMGR.500"
+    endpoint = "/api/v3/projects/{project_id}/quotas"
+    assert sample(registry, "cce_exporter_api_retries_total", endpoint=endpoint, reason="503") == 1
+    assert sample(registry, "cce_exporter_api_retries_total", endpoint=endpoint, reason="429") == 1
