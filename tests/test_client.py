@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,7 @@ from exporter.cce.errors import (
     TransportError,
 )
 from exporter.cce.instrumentation import ApiMetrics
-from exporter.simulator.server import Simulator, running_simulator
+from exporter.simulator import Simulator
 
 PROJECT = "proj-0a1b2c"
 CLUSTER_ID = "c0ffee00-5539-11e9-95f7-0255ac10177e"
@@ -872,14 +872,17 @@ async def test_closing_the_client_closes_the_auth() -> None:
 # --- against the simulator, over loopback HTTP --------------------------------------------------
 
 
+#: A small simulator with a frozen clock: tokens and phases change only when a test advances it.
+small_simulator = pytest.mark.simulator(clusters=4, nodes_per_cluster=3, seed=11, clock_frozen=True)
+
+
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    # A frozen simulator clock: tokens and phases change only when a test advances it.
-    async with running_simulator(clusters=4, nodes_per_cluster=3, seed=11, clock_frozen=True) as s:
-        yield s
+def sim(simulator: Simulator) -> Simulator:
+    """The shared ``simulator`` fixture (tests/conftest.py), under a short name."""
+    return simulator
 
 
-def sim_client(sim: Simulator, auth: httpx.Auth, metrics: ApiMetrics) -> CCEClient:
+def client_on(sim: Simulator, auth: httpx.Auth, metrics: ApiMetrics) -> CCEClient:
     return CCEClient(
         sim.base_url,
         auth,
@@ -928,10 +931,11 @@ async def exercise_every_read(client: CCEClient, sim: Simulator) -> None:
     )
 
 
+@small_simulator
 async def test_every_read_against_the_simulator_with_aksk(sim: Simulator) -> None:
     c = sim.credentials
     registry = CollectorRegistry()
-    async with sim_client(sim, AkSkAuth(c.ak, c.sk, c.project_id), ApiMetrics(registry)) as client:
+    async with client_on(sim, AkSkAuth(c.ak, c.sk, c.project_id), ApiMetrics(registry)) as client:
         await exercise_every_read(client, sim)
     assert sim.app.requests["iam_tokens"] == 0
     codes = {
@@ -943,19 +947,21 @@ async def test_every_read_against_the_simulator_with_aksk(sim: Simulator) -> Non
     assert codes == {"200"}
 
 
+@small_simulator
 async def test_every_read_against_the_simulator_with_a_password(sim: Simulator) -> None:
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
-    async with sim_client(sim, password_auth(sim, metrics), metrics) as client:
+    async with client_on(sim, password_auth(sim, metrics), metrics) as client:
         await exercise_every_read(client, sim)
     # One token for the whole session, counted.
     assert sim.app.requests["iam_tokens"] == 1
     assert sample(registry, "cce_exporter_auth_refreshes_total", result="success") == 1
 
 
+@small_simulator
 async def test_hibernate_and_awake_against_the_simulator(sim: Simulator) -> None:
     c = sim.credentials
-    async with sim_client(sim, AkSkAuth(c.ak, c.sk), ApiMetrics(CollectorRegistry())) as client:
+    async with client_on(sim, AkSkAuth(c.ak, c.sk), ApiMetrics(CollectorRegistry())) as client:
         available = [x for x in await client.list_clusters() if x.phase == "Available"]
         assert available, "the seed should give at least one Available cluster"
         cluster_id = available[0].id
@@ -974,11 +980,12 @@ async def test_hibernate_and_awake_against_the_simulator(sim: Simulator) -> None
     assert sim.app.requests["awake"] == 1
 
 
+@small_simulator
 async def test_token_fetch_is_single_flight(sim: Simulator) -> None:
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
     cluster_id = next(iter(sim.world.clusters))
-    async with sim_client(sim, password_auth(sim, metrics), metrics) as client:
+    async with client_on(sim, password_auth(sim, metrics), metrics) as client:
         results = await asyncio.gather(*(client.list_nodes(cluster_id) for _ in range(16)))
     assert all(results)
     assert sim.app.requests["iam_tokens"] == 1
@@ -986,10 +993,11 @@ async def test_token_fetch_is_single_flight(sim: Simulator) -> None:
     assert sample(registry, "cce_exporter_auth_refreshes_total", result="success") == 1
 
 
+@small_simulator
 async def test_a_token_near_expiry_is_refreshed_before_use(sim: Simulator) -> None:
     auth = password_auth(sim)
     start = datetime.now(UTC)
-    async with sim_client(sim, auth, ApiMetrics(CollectorRegistry())) as client:
+    async with client_on(sim, auth, ApiMetrics(CollectorRegistry())) as client:
         with freeze_time(start, real_asyncio=True) as frozen:
             await client.get_quotas()
             assert sim.app.requests["iam_tokens"] == 1
@@ -1003,10 +1011,11 @@ async def test_a_token_near_expiry_is_refreshed_before_use(sim: Simulator) -> No
     assert sim.app.requests["quotas"] == 3
 
 
+@small_simulator
 async def test_a_rejected_token_is_refreshed_once_and_the_call_retried(sim: Simulator) -> None:
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
-    async with sim_client(sim, password_auth(sim, metrics), metrics) as client:
+    async with client_on(sim, password_auth(sim, metrics), metrics) as client:
         await client.get_quotas()
         # The simulator's clock passes the token's expiry; our clock does not know.
         sim.advance(25 * 3600)
@@ -1027,22 +1036,24 @@ async def test_a_rejected_token_is_refreshed_once_and_the_call_retried(sim: Simu
     )
 
 
+@small_simulator
 async def test_wrong_password_is_an_authentication_failure(sim: Simulator) -> None:
     c = sim.credentials
     auth = PasswordAuth(
         sim.base_url, c.username, "not-the-password", c.domain, project_name=c.project_name
     )
-    async with sim_client(sim, auth, ApiMetrics(CollectorRegistry())) as client:
+    async with client_on(sim, auth, ApiMetrics(CollectorRegistry())) as client:
         with pytest.raises(AuthenticationFailed) as info:
             await client.list_clusters()
     assert "not-the-password" not in str(info.value)
     assert sim.app.requests["clusters"] == 0
 
 
+@small_simulator
 async def test_simulator_faults_are_retried_or_reported(sim: Simulator) -> None:
     c = sim.credentials
     registry = CollectorRegistry()
-    async with sim_client(sim, AkSkAuth(c.ak, c.sk), ApiMetrics(registry)) as client:
+    async with client_on(sim, AkSkAuth(c.ak, c.sk), ApiMetrics(registry)) as client:
         client.backoff_base = 0.001  # real sleeps here: keep them tiny
         sim.faults.add("http_503", count=1, path="/quotas")
         sim.faults.add("http_429", count=1, path="/quotas", retry_after=0)
