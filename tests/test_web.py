@@ -7,8 +7,11 @@ import contextlib
 import gzip
 import logging
 import os
+import shutil
 import signal
+import socket
 import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -517,3 +520,98 @@ async def test_listen_on_a_busy_port_fails_clearly(source: FakeSource) -> None:
 def test_bad_listen_address(source: FakeSource, listen: str) -> None:
     with pytest.raises(ValueError, match="listen address"):
         Server(build_app(source), listen)
+
+
+# --- a real Prometheus scrapes us --------------------------------------------------------------
+
+
+@dataclass
+class RecordingExposition(FakeExposition):
+    """Remembers which of the four renderings was served."""
+
+    served: list[str] = field(default_factory=list)
+
+    @property
+    def openmetrics_gzip(self) -> bytes:
+        self.served.append("openmetrics_gzip")
+        return gzip.compress(self.openmetrics, mtime=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.prometheus
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs the prometheus binary")
+async def test_prometheus_scrapes_over_tls_with_basic_auth(
+    ca: trustme.CA, tmp_path: Path, hashed: str
+) -> None:
+    _write_tls_files(ca, tmp_path)
+    exposition = RecordingExposition(
+        b"# TYPE cce_test_value gauge\ncce_test_value 42\n",
+        b"# TYPE cce_test_value gauge\ncce_test_value 42\n# EOF\n",
+    )
+    config = WebConfig(
+        tls=load_web_config_text(tmp_path, "cert_file: server.crt\n  key_file: server.key").tls,
+        basic_auth_users={"prom": hashed},
+    )
+    async with running(build_app(FakeSource(current=exposition), web_config=config), config) as s:
+        prom_port = _free_port()
+        (tmp_path / "prometheus.yml").write_text(
+            f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: cce
+    scheme: https
+    tls_config:
+      ca_file: {tmp_path / "ca.crt"}
+    basic_auth:
+      username: prom
+      password: s3cret pass
+    static_configs:
+      - targets: ["127.0.0.1:{s.port}"]
+"""
+        )
+        proc = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            value = None
+            deadline = time.monotonic() + 30
+            async with httpx.AsyncClient() as client:
+                while value is None and time.monotonic() < deadline:
+                    try:
+                        r = await client.get(
+                            f"http://127.0.0.1:{prom_port}/api/v1/query",
+                            params={"query": 'cce_test_value{job="cce"}'},
+                        )
+                        result = r.json()["data"]["result"] if r.status_code == 200 else []
+                    except httpx.TransportError:
+                        result = []
+                    if result:
+                        value = result[0]["value"][1]
+                    else:
+                        await asyncio.sleep(0.25)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    assert value == "42"
+    # Prometheus asks for OpenMetrics with gzip: it got the cached OpenMetrics gzip bytes.
+    assert "openmetrics_gzip" in exposition.served
+
+
+def load_web_config_text(directory: Path, tls_body: str) -> WebConfig:
+    path = directory / "web.yml"
+    path.write_text(f"tls_server_config:\n  {tls_body}\n")
+    return load_web_config(path)
