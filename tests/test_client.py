@@ -1069,3 +1069,39 @@ async def test_simulator_faults_are_retried_or_reported(sim: Simulator) -> None:
     endpoint = "/api/v3/projects/{project_id}/quotas"
     assert sample(registry, "cce_exporter_api_retries_total", endpoint=endpoint, reason="503") == 1
     assert sample(registry, "cce_exporter_api_retries_total", endpoint=endpoint, reason="429") == 1
+
+
+async def test_attempt_timeouts_are_cut_to_the_time_left(
+    make_client: Callable[..., CCEClient],
+) -> None:
+    timeouts: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"]["read"])
+        return httpx.Response(503 if len(timeouts) == 1 else 200, content=b'{"quotas": []}')
+
+    async with make_client(handler, timeout=10, backoff_base=4, retry_deadline=6) as client:
+        assert await client.get_quotas() == []
+    # First attempt: the full timeout. After a 4 s wait, 2 s of the 6 s deadline are left.
+    assert timeouts == [10, 2]
+
+
+@small_simulator
+async def test_a_hanging_request_times_out_and_is_retried(sim: Simulator) -> None:
+    c = sim.credentials
+    registry = CollectorRegistry()
+    async with CCEClient(
+        sim.base_url,
+        AkSkAuth(c.ak, c.sk),
+        c.project_id,
+        metrics=ApiMetrics(registry),
+        timeout=0.3,
+        backoff_base=0.001,
+    ) as client:
+        sim.faults.add("hang", count=1, path="/quotas")
+        assert await client.get_quotas()
+    endpoint = "/api/v3/projects/{project_id}/quotas"
+    assert (
+        sample(registry, "cce_exporter_api_retries_total", endpoint=endpoint, reason="timeout") == 1
+    )
+    assert sim.app.requests["quotas"] == 1  # the hung request never reached the handler
