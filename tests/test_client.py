@@ -266,7 +266,7 @@ async def test_default_addon_host_carries_the_cluster_id() -> None:
         BASE, HeaderAuth(), PROJECT, transport=httpx.MockTransport(handler)
     ) as client:
         assert await client.list_addons(CLUSTER_ID) == []
-        with pytest.raises(ValueError, match="host name"):
+        with pytest.raises(CCEError, match="host name"):
             await client.list_addons("evil.example.com/x")
     assert hosts == [f"{CLUSTER_ID}.cce.test.invalid"]
 

@@ -390,7 +390,9 @@ class CCEClient:
         if "{cluster_id}" not in self.addon_endpoint:
             return self.addon_endpoint
         if not _HOST_LABEL.match(cluster_id):
-            raise ValueError("the cluster ID cannot be used in the add-on host name")
+            # A CCEError, not a ValueError: the ID came from the API, and the collector's error
+            # boundary catches CCEError.
+            raise CCEError("the cluster ID cannot be used in the add-on host name")
         return self.addon_endpoint.replace("{cluster_id}", cluster_id)
 
     async def _get(
