@@ -271,12 +271,13 @@ def format_age(seconds: float) -> str:
     return f"{d}d {h}h"
 
 
-def _ago(when: Timestamp | None, now: datetime) -> str:
+def _ago(when: Timestamp | None, now: datetime, *, suffix: str = " ago") -> str:
+    """The age of ``when``, with the exact time as a tooltip."""
     if when is None:
         return "never"
     at = _as_datetime(when)
     age = format_age((now - at).total_seconds())
-    return f'<span title="{_e(at.isoformat(timespec="seconds"))}">{age} ago</span>'
+    return f'<span title="{_e(at.isoformat(timespec="seconds"))}">{age}{suffix}</span>'
 
 
 def _count(value: int | None) -> str:
@@ -317,7 +318,7 @@ def _cluster_rows(clusters: Sequence[ClusterRow], now: datetime) -> str:
     rows = []
     for c in sorted(clusters, key=lambda c: (c.name, c.id)):
         css = _PHASE_CLASS.get(c.phase, "unknown")
-        since = "&ndash;" if c.phase_since is None else _ago(c.phase_since, now)
+        since = "&ndash;" if c.phase_since is None else _ago(c.phase_since, now, suffix="")
         rows.append(
             f"<tr><td>{_e(c.name)}</td><td><code>{_e(c.id)}</code></td>"
             f'<td><span class="phase {css}">{_e(c.phase)}</span></td>'
@@ -482,10 +483,11 @@ class _Guard:
                 await self.app(scope, receive, send_wrapper)
         except Exception:
             log.exception("error serving %s %s", scope.get("method"), scope.get("path"))
-            if status == 0:
-                await PlainTextResponse("internal server error\n", status_code=500)(
-                    scope, receive, send_wrapper
-                )
+            if status != 0:
+                raise  # the answer is half sent: only dropping the connection is left
+            await PlainTextResponse("internal server error\n", status_code=500)(
+                scope, receive, send_wrapper
+            )
         finally:
             if access_log.isEnabledFor(logging.DEBUG):
                 client = scope.get("client")
