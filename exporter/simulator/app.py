@@ -1,0 +1,673 @@
+"""The simulator's HTTP application: IAM, CCE, the add-on manager and the ``/_sim/`` control API.
+
+A plain ASGI callable rather than a framework router: the hot path (a cached node list) is a regex
+match, one signature check and a byte send, and fault injection needs the raw ``receive`` channel
+(a hanging request ends when the client goes away). Served by uvicorn (see ``server.py``).
+
+Authentication works as on the real service, on every CCE, add-on and IAM-projects route: an
+``SDK-HMAC-SHA256`` signature checked with :func:`exporter.cce.signing.verify` against the
+simulator's one AK/SK (the date is checked against real time, since clients sign with their own
+clock), or an ``X-Auth-Token`` issued by the simulated IAM and not expired on the *simulator*
+clock (advancing the clock 24 hours expires every token). Anything else is a 401 with an
+API-gateway body. The project in a CCE path must be the simulator's project (else 403).
+
+Error bodies: ``{"error_code", "error_msg"}`` everywhere except the add-on manager's routes, which
+answer ``{"code", "message"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import secrets
+import string
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+from exporter.cce import signing
+from exporter.simulator.clock import NS, SimClock
+from exporter.simulator.faults import FAULT_KINDS, FaultRule, Faults
+from exporter.simulator.world import Cluster, SimError, World, dump_json, iam_time
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+TOKEN_LIFETIME_NS = 24 * 3600 * NS
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The simulator's fake account, derived from the seed. ``repr`` never shows a secret."""
+
+    ak: str = field(repr=False)
+    sk: str = field(repr=False)
+    username: str
+    password: str = field(repr=False)
+    domain: str
+    domain_id: str
+    user_id: str
+    project_id: str
+    project_name: str
+
+    @classmethod
+    def from_seed(cls, seed: int) -> Credentials:
+        rng = random.Random(f"credentials-{seed}")
+        upper = string.ascii_uppercase + string.digits
+        alnum = string.ascii_letters + string.digits
+
+        def pick(alphabet: str, n: int) -> str:
+            return "".join(rng.choice(alphabet) for _ in range(n))
+
+        return cls(
+            ak="SIM" + pick(upper, 17),
+            sk=pick(alnum, 40),
+            username=f"sim-user-{seed}",
+            password=pick(alnum, 20),
+            domain=f"sim-domain-{seed}",
+            domain_id=f"{rng.getrandbits(128):032x}",
+            user_id=f"{rng.getrandbits(128):032x}",
+            project_id=f"{rng.getrandbits(128):032x}",
+            project_name="sim-region-1",
+        )
+
+
+@dataclass
+class TokenEntry:
+    project_id: str | None
+    issued: int
+    expires: int
+
+
+class Tokens:
+    """Tokens issued by the simulated IAM; expiry is on the simulator clock."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self._clock = clock
+        self._tokens: dict[str, TokenEntry] = {}
+        self.issued_total = 0
+
+    def issue(self, project_id: str | None) -> tuple[str, TokenEntry]:
+        now = self._clock.now_ns()
+        # Real tokens are long opaque PKI blobs starting with MII; the length does not matter here.
+        token = "MIIsim" + secrets.token_urlsafe(96)
+        entry = TokenEntry(project_id=project_id, issued=now, expires=now + TOKEN_LIFETIME_NS)
+        self._tokens[token] = entry
+        self.issued_total += 1
+        return token, entry
+
+    def get(self, token: str) -> TokenEntry | None:
+        return self._tokens.get(token)
+
+    def expire_all(self) -> int:
+        now = self._clock.now_ns()
+        for entry in self._tokens.values():
+            entry.expires = min(entry.expires, now)
+        return len(self._tokens)
+
+    def active(self) -> int:
+        now = self._clock.now_ns()
+        return sum(1 for e in self._tokens.values() if e.expires > now)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    raw_path: str
+    query_string: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+Handler = Callable[[Request], Response]
+_JSON = (b"content-type", b"application/json")
+
+
+def _ok(body: bytes, status: int = 200) -> Response:
+    return Response(status, body, [_JSON])
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _ok(dump_json({"error_code": code, "error_msg": message}), status)
+
+
+def _control_json(obj: object, status: int = 200) -> Response:
+    return _ok(json.dumps(obj, sort_keys=True).encode(), status)
+
+
+_P = r"/api/v3/projects/(?P<project_id>[^/]+)"
+_C = _P + r"/clusters/(?P<cluster_id>[^/]+)"
+
+
+class SimulatorApp:
+    """The ASGI application. ``world``, ``faults``, ``tokens`` and ``clock`` are shared state."""
+
+    def __init__(
+        self,
+        *,
+        world: World,
+        clock: SimClock,
+        faults: Faults,
+        credentials: Credentials,
+        latency_ms: float = 0.0,
+        max_skew: timedelta = timedelta(minutes=15),
+    ) -> None:
+        self.world = world
+        self.clock = clock
+        self.faults = faults
+        self.credentials = credentials
+        self.tokens = Tokens(clock)
+        self.latency_ms = latency_ms
+        self.max_skew = max_skew
+        self.requests: Counter[str] = Counter()
+        self._request_seq = 0
+        self._stopping: asyncio.Event | None = None
+        api: list[tuple[str, str, str, Handler, bool]] = [
+            # (method, regex, route name, handler, addon-manager error shape)
+            ("POST", r"/v3/auth/tokens", "iam_tokens", self._iam_tokens, False),
+            ("GET", r"/v3/projects", "iam_projects", self._iam_projects, False),
+            ("GET", r"/v3/auth/projects", "iam_auth_projects", self._iam_projects, False),
+            ("GET", _P + r"/clusters", "clusters", self._clusters, False),
+            ("GET", _C, "cluster", self._cluster, False),
+            ("POST", _C + r"/operation/hibernate", "hibernate", self._hibernate, False),
+            ("POST", _C + r"/operation/awake", "awake", self._awake, False),
+            ("GET", _C + r"/nodes", "nodes", self._nodes, False),
+            ("GET", _C + r"/nodes/(?P<node_id>[^/]+)", "node", self._node, False),
+            ("GET", _C + r"/nodepools", "nodepools", self._nodepools, False),
+            ("GET", _C + r"/nodepools/(?P<nodepool_id>[^/]+)", "nodepool", self._nodepool, False),
+            ("GET", _P + r"/jobs/(?P<job_id>[^/]+)", "job", self._job, False),
+            ("GET", _P + r"/quotas", "quotas", self._quotas, False),
+            ("GET", r"/api/v3/addons", "addons", self._addons, True),
+            ("GET", r"/api/v3/addons/(?P<addon_id>[^/]+)", "addon", self._addon, True),
+            ("GET", r"/api/v3/addontemplates", "addontemplates", self._addontemplates, True),
+        ]
+        self._routes = [(m, re.compile(f"^{rx}/?$"), n, h, a) for m, rx, n, h, a in api]
+        control: list[tuple[str, str, Handler]] = [
+            ("GET", r"/_sim/state", self._c_state),
+            ("POST", r"/_sim/clusters", self._c_add_cluster),
+            ("DELETE", r"/_sim/clusters/(?P<cluster_id>[^/]+)", self._c_remove_cluster),
+            ("POST", r"/_sim/clusters/(?P<cluster_id>[^/]+)/nodes", self._c_add_nodes),
+            (
+                "DELETE",
+                r"/_sim/clusters/(?P<cluster_id>[^/]+)/nodes/(?P<node_id>[^/]+)",
+                self._c_remove_node,
+            ),
+            (
+                "POST",
+                r"/_sim/clusters/(?P<cluster_id>[^/]+)/fail-next-wakeup",
+                self._c_fail_wakeup,
+            ),
+            ("POST", r"/_sim/phase", self._c_phase),
+            ("POST", r"/_sim/faults", self._c_add_fault),
+            ("DELETE", r"/_sim/faults", self._c_clear_faults),
+            ("POST", r"/_sim/clock/advance", self._c_advance),
+            ("POST", r"/_sim/tokens/expire", self._c_expire_tokens),
+        ]
+        self._control = [(m, re.compile(f"^{rx}/?$"), h) for m, rx, h in control]
+
+    # --- ASGI -----------------------------------------------------------------------------------
+
+    def stop_hanging(self) -> None:
+        """Release requests held by the ``hang`` fault (called before the server shuts down)."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
+        query_string = scope["query_string"].decode("latin-1")
+        raw_path = scope.get("raw_path")
+        request = Request(
+            method=scope["method"],
+            path=scope["path"],
+            raw_path=raw_path.decode("latin-1") if raw_path else scope["path"],
+            query_string=query_string,
+            query=dict(parse_qsl(query_string, keep_blank_values=True)),
+            headers=headers,
+            body=body,
+        )
+        if request.path.startswith("/_sim/"):
+            await self._send(send, self._handle_control(request))
+            return
+        await self._handle_api(request, receive, send)
+
+    async def _send(self, send: Send, response: Response) -> None:
+        self._request_seq += 1
+        headers = [
+            *response.headers,
+            (b"content-length", str(len(response.body)).encode()),
+            (b"x-request-id", f"{self._request_seq:032x}".encode()),
+        ]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _handle_api(self, request: Request, receive: Receive, send: Send) -> None:
+        fault = self.faults.pick(request.path)
+        if self.latency_ms > 0:
+            await asyncio.sleep(self.latency_ms / 1000)
+        if fault is not None:
+            early = await self._early_fault(fault, request, receive)
+            if early is None:
+                return  # the client went away during a hang
+            if isinstance(early, Response):
+                await self._send(send, early)
+                return
+        response = self._dispatch(request)
+        if fault is not None and response.status == 200 and response.body:
+            if fault.kind == "malformed_json":
+                cut = len(response.body) // 2
+                response.body = response.body[:cut] + b'",}{' + response.body[cut:]
+            elif fault.kind == "truncated_json":
+                response.body = response.body[: max(1, len(response.body) // 2)]
+        await self._send(send, response)
+
+    async def _early_fault(
+        self, fault: FaultRule, request: Request, receive: Receive
+    ) -> Response | bool | None:
+        """A fault answered instead of the handler, True to go on, None if the client left."""
+        kind = fault.kind
+        addon = request.path.startswith("/api/v3/addon")
+        if kind == "latency":
+            await asyncio.sleep(fault.latency_ms / 1000)
+            return True
+        if kind == "hang":
+            return True if not await self._hang(receive, fault.hang_seconds) else None
+        if kind == "expired_token":
+            return _error(401, "APIGW.0307", "The token must be updated.")
+        if kind == "http_429":
+            response = _error(429, "APIGW.0308", "The throttling threshold has been reached.")
+            response.headers.append((b"retry-after", str(fault.retry_after).encode()))
+            return response
+        status = int(kind.removeprefix("http_")) if kind.startswith("http_") else 0
+        if status == 500:
+            if addon:
+                return _ok(
+                    dump_json({"code": "SVCSTG.CCE-ADDONMGR.500", "message": "internal error"}), 500
+                )
+            return _error(500, "CCE.01500001", "Internal server error")
+        if status in (502, 503, 504):
+            text = {502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout"}
+            return _error(status, f"APIGW.0{status - 300}", text[status])
+        return True
+
+    async def _hang(self, receive: Receive, seconds: float) -> bool:
+        """Hold the request; True if the client disconnected (then nothing is sent)."""
+        assert self._stopping is not None
+        disconnect = asyncio.ensure_future(receive())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {disconnect, stopping}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            disconnect.cancel()
+            stopping.cancel()
+        if disconnect in done and not disconnect.cancelled():
+            return disconnect.result().get("type") == "http.disconnect"
+        return False
+
+    def _dispatch(self, request: Request) -> Response:
+        allowed = False
+        for method, regex, name, handler, addon in self._routes:
+            m = regex.match(request.path)
+            if m is None:
+                continue
+            if method != request.method:
+                allowed = True
+                continue
+            request.params = m.groupdict()
+            self.requests[name] += 1
+            try:
+                if name != "iam_tokens":
+                    self._authenticate(request)
+                return handler(request)
+            except SimError as exc:
+                if addon and not exc.addon:
+                    exc = SimError(exc.status, exc.code, exc.message, addon=True)
+                return _ok(exc.body(), exc.status)
+            except Exception:
+                logger.exception("simulator handler %s failed", name)
+                return _error(500, "CCE.01500001", "Internal server error")
+        if allowed:
+            return _error(405, "APIGW.0105", "Method not allowed")
+        return _error(404, "APIGW.0101", "The API does not exist or has not been published")
+
+    # --- authentication ---------------------------------------------------------------------
+
+    def _authenticate(self, request: Request) -> None:
+        token = request.headers.get("x-auth-token")
+        project_id = request.params.get("project_id")
+        if token:
+            entry = self.tokens.get(token)
+            if entry is None:
+                raise SimError(401, "APIGW.0301", "Incorrect IAM authentication information")
+            if entry.expires <= self.clock.now_ns():
+                raise SimError(401, "APIGW.0307", "The token must be updated.")
+            if project_id is not None and entry.project_id != project_id:
+                raise SimError(
+                    403, "CCE.01403001", "The token is not scoped to the project in the path"
+                )
+        elif "authorization" in request.headers:
+            host = request.headers.get("host", "")
+            url = f"http://{host}{request.raw_path}"
+            if request.query_string:
+                url += "?" + request.query_string
+            credentials = self.credentials
+            try:
+                signing.verify(
+                    request.method,
+                    url,
+                    request.headers,
+                    request.body,
+                    lambda ak: credentials.sk if ak == credentials.ak else None,
+                    datetime.now(UTC),
+                    self.max_skew,
+                )
+            except signing.SignatureError as exc:
+                raise SimError(
+                    401, "APIGW.0301", f"Incorrect IAM authentication information: {exc}"
+                ) from None
+        else:
+            raise SimError(
+                401, "APIGW.0301", "Incorrect IAM authentication information: no credentials"
+            )
+        if project_id is not None and project_id != self.credentials.project_id:
+            raise SimError(403, "CCE.01403001", "No permission on the project in the path")
+
+    # --- IAM --------------------------------------------------------------------------------
+
+    def _iam_tokens(self, request: Request) -> Response:
+        creds = self.credentials
+        try:
+            auth = json.loads(request.body)["auth"]
+            identity = auth["identity"]
+            user = identity["password"]["user"]
+            if "password" not in identity.get("methods", []):
+                raise KeyError("methods")
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "IAM.0001", "The request body is invalid")
+        domain = user.get("domain") or {}
+        if (
+            user.get("name") != creds.username
+            or not secrets.compare_digest(str(user.get("password", "")), creds.password)
+            or (domain.get("name") or domain.get("id")) not in (creds.domain, creds.domain_id)
+        ):
+            return _error(401, "IAM.0101", "The username or password is wrong.")
+        scope = auth.get("scope") or {}
+        project = scope.get("project") if isinstance(scope, dict) else None
+        project_id: str | None = None
+        if isinstance(project, dict):
+            wanted_id, wanted_name = project.get("id"), project.get("name")
+            if wanted_id == creds.project_id or (
+                wanted_id is None and wanted_name == creds.project_name
+            ):
+                project_id = creds.project_id
+            else:
+                return _error(401, "IAM.0102", "The project does not exist or is not accessible.")
+        token, entry = self.tokens.issue(project_id)
+        body: dict[str, Any] = {
+            "token": {
+                "expires_at": iam_time(entry.expires),
+                "issued_at": iam_time(entry.issued),
+                "methods": ["password"],
+                "user": {
+                    "id": creds.user_id,
+                    "name": creds.username,
+                    "domain": {"id": creds.domain_id, "name": creds.domain},
+                },
+                "catalog": [],
+                "roles": [{"id": "0", "name": "cce_adm"}],
+            }
+        }
+        if project_id is not None:
+            body["token"]["project"] = {
+                "id": creds.project_id,
+                "name": creds.project_name,
+                "domain": {"id": creds.domain_id, "name": creds.domain},
+            }
+        response = _ok(dump_json(body), 201)
+        response.headers.append((b"x-subject-token", token.encode()))
+        return response
+
+    def _iam_projects(self, request: Request) -> Response:
+        creds = self.credentials
+        projects = [
+            {
+                "domain_id": creds.domain_id,
+                "is_domain": False,
+                "parent_id": creds.domain_id,
+                "name": creds.project_name,
+                "description": "",
+                "links": {
+                    "next": None,
+                    "previous": None,
+                    "self": f"/v3/projects/{creds.project_id}",
+                },
+                "id": creds.project_id,
+                "enabled": True,
+            }
+        ]
+        name = request.query.get("name")
+        if name is not None:
+            projects = [p for p in projects if p["name"] == name]
+        links = {"next": None, "previous": None, "self": "/v3/projects"}
+        return _ok(dump_json({"projects": projects, "links": links}))
+
+    # --- CCE ----------------------------------------------------------------------------------
+
+    def _clusters(self, request: Request) -> Response:
+        return _ok(
+            self.world.cluster_list_bytes(
+                error_status=bool(request.query.get("errorStatus")),
+                detail=request.query.get("detail", "").lower() == "true",
+            )
+        )
+
+    def _cluster(self, request: Request) -> Response:
+        return _ok(
+            self.world.cluster_bytes(
+                request.params["cluster_id"],
+                detail=request.query.get("detail", "").lower() == "true",
+                error_status=bool(request.query.get("errorStatus")),
+            )
+        )
+
+    def _hibernate(self, request: Request) -> Response:
+        self.world.hibernate(request.params["cluster_id"])
+        return Response(200, b"", [_JSON])
+
+    def _awake(self, request: Request) -> Response:
+        self.world.awake(request.params["cluster_id"])
+        return Response(200, b"", [_JSON])
+
+    def _nodes(self, request: Request) -> Response:
+        return _ok(self.world.node_list_bytes(request.params["cluster_id"]))
+
+    def _node(self, request: Request) -> Response:
+        return _ok(self.world.node_bytes(request.params["cluster_id"], request.params["node_id"]))
+
+    def _nodepools(self, request: Request) -> Response:
+        show = request.query.get("showDefaultNodePool", "").lower() == "true"
+        return _ok(self.world.nodepool_list_bytes(request.params["cluster_id"], show_default=show))
+
+    def _nodepool(self, request: Request) -> Response:
+        return _ok(
+            self.world.nodepool_bytes(request.params["cluster_id"], request.params["nodepool_id"])
+        )
+
+    def _job(self, request: Request) -> Response:
+        return _ok(self.world.job_bytes(request.params["job_id"]))
+
+    def _quotas(self, request: Request) -> Response:
+        return _ok(self.world.quotas_bytes())
+
+    def _addon_cluster_id(self, request: Request) -> str:
+        cluster_id = request.query.get("cluster_id")
+        if cluster_id:
+            return cluster_id
+        # The real service also knows the cluster from the host name: {cluster_id}.<endpoint>.
+        prefix = request.headers.get("host", "").split(".", 1)[0]
+        if prefix in self.world.clusters:
+            return prefix
+        raise SimError(400, "SVCSTG.CCE-ADDONMGR.4000003", "Request Body Error", addon=True)
+
+    def _addons(self, request: Request) -> Response:
+        return _ok(self.world.addon_list_bytes(self._addon_cluster_id(request)))
+
+    def _addon(self, request: Request) -> Response:
+        cluster_id = request.query.get("cluster_id") or None
+        return _ok(self.world.addon_bytes(request.params["addon_id"], cluster_id))
+
+    def _addontemplates(self, request: Request) -> Response:
+        return _ok(self.world.addontemplates_bytes(request.query.get("addon_template_name")))
+
+    # --- control API ------------------------------------------------------------------------
+
+    def _handle_control(self, request: Request) -> Response:
+        allowed = False
+        for method, regex, handler in self._control:
+            m = regex.match(request.path)
+            if m is None:
+                continue
+            if method != request.method:
+                allowed = True
+                continue
+            request.params = m.groupdict()
+            try:
+                return handler(request)
+            except SimError as exc:
+                return _control_json({"error": exc.message}, exc.status)
+            except (ValueError, TypeError, KeyError) as exc:
+                return _control_json({"error": f"bad request: {exc}"}, 400)
+        if allowed:
+            return _control_json({"error": "method not allowed"}, 405)
+        return _control_json({"error": "no such control route"}, 404)
+
+    @staticmethod
+    def _json_body(request: Request) -> dict[str, Any]:
+        if not request.body.strip():
+            return {}
+        data = json.loads(request.body)
+        if not isinstance(data, dict):
+            raise ValueError("the body must be a JSON object")
+        return data
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "now": iam_time(self.clock.now_ns()),
+            "clock_offset_seconds": self.clock.offset_seconds,
+            "project_id": self.credentials.project_id,
+            "world": self.world.summary(),
+            "faults": self.faults.state(),
+            "fault_kinds": list(FAULT_KINDS),
+            "tokens": {"issued": self.tokens.issued_total, "active": self.tokens.active()},
+            "requests": dict(self.requests),
+        }
+
+    def _c_state(self, request: Request) -> Response:
+        return _control_json(self.state())
+
+    @staticmethod
+    def _cluster_ref(cluster: Cluster) -> dict[str, Any]:
+        return {"uid": cluster.uid, "name": cluster.name, "nodes": list(cluster.nodes)}
+
+    def _c_add_cluster(self, request: Request) -> Response:
+        data = self._json_body(request)
+        cluster = self.world.add_cluster(
+            name=data.get("name"),
+            phase=str(data.get("phase", "Available")),
+            nodes=int(data.get("nodes", 0)),
+            flavor=data.get("flavor"),
+        )
+        return _control_json(self._cluster_ref(cluster), 201)
+
+    def _c_remove_cluster(self, request: Request) -> Response:
+        self.world.remove_cluster(request.params["cluster_id"])
+        return _control_json({"removed": request.params["cluster_id"]})
+
+    def _c_add_nodes(self, request: Request) -> Response:
+        data = self._json_body(request)
+        nodes = self.world.add_nodes(
+            request.params["cluster_id"], int(data.get("count", 1)), phase=data.get("phase")
+        )
+        return _control_json({"uids": [n.uid for n in nodes]}, 201)
+
+    def _c_remove_node(self, request: Request) -> Response:
+        self.world.remove_node(request.params["cluster_id"], request.params["node_id"])
+        return _control_json({"removed": request.params["node_id"]})
+
+    def _c_fail_wakeup(self, request: Request) -> Response:
+        self.world.fail_next_wakeup(request.params["cluster_id"])
+        return _control_json({"fail_next_wakeup": request.params["cluster_id"]})
+
+    def _c_phase(self, request: Request) -> Response:
+        data = self._json_body(request)
+        self.world.set_phase(
+            str(data["kind"]),
+            str(data["id"]),
+            str(data["phase"]),
+            cluster_id=data.get("cluster_id"),
+            reason=data.get("reason"),
+            message=data.get("message"),
+        )
+        return _control_json({"ok": True})
+
+    def _c_add_fault(self, request: Request) -> Response:
+        data = self._json_body(request)
+        rule = self.faults.add(
+            str(data["kind"]),
+            rate=data.get("rate"),
+            count=data.get("count"),
+            path=data.get("path"),
+            latency_ms=data.get("latency_ms"),
+            hang_seconds=data.get("hang_seconds"),
+            retry_after=data.get("retry_after"),
+        )
+        return _control_json(rule.describe(), 201)
+
+    def _c_clear_faults(self, request: Request) -> Response:
+        self.faults.clear()
+        self.faults.rate = 0.0
+        return _control_json(self.faults.state())
+
+    def _c_advance(self, request: Request) -> Response:
+        data = self._json_body(request)
+        self.clock.advance(float(data["seconds"]))
+        self.world.invalidate()
+        return _control_json({"now": iam_time(self.clock.now_ns())})
+
+    def _c_expire_tokens(self, request: Request) -> Response:
+        return _control_json({"expired": self.tokens.expire_all()})
