@@ -1,0 +1,66 @@
+"""Add-on metrics: identity = the cluster's labels + ``addon_id``, ``addon`` (template name).
+
+Only add-ons of clusters still present are emitted. Sample exposition::
+
+    cce_addon_info{project_id="p1",cluster_id="0c0e...",cluster="mycluster",
+        addon_id="8ca2...",addon="storage-driver",version="1.0.10",type="helm"} 1
+    cce_addon_status{...,addon="storage-driver",status="running"} 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from exporter.cce.models import ADDON_STATUSES, Addon
+from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
+from exporter.metrics.clusters import present_clusters
+from exporter.metrics.inputs import TargetData
+from exporter.metrics.spec import Gauge, Info, StateSet, Table, escape_label_value
+
+__all__ = ["TABLE"]
+
+
+def _items(target: TargetData) -> Iterator[tuple[str, Addon]]:
+    esc = escape_label_value
+    for cluster_ident, cluster in present_clusters(target):
+        addons = target.addons.get(cluster.id or "")
+        if not addons:
+            continue
+        seen: set[str] = set()
+        for addon in sorted(addons, key=lambda a: a.id or ""):
+            aid = addon.id
+            if not aid or aid in seen:
+                continue
+            seen.add(aid)
+            ident = f'{cluster_ident},addon_id="{esc(aid)}"'
+            if addon.name:
+                ident += f',addon="{esc(addon.name)}"'
+            yield ident, addon
+
+
+TABLE: Table[Addon] = Table(
+    group="addons",
+    resource="add-on",
+    identity=(*CLUSTER_IDENTITY, "addon_id", "addon"),
+    items=_items,
+    families=(
+        Info(
+            "cce_addon_info",
+            "Static properties of an add-on instance.",
+            ("version", "type"),
+            lambda a: (a.version, a.spec.addon_template_type),
+        ),
+        StateSet(
+            "cce_addon_status",
+            "Current status of the add-on (1 for the current status, 0 for the others).",
+            "status",
+            ADDON_STATUSES,
+            lambda a: a.status.status,
+        ),
+        Gauge(
+            "cce_addon_status_since_timestamp_seconds",
+            "When the exporter first saw the add-on's current status (Unix time).",
+            lambda a, ctx: ctx.since(f"addon/{a.id}"),
+        ),
+    ),
+)

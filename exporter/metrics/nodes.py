@@ -1,0 +1,76 @@
+"""Node metrics: identity = the cluster's labels + ``node_id``, ``node``.
+
+Only nodes of clusters still in the target's cluster list are emitted: a deleted cluster's last
+node list must not linger. Sample exposition::
+
+    cce_node_info{project_id="p1",cluster_id="4d1e...",cluster="mycluster",node_id="4d1e...",
+        node="myhost",flavor="s1.medium",az="az1.dc1",os="EulerOS 2.2",
+        nodepool_id="az1.dc1#s1.medium#EulerOS 2.2",private_ip="192.168.1.23"} 1
+    cce_node_status_phase{...,node="myhost",phase="Active"} 1
+    cce_node_status_phase_since_timestamp_seconds{...} 1.7e+09
+    cce_node_created_timestamp_seconds{...} 1533195444.005071
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from exporter.cce.models import NODE_PHASES, Node
+from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
+from exporter.metrics.clusters import present_clusters
+from exporter.metrics.inputs import TargetData
+from exporter.metrics.spec import Gauge, Info, StateSet, Table, epoch, escape_label_value
+
+__all__ = ["TABLE"]
+
+
+def _items(target: TargetData) -> Iterator[tuple[str, Node]]:
+    esc = escape_label_value
+    for cluster_ident, cluster in present_clusters(target):
+        nodes = target.nodes.get(cluster.id or "")
+        if not nodes:
+            continue
+        seen: set[str] = set()
+        for node in sorted(nodes, key=lambda n: n.metadata.uid or ""):
+            nid = node.metadata.uid
+            if not nid or nid in seen:
+                continue
+            seen.add(nid)
+            name = node.metadata.name
+            if name:
+                yield f'{cluster_ident},node_id="{esc(nid)}",node="{esc(name)}"', node
+            else:
+                yield f'{cluster_ident},node_id="{esc(nid)}"', node
+
+
+TABLE: Table[Node] = Table(
+    group="nodes",
+    resource="node",
+    identity=(*CLUSTER_IDENTITY, "node_id", "node"),
+    items=_items,
+    families=(
+        Info(
+            "cce_node_info",
+            "Static properties of a cluster node.",
+            ("flavor", "az", "os", "nodepool_id", "private_ip"),
+            lambda n: (n.spec.flavor, n.spec.az, n.spec.os, n.nodepool_id, n.status.private_ip),
+        ),
+        StateSet(
+            "cce_node_status_phase",
+            "Current phase of the node (1 for the current phase, 0 for the others).",
+            "phase",
+            NODE_PHASES,
+            lambda n: n.status.phase,
+        ),
+        Gauge(
+            "cce_node_status_phase_since_timestamp_seconds",
+            "When the exporter first saw the node's current phase (Unix time).",
+            lambda n, ctx: ctx.since(f"node/{n.metadata.uid}"),
+        ),
+        Gauge(
+            "cce_node_created_timestamp_seconds",
+            "Creation time of the node (Unix time).",
+            lambda n, ctx: epoch(n.metadata.creation_timestamp),
+        ),
+    ),
+)
