@@ -408,6 +408,11 @@ class TargetConfig(_Model):
     def _check_addon_endpoint(cls, value: str) -> str:
         return _check_addon_template(value) if value.strip() else ""
 
+    @field_validator("auth_method", mode="before")
+    @classmethod
+    def _lower_method(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("labels", mode="before")
     @classmethod
     def _labels_to_str(cls, value: Any) -> Any:
@@ -448,7 +453,7 @@ class TargetConfig(_Model):
             self.iam_endpoint = _default_iam_endpoint(self.endpoint)
         problems = _target_problems(self.__dict__, _plain_namer)
         if problems:
-            raise PydanticCustomError(_CHECK, "; ".join(problems))
+            raise PydanticCustomError(_CHECK, "{problems}", {"problems": "; ".join(problems)})
         return self
 
     def addon_url(self, cluster_id: str) -> str:
@@ -521,7 +526,7 @@ class Settings(_Model):
             self.__dict__, [t.name for t in self.targets], _plain_process_namer
         )
         if problems:
-            raise PydanticCustomError(_CHECK, "; ".join(problems))
+            raise PydanticCustomError(_CHECK, "{problems}", {"problems": "; ".join(problems)})
         return self
 
     @property
@@ -583,6 +588,7 @@ def _target_problems(values: Mapping[str, Any], namer: Namer) -> list[str]:
             f"{_fix_key(key_id)} in the config file"
         )
     method = values.get("auth_method", "aksk")
+    method = method.strip().lower() if isinstance(method, str) else method
     if method == "aksk":
         required("ak", "when auth_method is aksk")
         required("sk", "when auth_method is aksk")
@@ -676,8 +682,10 @@ def _target_env_name(path: tuple[str, ...]) -> str:
         return ENV_PREFIX + "LABELS"
     if path[0] == "resources" and len(path) >= 3:
         return f"{ENV_PREFIX}{path[1].upper()}_{path[2].upper()}"
+    if path[0] == "resources" and len(path) == 2:
+        return f"{ENV_PREFIX}{path[1].upper()}_ENABLED / _INTERVAL"
     if path[0] == "resources":
-        return ENV_PREFIX + "<RESOURCE>_INTERVAL"
+        return f"{ENV_PREFIX}<RESOURCE>_ENABLED / _INTERVAL"
     return ENV_PREFIX + path[0].upper()
 
 
@@ -746,16 +754,20 @@ def _read_yaml(path: Path, origin: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError([f"config file {path} ({origin}) cannot be read: {reason}"]) from None
+    # The error is raised outside the except block so it chains nothing: str() of a YAML error
+    # quotes the offending line, which may hold a secret.
+    problem: str | None = None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        # Only the parser's description: str(exc) quotes the offending line, maybe a secret.
         what = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise ConfigError([f"config file {path}: invalid YAML{where}: {what}"]) from None
+        problem = f"config file {path}: invalid YAML{where}: {what}"
     except yaml.YAMLError:
-        raise ConfigError([f"config file {path}: invalid YAML"]) from None
+        problem = f"config file {path}: invalid YAML"
+    if problem is not None:
+        raise ConfigError([problem])
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -1088,6 +1100,14 @@ class _Loader:
         for i, name in enumerate(names):
             by_env_name.setdefault(env_name_for_target(name or "default"), i)
         for target_env, items in per_target_env.items():
+            sharing = [n for n in names if env_name_for_target(n or "default") == target_env]
+            if len(set(sharing)) > 1:
+                self.problems.append(
+                    f"{PER_TARGET_ENV_PREFIX}{target_env}__*: targets {', '.join(sharing)} share "
+                    "this variable name: rename one of them so the names differ in more than "
+                    "punctuation"
+                )
+                continue
             if target_env not in by_env_name:
                 known_names = ", ".join(env_name_for_target(n or "default") for n in names)
                 self.problems.append(
@@ -1127,7 +1147,7 @@ class _Loader:
             settings = Settings.model_validate(data)
         except ValidationError as exc:
             for error in exc.errors(include_input=False, include_url=False):
-                if error["type"] == _CHECK:
+                if error["type"] == _CHECK or error["loc"] == ("targets",):
                     continue  # already reported, with better names, from the raw data
                 self.problems.append(self.format_error(error["loc"], error["type"], error["msg"]))
         if self.problems or settings is None:
@@ -1147,6 +1167,8 @@ class _Loader:
             if field == "endpoint":
                 hint = " (the CCE base URL, e.g. https://cce.ap-southeast-1.myhuaweicloud.com)"
             return f"{name} is required: set {env} or {_fix_key(key)} in the config file{hint}"
+        if kind in ("dict_type", "model_type", "model_attributes_type"):
+            msg = "must be a mapping (key: value, or {key: value})"
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         return f"{name}: {msg}"

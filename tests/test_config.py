@@ -504,6 +504,12 @@ BAD_FILES: list[tuple[str, str]] = [
     ("a: 1\n  b: 2\n", "invalid YAML at line 2, column 4"),
     ("ak: x\nak: y\n", "invalid YAML at line 2, column 1: duplicate key 'ak'"),
     ("- 1\n", "the top level must be a mapping"),
+    ("labels: [a]\n", "CCE_EXPORTER_LABELS (labels, set in the config file): must be a mapping"),
+    (
+        "resources: {nodes: 5}\n",
+        "CCE_EXPORTER_NODES_ENABLED / _INTERVAL (resources.nodes, set in the config file): must "
+        "be a mapping",
+    ),
 ]
 
 
@@ -513,6 +519,20 @@ def test_bad_config_file(tmp_path: Path, text: str, expected: str) -> None:
     env = {**BASE_ENV, "CCE_EXPORTER_PROJECT_ID": "p"}
     message = problems_of(path, env=env)
     assert expected in message
+    assert message.count("\n  - ") == 1, message
+
+
+def test_per_target_env_names_must_be_unambiguous(tmp_path: Path) -> None:
+    path = write(tmp_path, "targets:\n  - name: eu-west\n  - name: eu_west\n")
+    env = {**BASE_ENV, "CCE_EXPORTER_TARGETS__EU_WEST__SK": "x"}
+    assert "targets eu-west, eu_west share this variable name" in problems_of(path, env=env)
+    # Without a per-target variable the two names can coexist.
+    assert len(load_settings(path, env=BASE_ENV).targets) == 2
+
+
+def test_auth_method_is_case_insensitive() -> None:
+    settings = load_settings(env={**BASE_ENV, "CCE_EXPORTER_AUTH_METHOD": "AKSK"})
+    assert settings.targets[0].auth_method == "aksk"
 
 
 def test_missing_config_file_says_where_the_path_came_from(tmp_path: Path) -> None:
@@ -601,6 +621,9 @@ def test_secrets_never_in_error_messages(tmp_path: Path, case: dict[str, Any]) -
     assert_no_secret(str(info.value))
     assert_no_secret(repr(info.value))
     assert info.value.problems
+    # A traceback prints chained exceptions; pydantic's would echo the input values.
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
 
 
 def test_direct_construction_errors_do_not_echo_secrets() -> None:
