@@ -1189,6 +1189,8 @@ def load_settings(
     if config_file is None:
         from_env = environ.get(CONFIG_ENV, "").strip()
         config_file = Path(from_env).expanduser() if from_env else None
+    else:
+        config_file = Path(config_file)  # a str from a caller that skipped type=Path
     loader = _Loader(config_file, environ)
     return loader.validate(loader.read())
 
