@@ -676,3 +676,34 @@ async def test_in_process_api_accepts_keyword_overrides() -> None:
     assert len(body["items"]) == 2
     assert sim.config.seed == 11
     assert "sk=" not in repr(sim.credentials).lower()
+
+
+async def test_node_lists_follow_the_clock_and_mutations(
+    simulator: Simulator, sim_client: httpx.AsyncClient
+) -> None:
+    """The cached node-list bytes change exactly when a transition instant passes or state moves."""
+    by_phase: dict[str, list[tuple[str, str]]] = {}
+    for cid in (await clusters_by_phase(sim_client, simulator))["Available"]:
+        nodes = await get_json(sim_client, project_path(simulator, f"/clusters/{cid}/nodes"))
+        for node in nodes["items"]:
+            by_phase.setdefault(node["status"]["phase"], []).append((cid, node["metadata"]["uid"]))
+    build_cluster, build_node = by_phase["Build"][0]
+    deleting_cluster, deleting_node = by_phase["Deleting"][0]
+    path = project_path(simulator, f"/clusters/{build_cluster}/nodes")
+    first = (await sim_client.get(path)).content
+    assert (await sim_client.get(path)).content == first
+    build = await get_json(sim_client, f"{path}/{build_node}")
+    assert build["status"]["jobID"]
+
+    simulator.advance(3600)
+    later = await get_json(sim_client, f"{path}/{build_node}")
+    assert later["status"]["phase"] in ("Active", "Error") and "jobID" not in later["status"]
+    assert (await sim_client.get(path)).content != first
+    gone = await sim_client.get(
+        project_path(simulator, f"/clusters/{deleting_cluster}/nodes/{deleting_node}")
+    )
+    assert gone.status_code == 404
+
+    before = (await sim_client.get(path)).content
+    await sim_client.post(f"/_sim/clusters/{build_cluster}/nodes", json={"count": 1})
+    assert len((await sim_client.get(path)).content) > len(before)

@@ -12,7 +12,24 @@ clock (advancing the clock 24 hours expires every token). Anything else is a 401
 API-gateway body. The project in a CCE path must be the simulator's project (else 403).
 
 Error bodies: ``{"error_code", "error_msg"}`` everywhere except the add-on manager's routes, which
-answer ``{"code", "message"}``.
+answer ``{"code", "message"}``. ``errorStatus`` is honoured on the cluster list as well as on
+get (the reference leaves the list open); without it an ``Error`` cluster reads ``Deleting``.
+
+Control API (JSON, no authentication, never faulted)::
+
+    GET    /_sim/state                              world summary, faults, clock, tokens, requests
+    POST   /_sim/clusters                           {"name"?, "phase"?, "nodes"?, "flavor"?}
+    DELETE /_sim/clusters/{id}
+    POST   /_sim/clusters/{id}/nodes                {"count"?, "phase"?}
+    DELETE /_sim/clusters/{id}/nodes/{node_id}
+    POST   /_sim/clusters/{id}/fail-next-wakeup     the next awake fails for lack of capacity
+    POST   /_sim/phase                              {"kind": cluster|node|nodepool|addon, "id",
+                                                     "phase", "cluster_id"?, "reason"?, "message"?}
+    POST   /_sim/faults                             {"kind", "rate" | "count", "path"? (regex),
+                                                     "latency_ms"?, "hang_seconds"?, "retry_after"?}
+    DELETE /_sim/faults                             clear every rule and the global rate
+    POST   /_sim/clock/advance                      {"seconds"}
+    POST   /_sim/tokens/expire                      expire every token issued so far
 """
 
 from __future__ import annotations
