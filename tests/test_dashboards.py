@@ -1,0 +1,208 @@
+"""Lint of the Grafana dashboards: structure, data source variable, template variables, metric
+names against the metric contract, coverage of every family, PromQL syntax (promtool) and drift
+from dashboards/generate.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_alerts import (
+    CONTRACT_FAMILIES,
+    PROMTOOL,
+    exported_families,
+    family_of,
+    metric_names,
+    needs_promtool,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD_DIR = ROOT / "dashboards"
+NOT_SHOWN = DASHBOARD_DIR / "NOT_SHOWN.md"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+UIDS = {
+    "cce-overview.json": "cce-overview",
+    "cce-cluster.json": "cce-cluster",
+    "cce-hibernation.json": "cce-hibernation",
+    "cce-exporter.json": "cce-exporter",
+}
+NO_QUERY_PANELS = {"row", "text"}
+
+Dashboard = dict[str, Any]
+
+
+def load(name: str) -> Dashboard:
+    data: Dashboard = json.loads((DASHBOARD_DIR / name).read_text(encoding="utf-8"))
+    return data
+
+
+def all_panels(dashboard: Dashboard) -> Iterator[dict[str, Any]]:
+    for item in dashboard["panels"]:
+        yield item
+        yield from item.get("panels", [])  # panels inside collapsed rows
+
+
+def queries(dashboard: Dashboard) -> Iterator[tuple[str, str]]:
+    """(where, PromQL) of every panel target and every query variable (the series selector of
+    a ``label_values(selector, label)`` query)."""
+    for item in all_panels(dashboard):
+        for t in item.get("targets", []):
+            yield item["title"], t["expr"]
+    for var in dashboard["templating"]["list"]:
+        if var["type"] == "query":
+            query = var["query"] if isinstance(var["query"], str) else var["query"]["query"]
+            selector = re.fullmatch(r"label_values\((.+),\s*\w+\)", query)
+            assert selector, f"variable {var['name']}: not label_values(selector, label)"
+            yield f"variable {var['name']}", selector.group(1)
+
+
+def test_the_expected_dashboards_exist() -> None:
+    assert {p.name for p in DASHBOARD_DIR.glob("*.json")} == set(UIDS)
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_dashboard_structure(name: str) -> None:
+    d = load(name)
+    assert d["uid"] == UIDS[name]
+    assert d["title"].startswith("CCE / ")
+    assert d["schemaVersion"] >= 38
+    assert "cce" in d["tags"]
+    assert any(link["type"] == "dashboards" and "cce" in link["tags"] for link in d["links"])
+    ids = [p["id"] for p in all_panels(d)]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    for p in all_panels(d):
+        assert p.get("title"), f"panel {p['id']} has no title"
+        pos = p["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, p["title"]
+        if p["type"] in NO_QUERY_PANELS:
+            continue
+        assert p["datasource"] == DS, p["title"]
+        assert p["targets"], f"{p['title']}: no query"
+        for t in p["targets"]:
+            assert t["expr"].strip(), p["title"]
+            assert t.get("datasource", DS) == DS, p["title"]
+        assert p["fieldConfig"]["defaults"].get("unit"), f"{p['title']}: no unit"
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_no_hard_coded_datasource_uid(name: str) -> None:
+    text = (DASHBOARD_DIR / name).read_text(encoding="utf-8")
+    uids = set(re.findall(r'"uid": "([^"]*)"', text))
+    assert uids <= {UIDS[name], "${datasource}", "-- Grafana --"}
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_template_variables(name: str) -> None:
+    d = load(name)
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    ds = variables["datasource"]
+    assert ds["type"] == "datasource"
+    assert ds["query"] == "prometheus"
+    wanted = ["project", "instance"] if name == "cce-exporter.json" else ["project", "cluster"]
+    for var_name in wanted:
+        var = variables[var_name]
+        assert var["type"] == "query"
+        assert var["datasource"] == DS
+        assert var["query"].startswith("label_values("), var_name
+        assert var["multi"] is True
+        assert var["includeAll"] is True
+    # Every variable a query uses is defined.
+    builtin = {"__rate_interval", "__range", "__interval"}
+    for where, expr in queries(d):
+        for used in re.findall(r"\$\{?(\w+)", expr):
+            assert used in variables or used in builtin, f"{where}: ${used} undefined"
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_queries_use_only_exported_metrics(name: str) -> None:
+    families = exported_families()
+    for where, expr in queries(load(name)):
+        names = metric_names(expr)
+        assert names, f"{where}: no metric in {expr!r}"
+        for metric in names:
+            assert family_of(metric, families), f"{name} {where}: unknown metric {metric}"
+
+
+def _not_shown() -> dict[str, str]:
+    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|\s*(.+?)\s*\|\s*$", NOT_SHOWN.read_text(), re.M)
+    return dict(rows)
+
+
+def test_every_contract_family_is_shown_or_excused() -> None:
+    shown: set[str] = set()
+    for name in UIDS:
+        for _, expr in queries(load(name)):
+            shown |= {family_of(m, CONTRACT_FAMILIES) or m for m in metric_names(expr)}
+    excused = _not_shown()
+    for family, reason in excused.items():
+        assert family in CONTRACT_FAMILIES, f"NOT_SHOWN.md lists unknown {family}"
+        assert family not in shown, f"NOT_SHOWN.md lists {family}, which a dashboard shows"
+        assert reason, family
+    assert CONTRACT_FAMILIES - shown - set(excused) == set()
+
+
+def _substitute(expr: str) -> str:
+    """Grafana variables replaced by values Prometheus accepts, for a syntax check."""
+    expr = expr.replace("$__rate_interval", "5m").replace("$__range", "1h")
+    return re.sub(r"\$\{?\w+\}?", ".*", expr)
+
+
+@needs_promtool
+def test_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Every panel query parses: promtool checks them as recording rules."""
+    assert PROMTOOL is not None
+    rules = []
+    for name in sorted(UIDS):
+        for _, expr in queries(load(name)):
+            rules.append({"record": f"dashboard:query:{len(rules)}", "expr": _substitute(expr)})
+    path = tmp_path / "queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+def test_committed_dashboards_match_the_generator(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboards.generate", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # And the check does fail on a drifted file.
+    for name in UIDS:
+        (tmp_path / name).write_text((DASHBOARD_DIR / name).read_text().replace("CCE /", "X /"))
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboards.generate", "--check", "--output", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "cce-overview.json is out of date" in result.stderr
+
+
+def test_provisioning_example() -> None:
+    config = yaml.safe_load((DASHBOARD_DIR / "provisioning" / "dashboards.yaml").read_text())
+    assert config["apiVersion"] == 1
+    (provider,) = config["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"]
