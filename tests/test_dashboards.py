@@ -158,7 +158,7 @@ def _substitute(expr: str) -> str:
 def test_queries_are_valid_promql(tmp_path: Path) -> None:
     """Every panel query parses: promtool checks them as recording rules."""
     assert PROMTOOL is not None
-    rules = []
+    rules: list[dict[str, str]] = []
     for name in sorted(UIDS):
         for _, expr in queries(load(name)):
             rules.append({"record": f"dashboard:query:{len(rules)}", "expr": _substitute(expr)})
@@ -206,3 +206,80 @@ def test_provisioning_example() -> None:
     (provider,) = config["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"]
+
+
+def _panel_expr(name: str, title: str, ref: str = "A") -> str:
+    (found,) = [p for p in all_panels(load(name)) if p["title"] == title and p["type"] != "row"]
+    return str(next(t["expr"] for t in found["targets"] if t["refId"] == ref))
+
+
+@needs_promtool
+def test_state_set_queries_give_the_expected_values(tmp_path: Path) -> None:
+    """The encoded state timelines and the jobs-by-cluster-name join, evaluated by promtool."""
+    assert PROMTOOL is not None
+    c1 = 'project_id="p1", cluster_id="c1", cluster="prod", instance="e:1"'
+    c2 = 'project_id="p1", cluster_id="c2", cluster="dev", instance="e:1"'
+    job = 'project_id="p1", cluster_id="c2", job_id="j1"'
+    series = [
+        (f'cce_cluster_status_phase{{{c1}, phase="Available"}}', "1x5"),
+        (f'cce_cluster_status_phase{{{c1}, phase="Hibernation"}}', "0x5"),
+        # c2 in the "current value only" mode: no 0 series at all.
+        (f'cce_cluster_status_phase{{{c2}, phase="Hibernation"}}', "1x5"),
+        (f'cce_cluster_info{{{c1}, version="v1.28"}}', "1x5"),
+        (f'cce_cluster_info{{{c2}, version="v1.28"}}', "1x5"),
+        (
+            f'cce_job_status_phase{{{job}, phase="Running"}}',
+            "1x5",
+        ),
+        (
+            f'cce_job_status_phase{{{job}, phase="Failed"}}',
+            "0x5",
+        ),
+    ]
+    cases = [
+        (
+            _panel_expr("cce-cluster.json", "Phase history"),
+            [('{project_id="p1", cluster="prod"}', 0), ('{project_id="p1", cluster="dev"}', 11)],
+        ),
+        (
+            _panel_expr("cce-overview.json", "Hibernation state"),
+            [('{project_id="p1", cluster="prod"}', 0), ('{project_id="p1", cluster="dev"}', 2)],
+        ),
+        (
+            _panel_expr("cce-cluster.json", "CCE jobs", "B"),
+            [
+                (
+                    '{project_id="p1", cluster_id="c2", cluster="dev", job_id="j1", '
+                    'phase="Running"}',
+                    1,
+                )
+            ],
+        ),
+    ]
+    test = {
+        "rule_files": [],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "promql_expr_test": [
+                    {
+                        "expr": _substitute(expr),
+                        "eval_time": "2m",
+                        "exp_samples": [{"labels": lab, "value": val} for lab, val in samples],
+                    }
+                    for expr, samples in cases
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "queries_test.yaml"
+    path.write_text(yaml.safe_dump(test))
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
