@@ -12,6 +12,18 @@ the node list's ``"Node"``, add-ons spell ``Reason`` with a capital R and use RF
 clusters, nodes and jobs use Go's ``time.Time.String()`` with a varying number of fraction digits,
 the normal node-pool phase is ``""`` (absent on the default pool), ``detail=true`` annotations are
 strings, and an ``Error`` cluster shows as ``Deleting`` unless ``errorStatus`` is sent.
+
+Hibernation: ``hibernate`` on an ``Available`` cluster goes Hibernating -> Hibernation, ``awake`` on
+a ``Hibernation`` cluster goes Awaking -> Available, each step ``transition_seconds`` long; any
+other starting phase is a 400 ``CCE.014000xx``. An injected wake-up failure behaves as the public
+cloud describes it: the awake call is accepted (200), the cluster goes Awaking, then falls back to
+Hibernation with ``reason: AwakeFailed`` and a lack-of-capacity message; there is no job to fail.
+
+Jobs: clusters in a transitional phase (Creating, Upgrading, ScalingUp, ...) and nodes in Build,
+Installing, Upgrading or Deleting carry ``status.jobID`` while their job runs; the job goes
+Initializing -> Running -> Success/Failed (sub-jobs in sequence, the last one failing when the job
+fails), then the resource moves on (Available/Active, Error, or gone). The Upgrading cluster's job
+is the stuck one: running since three hours before start, for eight hours.
 """
 
 from __future__ import annotations
