@@ -407,6 +407,10 @@ and on(project_id, cluster_id)
 )
 unless on(project_id, cluster_id)
 cce_hibernation_policy_info{dry_run="true"}
+unless on(project_id, cluster_id)
+(
+  cce_hibernation_override_until_timestamp_seconds{state="awake"} > time()
+)
 """,
         summary="CCE cluster {{ $labels.cluster }} is awake outside its schedule.",
         description=(
@@ -414,7 +418,7 @@ cce_hibernation_policy_info{dry_run="true"}
             f"Available for more than {a['CCEClusterAwakeOutsideSchedule']['for']}: it is "
             "billed while it should sleep."
         ),
-        threshold="desired hibernated, phase Available (dry-run policies excluded)",
+        threshold="desired hibernated, phase Available (not dry-run, no keep-awake override)",
         meaning="Money is being spent on a cluster that should be hibernated.",
     )
     return alerts
