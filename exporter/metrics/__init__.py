@@ -13,7 +13,7 @@ No I/O and no API client here: the collector hands in :class:`TargetData` snapsh
 * :mod:`~exporter.metrics.docs` -- ``python -m exporter.metrics.docs``.
 """
 
-from exporter.metrics.catalog import ALL_FAMILIES, GROUPS, FamilyDoc
+from exporter.metrics.catalog import ALL_FAMILIES, GROUPS, RESERVED_LABELS, FamilyDoc
 from exporter.metrics.histogram import JobDurationHistogram
 from exporter.metrics.inputs import ResourceHealth, TargetData, TrackedJob
 from exporter.metrics.render import (
@@ -30,6 +30,7 @@ __all__ = [
     "CONTENT_TYPE_OPENMETRICS",
     "CONTENT_TYPE_TEXT",
     "GROUPS",
+    "RESERVED_LABELS",
     "Exposition",
     "FamilyDoc",
     "Fragment",

@@ -13,7 +13,14 @@ from typing import Any
 from exporter.metrics import addons, clusters, jobs, nodepools, nodes, quotas, selfmetrics
 from exporter.metrics.spec import StateSet, Table
 
-__all__ = ["ALL_FAMILIES", "EXTERNAL_FAMILIES", "GROUPS", "GROUP_TABLES", "FamilyDoc"]
+__all__ = [
+    "ALL_FAMILIES",
+    "EXTERNAL_FAMILIES",
+    "GROUPS",
+    "GROUP_TABLES",
+    "RESERVED_LABELS",
+    "FamilyDoc",
+]
 
 GROUPS: tuple[str, ...] = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "exporter")
 
@@ -26,6 +33,14 @@ GROUP_TABLES: dict[str, tuple[Table[Any], ...]] = {
     "quotas": (quotas.TABLE,),
     "exporter": (selfmetrics.BUILD_TABLE, selfmetrics.TABLE),
 }
+
+#: Label names a target's static labels cannot use: identity and property labels of any table (a
+#: static ``cluster`` label would read as a cluster name on a job series). Such static labels are
+#: left out of every series; the configuration should refuse them up front. ``region`` and ``az``
+#: of quotas are not here: a quota's own value simply takes the place of the static one.
+RESERVED_LABELS: frozenset[str] = frozenset().union(
+    *(t.reserved_labels for tables in GROUP_TABLES.values() for t in tables)
+)
 
 
 @dataclass(frozen=True, slots=True)

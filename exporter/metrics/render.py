@@ -30,7 +30,7 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter.metrics.catalog import GROUP_TABLES, GROUPS
+from exporter.metrics.catalog import GROUP_TABLES, GROUPS, RESERVED_LABELS
 from exporter.metrics.histogram import JobDurationHistogram
 from exporter.metrics.inputs import TargetData
 from exporter.metrics.spec import (
@@ -157,7 +157,7 @@ def _render_table(
     emitters: list[Emitter[Any]] = [fam.compile(state_sets) for fam in table.families]
     chunks: list[list[str]] = [out.setdefault(fam.name, []) for fam in table.families]
     pairs = list(zip(emitters, chunks, strict=True))
-    reserved = table.reserved_labels
+    reserved = RESERVED_LABELS
 
     if table.global_items is not None:
         ctx = RenderContext(now, _EMPTY_TARGET)
