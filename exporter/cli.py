@@ -1,12 +1,37 @@
-"""The ``cce-exporter`` command line."""
+"""The ``cce-exporter`` command line.
+
+``run`` (the default) is the daemon; ``demo`` runs it against the built-in simulator; ``once`` does
+one full collection and prints the exposition; ``check-config`` prints the effective configuration
+with secrets masked; ``simulate`` runs the fake CCE + IAM API on its own.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from exporter import __version__
+
+log = logging.getLogger("exporter")
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML configuration file (default: $CCE_EXPORTER_CONFIG)",
+    )
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--log-format", default=None, choices=("text", "json"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +40,33 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prometheus exporter and hibernation scheduler for Huawei Cloud CCE.",
     )
     parser.add_argument("--version", action="version", version=f"cce-exporter {__version__}")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the exporter daemon (the default command)")
+    _add_config_arguments(run)
+    run.add_argument("--listen", default=None, help="HOST:PORT to serve on (default 0.0.0.0:9877)")
+
+    once = sub.add_parser("once", help="collect everything once and print the exposition")
+    _add_config_arguments(once)
+    once.add_argument(
+        "--format", choices=("text", "openmetrics"), default="text", help="exposition format"
+    )
+
+    check = sub.add_parser("check-config", help="print the effective configuration, secrets masked")
+    _add_config_arguments(check)
+    check.add_argument(
+        "--online", action="store_true", help="also check credentials against the API"
+    )
+
+    demo = sub.add_parser("demo", help="run the exporter against the built-in simulator")
+    demo.add_argument(
+        "--listen", default="127.0.0.1:9877", help="exporter address (default %(default)s)"
+    )
+    demo.add_argument("--clusters", type=int, default=30)
+    demo.add_argument("--nodes-per-cluster", type=int, default=10)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--log-level", default="INFO")
+    demo.add_argument("--log-format", default="text", choices=("text", "json"))
 
     sim = sub.add_parser("simulate", help="run the built-in fake CCE + IAM API")
     from exporter.simulator.cli import add_arguments as add_sim_arguments
@@ -24,12 +75,193 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load(args: argparse.Namespace, overrides: Mapping[str, str] | None = None) -> Any:
+    """Load settings, or print the configuration errors and exit 2."""
+    from exporter.config import ConfigError, load_settings
+
+    env = dict(os.environ)
+    if overrides:
+        env.update(overrides)
+    if getattr(args, "log_level", None):
+        env["CCE_EXPORTER_LOG_LEVEL"] = args.log_level
+    if getattr(args, "log_format", None):
+        env["CCE_EXPORTER_LOG_FORMAT"] = args.log_format
+    if getattr(args, "listen", None):
+        env["CCE_EXPORTER_LISTEN"] = args.listen
+    try:
+        return load_settings(getattr(args, "config", None), env)
+    except ConfigError as exc:
+        print(f"cce-exporter: configuration error:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _setup_logging(settings: Any) -> None:
+    from exporter.logs import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format)
+
+
+async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -> int:
+    from exporter.collect.service import ExporterService
+    from exporter.web import build_app, serve
+
+    service = ExporterService(settings)
+    try:
+        await service.setup()
+    except Exception as exc:  # the first API call can fail: say why and stop
+        log.error("start-up failed: %s", exc)
+        await service.close()
+        return 1
+    service.start_scheduler()
+    web_config = None
+    if settings.web_config_file:
+        from exporter.webconfig import load_web_config
+
+        web_config = load_web_config(Path(settings.web_config_file))
+    app = build_app(service, web_config=web_config, on_shutdown=[service.close])
+
+    def started(server: Any) -> None:
+        if banner is not None:
+            print(banner(server.url.rstrip("/")), flush=True)
+
+    await serve(app, settings.listen, web_config, on_started=started)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    _setup_logging(settings)
+    log.info("cce-exporter %s starting, %d target(s)", __version__, len(settings.targets))
+    return asyncio.run(_serve(settings))
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    _setup_logging(settings)
+
+    async def main() -> int:
+        from exporter.collect.service import ExporterService
+
+        service = ExporterService(settings)
+        try:
+            await service.setup()
+            results = await service.collect_all()
+        finally:
+            await service.close()
+        exposition = service.exposition()
+        if exposition is not None:
+            data = exposition.openmetrics if args.format == "openmetrics" else exposition.text
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        cluster_ok = all(ok for key, ok in results.items() if key.endswith("/clusters"))
+        return 0 if cluster_ok and results else 1
+
+    try:
+        return asyncio.run(main())
+    except Exception as exc:
+        log.error("collection failed: %s", exc)
+        return 1
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from exporter.config import render_effective_config
+
+    settings = _load(args)
+    print(render_effective_config(settings))
+    if not args.online:
+        return 0
+    _setup_logging(settings)
+
+    async def check() -> int:
+        from prometheus_client import CollectorRegistry
+
+        from exporter.cce.errors import CCEError
+        from exporter.cce.instrumentation import ApiMetrics
+        from exporter.collect.service import build_client
+
+        metrics = ApiMetrics(CollectorRegistry())
+        failures = 0
+        for target in settings.targets:
+            client = build_client(target, metrics)
+            try:
+                project_id = target.project_id
+                if not project_id:
+                    project_id = await client.resolve_project_id(target.project_name or "")
+                    await client.aclose()
+                    client = build_client(target, metrics, project_id)
+                clusters = await client.list_clusters()
+                print(f"target {target.name}: OK, project {project_id}, {len(clusters)} cluster(s)")
+            except CCEError as exc:
+                failures += 1
+                print(f"target {target.name}: FAILED: {exc}")
+            finally:
+                await client.aclose()
+        return 1 if failures else 0
+
+    return asyncio.run(check())
+
+
+def _free_port(host: str, preferred: int) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, preferred))
+            return preferred
+        except OSError:
+            s.bind((host, 0))
+            port: int = s.getsockname()[1]
+            return port
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from exporter.logs import setup_logging
+    from exporter.simulator import running_simulator
+
+    setup_logging(args.log_level, args.log_format)
+    host, _, port_text = args.listen.rpartition(":")
+    host = host or "127.0.0.1"
+    port = _free_port(host, int(port_text or 0)) if port_text not in ("", "0") else 0
+
+    async def main() -> int:
+        async with running_simulator(
+            clusters=args.clusters, nodes_per_cluster=args.nodes_per_cluster, seed=args.seed
+        ) as sim:
+            overrides = dict(sim.settings)
+            overrides["CCE_EXPORTER_LISTEN"] = f"{host}:{port}"
+            settings = _load(argparse.Namespace(config=None), overrides)
+
+            def banner(base: str) -> str:
+                return (
+                    f"\ncce-exporter demo: {args.clusters} simulated clusters\n"
+                    f"  status page  {base}/\n"
+                    f"  metrics      {base}/metrics\n"
+                    f"  simulator    {sim.base_url} (control API under /_sim/)\n"
+                    "Press Ctrl-C to stop.\n"
+                )
+
+            return await _serve(settings, banner=banner)
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "simulate":
+    command = args.command or "run"
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
+    if command == "simulate":
         from exporter.simulator.cli import run as run_simulator
 
         return run_simulator(args)
-    parser.print_help(sys.stderr)
-    return 2
+    handlers = {
+        "run": cmd_run,
+        "once": cmd_once,
+        "check-config": cmd_check_config,
+        "demo": cmd_demo,
+    }
+    if hasattr(signal, "SIGPIPE"):  # `cce-exporter once | head` should end quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    return handlers[command](args)

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-_QUIET = ("httpx", "httpcore", "uvicorn.access", "apscheduler.executors", "hpack", "asyncio")
+_QUIET = ("httpx", "httpcore", "uvicorn.access", "apscheduler", "hpack", "asyncio")
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 

@@ -1,0 +1,415 @@
+"""The exporter's core: schedules every target's collections and keeps the rendered exposition.
+
+One APScheduler ``AsyncIOScheduler`` job per (target, resource), at the resource's interval, with
+``max_instances=1`` and coalescing: a collection that overruns its interval is skipped and counted
+(``cce_exporter_collect_skipped_total``), never stacked. After each collection only the metric group
+whose data changed is rendered again (in a worker thread, so scrapes keep being served), and the
+exposition is swapped in one assignment: a scrape always sees a complete state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry, Counter
+
+from exporter import __version__
+from exporter.cce.auth import AkSkAuth, PasswordAuth, TokenAuth
+from exporter.cce.client import CCEClient
+from exporter.cce.instrumentation import ApiMetrics
+from exporter.cce.models import Cluster, Job
+from exporter.collect.statefile import StateFile
+from exporter.collect.target import RESOURCES, TargetCollector
+from exporter.collect.tracking import JobTracker, PhaseTracker
+from exporter.config import Settings, TargetConfig
+from exporter.metrics.render import (
+    Exposition,
+    Fragment,
+    JobDurationHistogram,
+    assemble,
+    render_group,
+)
+
+log = logging.getLogger(__name__)
+
+#: Which metric groups a resource's new data can change.
+GROUPS_OF: dict[str, tuple[str, ...]] = {
+    "clusters": ("clusters", "nodes", "nodepools", "addons"),
+    "nodes": ("clusters", "nodes"),
+    "nodepools": ("nodepools",),
+    "addons": ("addons",),
+    "quotas": ("quotas",),
+    "jobs": ("jobs",),
+}
+ALL_GROUPS = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "exporter")
+
+
+class CollectorCounters:
+    """The collector's own counters (errors by class, dropped jobs, skipped runs)."""
+
+    def __init__(self, registry: CollectorRegistry, histogram: JobDurationHistogram) -> None:
+        self.errors = Counter(
+            "cce_exporter_collect_errors",
+            "Failed API calls during collection, by resource and error class.",
+            ["project_id", "resource", "error"],
+            registry=registry,
+        )
+        self.jobs_dropped = Counter(
+            "cce_exporter_jobs_dropped",
+            "CCE jobs no longer followed before finishing (not_found: the job ID answered 404).",
+            ["project_id", "reason"],
+            registry=registry,
+        )
+        self.skipped = Counter(
+            "cce_exporter_collect_skipped",
+            "Scheduled collections skipped because the previous one was still running.",
+            ["project_id", "resource"],
+            registry=registry,
+        )
+        self.histogram = histogram
+
+    def error(self, project_id: str, resource: str, error: str) -> None:
+        self.errors.labels(project_id, resource, error).inc()
+
+    def job_dropped(self, project_id: str, reason: str) -> None:
+        self.jobs_dropped.labels(project_id, reason).inc()
+
+    def job_finished(self, job: Job) -> None:
+        self.histogram.observe(job)
+
+
+@dataclass
+class Target:
+    config: TargetConfig
+    client: CCEClient
+    collector: TargetCollector
+
+
+def build_auth(target: TargetConfig, api_metrics: ApiMetrics) -> httpx.Auth:
+    """The ``httpx.Auth`` for a target's configured method."""
+    verify: Any = True
+    if target.insecure_skip_verify:
+        verify = False
+    elif target.ca_file is not None:
+        verify = str(target.ca_file)
+    if target.auth_method == "aksk":
+        assert target.ak is not None and target.sk is not None
+        return AkSkAuth(target.ak, target.sk.get_secret_value(), project_id=target.project_id)
+    if target.auth_method == "password":
+        assert target.username and target.password is not None and target.domain
+        iam = target.iam_endpoint or target.endpoint
+        return PasswordAuth(
+            iam,
+            target.username,
+            target.password.get_secret_value(),
+            target.domain,
+            project_name=target.project_name,
+            project_id=target.project_id,
+            verify=verify,
+            timeout=target.timeout,
+            on_refresh=api_metrics.auth_refresh,
+        )
+    token = target.token.get_secret_value() if target.token is not None else None
+    return TokenAuth(token=token, token_file=target.token_file, on_refresh=api_metrics.auth_refresh)
+
+
+def build_client(
+    target: TargetConfig, api_metrics: ApiMetrics, project_id: str | None = None
+) -> CCEClient:
+    return CCEClient(
+        target.endpoint,
+        build_auth(target, api_metrics),
+        project_id or target.project_id or "",
+        addon_endpoint=target.addon_endpoint,
+        iam_endpoint=target.iam_endpoint,
+        ca_file=target.ca_file,
+        insecure_skip_verify=target.insecure_skip_verify,
+        timeout=target.timeout,
+        max_retries=target.max_retries,
+        retry_deadline=target.retry_deadline,
+        concurrency=target.concurrency,
+        requests_per_second=target.requests_per_second,
+        metrics=api_metrics,
+    )
+
+
+class ExporterService:
+    """Owns the targets, the scheduler, the state file and the current exposition.
+
+    It is the web layer's ``StatusSource``: :meth:`exposition`, :meth:`readiness`, :meth:`status`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        cluster_filter: Callable[[Cluster], bool] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.cluster_filter = cluster_filter
+        self.started_at = clock()
+        self.api_registry = CollectorRegistry(auto_describe=True)
+        self.api_metrics = ApiMetrics(self.api_registry)
+        self.stats_registry = CollectorRegistry(auto_describe=True)
+        self.job_histogram = JobDurationHistogram(self.stats_registry)
+        self.counters = CollectorCounters(self.stats_registry, self.job_histogram)
+        self.extra_registries: list[CollectorRegistry] = [self.api_registry, self.stats_registry]
+        self.statefile = StateFile(Path(settings.state_file)) if settings.state_file else None
+        self.phases = PhaseTracker()
+        self.targets: list[Target] = []
+        self.fragments: dict[str, Fragment] = {}
+        self._exposition: Exposition | None = None
+        self._render_lock = asyncio.Lock()
+        self._semaphore = asyncio.Semaphore(settings.collect_concurrency)
+        self.scheduler: AsyncIOScheduler | None = None
+        self._state_sections: dict[str, Any] = {}
+        self.after_collect: list[Callable[[Target, str], Any]] = []
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Build clients (resolving project names to IDs) and restore the state file."""
+        sections = self.statefile.load() if self.statefile else {}
+        self._state_sections = sections
+        self.phases.load(sections.get("phases"))
+        jobs_by_target = sections.get("jobs", {})
+        for target_cfg in self.settings.targets:
+            project_id = target_cfg.project_id
+            client = build_client(target_cfg, self.api_metrics, project_id)
+            if not project_id:
+                project_id = await client.resolve_project_id(target_cfg.project_name or "")
+                await client.aclose()
+                client = build_client(target_cfg, self.api_metrics, project_id)
+            tracker = JobTracker(self.settings.job_retention)
+            if isinstance(jobs_by_target, dict):
+                tracker.load(jobs_by_target.get(target_cfg.name))
+            collector = TargetCollector(
+                name=target_cfg.name,
+                project_id=project_id,
+                labels=target_cfg.labels,
+                client=client,
+                stats=self.counters,
+                jobs=tracker,
+                phases=self.phases,
+                cluster_filter=self.cluster_filter,
+                concurrency=self._semaphore,
+                clock=self.clock,
+            )
+            self.targets.append(Target(target_cfg, client, collector))
+        await self.render(ALL_GROUPS)
+
+    def enabled(self, target: Target) -> list[str]:
+        return [r for r in RESOURCES if getattr(target.config.resources, r).enabled]
+
+    def interval(self, target: Target, resource: str) -> float:
+        return float(getattr(target.config.resources, resource).interval)
+
+    # --- collection ------------------------------------------------------------------------------
+
+    async def collect(self, target: Target, resource: str) -> bool:
+        ok = await target.collector.collect(resource)
+        await self.render((*GROUPS_OF[resource], "exporter"))
+        for hook in self.after_collect:
+            result = hook(target, resource)
+            if asyncio.iscoroutine(result):
+                await result
+        return ok
+
+    async def collect_all(self) -> dict[str, bool]:
+        """One full collection of every enabled resource of every target, jobs included.
+
+        Returns ``{"<target>/<resource>": success}``.
+        """
+        results: dict[str, bool] = {}
+
+        async def run(target: Target) -> None:
+            enabled = self.enabled(target)
+            if "clusters" in enabled:
+                results[f"{target.config.name}/clusters"] = await target.collector.collect(
+                    "clusters"
+                )
+            middle = [r for r in enabled if r not in ("clusters", "jobs")]
+            oks = await asyncio.gather(*(target.collector.collect(r) for r in middle))
+            results.update(
+                {f"{target.config.name}/{r}": ok for r, ok in zip(middle, oks, strict=True)}
+            )
+            if "jobs" in enabled:
+                results[f"{target.config.name}/jobs"] = await target.collector.collect("jobs")
+
+        await asyncio.gather(*(run(t) for t in self.targets))
+        await self.render(ALL_GROUPS)
+        return results
+
+    async def render(self, groups: Sequence[str]) -> None:
+        async with self._render_lock:
+            snapshots = [t.collector.snapshot() for t in self.targets]
+            now = self.clock()
+            state_sets = self.settings.state_sets
+
+            def work() -> Exposition:
+                for group in dict.fromkeys(groups):
+                    self.fragments[group] = render_group(
+                        group, snapshots, now=now, state_sets=state_sets
+                    )
+                ordered = [self.fragments[g] for g in ALL_GROUPS if g in self.fragments]
+                return assemble(ordered, self.extra_registries)
+
+            self._exposition = await asyncio.to_thread(work)
+
+    # --- scheduling ------------------------------------------------------------------------------
+
+    def start_scheduler(self) -> AsyncIOScheduler:
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        start = datetime.now(UTC)
+        for index, target in enumerate(self.targets):
+            for resource in self.enabled(target):
+                interval = self.interval(target, resource)
+                # Spread the first runs a little so that targets don't all start at once; clusters
+                # go first, since the per-cluster resources need the cluster list.
+                delay = 0.0 if resource == "clusters" else 1.0 + 0.2 * index
+                scheduler.add_job(
+                    self.collect,
+                    "interval",
+                    seconds=interval,
+                    jitter=min(interval * 0.1, 5.0),
+                    args=(target, resource),
+                    id=f"{target.config.name}/{resource}",
+                    name=f"collect {resource} of {target.config.name}",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=max(1, int(interval)),
+                    next_run_time=start + timedelta(seconds=delay),
+                )
+        scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        if self.statefile is not None:
+            scheduler.add_job(
+                self.save_state, "interval", seconds=60, id="save-state", max_instances=1
+            )
+        scheduler.start()
+        self.scheduler = scheduler
+        return scheduler
+
+    def _on_skip(self, event: JobExecutionEvent) -> None:
+        target_name, _, resource = str(event.job_id).partition("/")
+        for target in self.targets:
+            if target.config.name == target_name:
+                self.counters.skipped.labels(target.collector.project_id, resource).inc()
+                log.warning(
+                    "collection of %s for target %s skipped: the previous one is still running",
+                    resource,
+                    target_name,
+                )
+
+    # --- state file ------------------------------------------------------------------------------
+
+    def state_section(self, name: str) -> Any:
+        return self._state_sections.get(name)
+
+    def set_state_section(self, name: str, value: Any) -> None:
+        self._state_sections[name] = value
+
+    def save_state(self) -> None:
+        if self.statefile is None:
+            return
+        self._state_sections["phases"] = self.phases.dump()
+        self._state_sections["jobs"] = {
+            t.config.name: t.collector.jobs.dump() for t in self.targets
+        }
+        try:
+            self.statefile.save(self._state_sections)
+        except OSError as exc:
+            log.error("could not write the state file %s: %s", self.statefile.path, exc)
+
+    async def close(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self.save_state()
+        for target in self.targets:
+            await target.client.aclose()
+
+    # --- StatusSource ----------------------------------------------------------------------------
+
+    def exposition(self) -> Exposition | None:
+        return self._exposition
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        reasons: list[str] = []
+        now = self.clock()
+        if not self.targets:
+            reasons.append("no target is configured")
+        for target in self.targets:
+            for resource in self.enabled(target):
+                health = target.collector.health[resource]
+                interval = self.interval(target, resource)
+                name = f"target {target.config.name}: {resource}"
+                if health.last_success is None:
+                    reasons.append(
+                        f"{name} has not completed a collection yet"
+                        if not health.attempted
+                        else f"{name} has never succeeded ({health.error or 'failed'})"
+                    )
+                elif now - health.last_success > 3 * interval:
+                    reasons.append(
+                        f"{name} data is {now - health.last_success:.0f}s old "
+                        f"(more than 3 intervals of {interval:g}s)"
+                    )
+        return (not reasons, reasons)
+
+    def status(self) -> Any:
+        from exporter.web import ClusterRow, ResourceStatus, StatusView, TargetStatus
+
+        targets = []
+        for target in self.targets:
+            c = target.collector
+            resources = [
+                ResourceStatus(
+                    resource=r,
+                    interval=self.interval(target, r),
+                    last_success=c.health[r].last_success,
+                    last_duration=c.health[r].duration,
+                    success=c.health[r].success if c.health[r].attempted else None,
+                    error=c.health[r].error,
+                )
+                for r in self.enabled(target)
+            ]
+            rows = []
+            for cluster in c.state.clusters:
+                nodes = c.state.nodes.get(cluster.id or "")
+                total = cluster.total_nodes
+                active = cluster.active_nodes
+                if total is None and nodes is not None:
+                    total = len(nodes)
+                if active is None and nodes is not None:
+                    active = sum(1 for n in nodes if n.phase == "Active")
+                rows.append(
+                    ClusterRow(
+                        name=cluster.name or "",
+                        id=cluster.id or "",
+                        phase=cluster.phase or "",
+                        nodes=total,
+                        nodes_active=active,
+                        phase_since=self.phases.since(f"cluster/{cluster.id}"),
+                    )
+                )
+            targets.append(
+                TargetStatus(
+                    name=target.config.name,
+                    project_id=c.project_id,
+                    labels=dict(target.config.labels),
+                    resources=resources,
+                    clusters=rows,
+                )
+            )
+        return StatusView(version=__version__, started_at=self.started_at, targets=targets)

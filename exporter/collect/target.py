@@ -1,0 +1,375 @@
+"""Collection for one target (one project in one region, with its own credentials).
+
+Each ``collect_<resource>`` method lists one kind of resource through the API client and updates
+the target's last good data. Errors are caught here, at the job boundary: they are logged with the
+target and cluster, counted, and the last good data is kept (marked by
+``cce_exporter_collect_success`` = 0 and an ageing ``cce_exporter_last_success_timestamp_seconds``).
+A cluster whose node listing fails does not lose the other clusters' data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from exporter.cce.errors import CCEError, NotFound
+from exporter.cce.models import Addon, Cluster, Job, Node, NodePool, Quota
+from exporter.collect.tracking import JobTracker, PhaseTracker
+from exporter.metrics.inputs import ResourceHealth, TargetData, TrackedJob
+
+log = logging.getLogger(__name__)
+
+RESOURCES: tuple[str, ...] = ("clusters", "nodes", "nodepools", "addons", "quotas", "jobs")
+
+#: Per-cluster resources are not listed for clusters in these phases: the API cannot answer for a
+#: control plane that is asleep or not there yet, and the last good data is more useful.
+SKIP_PHASES: dict[str, frozenset[str]] = {
+    "addons": frozenset({"Hibernation", "Hibernating", "Awaking", "Creating"}),
+}
+
+T = TypeVar("T")
+
+
+def _renderer_keys(since: Mapping[str, float]) -> dict[str, float]:
+    """``node/<cluster_id>/<node_id>`` -> ``node/<node_id>``, the renderer's keys.
+
+    The tracker qualifies per-cluster objects by their cluster so that a deleted cluster's entries
+    can be pruned, and so that default node pools (named ``<az>#<flavor>#<os>``, the same in many
+    clusters) keep separate histories there.
+    """
+    out: dict[str, float] = {}
+    for key, value in since.items():
+        kind, _, rest = key.partition("/")
+        if kind in ("node", "nodepool", "addon"):
+            rest = rest.partition("/")[2]
+        out[f"{kind}/{rest}"] = value
+    return out
+
+
+class Client(Protocol):
+    """What the collector needs of ``exporter.cce.client.CCEClient``."""
+
+    async def list_clusters(self) -> list[Cluster]: ...
+    async def list_nodes(self, cluster_id: str) -> list[Node]: ...
+    async def list_nodepools(
+        self, cluster_id: str, show_default: bool = True
+    ) -> list[NodePool]: ...
+    async def list_addons(self, cluster_id: str) -> list[Addon]: ...
+    async def get_quotas(self) -> list[Quota]: ...
+    async def get_job(self, job_id: str) -> Job: ...
+
+
+class CollectorStats(Protocol):
+    """Counters the collector bumps (kept as prometheus_client objects by the scheduler)."""
+
+    def error(self, project_id: str, resource: str, error: str) -> None: ...
+    def job_dropped(self, project_id: str, reason: str) -> None: ...
+    def job_finished(self, job: Job) -> None: ...
+
+
+@dataclass
+class Health:
+    success: bool = False
+    attempted: bool = False
+    duration: float | None = None
+    last_success: float | None = None
+    last_attempt: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class TargetState:
+    """The target's last good data. Replaced, never mutated in place, so snapshots are cheap."""
+
+    clusters: tuple[Cluster, ...] = ()
+    clusters_listed: bool = False
+    nodes: dict[str, Sequence[Node]] = field(default_factory=dict)
+    nodepools: dict[str, Sequence[NodePool]] = field(default_factory=dict)
+    addons: dict[str, Sequence[Addon]] = field(default_factory=dict)
+    quotas: tuple[Quota, ...] = ()
+
+
+class TargetCollector:
+    """Lists one target's resources and keeps what is needed to render its metrics."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        project_id: str,
+        labels: Mapping[str, str],
+        client: Client,
+        stats: CollectorStats,
+        jobs: JobTracker,
+        phases: PhaseTracker | None = None,
+        cluster_filter: Callable[[Cluster], bool] | None = None,
+        concurrency: asyncio.Semaphore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.project_id = project_id
+        self.labels = dict(labels)
+        self.client = client
+        self.stats = stats
+        self.jobs = jobs
+        self.phases = phases or PhaseTracker()
+        self.cluster_filter = cluster_filter
+        self.concurrency = concurrency or asyncio.Semaphore(16)
+        self.clock = clock
+        self.state = TargetState()
+        self.health: dict[str, Health] = {r: Health() for r in RESOURCES}
+        self.errors: dict[str, str] = {}  # "<resource>/<cluster_id>" -> last error text
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _log_error(self, resource: str, exc: BaseException, cluster: Cluster | None = None) -> str:
+        where = f"target={self.name} project={self.project_id}"
+        if cluster is not None:
+            where += f" cluster={cluster.name} cluster_id={cluster.id}"
+        text = str(exc) or type(exc).__name__
+        log.warning("collecting %s failed (%s): %s", resource, where, text)
+        self.stats.error(self.project_id, resource, type(exc).__name__)
+        return text
+
+    async def _timed(self, resource: str, work: Callable[[], Awaitable[bool]]) -> bool:
+        """Run one resource's collection; record duration and success. Never raises CCEError."""
+        health = self.health[resource]
+        started = time.perf_counter()
+        now = self.clock()
+        health.last_attempt = now
+        try:
+            ok = await work()
+            health.error = None if ok else health.error
+        except CCEError as exc:
+            ok = False
+            health.error = self._log_error(resource, exc)
+        except Exception as exc:  # a bug must not kill the scheduler; it shows as a failure
+            ok = False
+            log.exception("collecting %s crashed (target=%s)", resource, self.name)
+            self.stats.error(self.project_id, resource, type(exc).__name__)
+            health.error = f"internal error: {type(exc).__name__}"
+        health.attempted = True
+        health.duration = time.perf_counter() - started
+        health.success = ok
+        if ok:
+            health.last_success = self.clock()
+        return ok
+
+    def governed_clusters(self) -> list[Cluster]:
+        return [c for c in self.state.clusters if c.id]
+
+    # --- clusters --------------------------------------------------------------------------------
+
+    async def collect_clusters(self) -> bool:
+        return await self._timed("clusters", self._clusters)
+
+    async def _clusters(self) -> bool:
+        clusters = await self.client.list_clusters()
+        if self.cluster_filter is not None:
+            clusters = [c for c in clusters if self.cluster_filter(c)]
+        now = self.clock()
+        ids = set()
+        for cluster in clusters:
+            if not cluster.id:
+                continue
+            ids.add(cluster.id)
+            self.phases.observe(f"cluster/{cluster.id}", cluster.phase, now)
+            self.jobs.discover(cluster.status.job_id, cluster.id, "cluster", now)
+        self.phases.retain("cluster", (f"cluster/{i}" for i in ids))
+        state = self.state
+        # Resources of clusters that are gone disappear with them.
+        self.state = TargetState(
+            clusters=tuple(clusters),
+            clusters_listed=True,
+            nodes={k: v for k, v in state.nodes.items() if k in ids},
+            nodepools={k: v for k, v in state.nodepools.items() if k in ids},
+            addons={k: v for k, v in state.addons.items() if k in ids},
+            quotas=state.quotas,
+        )
+        for kind in ("node", "nodepool", "addon"):
+            for key in list(self.phases.snapshot()):
+                if key.startswith(f"{kind}/"):
+                    cluster_id = key.split("/", 2)[1]
+                    if cluster_id not in ids:
+                        self.phases.retain(kind, (), prefix=f"{cluster_id}/")
+        return True
+
+    # --- per-cluster resources -------------------------------------------------------------------
+
+    async def _per_cluster(
+        self,
+        resource: str,
+        fetch: Callable[[str], Awaitable[Sequence[T]]],
+        store: Callable[[TargetState], dict[str, Sequence[T]]],
+        after: Callable[[Cluster, Sequence[T], float], None],
+    ) -> bool:
+        if not self.state.clusters_listed:
+            return False
+        clusters = self.governed_clusters()
+        skip = SKIP_PHASES.get(resource, frozenset())
+        results: dict[str, Sequence[T]] = {}
+        failed = 0
+
+        async def one(cluster: Cluster) -> None:
+            nonlocal failed
+            assert cluster.id is not None
+            if cluster.phase in skip:
+                return
+            try:
+                async with self.concurrency:
+                    items = await fetch(cluster.id)
+            except CCEError as exc:
+                failed += 1
+                self.errors[f"{resource}/{cluster.id}"] = self._log_error(resource, exc, cluster)
+                return
+            self.errors.pop(f"{resource}/{cluster.id}", None)
+            results[cluster.id] = items
+            after(cluster, items, self.clock())
+
+        await asyncio.gather(*(one(c) for c in clusters))
+        current_ids = {c.id for c in self.state.clusters}
+        merged = {k: v for k, v in store(self.state).items() if k in current_ids}
+        merged.update(results)
+        store(self.state).clear()
+        store(self.state).update(merged)
+        if failed:
+            self.health[resource].error = f"{failed} of {len(clusters)} clusters failed"
+        return failed == 0
+
+    def _track_phases(self, kind: str, cluster: Cluster, objs: Sequence[Any], now: float) -> None:
+        keys = []
+        for obj in objs:
+            if obj.id:
+                key = f"{kind}/{cluster.id}/{obj.id}"
+                keys.append(key)
+                self.phases.observe(key, self._phase_of(kind, obj), now)
+        self.phases.retain(kind, keys, prefix=f"{cluster.id}/")
+
+    @staticmethod
+    def _phase_of(kind: str, obj: Any) -> str | None:
+        if kind == "addon":
+            status: str | None = obj.status.status
+            return status
+        phase: str | None = obj.phase
+        return phase
+
+    async def collect_nodes(self) -> bool:
+        def after(cluster: Cluster, nodes: Sequence[Node], now: float) -> None:
+            self._track_phases("node", cluster, nodes, now)
+            assert cluster.id is not None
+            for node in nodes:
+                self.jobs.discover(node.status.job_id, cluster.id, "node", now)
+
+        return await self._timed(
+            "nodes",
+            lambda: self._per_cluster("nodes", self.client.list_nodes, lambda s: s.nodes, after),
+        )
+
+    async def collect_nodepools(self) -> bool:
+        def after(cluster: Cluster, pools: Sequence[NodePool], now: float) -> None:
+            self._track_phases("nodepool", cluster, pools, now)
+            assert cluster.id is not None
+            for pool in pools:
+                self.jobs.discover(pool.status.job_id, cluster.id, "nodepool", now)
+
+        return await self._timed(
+            "nodepools",
+            lambda: self._per_cluster(
+                "nodepools", self.client.list_nodepools, lambda s: s.nodepools, after
+            ),
+        )
+
+    async def collect_addons(self) -> bool:
+        def after(cluster: Cluster, addons: Sequence[Addon], now: float) -> None:
+            self._track_phases("addon", cluster, addons, now)
+
+        return await self._timed(
+            "addons",
+            lambda: self._per_cluster("addons", self.client.list_addons, lambda s: s.addons, after),
+        )
+
+    # --- quotas and jobs -------------------------------------------------------------------------
+
+    async def collect_quotas(self) -> bool:
+        async def work() -> bool:
+            quotas = await self.client.get_quotas()
+            self.state.quotas = tuple(quotas)
+            return True
+
+        return await self._timed("quotas", work)
+
+    async def collect_jobs(self) -> bool:
+        return await self._timed("jobs", self._jobs)
+
+    async def _jobs(self) -> bool:
+        now = self.clock()
+        self.jobs.expire(now)
+        failed = 0
+
+        async def poll(entry_id: str) -> None:
+            nonlocal failed
+            entry = self.jobs.entries.get(entry_id)
+            if entry is None:
+                return
+            try:
+                async with self.concurrency:
+                    job = await self.client.get_job(entry.job_id)
+            except NotFound:
+                # Job IDs are short-lived (reference section 15): a 404 is normal, not an error.
+                log.debug("CCE job %s answers 404; no longer followed", entry.job_id)
+                self.jobs.drop(entry.job_id)
+                self.stats.job_dropped(self.project_id, "not_found")
+                return
+            except CCEError as exc:
+                failed += 1
+                self._log_error("jobs", exc)
+                return
+            if self.jobs.update(entry, job, self.clock()) and not entry.observed:
+                entry.observed = True
+                self.stats.job_finished(job)
+            self.phases.observe(f"job/{entry.job_id}", job.phase, self.clock())
+
+        await asyncio.gather(*(poll(e.job_id) for e in self.jobs.pending()))
+        self.phases.retain("job", (f"job/{j}" for j in self.jobs.entries))
+        return failed == 0
+
+    # --- output ----------------------------------------------------------------------------------
+
+    async def collect(self, resource: str) -> bool:
+        method: Callable[[], Awaitable[bool]] = getattr(self, f"collect_{resource}")
+        return await method()
+
+    def snapshot(self) -> TargetData:
+        """An immutable view of the last good data, for the renderer."""
+        state = self.state
+        jobs = tuple(
+            TrackedJob(project_id=self.project_id, cluster_id=e.cluster_id, job=e.job)
+            for e in self.jobs.entries.values()
+            if e.job is not None
+        )
+        health = tuple(
+            ResourceHealth(
+                resource=resource,
+                success=h.success,
+                duration_seconds=h.duration,
+                last_success=h.last_success,
+            )
+            for resource, h in self.health.items()
+            if h.attempted
+        )
+        return TargetData(
+            project_id=self.project_id,
+            labels=self.labels,
+            clusters=state.clusters,
+            nodes=dict(state.nodes),
+            nodepools=dict(state.nodepools),
+            addons=dict(state.addons),
+            jobs=jobs,
+            quotas=state.quotas,
+            phase_since=_renderer_keys(self.phases.snapshot()),
+            health=health,
+        )
