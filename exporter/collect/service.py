@@ -264,7 +264,11 @@ class ExporterService:
                         group, snapshots, now=now, state_sets=state_sets
                     )
                 ordered = [self.fragments[g] for g in ALL_GROUPS if g in self.fragments]
-                return assemble(ordered, self.extra_registries)
+                exposition = assemble(ordered, self.extra_registries)
+                # Compress here, off the event loop, so that no scrape ever pays for it.
+                exposition.text_gzip  # noqa: B018
+                exposition.openmetrics_gzip  # noqa: B018
+                return exposition
 
             self._exposition = await asyncio.to_thread(work)
 
