@@ -510,6 +510,9 @@ class HibernationController:
             )
             return Outcome("skipped", ident[1], action, found[1].name or "", governed)
         ident, match = governed
+        with contextlib.suppress(CCEError):
+            # A fresh phase, so that the answer to the request is right (the run checks again).
+            self.clusters[ident] = await self.targets[ident[0]].client.get_cluster(ident[1])
         dry_run = dry_run or self.dry_run or match.policy.dry_run
         if until is not None and not dry_run:
             error = self.set_override(ident[1], STATE_OF[action], until, reason)

@@ -98,7 +98,8 @@ class _Hooks:
 
     def _done(self, request: Request, status: int, body: dict[str, Any], outcome: str) -> Response:
         cluster = request.path_params.get("cluster_id", "-")
-        log.info(
+        log.log(
+            logging.WARNING if status == 401 or status >= 500 else logging.INFO,
             "hook %s %s cluster=%s -> %d %s",
             request.method,
             request.url.path,
