@@ -204,7 +204,8 @@ class ExporterService:
                 jobs=tracker,
                 phases=self.phases,
                 cluster_filter=self.cluster_filter,
-                concurrency=self._semaphore,
+                # Per-cluster calls of one target: as many as its client lets through at once.
+                concurrency=asyncio.Semaphore(target_cfg.concurrency),
                 clock=self.clock,
             )
             self.targets.append(Target(target_cfg, client, collector))
@@ -218,8 +219,13 @@ class ExporterService:
 
     # --- collection ------------------------------------------------------------------------------
 
+    async def _collect_resource(self, target: Target, resource: str) -> bool:
+        # collect_concurrency bounds the (target x resource) collections running at once.
+        async with self._semaphore:
+            return await target.collector.collect(resource)
+
     async def collect(self, target: Target, resource: str) -> bool:
-        ok = await target.collector.collect(resource)
+        ok = await self._collect_resource(target, resource)
         await self.render((*GROUPS_OF[resource], "exporter"))
         for hook in self.after_collect:
             result = hook(target, resource)
@@ -237,16 +243,16 @@ class ExporterService:
         async def run(target: Target) -> None:
             enabled = self.enabled(target)
             if "clusters" in enabled:
-                results[f"{target.config.name}/clusters"] = await target.collector.collect(
-                    "clusters"
+                results[f"{target.config.name}/clusters"] = await self._collect_resource(
+                    target, "clusters"
                 )
             middle = [r for r in enabled if r not in ("clusters", "jobs")]
-            oks = await asyncio.gather(*(target.collector.collect(r) for r in middle))
+            oks = await asyncio.gather(*(self._collect_resource(target, r) for r in middle))
             results.update(
                 {f"{target.config.name}/{r}": ok for r, ok in zip(middle, oks, strict=True)}
             )
             if "jobs" in enabled:
-                results[f"{target.config.name}/jobs"] = await target.collector.collect("jobs")
+                results[f"{target.config.name}/jobs"] = await self._collect_resource(target, "jobs")
 
         await asyncio.gather(*(run(t) for t in self.targets))
         await self.render(ALL_GROUPS)
