@@ -14,7 +14,9 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the exporter daemon (the default command)")
     _add_config_arguments(run)
     run.add_argument("--listen", default=None, help="HOST:PORT to serve on (default 0.0.0.0:9877)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="hibernation: compute, log and count every action, call nothing",
+    )
 
     once = sub.add_parser("once", help="collect everything once and print the exposition")
     _add_config_arguments(once)
@@ -65,8 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clusters", type=int, default=30)
     demo.add_argument("--nodes-per-cluster", type=int, default=10)
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--policy",
+        type=Path,
+        default=None,
+        help="hibernation policy file (default: a demo policy whose awake window ended 5 minutes "
+        "ago, so the first clusters are hibernated at once)",
+    )
+    demo.add_argument("--no-policy", action="store_true", help="run the demo without hibernation")
     demo.add_argument("--log-level", default="INFO")
     demo.add_argument("--log-format", default="text", choices=("text", "json"))
+
+    from exporter.hibernation.cli import add_action_arguments, add_plan_arguments
+
+    plan = sub.add_parser("plan", help="show every governed cluster's next transitions")
+    _add_config_arguments(plan)
+    add_plan_arguments(plan)
+    for action in ("hibernate", "awake"):
+        act = sub.add_parser(action, help=f"{action} one cluster now, under the safety rules")
+        _add_config_arguments(act)
+        add_action_arguments(act)
 
     sim = sub.add_parser("simulate", help="run the built-in fake CCE + IAM API")
     from exporter.simulator.cli import add_arguments as add_sim_arguments
@@ -86,6 +111,8 @@ def _load(args: argparse.Namespace, overrides: Mapping[str, str] | None = None) 
         env["CCE_EXPORTER_LOG_LEVEL"] = args.log_level
     if getattr(args, "log_format", None):
         env["CCE_EXPORTER_LOG_FORMAT"] = args.log_format
+    if getattr(args, "dry_run", False) and getattr(args, "command", None) == "run":
+        env["CCE_EXPORTER_DRY_RUN"] = "true"
     if getattr(args, "listen", None):
         env["CCE_EXPORTER_LISTEN"] = args.listen
     try:
@@ -112,13 +139,48 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
         log.error("start-up failed: %s", exc)
         await service.close()
         return 1
+    routes: list[Any] = []
+    shutdown: list[Any] = []
+    if settings.policy_file:
+        from exporter.hibernation.controller import (
+            HibernationController,
+            ServiceStateStore,
+            targets_from_service,
+        )
+        from exporter.hibernation.hooks import build_hook_routes, load_hook_token
+        from exporter.hibernation.policy import PolicyError, load_policy_file
+
+        try:
+            policies = load_policy_file(Path(settings.policy_file))
+        except PolicyError as exc:
+            print(f"cce-exporter: policy file error:\n{exc}", file=sys.stderr)
+            await service.close()
+            return 2
+        if not settings.state_file:
+            log.warning(
+                "a policy file without CCE_EXPORTER_STATE_FILE: overrides and the record of "
+                "actions taken live in memory only and are lost on restart"
+            )
+        hibernation = HibernationController(
+            policies,
+            targets_from_service(service),
+            store=ServiceStateStore(service),
+            dry_run=settings.dry_run,
+            clock=service.clock,
+        )
+        service.extra_registries.append(hibernation.registry)
+        service.after_collect.append(hibernation.on_collect)
+        routes = build_hook_routes(hibernation, load_hook_token(settings))
+        shutdown.append(hibernation.close)
     service.start_scheduler()
     web_config = None
     if settings.web_config_file:
         from exporter.webconfig import load_web_config
 
         web_config = load_web_config(Path(settings.web_config_file))
-    app = build_app(service, web_config=web_config, on_shutdown=[service.close])
+    app = build_app(
+        service, web_config=web_config, extra_routes=routes, on_shutdown=[*shutdown, service.close]
+    )
 
     def started(server: Any) -> None:
         if banner is not None:
@@ -221,12 +283,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     host = host or "127.0.0.1"
     port = _free_port(host, int(port_text or 0)) if port_text not in ("", "0") else 0
 
+    workdir = tempfile.TemporaryDirectory(prefix="cce-exporter-demo-")
+
     async def main() -> int:
         async with running_simulator(
-            clusters=args.clusters, nodes_per_cluster=args.nodes_per_cluster, seed=args.seed
+            clusters=args.clusters,
+            nodes_per_cluster=args.nodes_per_cluster,
+            seed=args.seed,
+            transition_seconds=20.0,
         ) as sim:
             overrides = dict(sim.settings)
             overrides["CCE_EXPORTER_LISTEN"] = f"{host}:{port}"
+            overrides["CCE_EXPORTER_STATE_FILE"] = str(Path(workdir.name) / "state.json")
+            if not args.no_policy:
+                policy = args.policy or _write_demo_policy(Path(workdir.name))
+                overrides["CCE_EXPORTER_POLICY_FILE"] = str(policy)
+                overrides.setdefault("CCE_EXPORTER_HOOK_TOKEN", "demo-hook-token")
             settings = _load(argparse.Namespace(config=None), overrides)
 
             def banner(base: str) -> str:
@@ -235,7 +307,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     f"  status page  {base}/\n"
                     f"  metrics      {base}/metrics\n"
                     f"  simulator    {sim.base_url} (control API under /_sim/)\n"
-                    "Press Ctrl-C to stop.\n"
+                    + (
+                        "  hibernation  the demo policy hibernates sim-cluster-000..009 now;\n"
+                        f"               plan: {base}/hooks/plan"
+                        " (Authorization: Bearer demo-hook-token)\n"
+                        if not args.no_policy and args.policy is None
+                        else ""
+                    )
+                    + "Press Ctrl-C to stop.\n"
                 )
 
             return await _serve(settings, banner=banner)
@@ -244,6 +323,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return asyncio.run(main())
     except KeyboardInterrupt:
         return 0
+    finally:
+        workdir.cleanup()
+
+
+def _write_demo_policy(directory: Path) -> Path:
+    """A policy whose awake window ended five minutes ago: the catch-up hibernates at once."""
+    now = datetime.now(UTC)
+    start = (now - timedelta(hours=3)).strftime("%H:%M")
+    end = (now - timedelta(minutes=5)).strftime("%H:%M")
+    path = directory / "policy.yaml"
+    path.write_text(
+        "# Written by `cce-exporter demo`: the awake window ended 5 minutes before start-up.\n"
+        "policies:\n"
+        "  - name: demo-office-hours\n"
+        '    clusters: {names: ["sim-cluster-00*"]}\n'
+        "    timezone: UTC\n"
+        f'    awake: ["Mon-Sun {start}-{end}"]\n'
+        "pricing:\n"
+        "  currency: EUR\n"
+        "  control_plane_per_hour: {cce.s1.small: 0.30, cce.s1.medium: 0.60, cce.s2.small: 0.60,"
+        " cce.s2.medium: 1.20, cce.s2.large: 2.40}\n"
+    )
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,6 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.simulator.cli import run as run_simulator
 
         return run_simulator(args)
+    if command == "plan":
+        from exporter.hibernation.cli import run_plan
+
+        return run_plan(args, _load(args))
+    if command in ("hibernate", "awake"):
+        from exporter.hibernation.cli import run_action
+
+        return run_action(args, _load(args), "hibernate" if command == "hibernate" else "awake")
     handlers = {
         "run": cmd_run,
         "once": cmd_once,
