@@ -192,7 +192,7 @@ class ExporterService:
                 project_id = await client.resolve_project_id(target_cfg.project_name or "")
                 await client.aclose()
                 client = build_client(target_cfg, self.api_metrics, project_id)
-            tracker = JobTracker(self.settings.job_retention)
+            tracker = JobTracker(self.settings.job_retention, target=target_cfg.name)
             if isinstance(jobs_by_target, dict):
                 tracker.load(jobs_by_target.get(target_cfg.name))
             collector = TargetCollector(

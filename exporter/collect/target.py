@@ -54,6 +54,9 @@ class Client(Protocol):
     """What the collector needs of ``exporter.cce.client.CCEClient``."""
 
     async def list_clusters(self) -> list[Cluster]: ...
+    async def get_cluster(
+        self, cluster_id: str, *, detail: bool = True, error_status: bool = True
+    ) -> Cluster: ...
     async def list_nodes(self, cluster_id: str) -> list[Node]: ...
     async def list_nodepools(
         self, cluster_id: str, show_default: bool = True
@@ -126,12 +129,37 @@ class TargetCollector:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _log_error(self, resource: str, exc: BaseException, cluster: Cluster | None = None) -> str:
+    def _where(self, cluster: Cluster | None = None, resource: str | None = None) -> dict[str, str]:
+        """``extra=`` fields naming the target (and cluster): JSON logs carry them as keys."""
+        extra = {"target": self.name, "project_id": self.project_id}
+        if resource is not None:
+            extra["resource"] = resource
+        if cluster is not None:
+            extra["cluster"] = cluster.name or ""
+            extra["cluster_id"] = cluster.id or ""
+        return extra
+
+    def _where_text(self, cluster: Cluster | None = None, cluster_id: str | None = None) -> str:
+        """``target=... project=... cluster=... cluster_id=...`` for the text of a log line."""
         where = f"target={self.name} project={self.project_id}"
+        if cluster is None and cluster_id is not None:
+            cluster = next((c for c in self.state.clusters if c.id == cluster_id), None)
+            if cluster is None:
+                return f"{where} cluster_id={cluster_id}"
         if cluster is not None:
             where += f" cluster={cluster.name} cluster_id={cluster.id}"
+        return where
+
+    def _log_error(self, resource: str, exc: BaseException, cluster: Cluster | None = None) -> str:
+        where = self._where_text(cluster)
         text = str(exc) or type(exc).__name__
-        log.warning("collecting %s failed (%s): %s", resource, where, text)
+        log.warning(
+            "collecting %s failed (%s): %s",
+            resource,
+            where,
+            text,
+            extra=self._where(cluster, resource),
+        )
         self.stats.error(self.project_id, resource, type(exc).__name__)
         return text
 
@@ -149,7 +177,12 @@ class TargetCollector:
             health.error = self._log_error(resource, exc)
         except Exception as exc:  # a bug must not kill the scheduler; it shows as a failure
             ok = False
-            log.exception("collecting %s crashed (target=%s)", resource, self.name)
+            log.exception(
+                "collecting %s crashed (%s)",
+                resource,
+                self._where_text(),
+                extra=self._where(None, resource),
+            )
             self.stats.error(self.project_id, resource, type(exc).__name__)
             health.error = f"internal error: {type(exc).__name__}"
         health.attempted = True
@@ -171,6 +204,7 @@ class TargetCollector:
         clusters = await self.client.list_clusters()
         if self.cluster_filter is not None:
             clusters = [c for c in clusters if self.cluster_filter(c)]
+        clusters = await self._unmask_errors(clusters)
         now = self.clock()
         ids = set()
         for cluster in clusters:
@@ -197,6 +231,47 @@ class TargetCollector:
                     if cluster_id not in ids:
                         self.phases.retain(kind, (), prefix=f"{cluster_id}/")
         return True
+
+    async def _unmask_errors(self, clusters: list[Cluster]) -> list[Cluster]:
+        """Fetch each cluster listed as ``Deleting`` again with ``errorStatus``.
+
+        The list endpoint takes no parameters, and without ``errorStatus`` the API masks an
+        ``Error`` cluster as ``Deleting`` (reference 5.2): one get per such cluster (there are few)
+        tells a failed cluster from one being deleted. A 404 means it is gone; any other failure
+        keeps the listed phase, since the listing itself succeeded.
+        """
+        masked = [c for c in clusters if c.id and c.phase == "Deleting"]
+        if not masked:
+            return clusters
+        found: dict[str, Cluster | None] = {}
+
+        async def one(cluster: Cluster) -> None:
+            assert cluster.id is not None
+            try:
+                async with self.concurrency:
+                    found[cluster.id] = await self.client.get_cluster(
+                        cluster.id, detail=False, error_status=True
+                    )
+            except NotFound:
+                found[cluster.id] = None
+            except CCEError as exc:
+                log.debug(
+                    "could not tell whether a Deleting cluster is in Error (%s): %s",
+                    self._where_text(cluster),
+                    exc,
+                    extra=self._where(cluster, "clusters"),
+                )
+
+        await asyncio.gather(*(one(c) for c in masked))
+        out = []
+        for cluster in clusters:
+            if cluster.id in found:
+                fresh = found[cluster.id]
+                if fresh is not None:
+                    out.append(fresh)
+            else:
+                out.append(cluster)
+        return out
 
     # --- per-cluster resources -------------------------------------------------------------------
 
@@ -320,13 +395,20 @@ class TargetCollector:
                     job = await self.client.get_job(entry.job_id)
             except NotFound:
                 # Job IDs are short-lived (reference section 15): a 404 is normal, not an error.
-                log.debug("CCE job %s answers 404; no longer followed", entry.job_id)
+                cluster = next((c for c in self.state.clusters if c.id == entry.cluster_id), None)
+                log.debug(
+                    "CCE job %s answers 404; no longer followed (%s)",
+                    entry.job_id,
+                    self._where_text(cluster, entry.cluster_id),
+                    extra={**self._where(cluster, "jobs"), "cluster_id": entry.cluster_id},
+                )
                 self.jobs.drop(entry.job_id)
                 self.stats.job_dropped(self.project_id, "not_found")
                 return
             except CCEError as exc:
                 failed += 1
-                self._log_error("jobs", exc)
+                cluster = next((c for c in self.state.clusters if c.id == entry.cluster_id), None)
+                self._log_error("jobs", exc, cluster)
                 return
             if self.jobs.update(entry, job, self.clock()) and not entry.observed:
                 entry.observed = True

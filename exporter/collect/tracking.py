@@ -99,7 +99,8 @@ class JobTracker:
     ``max_jobs`` bounds memory under churn: past it, the oldest finished jobs go first.
     """
 
-    def __init__(self, retention: float, max_jobs: int = 5000) -> None:
+    def __init__(self, retention: float, max_jobs: int = 5000, *, target: str = "") -> None:
+        self.target = target  # for log lines
         self.retention = retention
         self.max_jobs = max_jobs
         self.entries: dict[str, JobEntry] = {}
@@ -109,7 +110,14 @@ class JobTracker:
         if not job_id or job_id in self.entries:
             return False
         self.entries[job_id] = JobEntry(job_id, cluster_id, source, now)
-        log.debug("following CCE job %s of cluster %s (from %s)", job_id, cluster_id, source)
+        log.debug(
+            "following CCE job %s (target=%s cluster_id=%s, from %s)",
+            job_id,
+            self.target,
+            cluster_id,
+            source,
+            extra={"target": self.target, "cluster_id": cluster_id, "resource": "jobs"},
+        )
         return True
 
     def pending(self) -> list[JobEntry]:
