@@ -440,6 +440,11 @@ def build_app(
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
+#: Routes with their own bearer-token check (the hibernation hooks): basic auth would refuse the
+#: ``Authorization: Bearer`` header they need, so it does not apply to them. TLS still does.
+BEARER_PATHS = ("/hooks/",)
+
+
 class _Guard:
     """Access log (DEBUG), error log, configured headers and basic auth, in one ASGI layer.
 
@@ -472,7 +477,11 @@ class _Guard:
             await send(message)
 
         try:
-            if self.verifier is not None and not await self._authorized(scope):
+            if (
+                self.verifier is not None
+                and not str(scope.get("path", "")).startswith(BEARER_PATHS)
+                and not await self._authorized(scope)
+            ):
                 response: Response = PlainTextResponse(
                     "unauthorized\n",
                     status_code=401,

@@ -322,6 +322,30 @@ async def test_basic_auth(source: FakeSource, hashed: str) -> None:
         assert "cce_up" not in r.text
 
 
+async def test_bearer_hook_routes_are_exempt_from_basic_auth(hashed: str) -> None:
+    """The hooks check their own bearer token; basic auth would refuse that header."""
+
+    async def hook(request: Request) -> Response:
+        ok = request.headers.get("authorization") == "Bearer hook-token"
+        return PlainTextResponse("done" if ok else "no", status_code=200 if ok else 401)
+
+    config = WebConfig(basic_auth_users={"prom": hashed})
+    app = build_app(
+        FakeSource(), web_config=config, extra_routes=[Route("/hooks/x", hook, methods=["POST"])]
+    )
+    async with running(app) as server, httpx.AsyncClient() as c:
+        hooked = await c.post(
+            f"{server.url}/hooks/x", headers={"Authorization": "Bearer hook-token"}
+        )
+        refused = await c.post(f"{server.url}/hooks/x", headers={"Authorization": "Bearer bad"})
+        metrics = await c.get(
+            f"{server.url}/metrics", headers={"Authorization": "Bearer hook-token"}
+        )
+    assert (hooked.status_code, hooked.text) == (200, "done")
+    assert refused.status_code == 401 and "www-authenticate" not in refused.headers
+    assert metrics.status_code == 401  # everything else still needs basic auth
+
+
 async def test_configured_headers_on_every_answer(source: FakeSource, hashed: str) -> None:
     config = WebConfig(
         basic_auth_users={"prom": hashed},
