@@ -349,6 +349,10 @@ def _write_demo_policy(directory: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import prometheus_client
+
+    # `*_created` series double every counter and histogram for no use Prometheus makes of them.
+    prometheus_client.disable_created_metrics()
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "run"
