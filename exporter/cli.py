@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import prometheus_client
 
     # `*_created` series double every counter and histogram for no use Prometheus makes of them.
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "run"
