@@ -402,7 +402,7 @@ class TargetCollector:
                     self._where_text(cluster, entry.cluster_id),
                     extra={**self._where(cluster, "jobs"), "cluster_id": entry.cluster_id},
                 )
-                self.jobs.drop(entry.job_id)
+                self.jobs.drop(entry.job_id, gone=True)
                 self.stats.job_dropped(self.project_id, "not_found")
                 return
             except CCEError as exc:

@@ -6,6 +6,7 @@ Both are plain in-memory structures, saved to and restored from the state file a
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -104,10 +105,13 @@ class JobTracker:
         self.retention = retention
         self.max_jobs = max_jobs
         self.entries: dict[str, JobEntry] = {}
+        # IDs that answered 404: a cluster or node can keep showing a job ID the API no longer
+        # knows, and following it again on every listing would poll (and count) it forever.
+        self._gone: OrderedDict[str, None] = OrderedDict()
 
     def discover(self, job_id: str | None, cluster_id: str, source: str, now: float) -> bool:
         """Start following a job; returns True when it is new."""
-        if not job_id or job_id in self.entries:
+        if not job_id or job_id in self.entries or job_id in self._gone:
             return False
         self.entries[job_id] = JobEntry(job_id, cluster_id, source, now)
         log.debug(
@@ -132,8 +136,13 @@ class JobTracker:
             return True
         return False
 
-    def drop(self, job_id: str) -> None:
+    def drop(self, job_id: str, *, gone: bool = False) -> None:
+        """Stop following a job; ``gone`` (it answered 404): never follow it again."""
         self.entries.pop(job_id, None)
+        if gone:
+            self._gone[job_id] = None
+            while len(self._gone) > self.max_jobs:
+                self._gone.popitem(last=False)
 
     def expire(self, now: float) -> int:
         """Drop finished jobs past retention, and the oldest finished ones past ``max_jobs``."""
