@@ -1,0 +1,1 @@
+"""Deployment artefacts: generated Kubernetes and Helm files, and a Helm template renderer."""
