@@ -119,7 +119,9 @@ class TargetCollector:
         self.client = client
         self.stats = stats
         self.jobs = jobs
-        self.phases = phases or PhaseTracker()
+        # Not `phases or ...`: an empty tracker is falsy (it has a length), and the one passed in
+        # is the one the state file saves.
+        self.phases = phases if phases is not None else PhaseTracker()
         self.cluster_filter = cluster_filter
         self.concurrency = concurrency or asyncio.Semaphore(16)
         self.clock = clock
