@@ -118,10 +118,9 @@ metadata:
   namespace: {{{{ .Values.grafanaDashboards.namespace }}}}
   {{{{- end }}}}
   labels:
-    {{{{- include "cce-exporter.labels" . | nindent 4 }}}}
-    {{{{ .Values.grafanaDashboards.label }}}}: {{{{ .Values.grafanaDashboards.labelValue | quote }}}}
+    {{{{- include "cce-exporter.dashboardLabels" . | nindent 4 }}}}
   annotations:
-    {{{{ .Values.grafanaDashboards.folderAnnotation }}}}: {{{{ .Values.grafanaDashboards.folder | quote }}}}
+    {{{{- include "cce-exporter.dashboardAnnotations" . | nindent 4 }}}}
 data:
   {name}: |-
     {{{{- .Files.Get "files/dashboards/{name}" | nindent 4 }}}}
