@@ -587,8 +587,10 @@ def overview() -> Dashboard:
             "Node pools: current vs autoscaling max",
             [
                 target(
-                    f"cce_nodepool_nodes{{{CLUSTER}}}\n/ (cce_nodepool_autoscaling_max_nodes"
-                    f"{{{CLUSTER}}} > 0)",
+                    # Pools without autoscaling report a maxNodeCount too; it bounds nothing.
+                    f"(\n  cce_nodepool_nodes{{{CLUSTER}}}\n  / (cce_nodepool_autoscaling_max_nodes"
+                    f"{{{CLUSTER}}} > 0)\n)\nand (cce_nodepool_autoscaling_enabled{{{CLUSTER}}}"
+                    " == 1)",
                     "{{cluster}} / {{nodepool}}",
                     instant=True,
                 )
@@ -831,15 +833,20 @@ def cluster() -> Dashboard:
     )
     d.add(
         timeseries(
-            "p95 job duration by type (all clusters)",
+            "p95 job duration by type (all clusters, trailing hour)",
             [
                 target(
+                    # Jobs finish minutes or hours apart: over $__rate_interval the quantile
+                    # would exist only for a moment after each one and draw nothing.
                     "histogram_quantile(0.95, sum by (le, type) "
-                    "(rate(cce_job_completed_duration_seconds_bucket[$__rate_interval])))",
+                    "(increase(cce_job_completed_duration_seconds_bucket[1h])))",
                     "{{type}}",
                 )
             ],
-            description="95th percentile duration of the CCE jobs seen to finish, by job type.",
+            description=(
+                "95th percentile duration of the CCE jobs seen to finish in the trailing hour, "
+                "by job type."
+            ),
             unit="s",
         ),
         8,
@@ -994,15 +1001,19 @@ def hibernation() -> Dashboard:
     )
     d.add(
         timeseries(
-            "Action duration (p95)",
+            "Action duration (p95, trailing day)",
             [
                 target(
+                    # A few actions a day: a trailing day, or the line would be empty.
                     "histogram_quantile(0.95, sum by (le, action) "
-                    "(rate(cce_hibernation_action_duration_seconds_bucket[$__rate_interval])))",
+                    "(increase(cce_hibernation_action_duration_seconds_bucket[1d])))",
                     "{{action}}",
                 )
             ],
-            description="From the API call until the cluster reached its target phase.",
+            description=(
+                "From the API call until the cluster reached its target phase; 95th percentile "
+                "of the actions of the trailing day."
+            ),
             unit="s",
         ),
         12,

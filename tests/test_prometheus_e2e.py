@@ -93,7 +93,7 @@ NO_DATA: dict[tuple[str, str, str], str] = {
     ("cce-hibernation", "Overrides in force", "A"): _NO_HIBERNATION + "; and no override is set",
     ("cce-hibernation", "Policies", "A"): _NO_HIBERNATION,
     ("cce-hibernation", "Actions by result", "A"): _NO_HIBERNATION,
-    ("cce-hibernation", "Action duration (p95)", "A"): _NO_HIBERNATION,
+    ("cce-hibernation", "Action duration (p95, trailing day)", "A"): _NO_HIBERNATION,
     ("cce-hibernation", "Hibernated hours by cluster", "A"): _NO_HIBERNATION,
     ("cce-hibernation", "Estimated savings by cluster", "A"): _NO_HIBERNATION,
 }
