@@ -504,7 +504,66 @@ def render_docs(cfg: Mapping[str, Any]) -> str:
             f"| [{alert.name}](runbooks.md#{alert.name.lower()}) | {alert.severity} | "
             f"{alert.for_} | {threshold} | {alert.meaning} |"
         )
+    lines += LOADING_DOCS.format(job_selector=cfg["job_selector"]).splitlines()
     return "\n".join(lines) + "\n"
+
+
+LOADING_DOCS = """
+## Loading the rules
+
+### Plain Prometheus
+
+Copy `alerts/cce.rules.yaml` next to the Prometheus configuration, list it under `rule_files` and
+scrape the exporter under the job the rules expect (`{job_selector}`, the `job_selector` of
+`alerts/thresholds.yaml`):
+
+```yaml
+# prometheus.yml
+rule_files:
+  - /etc/prometheus/rules/cce.rules.yaml
+scrape_configs:
+  - job_name: cce-exporter
+    scrape_interval: 30s
+    scrape_timeout: 10s
+    static_configs:
+      - targets: ["cce-exporter.example:9877"]
+```
+
+Check the file with `promtool check rules /etc/prometheus/rules/cce.rules.yaml`, then reload
+Prometheus (`kill -HUP <pid>`, or `curl -X POST http://prometheus:9090/-/reload` when it runs with
+`--web.enable-lifecycle`). The rules appear under *Status > Rules* and their alerts under
+*Alerts*; route them in Alertmanager by `severity` (`critical`, `warning`).
+
+### prometheus-operator (kube-prometheus-stack)
+
+Apply the `PrometheusRule` in a namespace your Prometheus reads rules from
+(`spec.ruleNamespaceSelector`):
+
+```console
+$ kubectl apply -n monitoring -f deploy/kubernetes/prometheusrule.yaml
+```
+
+It is also part of `kubectl apply -k deploy/kubernetes` and of the Helm chart
+(`prometheusRule.enabled`, `prometheusRule.labels`). The Prometheus's `spec.ruleSelector` must
+match the object's labels: kube-prometheus-stack selects `release: <its Helm release>` unless
+`prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues` is `false`. Add that label under
+`prometheusrule.labels` in `alerts/thresholds.yaml` and regenerate, or set `prometheusRule.labels`
+in the chart's values. The shipped `ServiceMonitor` makes the job label `cce-exporter`; with a
+scrape configuration of your own, set `job_selector` to match it.
+
+### Site-specific thresholds
+
+Edit `alerts/thresholds.yaml` and run `python -m alerts.generate`, or keep the repository as it is
+and render your own variant:
+
+```console
+$ python -m alerts.generate --thresholds my-thresholds.yaml --output my.rules.yaml \\
+    --prometheusrule my-prometheusrule.yaml --docs my-alerts.md
+```
+
+The end-to-end test (`tests/test_prometheus_e2e.py`) renders such a variant, with `for` durations
+of seconds, loads it into a real Prometheus scraping the exporter and checks that the alerts fire.
+"""
 
 
 def load_thresholds(path: Path) -> dict[str, Any]:
