@@ -58,8 +58,8 @@ FOLDER_ANNOTATION = "grafana_folder"
 FOLDER = "CCE"
 
 
-def dashboard_files(directory: Path = DASHBOARD_DIR) -> list[Path]:
-    return sorted(directory.glob("*.json"))
+def dashboard_files(directory: Path | None = None) -> list[Path]:
+    return sorted((directory or DASHBOARD_DIR).glob("*.json"))
 
 
 class _LiteralDumper(yaml.SafeDumper):
