@@ -40,6 +40,7 @@ from exporter.ha.leader import (
     NotLeaderError,
     SharedFileStateStore,
     StateStoreError,
+    elector_from_settings,
     fence_targets,
     format_microtime,
 )
@@ -728,3 +729,31 @@ async def test_a_follower_does_not_act_and_its_hooks_name_the_leader(tmp_path: P
                 await r.elector.stop()
                 await r.controller.close()
                 await r.service.close()
+
+
+def test_elector_from_settings(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    assert elector_from_settings(SimpleNamespace(), {}) is None
+    lock = tmp_path / "leader.lock"
+    made = elector_from_settings(
+        SimpleNamespace(leader_election="file", leader_election_lock_file=lock), {}
+    )
+    assert made is not None
+    file_elector, store = made
+    assert isinstance(file_elector, FileLockElector) and file_elector.path == lock
+    assert isinstance(store, SharedFileStateStore) and store.elector is file_elector
+    made = elector_from_settings(
+        SimpleNamespace(leader_election="lease", leader_election_namespace="monitoring"),
+        {"POD_NAME": "cce-exporter-1"},
+    )
+    assert made is not None
+    lease_elector, lease_store = made
+    assert isinstance(lease_elector, LeaseElector) and isinstance(lease_store, LeaseStateStore)
+    assert (lease_elector.namespace, lease_elector.name, lease_elector.identity) == (
+        "monitoring",
+        "cce-exporter-hibernation",
+        "cce-exporter-1",
+    )
+    with pytest.raises(ValueError, match="none, file or lease"):
+        elector_from_settings(SimpleNamespace(leader_election="zookeeper"), {})

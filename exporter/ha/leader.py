@@ -70,9 +70,10 @@ import json
 import logging
 import os
 import random
+import socket
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +102,7 @@ __all__ = [
     "NotLeaderError",
     "SharedFileStateStore",
     "StateStoreError",
+    "elector_from_settings",
     "fence_targets",
     "format_microtime",
     "reload_state",
@@ -830,3 +832,52 @@ class LeaderGate:
             )
 
         return gated
+
+
+# --- wiring ---------------------------------------------------------------------------------------
+
+DEFAULT_LEASE_NAME = "cce-exporter-hibernation"
+
+
+def elector_from_settings(
+    settings: Any, env: Mapping[str, str] | None = None
+) -> tuple[Elector, Any] | None:
+    """The elector and the shared state store the settings ask for, or None (one replica).
+
+    Reads ``settings.leader_election`` (``none`` | ``file`` | ``lease``),
+    ``leader_election_lock_file``, ``leader_election_namespace`` (default: the pod's, from the
+    service account), ``leader_election_lease_name`` and ``leader_election_identity`` (default:
+    ``POD_NAME``, else ``HOSTNAME``; with a file lock, host name and PID, since replicas on one
+    host share the host name). Settings without these fields mean ``none``.
+    """
+    env = os.environ if env is None else env
+    mode = str(getattr(settings, "leader_election", None) or "none")
+    if mode == "none":
+        return None
+    identity = getattr(settings, "leader_election_identity", None)
+    if mode == "file":
+        configured = getattr(settings, "leader_election_lock_file", None)
+        if not configured:
+            raise ValueError("leader_election=file needs leader_election_lock_file")
+        lock = Path(configured)
+        file_elector = FileLockElector(
+            lock, str(identity or f"{socket.gethostname()}-{os.getpid()}")
+        )
+        store = SharedFileStateStore(
+            lock.with_name(lock.name + ".state.json"), elector=file_elector
+        )
+        return file_elector, store
+    if mode == "lease":
+        namespace = getattr(settings, "leader_election_namespace", None)
+        if not namespace:
+            try:
+                namespace = Path(SERVICE_ACCOUNT_DIR, "namespace").read_text().strip()
+            except OSError:
+                raise ValueError(
+                    "leader_election=lease outside a pod needs leader_election_namespace"
+                ) from None
+        name = str(getattr(settings, "leader_election_lease_name", None) or DEFAULT_LEASE_NAME)
+        identity = identity or env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
+        lease_elector = LeaseElector(str(namespace), name, str(identity))
+        return lease_elector, LeaseStateStore(str(namespace), name, elector=lease_elector)
+    raise ValueError(f"leader_election must be none, file or lease, not {mode!r}")
