@@ -6,7 +6,8 @@ fake CCE + IAM API and its world: a stuck job, a full quota, abnormal nodes, fai
 Debian's ``prometheus`` (1 s scrape and evaluation intervals) loading a variant of the alert rules.
 
 The variant is rendered by ``python -m alerts.generate`` from a copy of alerts/thresholds.yaml with
-shorter ``for`` durations (and a shorter stuck-job threshold): the expressions are the committed
+shorter ``for`` durations, a shorter stuck-job threshold and the real 1 s collection intervals
+(see ``short_thresholds``): the expressions are the committed
 ones, only the thresholds config differs.
 
 Then, polling the Prometheus HTTP API with deadlines:
