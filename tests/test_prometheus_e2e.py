@@ -7,8 +7,8 @@ Debian's ``prometheus`` (1 s scrape and evaluation intervals) loading a variant 
 
 The variant is rendered by ``python -m alerts.generate`` from a copy of alerts/thresholds.yaml with
 shorter ``for`` durations, a shorter stuck-job threshold and the real 1 s collection intervals
-(see ``short_thresholds``): the expressions are the committed
-ones, only the thresholds config differs.
+(see ``short_thresholds``): the expressions are the committed ones, only the thresholds config
+differs.
 
 Then, polling the Prometheus HTTP API with deadlines:
 
