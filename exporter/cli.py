@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("text", "openmetrics"), default="text", help="exposition format"
     )
 
+    for p in (run, once):
+        p.add_argument(
+            "--shard",
+            type=int,
+            default=None,
+            help="this replica's shard, 0-based (default: the StatefulSet pod ordinal)",
+        )
+        p.add_argument(
+            "--total-shards", type=int, default=None, help="number of shards (default 1)"
+        )
+
     check = sub.add_parser("check-config", help="print the effective configuration, secrets masked")
     _add_config_arguments(check)
     check.add_argument(
@@ -115,6 +126,10 @@ def _load(args: argparse.Namespace, overrides: Mapping[str, str] | None = None) 
         env["CCE_EXPORTER_DRY_RUN"] = "true"
     if getattr(args, "listen", None):
         env["CCE_EXPORTER_LISTEN"] = args.listen
+    if getattr(args, "shard", None) is not None:
+        env["CCE_EXPORTER_SHARD"] = str(args.shard)
+    if getattr(args, "total_shards", None) is not None:
+        env["CCE_EXPORTER_TOTAL_SHARDS"] = str(args.total_shards)
     try:
         return load_settings(getattr(args, "config", None), env)
     except ConfigError as exc:
@@ -128,11 +143,31 @@ def _setup_logging(settings: Any) -> None:
     setup_logging(settings.log_level, settings.log_format)
 
 
-async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -> int:
+def _service(settings: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """The ExporterService for this replica's shard (all clusters when unsharded)."""
     from exporter.collect.service import ExporterService
+    from exporter.ha.sharding import ShardConfig, ShardError, shard_settings
+
+    try:
+        shard = ShardConfig.from_settings(settings)
+    except ShardError as exc:
+        print(f"cce-exporter: configuration error:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    service = ExporterService(
+        shard_settings(settings, shard),
+        cluster_filter=shard.owns if shard.enabled else None,
+        **kwargs,
+    )
+    if shard.enabled:
+        service.extra_registries.append(shard.registry())
+        log.info("shard %d of %d", shard.ordinal, shard.total)
+    return service, shard
+
+
+async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -> int:
     from exporter.web import build_app, serve
 
-    service = ExporterService(settings)
+    service, shard = _service(settings)
     try:
         await service.setup()
     except Exception as exc:  # the first API call can fail: say why and stop
@@ -156,22 +191,50 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
             print(f"cce-exporter: policy file error:\n{exc}", file=sys.stderr)
             await service.close()
             return 2
-        if not settings.state_file:
+        from exporter.ha.leader import (
+            LeaderGate,
+            StateStoreError,
+            elector_from_settings,
+            fence_targets,
+        )
+
+        try:
+            election = elector_from_settings(settings)
+        except ValueError as exc:
+            print(f"cce-exporter: configuration error:\n{exc}", file=sys.stderr)
+            await service.close()
+            return 2
+        if not settings.state_file and election is None:
             log.warning(
                 "a policy file without CCE_EXPORTER_STATE_FILE: overrides and the record of "
                 "actions taken live in memory only and are lost on restart"
             )
-        hibernation = HibernationController(
-            policies,
-            targets_from_service(service),
-            store=ServiceStateStore(service),
-            dry_run=settings.dry_run,
-            clock=service.clock,
-        )
+        targets = targets_from_service(service)
+        store: Any = ServiceStateStore(service)
+        if election is not None:
+            elector, store = election
+            targets = fence_targets(targets, elector)
+        try:
+            hibernation = HibernationController(
+                policies, targets, store=store, dry_run=settings.dry_run, clock=service.clock
+            )
+        except StateStoreError as exc:
+            log.error("start-up failed: %s", exc)
+            await service.close()
+            return 1
         service.extra_registries.append(hibernation.registry)
-        service.after_collect.append(hibernation.on_collect)
-        routes = build_hook_routes(hibernation, load_hook_token(settings))
+        token = load_hook_token(settings)
+        routes = build_hook_routes(hibernation, token)
         shutdown.append(hibernation.close)
+        if election is None:
+            service.after_collect.append(hibernation.on_collect)
+        else:
+            # With shards, the leader governs every cluster, not only its shard's.
+            gate = LeaderGate(elector, hibernation, list_all=shard.enabled)
+            service.after_collect.append(gate.on_collect)
+            routes = gate.routes(routes, token)
+            await elector.start()
+            shutdown.append(elector.stop)  # after hibernation.close: its last save still leads
     service.start_scheduler()
     web_config = None
     if settings.web_config_file:
@@ -202,9 +265,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     _setup_logging(settings)
 
     async def main() -> int:
-        from exporter.collect.service import ExporterService
-
-        service = ExporterService(settings)
+        service, _ = _service(settings)
         try:
             await service.setup()
             results = await service.collect_all()

@@ -481,6 +481,11 @@ class Settings(_Model):
     shard: int = Field(default=0, ge=0)
     total_shards: int = Field(default=1, ge=1)
     collect_concurrency: int = Field(default=4, ge=1)
+    leader_election: Literal["none", "file", "lease"] = "none"
+    leader_election_lock_file: Path | None = None
+    leader_election_namespace: str | None = None
+    leader_election_lease_name: str = "cce-exporter-hibernation"
+    leader_election_identity: str | None = None
     targets: list[TargetConfig] = Field(min_length=1)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
