@@ -200,6 +200,8 @@ def run_size(opts: Options) -> SizeResult:
                     except subprocess.TimeoutExpired:
                         baseline.kill()
                         baseline.wait(10)
+                    if baseline.stdout is not None:
+                        baseline.stdout.close()
     mid = statistics.median(c["cycle_seconds"] for c in cycles)
     kinds = requests[-1]
     bound = lower_bound(kinds, opts.concurrency, opts.latency_ms / 1000)
