@@ -897,3 +897,30 @@ def test_the_chart_is_a_valid_helm_v2_chart() -> None:
         if "templates" not in path.parts:
             yaml.safe_load(path.read_text(encoding="utf-8"))
     assert os.access(CHART / "templates" / "_helpers.tpl", os.R_OK)
+
+
+def doc_yaml_block(first_line: str) -> str:
+    text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    (block,) = [b for b in blocks if b.startswith(first_line)]
+    return block
+
+
+def test_the_documented_multi_region_examples_are_valid(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(doc_yaml_block("# config.yaml"), encoding="utf-8")
+    env = {
+        "CCE_EXPORTER_AK": "AK_PLACEHOLDER",
+        "CCE_EXPORTER_SK": "SK_PLACEHOLDER",
+        "CCE_EXPORTER_TARGETS__OTHER_ACCOUNT__AK": "OTHER_AK_PLACEHOLDER",
+        "CCE_EXPORTER_TARGETS__OTHER_ACCOUNT__SK": "OTHER_SK_PLACEHOLDER",
+    }
+    settings = load_settings(config, env=env)
+    assert [t.name for t in settings.targets] == ["ap-southeast-1", "eu-west-0", "other-account"]
+    assert settings.targets[2].ak == "OTHER_AK_PLACEHOLDER"
+
+    values = yaml.safe_load(doc_yaml_block("# my-values.yaml"))
+    docs = render_documents(CHART, values)
+    pod_env = pod_environment(docs, {"CCE_EXPORTER_AK": "A", "CCE_EXPORTER_SK": "S"}, tmp_path)
+    names = [t.name for t in load_settings(env=pod_env).targets]
+    assert names == ["ap-southeast-1", "eu-west-0"]
