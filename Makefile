@@ -11,7 +11,7 @@ help:
 	@echo "make test    install what the tests need and run them all (lint and types included)"
 	@echo "make bench   the benchmark (prints a table, writes bench/results.json)"
 	@echo "make soak    a bounded fault soak (SOAK_SECONDS, default 180)"
-	@echo "make docs    regenerate docs/metrics.md and the generated deploy files"
+	@echo "make docs    regenerate docs/metrics.md, the alert rules, dashboards and deploy files"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +51,13 @@ fmt: $(STAMP)
 test: $(STAMP) prometheus lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# Every generated file: metric docs, alert rules (+ PrometheusRule, alert table), dashboards, and
+# the deploy copies of rules and dashboards. Tests fail when any of them drifts from its source.
 docs: $(STAMP)
 	$(BIN)/python -m exporter.metrics.docs > docs/metrics.md
+	$(BIN)/python -m alerts.generate
+	$(BIN)/python -m dashboards.generate
+	$(BIN)/python -m deploy.generate
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
