@@ -16,6 +16,9 @@ Usage::
 The expressions never aggregate, so every label of the exporter's series (identity labels, extra
 static target labels such as ``region``, ``instance``/``job``) reaches the alert. Joins match with
 ``ignoring(<the labels only one side has>)`` for the same reason, never with a short ``on(...)``.
+The one exception is CCEExporterShardsInconsistent: it compares the replicas of a scrape job with
+each other, so it aggregates ``by (job)`` and its alert carries ``job`` only. Like
+CCEExporterDown, it selects the exporter's series with the configured ``job_selector``.
 """
 
 from __future__ import annotations
@@ -177,6 +180,32 @@ def build_alerts(cfg: Mapping[str, Any]) -> list[Alert]:
         meaning="No successful collection of a resource for several intervals.",
     )
 
+    # Sharding: every replica of the job must agree on the total, and each ordinal below it must be
+    # reported by a replica. Counting distinct ordinals (count_values) catches both a missing
+    # replica and two replicas claiming the same ordinal; an unsharded exporter exports neither
+    # gauge, so the expression is empty for it.
+    sel = f"{{{cfg['job_selector']}}}"
+    add(
+        "cce-exporter",
+        "CCEExporterShardsInconsistent",
+        f"""
+count by (job) (count_values by (job) ("total_shards", cce_exporter_total_shards{sel})) > 1
+or
+count by (job) (count_values by (job) ("ordinal", cce_exporter_shard_ordinal{sel}))
+  < max by (job) (cce_exporter_total_shards{sel})
+""",
+        summary="The CCE exporter shards of job {{ $labels.job }} are inconsistent.",
+        description=(
+            "The exporter replicas of job {{ $labels.job }} disagree on "
+            "cce_exporter_total_shards, or fewer distinct shard ordinals report than the total "
+            "(a replica is down, or two replicas claim the same ordinal), for more than "
+            + a["CCEExporterShardsInconsistent"]["for"]
+            + ": the clusters hashed to a missing shard are not collected."
+        ),
+        threshold="replicas disagree on total_shards, or distinct ordinals < total_shards",
+        meaning="A shard is missing or misconfigured: some clusters are not collected.",
+    )
+
     # --- clusters --------------------------------------------------------------------------------
     unavailable = a["CCEClusterUnavailable"]["phases"]
     add(
@@ -329,7 +358,11 @@ def build_alerts(cfg: Mapping[str, Any]) -> list[Alert]:
 )
 {info_join}""",
         summary="CCE job {{ $labels.job_id }} failed.",
-        description=f"{job} failed.",
+        description=(
+            f"{job} failed. The alert keeps firing as long as the exporter keeps the failed job "
+            "in its metrics (CCE_EXPORTER_JOB_RETENTION, 24h by default): silence it once "
+            "handled."
+        ),
         threshold="phase Failed",
         meaning="A cluster or node operation failed.",
     )

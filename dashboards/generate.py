@@ -479,6 +479,27 @@ def _cluster_variables(d: Dashboard) -> None:
     )
 
 
+# Firing CCE alerts of the selected projects and clusters. Not every alert has those labels:
+# exporter alerts may have no project_id (CCEExporterDown, CCEExporterShardsInconsistent), quota
+# alerts no cluster, job alerts a cluster_id but no cluster name. So the project matcher also
+# accepts an empty label (`|`: Prometheus anchors the regex, and a missing label is empty), and
+# the cluster filter goes through cce_cluster_info by cluster_id: it drops only alerts of a known
+# cluster that is not selected. Alerts without a cluster_id always stay, and with every cluster
+# selected (or no cce_cluster_info at all, e.g. the exporter is down) nothing is dropped.
+FIRING_ALERTS = (
+    'ALERTS{alertname=~"CCE.*", alertstate="firing", project_id=~"$project|"}\n'
+    "unless on(cluster_id)\n"
+    "(\n"
+    "  cce_cluster_info\n"
+    f"  unless on(cluster_id) cce_cluster_info{{{CLUSTER}}}\n"
+    ")"
+)
+FIRING_ALERTS_DESCRIPTION = (
+    "Firing CCE* alerts of the selected projects and clusters. Alerts of no project (exporter "
+    "down, shards) always show; alerts of a project but no cluster (quotas, collection) show "
+    "whichever clusters are selected."
+)
+
 PERCENT = steps(("green", None), ("yellow", 0.75), ("red", 0.9))
 FIRING = steps(("green", None), ("red", 1))
 
@@ -535,11 +556,12 @@ def overview() -> Dashboard:
             "Firing CCE alerts",
             [
                 target(
-                    'count(ALERTS{alertname=~"CCE.*", alertstate="firing"}) or vector(0)',
+                    f"count(\n{FIRING_ALERTS}\n) or vector(0)",
                     "alerts",
                     instant=True,
                 )
             ],
+            description=FIRING_ALERTS_DESCRIPTION,
             thresholds=FIRING,
         ),
         5,
@@ -642,7 +664,8 @@ def overview() -> Dashboard:
     d.add(
         table(
             "Firing CCE alerts",
-            [target('ALERTS{alertname=~"CCE.*", alertstate="firing"}')],
+            [target(FIRING_ALERTS)],
+            description=FIRING_ALERTS_DESCRIPTION,
             hide=["Value", "alertstate"],
             order=["alertname", "severity", "cluster", "project_id"],
             columns={"severity": state_column({"critical": "red", "warning": "orange"})},

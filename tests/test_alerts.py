@@ -28,6 +28,7 @@ ALERTS = {
     "CCEExporterDown",
     "CCEExporterCollectFailing",
     "CCEExporterDataStale",
+    "CCEExporterShardsInconsistent",
     "CCEClusterUnavailable",
     "CCEClusterStuckInTransition",
     "CCEClusterNearNodeLimit",

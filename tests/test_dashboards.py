@@ -283,3 +283,89 @@ def test_state_set_queries_give_the_expected_values(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _with_variables(expr: str, **values: str) -> str:
+    """Grafana's substitution of the template variables: ``.*`` for All, else the value."""
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: values[m.group(1)], expr)
+
+
+@needs_promtool
+def test_firing_alerts_follow_project_and_cluster(tmp_path: Path) -> None:
+    """The Overview's firing-alert stat and table, evaluated by promtool with the variables at
+    All and at one project and cluster: alerts of other clusters and projects go, alerts without
+    a cluster (or a project) stay, job alerts follow their cluster_id."""
+    assert PROMTOOL is not None
+    panels = {
+        p["type"]: p["targets"][0]["expr"]
+        for p in all_panels(load("cce-overview.json"))
+        if p["title"] == "Firing CCE alerts"
+    }
+    table, stat_expr = panels["table"], panels["stat"]
+    alerts = {
+        "prod": 'alertname="CCEClusterUnavailable", project_id="p1", cluster_id="c1", '
+        'cluster="prod", phase="Error", severity="critical"',
+        "job": 'alertname="CCEJobFailed", project_id="p1", cluster_id="c2", job_id="j1", '
+        'phase="Failed", severity="warning"',
+        "quota": 'alertname="CCEQuotaExhausted", project_id="p1", resource="cluster", '
+        'severity="critical"',
+        "down": 'alertname="CCEExporterDown", job="cce-exporter", instance="e:1", '
+        'severity="critical"',
+        "other-prod": 'alertname="CCEClusterUnavailable", project_id="p2", cluster_id="c3", '
+        'cluster="prod", phase="Error", severity="critical"',
+    }
+    series = [(f'ALERTS{{{labels}, alertstate="firing"}}', "1x5") for labels in alerts.values()]
+    series += [
+        # Pending alerts and other alerts are never shown.
+        (f'ALERTS{{{alerts["prod"]}, alertstate="pending"}}', "1x5"),
+        ('ALERTS{alertname="NodeDown", alertstate="firing", severity="critical"}', "1x5"),
+        ('cce_cluster_info{project_id="p1", cluster_id="c1", cluster="prod"}', "1x5"),
+        ('cce_cluster_info{project_id="p1", cluster_id="c2", cluster="dev"}', "1x5"),
+        ('cce_cluster_info{project_id="p2", cluster_id="c3", cluster="prod"}', "1x5"),
+    ]
+    cases = {
+        (".*", ".*"): ["prod", "job", "quota", "down", "other-prod"],
+        ("p1", ".*"): ["prod", "job", "quota", "down"],
+        ("p1", "prod"): ["prod", "quota", "down"],
+        (".*", "dev"): ["job", "quota", "down"],
+        ("(p1|p2)", "(dev|prod)"): ["prod", "job", "quota", "down", "other-prod"],
+    }
+    expr_tests = []
+    for (project, cluster), shown in cases.items():
+        expr_tests.append(
+            {
+                "expr": _with_variables(table, project=project, cluster=cluster),
+                "eval_time": "2m",
+                "exp_samples": [
+                    {"labels": f'ALERTS{{{alerts[name]}, alertstate="firing"}}', "value": 1}
+                    for name in shown
+                ],
+            }
+        )
+        expr_tests.append(
+            {
+                "expr": _with_variables(stat_expr, project=project, cluster=cluster),
+                "eval_time": "2m",
+                "exp_samples": [{"labels": "{}", "value": len(shown)}],
+            }
+        )
+    test = {
+        "rule_files": [],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "promql_expr_test": expr_tests,
+            }
+        ],
+    }
+    path = tmp_path / "alerts_panel_test.yaml"
+    path.write_text(yaml.safe_dump(test))
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
