@@ -62,6 +62,7 @@ class SoakReport:
     scrape_problems: list[str] = field(default_factory=list)
     crashes: int = 0
     crash_messages: list[str] = field(default_factory=list)
+    cancelled_at_shutdown: int = 0
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
     recovered: bool = False
@@ -92,6 +93,7 @@ class SoakReport:
             ("failed scrapes", str(self.failed_scrapes)),
             ("partial scrapes", str(self.partial_scrapes)),
             ("crashes", str(self.crashes)),
+            ("collections cancelled by the shutdown", str(self.cancelled_at_shutdown)),
             ("RSS start / end", f"{self.rss_start_mb:.1f} MB / {self.rss_end_mb:.1f} MB"),
             (
                 "recovered within 2 intervals",
@@ -226,6 +228,7 @@ async def soak(
     server: Server | None = None
     scraper: Scraper | None = None
     loop = asyncio.get_running_loop()
+    tearing_down = False
 
     def control(method: str, path: str, body: Any = None) -> Any:
         return sim.control(method, path, body)
@@ -263,9 +266,19 @@ async def soak(
         scheduler = service.start_scheduler()
 
         def on_error(event: JobExecutionEvent) -> None:
+            if tearing_down:
+                # Collections still in flight when the service closes are cancelled; the
+                # scheduler reports that as a job error, but nothing crashed.
+                report.cancelled_at_shutdown += 1
+                return
             report.crashes += 1
+            report.crash_messages.append(f"job {event.job_id}: {event.exception!r}")
 
         scheduler.add_listener(on_error, EVENT_JOB_ERROR)
+        # The global rate picks kinds at random; one explicit fault of every kind makes sure each
+        # is seen at least once (a hang among them: the client's timeout must end it).
+        for kind in sim.state()["fault_kinds"]:
+            await ctl("POST", "/_sim/faults", {"kind": kind, "count": 1, "hang_seconds": 30})
         report.rss_start_mb = rss_mb()
         scraper = Scraper(server.port, report)
         scraper.start()
@@ -311,6 +324,7 @@ async def soak(
         report.cycles = min(collections.get(r, 0) for r in RESOURCES)
         report.rss_end_mb = rss_mb()
     finally:
+        tearing_down = True
         if scraper is not None:
             scraper.stop_event.set()
             await asyncio.to_thread(scraper.join, 15)
@@ -322,7 +336,7 @@ async def soak(
         root.removeHandler(crash_counter)
         root.setLevel(old_level)
     report.crashes += crash_counter.count
-    report.crash_messages = crash_counter.messages
+    report.crash_messages += crash_counter.messages
     report.faults_by_kind = dict(faults)
     report.churn_actions = dict(churn)
     return report
