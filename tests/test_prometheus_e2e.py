@@ -716,6 +716,39 @@ def finish_jobs(stack: Stack, cluster_id: str, previous: float) -> float:
     return poll(grown, "the new nodes' jobs to finish")
 
 
+def check_alert_panel_filter(stack: Stack, chosen: Mapping[str, str], cluster_id: str) -> None:
+    """The Overview's "Firing CCE alerts" table follows $project and $cluster: at All it shows
+    every firing CCE alert; with one project and cluster, exactly the alerts of that cluster (by
+    cluster_id, so job alerts too) and those tied to no cluster."""
+    prom = stack.prometheus
+    dashboard = json.loads((DASHBOARD_DIR / "cce-overview.json").read_text(encoding="utf-8"))
+    (expr,) = [
+        p["targets"][0]["expr"]
+        for p in _panels(dashboard)
+        if p["title"] == "Firing CCE alerts" and p["type"] == "table"
+    ]
+    at = time.time()
+    firing = prom.query('ALERTS{alertname=~"CCE.*", alertstate="firing"}', at)
+    at_all = prom.query(substitute(expr, {"project": ".*", "cluster": ".*"}, 1), at)
+    one = {name: _escape(chosen[name]) for name in ("project", "cluster")}
+    at_one = prom.query(substitute(expr, one, 1), at)
+
+    def keys(result: list[dict[str, Any]]) -> set[tuple[tuple[str, str], ...]]:
+        return {tuple(sorted(r["metric"].items())) for r in result}
+
+    assert keys(at_all) == keys(firing)
+    # The scenario has alerts of other clusters, so the filter has something to drop.
+    assert any(r["metric"].get("cluster_id", cluster_id) != cluster_id for r in firing), firing
+    wanted = {
+        k
+        for k in keys(firing)
+        if dict(k).get("cluster_id", cluster_id) == cluster_id
+        and dict(k).get("project_id", chosen["project"]) == chosen["project"]
+    }
+    assert wanted, firing
+    assert keys(at_one) == wanted
+
+
 def test_alerts_fire_and_dashboards_show_data(stack: Stack) -> None:
     prom = stack.prometheus
     # Two failed attempts, then a success: the "Retries" panel gets its series while every
@@ -740,3 +773,4 @@ def test_alerts_fire_and_dashboards_show_data(stack: Stack) -> None:
         "instance": stack.exporter_url.removeprefix("http://"),
     }
     check_dashboards(stack, chosen)
+    check_alert_panel_filter(stack, chosen, cluster["cluster_id"])
