@@ -364,7 +364,7 @@ count by (job) (count_values by (job) ("ordinal", cce_exporter_shard_ordinal{sel
             "handled."
         ),
         threshold="phase Failed",
-        meaning="A cluster or node operation failed.",
+        meaning="A cluster or node operation failed (fires while the job is kept, 24h by default).",
     )
 
     # --- quotas ----------------------------------------------------------------------------------
