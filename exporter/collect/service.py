@@ -189,8 +189,11 @@ class ExporterService:
             project_id = target_cfg.project_id
             client = build_client(target_cfg, self.api_metrics, project_id)
             if not project_id:
-                project_id = await client.resolve_project_id(target_cfg.project_name or "")
-                await client.aclose()
+                try:
+                    project_id = await client.resolve_project_id(target_cfg.project_name or "")
+                finally:
+                    # Closed on failure too: the caller gives up, and the connection would leak.
+                    await client.aclose()
                 client = build_client(target_cfg, self.api_metrics, project_id)
             tracker = JobTracker(self.settings.job_retention, target=target_cfg.name)
             if isinstance(jobs_by_target, dict):
