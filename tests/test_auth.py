@@ -222,7 +222,10 @@ async def test_password_auth_issues_token_with_reference_body(served: Served) ->
     assert len(served.cloud.iam_requests) == 1
     assert served.cloud.iam_requests[0]["headers"]["content-type"] == "application/json"
     expected = json.loads(
-        Path("/work/shared/cce-api/examples/iam_token_request_body.json").read_text()
+        (
+            Path(__file__).resolve().parents[2]
+            / "shared/cce-api/examples/iam_token_request_body.json"
+        ).read_text()
     )
     user = expected["auth"]["identity"]["password"]["user"]
     user.update(name="alice", password=PASSWORD, domain={"name": "acme"})

@@ -14,7 +14,7 @@ from exporter.metrics.docs import render_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "metrics.md"
-CONTRACT_MD = Path("/work/shared/METRICS.md")
+CONTRACT_MD = Path(__file__).resolve().parents[2] / "shared" / "METRICS.md"
 
 C = ("project_id", "cluster_id", "cluster")
 #: Every family METRICS.md names, with its type and full label set (kept here so that this test
