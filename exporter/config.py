@@ -673,7 +673,9 @@ def _settings_problems(values: Mapping[str, Any], names: list[str], namer: Namer
 
 PROCESS_FIELDS: tuple[str, ...] = tuple(f for f in Settings.model_fields if f != "targets")
 TARGET_FIELDS: tuple[str, ...] = tuple(TargetConfig.model_fields)
-SECRET_FIELDS = frozenset({"sk", "password", "token", "hook_token"})
+#: Values never shown: in check-config, in error messages, anywhere. The AK is not a secret in the
+#: cryptographic sense, but it names an account's key and is masked with the rest.
+SECRET_FIELDS = frozenset({"ak", "sk", "password", "token", "hook_token"})
 _PATH_FIELDS = frozenset(
     {"state_file", "policy_file", "web_config_file", "hook_token_file", "token_file", "ca_file"}
 )
@@ -1207,7 +1209,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return REDACTED
     if isinstance(value, BaseModel):
-        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+        return {
+            k: REDACTED
+            if k in SECRET_FIELDS and getattr(value, k) is not None
+            else _plain(getattr(value, k))
+            for k in type(value).model_fields
+        }
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
