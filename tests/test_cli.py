@@ -231,6 +231,49 @@ def test_demo_serves_within_10_seconds_and_stops_on_sigint(
     assert demo.wait(timeout=20) == 0
 
 
+def test_demo_policy_hibernates_the_first_clusters_and_shows_it(
+    processes: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """The demo's policy window ended before start-up: the catch-up hibernates its clusters."""
+    demo = processes("demo", "--listen", "127.0.0.1:0", env=clean_env(), stderr=False)
+    match, banner = read_until(demo, r"simulator\s+(http://127\.0\.0\.1:\d+) ", deadline=10.0)
+    simulator = match.group(1)
+    base = re.search(r"metrics\s+(http://127\.0\.0\.1:\d+)/metrics", banner)
+    assert base is not None
+    desired = re.compile(
+        r'^cce_hibernation_desired_state\{[^}]*cluster="([^"]+)"[^}]*state="hibernated"\} 1',
+        re.MULTILINE,
+    )
+    end = time.monotonic() + DEADLINE
+    with httpx.Client(timeout=5.0) as http:
+        # The policy's action reaches the API...
+        while http.get(f"{simulator}/_sim/state").json()["requests"].get("hibernate", 0) < 1:
+            assert time.monotonic() < end, "the demo policy called no hibernate"
+        # ...and the metrics show the policy's view and a cluster going to sleep.
+        while True:
+            text = http.get(f"{base.group(1)}/metrics").text
+            governed = set(desired.findall(text))
+            sleeping = {
+                name
+                for name in governed
+                if re.search(
+                    rf'^cce_cluster_status_phase\{{[^}}]*cluster="{name}"[^}}]*'
+                    rf'phase="Hibernating"\}} 1$',
+                    text,
+                    re.MULTILINE,
+                )
+            }
+            if sleeping:
+                break
+            assert time.monotonic() < end, "no governed cluster is shown Hibernating"
+        # Only the clusters the policy selects are governed.
+        assert governed <= {f"sim-cluster-00{i}" for i in range(10)}
+        page = http.get(f"{base.group(1)}/").text
+        assert "Hibernating" in page and sorted(sleeping)[0] in page
+    os.kill(demo.pid, signal.SIGINT)
+    assert demo.wait(timeout=20) == 0
+
+
 def test_run_stops_cleanly_on_sigterm_and_writes_the_state_file(
     processes: Callable[..., subprocess.Popen[bytes]], sim7: SimProcess, tmp_path: Path
 ) -> None:
