@@ -292,7 +292,7 @@ def test_run_stops_cleanly_on_sigterm_and_writes_the_state_file(
     os.kill(daemon.pid, signal.SIGTERM)
     assert daemon.wait(timeout=30) == 0
     sections = json.loads(state.read_text())["sections"]
-    assert len(sections["phases"]) > 30  # clusters, nodes, pools and add-ons
+    assert len(sections["phases"]["default"]) > 30  # clusters, nodes, pools and add-ons
     assert sections["jobs"]["default"]
 
 

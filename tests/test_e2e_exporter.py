@@ -647,7 +647,7 @@ async def test_phase_since_survives_a_restart_via_the_state_file(
     assert set(before.values()) == {first_seen}
     # Stopping the server ran the shutdown hook, which wrote the state file.
     saved = json.loads(state.read_text())
-    assert set(saved["sections"]["phases"]) >= {f"cluster/{c}" for c in before}
+    assert set(saved["sections"]["phases"]["default"]) >= {f"cluster/{c}" for c in before}
 
     changed = sorted(before)[0]
     await control(
@@ -816,6 +816,18 @@ async def test_two_targets_with_different_credentials_and_labels(
                 == (summary["clusters"])
             )
             assert len(scrape.values("cce_node_info", project_id=project_id)) == summary["nodes"]
+            # Each target keeps its own time in phase: one target's listing forgets none of
+            # the other's.
+            for family in (
+                "cce_cluster_status_phase_since_timestamp_seconds",
+                "cce_node_status_phase_since_timestamp_seconds",
+            ):
+                assert len(scrape.values(family, project_id=project_id)) == len(
+                    scrape.values(
+                        family.replace("_status_phase_since_timestamp_seconds", "_info"),
+                        project_id=project_id,
+                    )
+                ), family
             assert (
                 scrape.value(
                     "cce_exporter_collect_success", project_id=project_id, resource="clusters"

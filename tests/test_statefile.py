@@ -56,8 +56,18 @@ def test_phase_tracker_keeps_first_sight_until_the_phase_changes() -> None:
     assert t.observe("cluster/a", "Hibernating", 200.0) == 200.0
     t.observe("node/a/n1", "Active", 100.0)
     t.observe("node/b/n2", "Active", 100.0)
-    t.retain("node", [], prefix="a/")
+    t.observe("nodepool/a/p1", "", 100.0)
+    t.retain("node", [], scope="a")
     assert t.since("node/a/n1") is None and t.since("node/b/n2") == 100.0
+    assert t.renderer_snapshot() == {
+        "cluster/a": 200.0,
+        "node/n2": 100.0,
+        "nodepool/p1": 100.0,
+    }
+    t.retain_clusters(["b"])  # cluster a is gone: its pools go with it
+    assert t.since("nodepool/a/p1") is None and t.since("node/b/n2") == 100.0
+    t.retain("cluster", ["cluster/b"])
+    assert t.since("cluster/a") is None and len(t) == 1
     restored = PhaseTracker()
     restored.load(json.loads(json.dumps(t.dump())))
     assert restored.snapshot() == t.snapshot()

@@ -167,7 +167,6 @@ class ExporterService:
         self.counters = CollectorCounters(self.stats_registry, self.job_histogram)
         self.extra_registries: list[CollectorRegistry] = [self.api_registry, self.stats_registry]
         self.statefile = StateFile(Path(settings.state_file)) if settings.state_file else None
-        self.phases = PhaseTracker()
         self.targets: list[Target] = []
         self.fragments: dict[str, Fragment] = {}
         self._exposition: Exposition | None = None
@@ -183,7 +182,7 @@ class ExporterService:
         """Build clients (resolving project names to IDs) and restore the state file."""
         sections = self.statefile.load() if self.statefile else {}
         self._state_sections = sections
-        self.phases.load(sections.get("phases"))
+        phases_by_target = sections.get("phases", {})
         jobs_by_target = sections.get("jobs", {})
         for target_cfg in self.settings.targets:
             project_id = target_cfg.project_id
@@ -198,6 +197,10 @@ class ExporterService:
             tracker = JobTracker(self.settings.job_retention, target=target_cfg.name)
             if isinstance(jobs_by_target, dict):
                 tracker.load(jobs_by_target.get(target_cfg.name))
+            # One tracker per target: a target's listing forgets only its own objects.
+            phases = PhaseTracker()
+            if isinstance(phases_by_target, dict):
+                phases.load(phases_by_target.get(target_cfg.name))
             collector = TargetCollector(
                 name=target_cfg.name,
                 project_id=project_id,
@@ -205,7 +208,7 @@ class ExporterService:
                 client=client,
                 stats=self.counters,
                 jobs=tracker,
-                phases=self.phases,
+                phases=phases,
                 cluster_filter=self.cluster_filter,
                 # Per-cluster calls of one target: as many as its client lets through at once.
                 concurrency=asyncio.Semaphore(target_cfg.concurrency),
@@ -336,7 +339,9 @@ class ExporterService:
     def save_state(self) -> None:
         if self.statefile is None:
             return
-        self._state_sections["phases"] = self.phases.dump()
+        self._state_sections["phases"] = {
+            t.config.name: t.collector.phases.dump() for t in self.targets
+        }
         self._state_sections["jobs"] = {
             t.config.name: t.collector.jobs.dump() for t in self.targets
         }
@@ -413,7 +418,7 @@ class ExporterService:
                         phase=cluster.phase or "",
                         nodes=total,
                         nodes_active=active,
-                        phase_since=self.phases.since(f"cluster/{cluster.id}"),
+                        phase_since=c.phases.since(f"cluster/{cluster.id}"),
                     )
                 )
             targets.append(

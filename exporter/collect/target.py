@@ -34,22 +34,6 @@ SKIP_PHASES: dict[str, frozenset[str]] = {
 T = TypeVar("T")
 
 
-def _renderer_keys(since: Mapping[str, float]) -> dict[str, float]:
-    """``node/<cluster_id>/<node_id>`` -> ``node/<node_id>``, the renderer's keys.
-
-    The tracker qualifies per-cluster objects by their cluster so that a deleted cluster's entries
-    can be pruned, and so that default node pools (named ``<az>#<flavor>#<os>``, the same in many
-    clusters) keep separate histories there.
-    """
-    out: dict[str, float] = {}
-    for key, value in since.items():
-        kind, _, rest = key.partition("/")
-        if kind in ("node", "nodepool", "addon"):
-            rest = rest.partition("/")[2]
-        out[f"{kind}/{rest}"] = value
-    return out
-
-
 class Client(Protocol):
     """What the collector needs of ``exporter.cce.client.CCEClient``."""
 
@@ -226,12 +210,7 @@ class TargetCollector:
             addons={k: v for k, v in state.addons.items() if k in ids},
             quotas=state.quotas,
         )
-        for kind in ("node", "nodepool", "addon"):
-            for key in list(self.phases.snapshot()):
-                if key.startswith(f"{kind}/"):
-                    cluster_id = key.split("/", 2)[1]
-                    if cluster_id not in ids:
-                        self.phases.retain(kind, (), prefix=f"{cluster_id}/")
+        self.phases.retain_clusters(ids)
         return True
 
     async def _unmask_errors(self, clusters: list[Cluster]) -> list[Cluster]:
@@ -324,7 +303,7 @@ class TargetCollector:
                 key = f"{kind}/{cluster.id}/{obj.id}"
                 keys.append(key)
                 self.phases.observe(key, self._phase_of(kind, obj), now)
-        self.phases.retain(kind, keys, prefix=f"{cluster.id}/")
+        self.phases.retain(kind, keys, scope=cluster.id)
 
     @staticmethod
     def _phase_of(kind: str, obj: Any) -> str | None:
@@ -454,6 +433,6 @@ class TargetCollector:
             addons=dict(state.addons),
             jobs=jobs,
             quotas=state.quotas,
-            phase_since=_renderer_keys(self.phases.snapshot()),
+            phase_since=self.phases.renderer_snapshot(),
             health=health,
         )

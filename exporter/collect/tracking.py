@@ -16,42 +16,98 @@ from exporter.cce.models import Job
 log = logging.getLogger(__name__)
 
 
+#: Kinds whose keys are qualified by their cluster: ``<kind>/<cluster_id>/<id>``.
+PER_CLUSTER_KINDS = frozenset({"node", "nodepool", "addon"})
+
+
+def _group_of(key: str) -> tuple[str, str]:
+    """``node/c1/n1`` -> ``("node", "c1")``; ``cluster/c1`` -> ``("cluster", "")``."""
+    kind, _, rest = key.partition("/")
+    if kind in PER_CLUSTER_KINDS:
+        scope, sep, _ = rest.partition("/")
+        if sep:
+            return kind, scope
+    return kind, ""
+
+
 class PhaseTracker:
     """When the current phase of each object was first seen (``cce_*_phase_since``).
 
-    Keys are ``"<kind>/<id>"``. A phase change restarts the clock; objects that disappear from a
-    successful listing are forgotten with :meth:`retain`.
+    Keys are ``"<kind>/<id>"``, and ``"<kind>/<cluster_id>/<id>"`` for nodes, node pools and
+    add-ons. A phase change restarts the clock; objects that disappear from a successful listing
+    are forgotten with :meth:`retain`. Keys are indexed by (kind, cluster), so that forgetting one
+    cluster's nodes touches that cluster's keys only: at 500 clusters x 200 nodes a flat scan per
+    cluster costs tens of seconds a cycle.
     """
 
     def __init__(self) -> None:
-        self._phases: dict[str, tuple[str, float]] = {}
+        self._groups: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}
+        self._snapshot: dict[str, float] | None = None
 
     def observe(self, key: str, phase: str | None, now: float) -> float:
         """Record ``phase`` for ``key``; returns the time it was first seen in that phase."""
         value = phase or ""
-        seen = self._phases.get(key)
+        group = self._groups.get(_group_of(key))
+        if group is None:
+            group = self._groups[_group_of(key)] = {}
+        seen = group.get(key)
         if seen is not None and seen[0] == value:
             return seen[1]
-        self._phases[key] = (value, now)
+        group[key] = (value, now)
+        self._snapshot = None
         return now
 
     def since(self, key: str) -> float | None:
-        seen = self._phases.get(key)
+        seen = self._groups.get(_group_of(key), {}).get(key)
         return None if seen is None else seen[1]
 
-    def retain(self, kind: str, keep: Iterable[str], *, prefix: str = "") -> None:
-        """Forget every ``kind`` key (optionally only those starting with ``prefix`` after the kind)
-        that is not in ``keep``."""
+    def retain(self, kind: str, keep: Iterable[str], *, scope: str | None = None) -> None:
+        """Forget every key of ``kind`` not in ``keep``; with ``scope``, only that cluster's."""
         keep_set = set(keep)
-        start = f"{kind}/{prefix}"
-        for key in [k for k in self._phases if k.startswith(start) and k not in keep_set]:
-            del self._phases[key]
+        for group_key in [g for g in self._groups if g[0] == kind]:
+            if scope is not None and group_key[1] != scope:
+                continue
+            group = self._groups[group_key]
+            gone = [k for k in group if k not in keep_set]
+            for k in gone:
+                del group[k]
+            if gone:
+                self._snapshot = None
+            if not group:
+                del self._groups[group_key]
+
+    def retain_clusters(self, cluster_ids: Iterable[str]) -> None:
+        """Forget the nodes, node pools and add-ons of clusters that are gone."""
+        ids = set(cluster_ids)
+        for group_key in [g for g in self._groups if g[0] in PER_CLUSTER_KINDS]:
+            if group_key[1] not in ids:
+                del self._groups[group_key]
+                self._snapshot = None
+
+    def renderer_snapshot(self) -> dict[str, float]:
+        """``{"<kind>/<id>": since}``, the renderer's keys (cached until the next change)."""
+        if self._snapshot is None:
+            out: dict[str, float] = {}
+            for (kind, scope), group in self._groups.items():
+                if scope:
+                    cut = len(kind) + len(scope) + 2
+                    for key, (_, since) in group.items():
+                        out[f"{kind}/{key[cut:]}"] = since
+                else:
+                    for key, (_, since) in group.items():
+                        out[key] = since
+            self._snapshot = out
+        return self._snapshot
 
     def snapshot(self) -> dict[str, float]:
-        return {key: since for key, (_, since) in self._phases.items()}
+        return {key: since for group in self._groups.values() for key, (_, since) in group.items()}
 
     def dump(self) -> dict[str, list[Any]]:
-        return {key: [phase, since] for key, (phase, since) in self._phases.items()}
+        return {
+            key: [phase, since]
+            for group in self._groups.values()
+            for key, (phase, since) in group.items()
+        }
 
     def load(self, data: object) -> None:
         if not isinstance(data, dict):
@@ -64,10 +120,11 @@ class PhaseTracker:
                 and isinstance(value[0], str)
                 and isinstance(value[1], int | float)
             ):
-                self._phases[key] = (value[0], float(value[1]))
+                self._groups.setdefault(_group_of(key), {})[key] = (value[0], float(value[1]))
+        self._snapshot = None
 
     def __len__(self) -> int:
-        return len(self._phases)
+        return sum(len(group) for group in self._groups.values())
 
 
 @dataclass
