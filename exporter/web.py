@@ -549,12 +549,26 @@ def parse_listen(listen: str) -> tuple[str, int]:
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket; "" (and "::") mean every interface, of both IP families if possible."""
     if host in ("", "::") and socket.has_dualstack_ipv6():
-        return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
-    if host == "":
-        return socket.create_server(("0.0.0.0", port))  # noqa: S104 - asked for all interfaces
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, address = infos[0]
-    return socket.create_server(address[:2], family=family)
+        sock = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    elif host == "":
+        sock = socket.create_server(("0.0.0.0", port))  # noqa: S104 - asked for all interfaces
+    else:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        sock = socket.create_server(address[:2], family=family)
+    return with_tcp_proto(sock)
+
+
+def with_tcp_proto(sock: socket.socket) -> socket.socket:
+    """The same socket, its protocol recorded as TCP.
+
+    ``socket.create_server`` leaves ``proto`` at 0, and asyncio sets ``TCP_NODELAY`` on accepted
+    connections only when the listening socket says ``IPPROTO_TCP``: without it every small answer
+    (a scrape of a small exposition, ``/healthz``) waits ~40 ms for Nagle and delayed ACKs.
+    """
+    if sock.proto == socket.IPPROTO_TCP:
+        return sock
+    return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
 
 
 class _UvicornServer(uvicorn.Server):
