@@ -24,10 +24,12 @@ import gc
 import json
 import math
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Annotated, Any, ClassVar, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -629,6 +631,97 @@ class Node(Lenient):
     def nodepool_id(self) -> str | None:
         """The node pool's ID, or ``<az>#<flavor>#<os>`` for nodes outside a pool (default pool)."""
         return self.metadata.annotations.get(NODE_POOL_ANNOTATION)
+
+    @property
+    def flavor(self) -> str | None:
+        return self.spec.flavor
+
+    @property
+    def az(self) -> str | None:
+        return self.spec.az
+
+    @property
+    def os(self) -> str | None:
+        return self.spec.os
+
+    @property
+    def private_ip(self) -> str | None:
+        return self.status.private_ip
+
+    @property
+    def job_id(self) -> str | None:
+        return self.status.job_id
+
+    @property
+    def created(self) -> float | None:
+        """Creation time in Unix seconds."""
+        moment = self.metadata.creation_timestamp
+        return None if moment is None else moment.timestamp()
+
+
+class NodeLike(Protocol):
+    """What the exporter keeps of a node: a :class:`Node`, or its :class:`NodeSummary`."""
+
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def phase(self) -> str | None: ...
+    @property
+    def flavor(self) -> str | None: ...
+    @property
+    def az(self) -> str | None: ...
+    @property
+    def os(self) -> str | None: ...
+    @property
+    def nodepool_id(self) -> str | None: ...
+    @property
+    def private_ip(self) -> str | None: ...
+    @property
+    def job_id(self) -> str | None: ...
+    @property
+    def created(self) -> float | None: ...
+
+
+def _shared(value: str | None) -> str | None:
+    # Flavors, zones, OS names, pool IDs and phases repeat across thousands of nodes: one copy each.
+    return None if value is None else sys.intern(value)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSummary:
+    """The fields of a node the exporter uses, in about a tenth of a parsed :class:`Node`'s memory.
+
+    A parsed node is six pydantic objects with their dicts and field sets (~5 KB); 100,000 of them
+    would not fit the exporter's memory budget, so the collector keeps these instead.
+    """
+
+    id: str | None
+    name: str | None
+    phase: str | None
+    flavor: str | None
+    az: str | None
+    os: str | None
+    nodepool_id: str | None
+    private_ip: str | None
+    job_id: str | None
+    created: float | None
+
+    @classmethod
+    def of(cls, node: Node) -> NodeSummary:
+        return cls(
+            id=node.id,
+            name=node.name,
+            phase=_shared(node.phase),
+            flavor=_shared(node.flavor),
+            az=_shared(node.az),
+            os=_shared(node.os),
+            nodepool_id=_shared(node.nodepool_id),
+            private_ip=node.private_ip,
+            job_id=node.job_id,
+            created=node.created,
+        )
 
 
 class NodeList(Lenient):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from exporter.cce.errors import CCEError, NotFound
-from exporter.cce.models import Addon, Cluster, Job, Node, NodePool, Quota
+from exporter.cce.models import Addon, Cluster, Job, Node, NodePool, NodeSummary, Quota
 from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.metrics.inputs import ResourceHealth, TargetData, TrackedJob
 
@@ -74,7 +74,7 @@ class TargetState:
 
     clusters: tuple[Cluster, ...] = ()
     clusters_listed: bool = False
-    nodes: dict[str, Sequence[Node]] = field(default_factory=dict)
+    nodes: dict[str, Sequence[NodeSummary]] = field(default_factory=dict)
     nodepools: dict[str, Sequence[NodePool]] = field(default_factory=dict)
     addons: dict[str, Sequence[Addon]] = field(default_factory=dict)
     quotas: tuple[Quota, ...] = ()
@@ -314,15 +314,19 @@ class TargetCollector:
         return phase
 
     async def collect_nodes(self) -> bool:
-        def after(cluster: Cluster, nodes: Sequence[Node], now: float) -> None:
+        async def fetch(cluster_id: str) -> list[NodeSummary]:
+            # Only the summary is kept: a parsed node costs ~10x its summary's memory.
+            return [NodeSummary.of(node) for node in await self.client.list_nodes(cluster_id)]
+
+        def after(cluster: Cluster, nodes: Sequence[NodeSummary], now: float) -> None:
             self._track_phases("node", cluster, nodes, now)
             assert cluster.id is not None
             for node in nodes:
-                self.jobs.discover(node.status.job_id, cluster.id, "node", now)
+                self.jobs.discover(node.job_id, cluster.id, "node", now)
 
         return await self._timed(
             "nodes",
-            lambda: self._per_cluster("nodes", self.client.list_nodes, lambda s: s.nodes, after),
+            lambda: self._per_cluster("nodes", fetch, lambda s: s.nodes, after),
         )
 
     async def collect_nodepools(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.cce.models import Addon, Cluster, Job, Node, NodePool, Quota
+from exporter.cce.models import Addon, Cluster, Job, NodeLike, NodePool, Quota
 
 __all__ = ["ResourceHealth", "TargetData", "TrackedJob"]
 
@@ -41,7 +41,8 @@ class TargetData:
     project_id: str
     labels: Mapping[str, str]  # extra static labels of the target (region, env)
     clusters: Sequence[Cluster]  # last good list ([] if never collected)
-    nodes: Mapping[str, Sequence[Node]]  # cluster_id -> last good node list
+    # cluster_id -> last good node list (NodeSummary from the collector; Node models work too)
+    nodes: Mapping[str, Sequence[NodeLike]]
     nodepools: Mapping[str, Sequence[NodePool]]
     addons: Mapping[str, Sequence[Addon]]
     jobs: Sequence[TrackedJob]

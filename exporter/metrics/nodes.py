@@ -15,35 +15,35 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from exporter.cce.models import NODE_PHASES, Node
+from exporter.cce.models import NODE_PHASES, NodeLike
 from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
 from exporter.metrics.clusters import present_clusters
 from exporter.metrics.inputs import TargetData
-from exporter.metrics.spec import Gauge, Info, StateSet, Table, epoch, escape_label_value
+from exporter.metrics.spec import Gauge, Info, StateSet, Table, escape_label_value
 
 __all__ = ["TABLE"]
 
 
-def _items(target: TargetData) -> Iterator[tuple[str, Node]]:
+def _items(target: TargetData) -> Iterator[tuple[str, NodeLike]]:
     esc = escape_label_value
     for cluster_ident, cluster in present_clusters(target):
         nodes = target.nodes.get(cluster.id or "")
         if not nodes:
             continue
         seen: set[str] = set()
-        for node in sorted(nodes, key=lambda n: n.metadata.uid or ""):
-            nid = node.metadata.uid
+        for node in sorted(nodes, key=lambda n: n.id or ""):
+            nid = node.id
             if not nid or nid in seen:
                 continue
             seen.add(nid)
-            name = node.metadata.name
+            name = node.name
             if name:
                 yield f'{cluster_ident},node_id="{esc(nid)}",node="{esc(name)}"', node
             else:
                 yield f'{cluster_ident},node_id="{esc(nid)}"', node
 
 
-TABLE: Table[Node] = Table(
+TABLE: Table[NodeLike] = Table(
     group="nodes",
     resource="node",
     identity=(*CLUSTER_IDENTITY, "node_id", "node"),
@@ -53,24 +53,24 @@ TABLE: Table[Node] = Table(
             "cce_node_info",
             "Static properties of a cluster node.",
             ("flavor", "az", "os", "nodepool_id", "private_ip"),
-            lambda n: (n.spec.flavor, n.spec.az, n.spec.os, n.nodepool_id, n.status.private_ip),
+            lambda n: (n.flavor, n.az, n.os, n.nodepool_id, n.private_ip),
         ),
         StateSet(
             "cce_node_status_phase",
             "Current phase of the node (1 for the current phase, 0 for the others).",
             "phase",
             NODE_PHASES,
-            lambda n: n.status.phase,
+            lambda n: n.phase,
         ),
         Gauge(
             "cce_node_status_phase_since_timestamp_seconds",
             "When the exporter first saw the node's current phase (Unix time).",
-            lambda n, ctx: ctx.since(f"node/{n.metadata.uid}"),
+            lambda n, ctx: ctx.since(f"node/{n.id}"),
         ),
         Gauge(
             "cce_node_created_timestamp_seconds",
             "Creation time of the node (Unix time).",
-            lambda n, ctx: epoch(n.metadata.creation_timestamp),
+            lambda n, ctx: n.created,
         ),
     ),
 )
