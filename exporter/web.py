@@ -77,12 +77,12 @@ class ExpositionLike(Protocol):
     """One rendered exposition (``exporter.metrics``' Exposition implements it)."""
 
     @property
-    def text(self) -> bytes:
-        """Prometheus text format 0.0.4."""
+    def text_parts(self) -> Sequence[bytes]:
+        """Prometheus text format 0.0.4, in parts sent one after the other."""
 
     @property
-    def openmetrics(self) -> bytes:
-        """OpenMetrics 1.0.0, ``# EOF`` included."""
+    def openmetrics_parts(self) -> Sequence[bytes]:
+        """OpenMetrics 1.0.0, ``# EOF`` included, in parts."""
 
     @property
     def text_gzip(self) -> bytes:
@@ -394,14 +394,14 @@ def build_app(
             return PlainTextResponse("no collection has completed yet\n", status_code=503)
         headers = {"Vary": "Accept, Accept-Encoding", "Cache-Control": "no-store"}
         openmetrics = wants_openmetrics(request.headers.get("accept", ""))
+        media = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         if accepts_gzip(request.headers.get("accept-encoding", "")):
             body = exposition.openmetrics_gzip if openmetrics else exposition.text_gzip
             headers["Content-Encoding"] = "gzip"
-        else:
-            body = exposition.openmetrics if openmetrics else exposition.text
-        media = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        # Starlette would append its own charset to a text/* type without one; ours carry it.
-        return Response(body, headers=headers, media_type=media)
+            # Starlette would append its own charset to a text/* type without one; ours carry it.
+            return Response(body, headers=headers, media_type=media)
+        parts = exposition.openmetrics_parts if openmetrics else exposition.text_parts
+        return PartsResponse(parts, headers=headers, media_type=media)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -443,6 +443,30 @@ def build_app(
 #: Routes with their own bearer-token check (the hibernation hooks): basic auth would refuse the
 #: ``Authorization: Bearer`` header they need, so it does not apply to them. TLS still does.
 BEARER_PATHS = ("/hooks/",)
+
+
+class PartsResponse(Response):
+    """A body sent as the parts it is already in: a large exposition is never joined or copied."""
+
+    def __init__(
+        self, parts: Sequence[bytes], *, headers: Mapping[str, str], media_type: str
+    ) -> None:
+        super().__init__(b"", headers=headers, media_type=media_type)
+        self.parts = parts
+        self.headers["content-length"] = str(sum(map(len, parts)))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if scope.get("method") == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        last = len(self.parts) - 1
+        for index, part in enumerate(self.parts):
+            await send({"type": "http.response.body", "body": part, "more_body": index < last})
+        if last < 0:
+            await send({"type": "http.response.body", "body": b""})
 
 
 class _Guard:

@@ -56,6 +56,15 @@ class FakeExposition:
     text: bytes
     openmetrics: bytes
 
+    # Served in parts, as the renderer keeps them: split in three to exercise that.
+    @property
+    def text_parts(self) -> tuple[bytes, ...]:
+        return _thirds(self.text)
+
+    @property
+    def openmetrics_parts(self) -> tuple[bytes, ...]:
+        return _thirds(self.openmetrics)
+
     @cached_property
     def text_gzip(self) -> bytes:
         return gzip.compress(self.text, mtime=0)
@@ -63,6 +72,11 @@ class FakeExposition:
     @cached_property
     def openmetrics_gzip(self) -> bytes:
         return gzip.compress(self.openmetrics, mtime=0)
+
+
+def _thirds(data: bytes) -> tuple[bytes, ...]:
+    third = len(data) // 3
+    return (data[:third], data[third : 2 * third], data[2 * third :])
 
 
 @dataclass

@@ -171,6 +171,7 @@ class ExporterService:
         self.fragments: dict[str, Fragment] = {}
         self._exposition: Exposition | None = None
         self._render_lock = asyncio.Lock()
+        self._rendered_success: dict[tuple[str, str], float | None] = {}
         self._semaphore = asyncio.Semaphore(settings.collect_concurrency)
         self.scheduler: AsyncIOScheduler | None = None
         self._state_sections: dict[str, Any] = {}
@@ -266,6 +267,14 @@ class ExporterService:
 
     async def render(self, groups: Sequence[str]) -> None:
         async with self._render_lock:
+            # Readiness speaks of what /metrics shows: a resource's success counts once the
+            # exposition that contains its data is swapped in, not when the listing returns.
+            covered = [r for r, gs in GROUPS_OF.items() if set(gs) <= set(groups)]
+            rendered = {
+                (t.config.name, r): t.collector.health[r].last_success
+                for t in self.targets
+                for r in covered
+            }
             snapshots = [t.collector.snapshot() for t in self.targets]
             now = self.clock()
             state_sets = self.settings.state_sets
@@ -283,6 +292,7 @@ class ExporterService:
                 return exposition
 
             self._exposition = await asyncio.to_thread(work)
+            self._rendered_success.update(rendered)
 
     # --- scheduling ------------------------------------------------------------------------------
 
@@ -370,17 +380,18 @@ class ExporterService:
         for target in self.targets:
             for resource in self.enabled(target):
                 health = target.collector.health[resource]
+                last_success = self._rendered_success.get((target.config.name, resource))
                 interval = self.interval(target, resource)
                 name = f"target {target.config.name}: {resource}"
-                if health.last_success is None:
+                if last_success is None:
                     reasons.append(
                         f"{name} has not completed a collection yet"
-                        if not health.attempted
+                        if not health.attempted or health.last_success is not None
                         else f"{name} has never succeeded ({health.error or 'failed'})"
                     )
-                elif now - health.last_success > 3 * interval:
+                elif now - last_success > 3 * interval:
                     reasons.append(
-                        f"{name} data is {now - health.last_success:.0f}s old "
+                        f"{name} data is {now - last_success:.0f}s old "
                         f"(more than 3 intervals of {interval:g}s)"
                     )
         return (not reasons, reasons)

@@ -19,9 +19,9 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import gc
-import gzip
 import logging
 import threading
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -88,24 +88,47 @@ class Fragment:
         return b"".join(self.openmetrics_parts)
 
 
+def _gzip(parts: Sequence[bytes]) -> bytes:
+    """gzip of the concatenation of ``parts``, without building the concatenation."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out = [compressor.compress(part) for part in parts]
+    out.append(compressor.flush())
+    return b"".join(out)
+
+
 class Exposition:
-    """A whole exposition; the gzip variants are computed once, on first use, thread-safely."""
+    """A whole exposition, kept as the parts its fragments rendered (never joined for a scrape).
 
-    __slots__ = ("_lock", "_om_gzip", "_text_gzip", "openmetrics", "text")
+    The two formats share every sample body, so the uncompressed exposition is held once; a
+    scrape sends the parts one after the other. The gzip variants are computed once, on first use
+    (the collector asks for them in its render thread), thread-safely.
+    """
 
-    def __init__(self, text: bytes, openmetrics: bytes) -> None:
-        self.text = text
-        self.openmetrics = openmetrics
+    __slots__ = ("_lock", "_om_gzip", "_text_gzip", "openmetrics_parts", "text_parts")
+
+    def __init__(self, text_parts: Sequence[bytes], openmetrics_parts: Sequence[bytes]) -> None:
+        self.text_parts: tuple[bytes, ...] = tuple(text_parts)
+        self.openmetrics_parts: tuple[bytes, ...] = tuple(openmetrics_parts)
         self._text_gzip: bytes | None = None
         self._om_gzip: bytes | None = None
         self._lock = threading.Lock()
+
+    @property
+    def text(self) -> bytes:
+        """Prometheus text format 0.0.4 (joined on each call: for tools and tests)."""
+        return b"".join(self.text_parts)
+
+    @property
+    def openmetrics(self) -> bytes:
+        """OpenMetrics 1.0.0 with ``# EOF`` (joined on each call: for tools and tests)."""
+        return b"".join(self.openmetrics_parts)
 
     @property
     def text_gzip(self) -> bytes:
         if self._text_gzip is None:
             with self._lock:
                 if self._text_gzip is None:
-                    self._text_gzip = gzip.compress(self.text, GZIP_LEVEL, mtime=0)
+                    self._text_gzip = _gzip(self.text_parts)
         return self._text_gzip
 
     @property
@@ -113,11 +136,13 @@ class Exposition:
         if self._om_gzip is None:
             with self._lock:
                 if self._om_gzip is None:
-                    self._om_gzip = gzip.compress(self.openmetrics, GZIP_LEVEL, mtime=0)
+                    self._om_gzip = _gzip(self.openmetrics_parts)
         return self._om_gzip
 
     def __repr__(self) -> str:
-        return f"Exposition(text={len(self.text)} bytes, openmetrics={len(self.openmetrics)} bytes)"
+        text = sum(map(len, self.text_parts))
+        om = sum(map(len, self.openmetrics_parts))
+        return f"Exposition(text={text} bytes, openmetrics={om} bytes)"
 
 
 def _static_pairs(
@@ -242,4 +267,4 @@ def assemble(
         rendered = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
         om.append(rendered[: -len(_EOF)] if rendered.endswith(_EOF) else rendered)
     om.append(_EOF)
-    return Exposition(b"".join(text), b"".join(om))
+    return Exposition(text, om)
