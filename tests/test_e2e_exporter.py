@@ -931,3 +931,18 @@ async def test_the_daemon_survives_malformed_and_truncated_answers(simulator: Si
         assert exporter.service.scheduler is not None and exporter.service.scheduler.running
         assert (await exporter.http.get("/healthz")).status_code == 200
         assert (await exporter.http.get("/readyz")).status_code == 200
+
+
+async def test_close_cancels_collections_in_flight(simulator: Simulator) -> None:
+    """A collection hung on the API does not outlive the service, nor delay its shutdown."""
+    simulator.faults.add("hang", rate=1.0, path=r"/nodes$", hang_seconds=60.0)
+    env = sim_env(simulator, CCE_EXPORTER_TIMEOUT="60s", CCE_EXPORTER_MAX_RETRIES="0")
+    async with running_exporter(env) as exporter:
+        service = exporter.service
+        target = service.targets[0]
+        await service.collect(target, "clusters")
+        hung = asyncio.create_task(service.collect(target, "nodes"))
+        await until(lambda: service._running, "a nodes collection in flight")
+        await asyncio.wait_for(service.close(), timeout=10.0)
+        assert hung.cancelled() or hung.done()
+        assert not service._running

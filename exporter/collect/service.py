@@ -172,6 +172,7 @@ class ExporterService:
         self._exposition: Exposition | None = None
         self._render_lock = asyncio.Lock()
         self._rendered_success: dict[tuple[str, str], float | None] = {}
+        self._running: set[asyncio.Task[Any]] = set()
         self._semaphore = asyncio.Semaphore(settings.collect_concurrency)
         self.scheduler: AsyncIOScheduler | None = None
         self._state_sections: dict[str, Any] = {}
@@ -232,13 +233,20 @@ class ExporterService:
             return await target.collector.collect(resource)
 
     async def collect(self, target: Target, resource: str) -> bool:
-        ok = await self._collect_resource(target, resource)
-        await self.render((*GROUPS_OF[resource], "exporter"))
-        for hook in self.after_collect:
-            result = hook(target, resource)
-            if asyncio.iscoroutine(result):
-                await result
-        return ok
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            ok = await self._collect_resource(target, resource)
+            await self.render((*GROUPS_OF[resource], "exporter"))
+            for hook in self.after_collect:
+                result = hook(target, resource)
+                if asyncio.iscoroutine(result):
+                    await result
+            return ok
+        finally:
+            if task is not None:
+                self._running.discard(task)
 
     async def collect_all(self) -> dict[str, bool]:
         """One full collection of every enabled resource of every target, jobs included.
@@ -363,6 +371,13 @@ class ExporterService:
     async def close(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        # Collections in flight are cancelled and awaited, so that none runs against a closed
+        # client (and the scheduler does not report them as failed jobs).
+        running = [t for t in self._running if t is not asyncio.current_task()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
         self.save_state()
         for target in self.targets:
             await target.client.aclose()
