@@ -6,18 +6,22 @@ Golden files live in ``tests/golden``; regenerate them with ``UPDATE_GOLDEN=1`` 
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
 import math
 import os
 import re
 import shutil
 import subprocess
+import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
@@ -668,3 +672,23 @@ def test_headers_escape_help_and_counter_suffix() -> None:
     assert fam.documentation == 'Back\\slash\nand "quotes".'
     (fam,) = parse_text(text.decode() + body)
     assert fam.documentation == 'Back\\slash\nand "quotes".'
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    parts=st.lists(st.binary(max_size=3000), max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=8), max_size=4),
+)
+def test_gzip_from_deflate_pieces_is_the_gzip_of_the_whole(
+    parts: list[bytes], cuts: list[int]
+) -> None:
+    """Fragments compressed separately join into one gzip member any decoder reads whole."""
+    from exporter.metrics.render import deflate, gzip_from_pieces
+
+    bounds = sorted({0, len(parts), *(min(c, len(parts)) for c in cuts)})
+    pieces = [deflate(parts[a:b]) for a, b in itertools.pairwise(bounds)]
+    member = gzip_from_pieces(pieces, parts)
+    assert gzip.decompress(member) == b"".join(parts)
+    single = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one member, as httpx and curl read it
+    assert single.decompress(member) == b"".join(parts)
+    assert single.eof and not single.unused_data

@@ -54,6 +54,10 @@ GROUPS_OF: dict[str, tuple[str, ...]] = {
 ALL_GROUPS = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "exporter")
 
 
+def _cluster_identities(target: Target) -> frozenset[tuple[str | None, str | None]]:
+    return frozenset((c.id, c.name) for c in target.collector.state.clusters)
+
+
 class CollectorCounters:
     """The collector's own counters (errors by class, dropped jobs, skipped runs)."""
 
@@ -237,8 +241,15 @@ class ExporterService:
         if task is not None:
             self._running.add(task)
         try:
+            before = _cluster_identities(target) if resource == "clusters" else None
             ok = await self._collect_resource(target, resource)
-            await self.render((*GROUPS_OF[resource], "exporter"))
+            groups: tuple[str, ...] = GROUPS_OF[resource]
+            if before is not None and before == _cluster_identities(target):
+                # Same clusters under the same names: the nodes, pools and add-ons series (whose
+                # labels carry the cluster's) have not changed, and the nodes group is the costly
+                # one to render.
+                groups = ("clusters",)
+            await self.render((*groups, "exporter"), (resource,))
             for hook in self.after_collect:
                 result = hook(target, resource)
                 if asyncio.iscoroutine(result):
@@ -273,11 +284,12 @@ class ExporterService:
         await self.render(ALL_GROUPS)
         return results
 
-    async def render(self, groups: Sequence[str]) -> None:
+    async def render(self, groups: Sequence[str], resources: Sequence[str] = RESOURCES) -> None:
+        """Render ``groups`` again and swap the exposition; it publishes ``resources``' data."""
         async with self._render_lock:
             # Readiness speaks of what /metrics shows: a resource's success counts once the
             # exposition that contains its data is swapped in, not when the listing returns.
-            covered = [r for r, gs in GROUPS_OF.items() if set(gs) <= set(groups)]
+            covered = list(resources)
             rendered = {
                 (t.config.name, r): t.collector.health[r].last_success
                 for t in self.targets

@@ -64,9 +64,11 @@ class PhaseTracker:
     def retain(self, kind: str, keep: Iterable[str], *, scope: str | None = None) -> None:
         """Forget every key of ``kind`` not in ``keep``; with ``scope``, only that cluster's."""
         keep_set = set(keep)
-        for group_key in [g for g in self._groups if g[0] == kind]:
-            if scope is not None and group_key[1] != scope:
-                continue
+        if scope is not None:
+            candidates = [(kind, scope)] if (kind, scope) in self._groups else []
+        else:
+            candidates = [g for g in self._groups if g[0] == kind]
+        for group_key in candidates:
             group = self._groups[group_key]
             gone = [k for k in group if k not in keep_set]
             for k in gone:

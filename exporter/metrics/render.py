@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import struct
 import threading
 import zlib
 from collections.abc import Mapping, Sequence
@@ -66,18 +67,51 @@ _EMPTY_TARGET = TargetData("", {}, (), {}, {}, {}, (), (), {}, ())
 _warned_labels: set[str] = set()
 
 
+def deflate(parts: Sequence[bytes]) -> bytes:
+    """Raw deflate of ``parts`` ending on a full flush, with no final block.
+
+    Such pieces concatenate into one valid deflate stream (the way pigz compresses in parallel),
+    so each fragment is compressed once, when it is rendered, and an exposition's gzip is its
+    fragments' pieces joined, framed by a header, an empty final block, the CRC and the length.
+    """
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    out = [compressor.compress(part) for part in parts]
+    out.append(compressor.flush(zlib.Z_FULL_FLUSH))
+    return b"".join(out)
+
+
+#: gzip header: magic, deflate, no flags, mtime 0, no extra flags, OS unknown.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+#: An empty final deflate block (fixed Huffman, end of block).
+_FINAL_BLOCK = b"\x03\x00"
+
+
+def gzip_from_pieces(pieces: Sequence[bytes], parts: Sequence[bytes]) -> bytes:
+    """A gzip member from :func:`deflate` pieces of ``parts`` (CRC and size from ``parts``)."""
+    crc = 0
+    size = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+        size += len(part)
+    trailer = struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)
+    return b"".join((_GZIP_HEADER, *pieces, _FINAL_BLOCK, trailer))
+
+
 @dataclass(frozen=True, slots=True)
 class Fragment:
     """The finished bytes of one group's families, in both formats (no ``# EOF``).
 
     Kept as per-family pieces, the sample bodies shared by both formats, so that the only copy
-    of the whole is the one :func:`assemble` makes.
+    of the whole is the one :func:`assemble` makes; with each format's deflate piece, compressed
+    once here rather than at every assembly.
     """
 
     group: str
     families: tuple[str, ...]
     text_parts: tuple[bytes, ...]
     openmetrics_parts: tuple[bytes, ...]
+    text_deflate: bytes = b""
+    openmetrics_deflate: bytes = b""
 
     @property
     def text(self) -> bytes:
@@ -88,14 +122,6 @@ class Fragment:
         return b"".join(self.openmetrics_parts)
 
 
-def _gzip(parts: Sequence[bytes]) -> bytes:
-    """gzip of the concatenation of ``parts``, without building the concatenation."""
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    out = [compressor.compress(part) for part in parts]
-    out.append(compressor.flush())
-    return b"".join(out)
-
-
 class Exposition:
     """A whole exposition, kept as the parts its fragments rendered (never joined for a scrape).
 
@@ -104,11 +130,29 @@ class Exposition:
     (the collector asks for them in its render thread), thread-safely.
     """
 
-    __slots__ = ("_lock", "_om_gzip", "_text_gzip", "openmetrics_parts", "text_parts")
+    __slots__ = (
+        "_lock",
+        "_om_gzip",
+        "_om_pieces",
+        "_text_gzip",
+        "_text_pieces",
+        "openmetrics_parts",
+        "text_parts",
+    )
 
-    def __init__(self, text_parts: Sequence[bytes], openmetrics_parts: Sequence[bytes]) -> None:
+    def __init__(
+        self,
+        text_parts: Sequence[bytes],
+        openmetrics_parts: Sequence[bytes],
+        *,
+        text_pieces: Sequence[bytes] | None = None,
+        openmetrics_pieces: Sequence[bytes] | None = None,
+    ) -> None:
+        """``*_pieces``: :func:`deflate` pieces covering the parts, when the caller has them."""
         self.text_parts: tuple[bytes, ...] = tuple(text_parts)
         self.openmetrics_parts: tuple[bytes, ...] = tuple(openmetrics_parts)
+        self._text_pieces = text_pieces
+        self._om_pieces = openmetrics_pieces
         self._text_gzip: bytes | None = None
         self._om_gzip: bytes | None = None
         self._lock = threading.Lock()
@@ -128,7 +172,8 @@ class Exposition:
         if self._text_gzip is None:
             with self._lock:
                 if self._text_gzip is None:
-                    self._text_gzip = _gzip(self.text_parts)
+                    pieces = self._text_pieces or (deflate(self.text_parts),)
+                    self._text_gzip = gzip_from_pieces(pieces, self.text_parts)
         return self._text_gzip
 
     @property
@@ -136,7 +181,8 @@ class Exposition:
         if self._om_gzip is None:
             with self._lock:
                 if self._om_gzip is None:
-                    self._om_gzip = _gzip(self.openmetrics_parts)
+                    pieces = self._om_pieces or (deflate(self.openmetrics_parts),)
+                    self._om_gzip = gzip_from_pieces(pieces, self.openmetrics_parts)
         return self._om_gzip
 
     def __repr__(self) -> str:
@@ -240,7 +286,10 @@ def render_group(
         body = "".join(bodies[name]).encode()
         text_parts += (head_text, body)
         om_parts += (head_om, body)
-    return Fragment(group, names, tuple(text_parts), tuple(om_parts))
+    text_deflate = deflate(text_parts)
+    # Resource families are gauges: both formats usually come out byte for byte the same.
+    om_deflate = text_deflate if om_parts == text_parts else deflate(om_parts)
+    return Fragment(group, names, tuple(text_parts), tuple(om_parts), text_deflate, om_deflate)
 
 
 def _group_order(fragment: Fragment) -> tuple[int, str]:
@@ -262,9 +311,20 @@ def assemble(
     ordered = sorted(fragments, key=_group_order)
     text = [part for f in ordered for part in f.text_parts]
     om = [part for f in ordered for part in f.openmetrics_parts]
+    text_tail: list[bytes] = []
+    om_tail: list[bytes] = []
     for registry in extra_registries:
-        text.append(generate_latest(registry))
+        text_tail.append(generate_latest(registry))
         rendered = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
-        om.append(rendered[: -len(_EOF)] if rendered.endswith(_EOF) else rendered)
-    om.append(_EOF)
-    return Exposition(text, om)
+        om_tail.append(rendered[: -len(_EOF)] if rendered.endswith(_EOF) else rendered)
+    om_tail.append(_EOF)
+    text_pieces = [f.text_deflate or deflate(f.text_parts) for f in ordered]
+    om_pieces = [f.openmetrics_deflate or deflate(f.openmetrics_parts) for f in ordered]
+    text_pieces.append(deflate(text_tail))
+    om_pieces.append(deflate(om_tail))
+    return Exposition(
+        text + text_tail,
+        om + om_tail,
+        text_pieces=text_pieces,
+        openmetrics_pieces=om_pieces,
+    )
