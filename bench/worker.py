@@ -157,4 +157,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    from exporter.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # as `cce-exporter` does at start-up
     asyncio.run(main())
