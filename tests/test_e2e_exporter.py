@@ -930,7 +930,12 @@ async def test_the_daemon_survives_malformed_and_truncated_answers(simulator: Si
         )
         assert exporter.service.scheduler is not None and exporter.service.scheduler.running
         assert (await exporter.http.get("/healthz")).status_code == 200
-        assert (await exporter.http.get("/readyz")).status_code == 200
+
+        async def ready() -> bool:
+            # Ready once the exposition holding the recovered data is swapped in.
+            return (await exporter.http.get("/readyz")).status_code == 200
+
+        await until(ready, "/readyz to answer 200 again")
 
 
 async def test_close_cancels_collections_in_flight(simulator: Simulator) -> None:

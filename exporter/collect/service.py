@@ -177,6 +177,7 @@ class ExporterService:
         self._render_lock = asyncio.Lock()
         self._rendered_success: dict[tuple[str, str], float | None] = {}
         self._running: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self._semaphore = asyncio.Semaphore(settings.collect_concurrency)
         self.scheduler: AsyncIOScheduler | None = None
         self._state_sections: dict[str, Any] = {}
@@ -255,6 +256,12 @@ class ExporterService:
                 if asyncio.iscoroutine(result):
                     await result
             return ok
+        except asyncio.CancelledError:
+            if self._closing:
+                # Cancelled by close(): the end of a job, not its failure (the scheduler would
+                # log it as an error).
+                return False
+            raise
         finally:
             if task is not None:
                 self._running.discard(task)
@@ -385,6 +392,7 @@ class ExporterService:
             self.scheduler.shutdown(wait=False)
         # Collections in flight are cancelled and awaited, so that none runs against a closed
         # client (and the scheduler does not report them as failed jobs).
+        self._closing = True
         running = [t for t in self._running if t is not asyncio.current_task()]
         for task in running:
             task.cancel()
