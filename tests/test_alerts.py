@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from promtool_helpers import check_rules, needs_promtool, promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "alerts" / "cce.rules.yaml"
@@ -19,9 +20,7 @@ PROMETHEUSRULE = ROOT / "deploy" / "kubernetes" / "prometheusrule.yaml"
 ALERT_DOCS = ROOT / "docs" / "alerts.md"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 TESTS_DIR = ROOT / "alerts" / "tests"
-PROMTOOL = "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else shutil.which("promtool")
 
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed")
 
 #: The alert names are a public interface (routes, silences and inhibitions refer to them).
 ALERTS = {
@@ -288,29 +287,11 @@ def test_variant_with_short_durations(tmp_path: Path) -> None:
 
 @needs_promtool
 def test_promtool_check_rules() -> None:
-    assert PROMTOOL is not None
-    for path in (RULES,):
-        result = subprocess.run(
-            [PROMTOOL, "check", "rules", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+    assert f"SUCCESS: {len(ALERTS)} rules found" in check_rules(RULES)
 
 
 def _promtool_test(tests_dir: Path) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None
-    files = sorted(str(p) for p in tests_dir.glob("*.yaml"))
-    return subprocess.run(
-        [PROMTOOL, "test", "rules", *files],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return promtool("test", "rules", *sorted(str(p) for p in tests_dir.glob("*.yaml")))
 
 
 @needs_promtool

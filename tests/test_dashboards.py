@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
+from promtool_helpers import check_rules, needs_promtool, run_rule_tests
 from test_alerts import (
     CONTRACT_FAMILIES,
-    PROMTOOL,
     exported_families,
     family_of,
     metric_names,
-    needs_promtool,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,22 +156,13 @@ def _substitute(expr: str) -> str:
 @needs_promtool
 def test_queries_are_valid_promql(tmp_path: Path) -> None:
     """Every panel query parses: promtool checks them as recording rules."""
-    assert PROMTOOL is not None
     rules: list[dict[str, str]] = []
     for name in sorted(UIDS):
         for _, expr in queries(load(name)):
             rules.append({"record": f"dashboard:query:{len(rules)}", "expr": _substitute(expr)})
     path = tmp_path / "queries.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
-    result = subprocess.run(
-        [PROMTOOL, "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+    assert f"SUCCESS: {len(rules)} rules found" in check_rules(path)
 
 
 def test_committed_dashboards_match_the_generator(tmp_path: Path) -> None:
@@ -216,7 +206,6 @@ def _panel_expr(name: str, title: str, ref: str = "A") -> str:
 @needs_promtool
 def test_state_set_queries_give_the_expected_values(tmp_path: Path) -> None:
     """The encoded state timelines and the jobs-by-cluster-name join, evaluated by promtool."""
-    assert PROMTOOL is not None
     c1 = 'project_id="p1", cluster_id="c1", cluster="prod", instance="e:1"'
     c2 = 'project_id="p1", cluster_id="c2", cluster="dev", instance="e:1"'
     job = 'project_id="p1", cluster_id="c2", job_id="j1"'
@@ -275,14 +264,7 @@ def test_state_set_queries_give_the_expected_values(tmp_path: Path) -> None:
     }
     path = tmp_path / "queries_test.yaml"
     path.write_text(yaml.safe_dump(test))
-    result = subprocess.run(
-        [PROMTOOL, "test", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_rule_tests(path)
 
 
 def _with_variables(expr: str, **values: str) -> str:
@@ -295,7 +277,6 @@ def test_firing_alerts_follow_project_and_cluster(tmp_path: Path) -> None:
     """The Overview's firing-alert stat and table, evaluated by promtool with the variables at
     All and at one project and cluster: alerts of other clusters and projects go, alerts without
     a cluster (or a project) stay, job alerts follow their cluster_id."""
-    assert PROMTOOL is not None
     panels = {
         p["type"]: p["targets"][0]["expr"]
         for p in all_panels(load("cce-overview.json"))
@@ -361,11 +342,4 @@ def test_firing_alerts_follow_project_and_cluster(tmp_path: Path) -> None:
     }
     path = tmp_path / "alerts_panel_test.yaml"
     path.write_text(yaml.safe_dump(test))
-    result = subprocess.run(
-        [PROMTOOL, "test", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_rule_tests(path)
