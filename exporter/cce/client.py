@@ -51,13 +51,12 @@ import asyncio
 import importlib.util
 import json
 import logging
-import math
 import random
 import re
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -88,13 +87,16 @@ from exporter.cce.models import (
     NodeList,
     NodePool,
     NodePoolList,
+    NodeSummary,
     Project,
     ProjectList,
     Quota,
     QuotaList,
     extract_job_id,
+    parse_node_summaries,
     parse_response,
 )
+from exporter.cce.transport import LeanTransport
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
 THREAD_PARSE_BYTES = 64 * 1024
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 
 # Templated paths: the only form an endpoint takes in metrics, logs and errors.
 CLUSTERS = "/api/v3/projects/{project_id}/clusters"
@@ -202,67 +205,6 @@ class TokenBucket:
                 await self._sleep((1.0 - self._tokens) / self.rate)
 
 
-class _Released(httpx.AsyncByteStream):
-    """A response body that tells its pool when it is done with (read or closed), once."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
-        self._stream = stream
-        self._release: Callable[[], None] | None = release
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
-
-
-class PoolSet(httpx.AsyncBaseTransport):
-    """Several small connection pools in place of one large one, each request to the least busy.
-
-    httpcore's pool re-examines every connection it holds (a ``poll`` system call for each idle
-    one) whenever a request starts or ends, so its cost per request grows with the pool: with 32
-    connections this bookkeeping was most of the CPU of a 500-cluster cycle. Pools of at most
-    ``per_pool`` connections keep it small. Every connection is kept alive, and idle ones expire
-    before the common 5 s server-side idle timeout, so a reused connection is never one the
-    server is closing at the same moment.
-    """
-
-    def __init__(self, concurrency: int, verify: ssl.SSLContext | bool, per_pool: int = 8) -> None:
-        count = max(1, math.ceil(concurrency / per_pool))
-        size = max(1, math.ceil(concurrency / count))
-        limits = httpx.Limits(
-            max_connections=size, max_keepalive_connections=size, keepalive_expiry=4.0
-        )
-        self._pools = [httpx.AsyncHTTPTransport(verify=verify, limits=limits) for _ in range(count)]
-        self._busy = [0] * count
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        index = min(range(len(self._pools)), key=self._busy.__getitem__)
-        self._busy[index] += 1
-
-        def release() -> None:
-            self._busy[index] -= 1
-
-        try:
-            response = await self._pools[index].handle_async_request(request)
-        except BaseException:
-            release()
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _Released(response.stream, release)
-        return response
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
-
-
 class CCEClient:
     """Typed async client of one CCE target; use as ``async with CCEClient(...) as client``.
 
@@ -344,7 +286,7 @@ class CCEClient:
             auth=auth,
             verify=verify,
             timeout=timeout,
-            transport=transport if transport is not None else PoolSet(concurrency, verify),
+            transport=transport if transport is not None else LeanTransport(concurrency, verify),
             follow_redirects=False,
             headers={
                 "Content-Type": "application/json",
@@ -400,6 +342,16 @@ class CCEClient:
         """All nodes of a cluster."""
         url = self.endpoint + _path(NODES, project_id=self.project_id, cluster_id=cluster_id)
         return (await self._get(NodeList, NODES, url)).items
+
+    async def list_node_summaries(self, cluster_id: str) -> list[NodeSummary]:
+        """All nodes of a cluster as :class:`NodeSummary` (what the collector keeps), read
+        straight from the JSON (see :func:`~exporter.cce.models.parse_node_summaries`)."""
+        url = self.endpoint + _path(NODES, project_id=self.project_id, cluster_id=cluster_id)
+
+        def parse(content: bytes) -> list[NodeSummary]:
+            return parse_node_summaries(content, endpoint=NODES)
+
+        return await self._fetch(NODES, url, parse)
 
     async def list_nodepools(self, cluster_id: str, show_default: bool = True) -> list[NodePool]:
         """All node pools of a cluster, the default pool included unless ``show_default=False``."""
@@ -479,11 +431,26 @@ class CCEClient:
         *,
         params: dict[str, str] | None = None,
     ) -> M:
+        def parse(content: bytes) -> M:
+            return parse_response(model, content, endpoint=template)
+
+        return await self._fetch(template, url, parse, params=params)
+
+    async def _fetch(
+        self,
+        template: str,
+        url: str,
+        parse: Callable[[bytes], R],
+        *,
+        params: dict[str, str] | None = None,
+    ) -> R:
+        """GET and ``parse`` the body: in a worker thread when it is large, so that the event
+        loop keeps serving scrapes and other calls meanwhile."""
         response = await self._send("GET", template, url, params=params, idempotent=True)
         content = response.content
         if len(content) >= THREAD_PARSE_BYTES:
-            return await asyncio.to_thread(parse_response, model, content, endpoint=template)
-        return parse_response(model, content, endpoint=template)
+            return await asyncio.to_thread(parse, content)
+        return parse(content)
 
     async def _operation(self, template: str, cluster_id: str) -> str | None:
         url = self.endpoint + _path(template, project_id=self.project_id, cluster_id=cluster_id)
