@@ -97,8 +97,8 @@ class Worker:
             "peak_rss_mb": peak_rss_mb(),
             "ok": all(results.values()),
             "failed": sorted(k for k, ok in results.items() if not ok),
-            "exposition_bytes": len(exposition.text) if exposition else 0,
-            "exposition_gzip_bytes": len(exposition.text_gzip) if exposition else 0,
+            "exposition_bytes": exposition.text_size if exposition else 0,
+            "exposition_gzip_bytes": exposition.gzip_size if exposition else 0,
         }
 
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +121,7 @@ class Worker:
             exposition = self.service.exposition()
             assert exposition is not None
             await asyncio.to_thread(Path(command["path"]).write_bytes, exposition.text)
-            return {"bytes": len(exposition.text)}
+            return {"bytes": exposition.text_size}
         if cmd == "gc":
             gc.collect()
             return {"rss_mb": rss_mb()}

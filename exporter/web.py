@@ -33,7 +33,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -76,21 +76,10 @@ REALM = "cce-exporter"
 class ExpositionLike(Protocol):
     """One rendered exposition (``exporter.metrics``' Exposition implements it)."""
 
-    @property
-    def text_parts(self) -> Sequence[bytes]:
-        """Prometheus text format 0.0.4, in parts sent one after the other."""
-
-    @property
-    def openmetrics_parts(self) -> Sequence[bytes]:
-        """OpenMetrics 1.0.0, ``# EOF`` included, in parts."""
-
-    @property
-    def text_gzip(self) -> bytes:
-        """gzip of :attr:`text`, computed once."""
-
-    @property
-    def openmetrics_gzip(self) -> bytes:
-        """gzip of :attr:`openmetrics`, computed once."""
+    def body(self, *, openmetrics: bool, gzip: bool) -> tuple[int, Iterable[bytes]]:
+        """``(content length, pieces in order)``: Prometheus text 0.0.4 or OpenMetrics 1.0.0
+        (``# EOF`` included), gzip-encoded or not. Pieces are produced as they are sent, so a
+        large exposition is never joined or copied for a scrape."""
 
 
 #: A point in time: an aware datetime, or Unix seconds (what ``time.time()`` gives).
@@ -395,13 +384,11 @@ def build_app(
         headers = {"Vary": "Accept, Accept-Encoding", "Cache-Control": "no-store"}
         openmetrics = wants_openmetrics(request.headers.get("accept", ""))
         media = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        if accepts_gzip(request.headers.get("accept-encoding", "")):
-            body = exposition.openmetrics_gzip if openmetrics else exposition.text_gzip
+        gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
+        if gzip:
             headers["Content-Encoding"] = "gzip"
-            # Starlette would append its own charset to a text/* type without one; ours carry it.
-            return Response(body, headers=headers, media_type=media)
-        parts = exposition.openmetrics_parts if openmetrics else exposition.text_parts
-        return PartsResponse(parts, headers=headers, media_type=media)
+        length, parts = exposition.body(openmetrics=openmetrics, gzip=gzip)
+        return PartsResponse(parts, length, headers=headers, media_type=media)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -446,27 +433,29 @@ BEARER_PATHS = ("/hooks/",)
 
 
 class PartsResponse(Response):
-    """A body sent as the parts it is already in: a large exposition is never joined or copied."""
+    """A body of known length sent as the pieces it comes in: never joined or copied."""
 
     def __init__(
-        self, parts: Sequence[bytes], *, headers: Mapping[str, str], media_type: str
+        self,
+        parts: Iterable[bytes],
+        length: int,
+        *,
+        headers: Mapping[str, str],
+        media_type: str,
     ) -> None:
+        # Starlette would append its own charset to a text/* type without one; ours carry it.
         super().__init__(b"", headers=headers, media_type=media_type)
         self.parts = parts
-        self.headers["content-length"] = str(sum(map(len, parts)))
+        self.headers["content-length"] = str(length)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        if scope.get("method") == "HEAD":
-            await send({"type": "http.response.body", "body": b""})
-            return
-        last = len(self.parts) - 1
-        for index, part in enumerate(self.parts):
-            await send({"type": "http.response.body", "body": part, "more_body": index < last})
-        if last < 0:
-            await send({"type": "http.response.body", "body": b""})
+        if scope.get("method") != "HEAD":
+            for part in self.parts:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
 
 class _Guard:

@@ -6,7 +6,6 @@ Golden files live in ``tests/golden``; regenerate them with ``UPDATE_GOLDEN=1`` 
 from __future__ import annotations
 
 import gzip
-import itertools
 import logging
 import math
 import os
@@ -58,7 +57,7 @@ from exporter.metrics import (
     assemble,
     render_group,
 )
-from exporter.metrics.render import _headers
+from exporter.metrics.render import _headers, inflate
 from exporter.metrics.spec import format_value
 from tests.test_metrics_docs import EXPECTED
 
@@ -568,11 +567,12 @@ def test_fragments_are_per_group_and_sorted() -> None:
         frag = render_group(group, targets, now=NOW)
         assert frag.group == group
         assert list(frag.families) == sorted(frag.families)
-        assert frag.text.count(b"# TYPE ") == len(frag.families)
+        text = b"".join(inflate([frag.text]))
+        assert text.count(b"# TYPE ") == len(frag.families)
         names_seen += frag.families
         # Re-rendering gives identical bytes, whatever the input order.
         again = render_group(group, targets[::-1], now=NOW)
-        assert again.text == frag.text and again.openmetrics == frag.openmetrics
+        assert again.text == frag.text and again.openmetrics == frag.openmetrics  # same bytes
     assert len(names_seen) == len(set(names_seen))
     with pytest.raises(KeyError):
         render_group("nonsense", targets, now=NOW)
@@ -598,14 +598,23 @@ def test_assemble_appends_registries_and_one_eof() -> None:
     assert CONTENT_TYPE_OPENMETRICS.startswith("application/openmetrics-text; version=1.0.0")
 
 
-def test_gzip_is_cached_and_round_trips() -> None:
+def test_the_four_renderings_round_trip() -> None:
     frags = [render_group(g, [example_target()], now=NOW) for g in GROUPS]
     exp = assemble(frags)
-    first = exp.text_gzip
-    assert exp.text_gzip is first
-    assert gzip.decompress(first) == exp.text
-    assert gzip.decompress(exp.openmetrics_gzip) == exp.openmetrics
-    assert exp.openmetrics_gzip is exp.openmetrics_gzip
+    text = exp.text
+    om = exp.openmetrics
+    assert text.startswith(b"# HELP ") and om.endswith(b"# EOF\n")
+    assert (exp.text_size, exp.openmetrics_size) == (len(text), len(om))
+    for openmetrics, plain in ((False, text), (True, om)):
+        length, parts = exp.body(openmetrics=openmetrics, gzip=False)
+        assert (length, b"".join(parts)) == (len(plain), plain)
+        length, parts = exp.body(openmetrics=openmetrics, gzip=True)
+        member = b"".join(parts)
+        assert length == len(member)
+        assert gzip.decompress(member) == plain
+        single = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one member, as httpx and curl read it
+        assert single.decompress(member) == plain
+        assert single.eof and not single.unused_data
 
 
 def test_job_histogram_observes_each_finished_job_once() -> None:
@@ -662,19 +671,33 @@ def test_headers_escape_help_and_counter_suffix() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    parts=st.lists(st.binary(max_size=3000), max_size=8),
-    cuts=st.lists(st.integers(min_value=0, max_value=8), max_size=4),
+    groups=st.lists(st.lists(st.binary(max_size=3000), max_size=4), max_size=6),
+    chunk=st.integers(min_value=1, max_value=5000),
 )
-def test_gzip_from_deflate_pieces_is_the_gzip_of_the_whole(
-    parts: list[bytes], cuts: list[int]
-) -> None:
-    """Fragments compressed separately join into one gzip member any decoder reads whole."""
-    from exporter.metrics.render import deflate, gzip_from_pieces
+def test_packed_pieces_join_into_one_gzip_member(groups: list[list[bytes]], chunk: int) -> None:
+    """Fragments compressed separately join into one gzip member any decoder reads whole (its
+    CRC combined from theirs), and inflate back in pieces of at most ``chunk`` bytes."""
+    from exporter.metrics.render import Exposition, Packed, inflate
 
-    bounds = sorted({0, len(parts), *(min(c, len(parts)) for c in cuts)})
-    pieces = [deflate(parts[a:b]) for a, b in itertools.pairwise(bounds)]
-    member = gzip_from_pieces(pieces, parts)
-    assert gzip.decompress(member) == b"".join(parts)
-    single = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one member, as httpx and curl read it
-    assert single.decompress(member) == b"".join(parts)
+    packs = [Packed.of(parts) for parts in groups]
+    whole = b"".join(b"".join(parts) for parts in groups)
+    exp = Exposition(packs, packs)
+    length, pieces = exp.body(openmetrics=False, gzip=True)
+    member = b"".join(pieces)
+    assert length == len(member)
+    assert gzip.decompress(member) == whole
+    single = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    assert single.decompress(member) == whole
     assert single.eof and not single.unused_data
+    inflated = list(inflate(packs, chunk))
+    assert b"".join(inflated) == whole
+    assert all(0 < len(piece) <= chunk for piece in inflated)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=st.binary(max_size=2000), b=st.binary(max_size=2000), zeros=st.integers(0, 1 << 20))
+def test_crc32_combine_matches_zlib(a: bytes, b: bytes, zeros: int) -> None:
+    from exporter.metrics.render import crc32_combine
+
+    b = b + bytes(zeros % 5000)
+    assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)

@@ -13,7 +13,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -56,14 +56,13 @@ class FakeExposition:
     text: bytes
     openmetrics: bytes
 
-    # Served in parts, as the renderer keeps them: split in three to exercise that.
-    @property
-    def text_parts(self) -> tuple[bytes, ...]:
-        return _thirds(self.text)
-
-    @property
-    def openmetrics_parts(self) -> tuple[bytes, ...]:
-        return _thirds(self.openmetrics)
+    # Served in parts, as the renderer gives them: split in three to exercise that.
+    def body(self, *, openmetrics: bool, gzip: bool) -> tuple[int, Iterable[bytes]]:
+        if gzip:
+            data = self.openmetrics_gzip if openmetrics else self.text_gzip
+        else:
+            data = self.openmetrics if openmetrics else self.text
+        return len(data), iter(_thirds(data))
 
     @cached_property
     def text_gzip(self) -> bytes:
@@ -570,10 +569,9 @@ class RecordingExposition(FakeExposition):
 
     served: list[str] = field(default_factory=list)
 
-    @property
-    def openmetrics_gzip(self) -> bytes:
-        self.served.append("openmetrics_gzip")
-        return gzip.compress(self.openmetrics, mtime=0)
+    def body(self, *, openmetrics: bool, gzip: bool) -> tuple[int, Iterable[bytes]]:
+        self.served.append(("openmetrics" if openmetrics else "text") + ("_gzip" if gzip else ""))
+        return super().body(openmetrics=openmetrics, gzip=gzip)
 
 
 def _free_port() -> int:

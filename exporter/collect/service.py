@@ -312,11 +312,8 @@ class ExporterService:
                         group, snapshots, now=now, state_sets=state_sets
                     )
                 ordered = [self.fragments[g] for g in ALL_GROUPS if g in self.fragments]
-                exposition = assemble(ordered, self.extra_registries)
-                # Compress here, off the event loop, so that no scrape ever pays for it.
-                exposition.text_gzip  # noqa: B018
-                exposition.openmetrics_gzip  # noqa: B018
-                return exposition
+                # Compressed as rendered, off the event loop: no gzip scrape ever pays for it.
+                return assemble(ordered, self.extra_registries)
 
             self._exposition = await asyncio.to_thread(work)
             self._rendered_success.update(rendered)
