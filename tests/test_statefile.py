@@ -75,6 +75,29 @@ def test_phase_tracker_keeps_first_sight_until_the_phase_changes() -> None:
     assert restored.snapshot() == t.snapshot()
 
 
+def test_phase_tracker_observes_a_cluster_group_at_once() -> None:
+    t = PhaseTracker()
+    t.observe("node/b/n9", "Active", 50.0)
+    t.observe_group("node", "a", [("n1", "Active"), ("n2", "Installing")], 100.0)
+    assert t.renderer_snapshot() == {"node/n1": 100.0, "node/n2": 100.0, "node/n9": 50.0}
+    # Unchanged phases keep their time, a changed one restarts, a missing one is forgotten, and
+    # the other cluster is left alone.
+    t.observe_group("node", "a", [("n1", "Active"), ("n3", None)], 200.0)
+    assert t.since("node/a/n1") == 100.0
+    assert t.since("node/a/n2") is None
+    assert t.since("node/a/n3") == 200.0 and t.since("node/b/n9") == 50.0
+    t.observe_group("node", "a", [("n1", "Abnormal"), ("n3", None)], 300.0)
+    assert t.renderer_snapshot() == {"node/n1": 300.0, "node/n3": 200.0, "node/n9": 50.0}
+    # The same as observe() key by key: the state file cannot tell them apart.
+    by_key = PhaseTracker()
+    by_key.observe("node/b/n9", "Active", 50.0)
+    by_key.observe("node/a/n1", "Abnormal", 300.0)
+    by_key.observe("node/a/n3", None, 200.0)
+    assert t.dump() == by_key.dump()
+    t.observe_group("node", "a", [], 400.0)
+    assert len(t) == 1 and t.renderer_snapshot() == {"node/n9": 50.0}
+
+
 def test_job_tracker_retention_and_bound() -> None:
     jobs = JobTracker(retention=100.0, max_jobs=3)
     for i in range(5):

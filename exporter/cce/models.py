@@ -40,7 +40,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, from_json
 from pydantic_core import core_schema as cs
 
 from exporter.cce.errors import ResponseParseError
@@ -1004,6 +1004,120 @@ def parse_response(model: type[M], payload: bytes | str, *, endpoint: str | None
         raise ResponseParseError(
             f"malformed {model.__name__} response: {type(exc).__name__}", endpoint=endpoint
         ) from None
+
+
+_MISSING = object()
+
+
+def _ci_get(data: dict[str, Any], canonical: str, name: str) -> Any:
+    """A :class:`CaseInsensitive` model's view of one key: the exact spelling, else any other
+    casing of it, else the field's Python name (``populate_by_name``)."""
+    if canonical in data:
+        return data[canonical]
+    lower = canonical.lower()
+    found: Any = _MISSING
+    for key, value in data.items():
+        if key.lower() == lower:
+            found = value  # the last of several spellings wins, as in _normalise_keys
+    return data.get(name) if found is _MISSING else found
+
+
+def _by_alias(data: dict[str, Any], alias: str, name: str) -> Any:
+    """A :class:`Lenient` model's view of one key: its alias, else its Python name."""
+    return data[alias] if alias in data else data.get(name)
+
+
+def _summary_from_dict(item: dict[str, Any]) -> NodeSummary:
+    meta = item.get("metadata")
+    meta = meta if type(meta) is dict else {}
+    spec = item.get("spec")
+    spec = spec if type(spec) is dict else {}
+    status = item.get("status")
+    status = status if type(status) is dict else {}
+    if not _SPEC_PLAIN.issuperset(spec):
+        spec = {k: _ci_get(spec, k, k) for k in ("flavor", "az", "os")}
+    if not _STATUS_PLAIN.issuperset(status):
+        status = {
+            "phase": _ci_get(status, "phase", "phase"),
+            "jobID": _ci_get(status, "jobID", "job_id"),
+            "privateIP": _ci_get(status, "privateIP", "private_ip"),
+        }
+    annotations = meta.get("annotations")
+    pool = _to_str_map(annotations).get(NODE_POOL_ANNOTATION) if annotations else None
+    moment = parse_timestamp(_by_alias(meta, "creationTimestamp", "creation_timestamp"))
+    return NodeSummary(
+        id=_to_str(meta.get("uid")),
+        name=_to_str(meta.get("name")),
+        phase=_shared(_to_str(status.get("phase"))),
+        flavor=_shared(_to_str(spec.get("flavor"))),
+        az=_shared(_to_str(spec.get("az"))),
+        os=_shared(_to_str(spec.get("os"))),
+        nodepool_id=_shared(pool),
+        private_ip=_to_str(status.get("privateIP")),
+        job_id=_to_str(status.get("jobID")),
+        created=None if moment is None else moment.timestamp(),
+    )
+
+
+#: Spellings of the node spec and status keys that need no case folding: the canonical ones, and
+#: keys that fold to none of the fields read (checked in C, one set comparison per object).
+_SPEC_PLAIN: frozenset[str] = frozenset(
+    {
+        "flavor",
+        "az",
+        "os",
+        "rootVolume",
+        "dataVolumes",
+        "billingMode",
+        "extendParam",
+        "login",
+        "count",
+        "nodeNicSpec",
+        "runtime",
+        "taints",
+        "k8sTags",
+        "userTags",
+        "ecsGroupId",
+        "dedicatedHostId",
+        "offloadNode",
+        "nodepoolScaleUp",
+        "publicIP",
+        "hostnameConfig",
+    }
+)
+_STATUS_PLAIN: frozenset[str] = frozenset(
+    {
+        "phase",
+        "jobID",
+        "privateIP",
+        "serverId",
+        "publicIP",
+        "reason",
+        "message",
+        "lastProbeTime",
+        "deleteStatus",
+    }
+)
+
+
+def parse_node_summaries(payload: bytes | str, *, endpoint: str | None = None) -> list[NodeSummary]:
+    """A node list response straight into :class:`NodeSummary` objects.
+
+    The same values as ``[NodeSummary.of(n) for n in parse_response(NodeList, payload).items]``
+    (a property test holds them equal), without building the six pydantic objects of each node
+    first: at 100,000 nodes that is about a quarter of the CPU. Raises
+    :class:`ResponseParseError` for what ``parse_response`` refuses.
+    """
+    try:
+        data = from_json(payload, cache_strings="keys")
+    except ValueError as exc:
+        raise ResponseParseError(
+            f"malformed NodeList response: {str(exc)[:120]}", endpoint=endpoint
+        ) from None
+    if type(data) is not dict:
+        raise ResponseParseError("response is not a JSON object", endpoint=endpoint)
+    with gc_paused():
+        return [_summary_from_dict(item) for item in _to_object_list(data.get("items"))]
 
 
 def extract_job_id(data: object) -> str | None:
