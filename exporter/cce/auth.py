@@ -97,6 +97,15 @@ class AkSkAuth(httpx.Auth):
         self._clock = clock
         # Kept for a uniform constructor: a key pair is never refreshed.
         self._on_refresh = on_refresh
+        self._last_date: tuple[int | None, str] = (None, "")
+
+    def _date(self, now: datetime) -> str:
+        """``sdk_date(now)``, formatted once per second (every request of a cycle needs it)."""
+        second = int(now.timestamp())
+        cached = self._last_date
+        if cached[0] != second:
+            cached = self._last_date = (second, sdk_date(now))
+        return cached[1]
 
     def __repr__(self) -> str:
         return f"AkSkAuth(ak={_mask(self.ak)!r}, sk=***, project_id={self.project_id!r})"
@@ -105,7 +114,7 @@ class AkSkAuth(httpx.Auth):
         """Add the signing headers to ``request`` in place (its body must have been read)."""
         for name in ("Authorization", "X-Sdk-Date"):
             request.headers.pop(name, None)
-        request.headers["X-Sdk-Date"] = sdk_date(self._clock())
+        request.headers["X-Sdk-Date"] = self._date(self._clock())
         if "host" not in request.headers:
             request.headers["Host"] = request.url.netloc.decode("ascii")
         if self.project_id:

@@ -48,6 +48,7 @@ Metrics and logs
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import json
 import logging
@@ -153,6 +154,13 @@ def default_addon_endpoint(endpoint: str) -> str:
 def _path(template: str, **ids: str) -> str:
     """Fill a templated path, quoting every ID (default node-pool IDs contain ``#`` and spaces)."""
     return template.format(**{k: quote(v, safe="") for k, v in ids.items()})
+
+
+@functools.lru_cache(maxsize=8192)
+def _parsed_url(url: str) -> httpx.URL:
+    """``httpx.URL(url)``, cached: httpx checks every character of a URL in Python (~60 us), and
+    a cycle requests the same node, pool, add-on and job URLs as the one before."""
+    return httpx.URL(url)
 
 
 def _request_id(headers: httpx.Headers) -> str | None:
@@ -555,7 +563,7 @@ class CCEClient:
             try:
                 # The body is read once here (no streaming) and only ever used as bytes.
                 response = await self._http.request(
-                    method, url, params=params, timeout=attempt_timeout
+                    method, _parsed_url(url), params=params, timeout=attempt_timeout
                 )
             except httpx.TimeoutException as exc:
                 self._record(method, template, "timeout", start, None)

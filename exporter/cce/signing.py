@@ -25,6 +25,7 @@ the two. The algorithm::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -60,6 +61,12 @@ def sdk_date(now: datetime) -> str:
 
 def parse_sdk_date(value: str) -> datetime:
     """An ``X-Sdk-Date`` value as an aware UTC datetime; :class:`SignatureError` if malformed."""
+    return _parse_sdk_date(value)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_sdk_date(value: str) -> datetime:
+    # Cached: every request signed in the same second carries the same date (strptime is slow).
     try:
         # strptime as the official signer uses it: the value is parsed, then re-formatted into
         # the string to sign, so leniencies of strptime (one-digit fields) carry over exactly.
@@ -68,12 +75,19 @@ def parse_sdk_date(value: str) -> datetime:
         raise SignatureError("malformed X-Sdk-Date header") from None
 
 
+@functools.lru_cache(maxsize=8)
+def _format_date(date: datetime) -> str:
+    return date.strftime(DATE_FORMAT)
+
+
 def _encode(value: str) -> str:
     return quote(value, safe="~")
 
 
+@functools.lru_cache(maxsize=8192)
 def canonical_uri(path: str) -> str:
-    """The canonical form of a raw (percent-encoded) URL path."""
+    """The canonical form of a raw (percent-encoded) URL path (cached: the same paths are
+    signed every collection cycle)."""
     segments = unquote(path or "/").split("/")
     url_path = "/".join(_encode(segment) for segment in segments)
     if not url_path.endswith("/"):
@@ -141,7 +155,7 @@ def _signature(
     string_to_sign = "\n".join(
         (
             ALGORITHM,
-            date.strftime(DATE_FORMAT),
+            _format_date(date),
             hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
         )
     )
