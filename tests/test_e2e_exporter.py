@@ -587,6 +587,33 @@ async def test_a_job_moves_through_its_phases(simulator: Simulator, exporter: Ex
     assert (await exporter.scrape()).values("cce_job_info", job_id=job_id) == []
 
 
+async def test_collect_all_polls_each_job_once_and_new_ones_in_the_same_cycle(
+    simulator: Simulator, exporter: Exporter
+) -> None:
+    """Followed jobs are polled while the listings run, the ones those listings discover right
+    after: every job once a cycle, a new one in the cycle that finds it."""
+    assert all((await exporter.collect_all()).values())
+    tracker = exporter.service.targets[0].collector.jobs
+    followed = {e.job_id for e in tracker.pending()}
+    assert followed  # the world keeps jobs running
+    before = simulator.state()["requests"].get("job", 0)
+    _, job_id = await new_creating_cluster(simulator, "e2e-same-cycle")
+    assert all((await exporter.collect_all()).values())
+    new = set(tracker.entries) - followed
+    assert job_id in new
+    assert simulator.state()["requests"]["job"] - before == len(followed) + len(new)
+    assert (await exporter.scrape()).values("cce_job_info", job_id=job_id) == [1.0]
+
+    # A new job that cannot be fetched fails the cycle's jobs collection.
+    _, failing = await new_creating_cluster(simulator, "e2e-same-cycle-fails")
+    simulator.faults.add("http_500", rate=1.0, path=f"/jobs/{failing}$")
+    results = await exporter.collect_all()
+    name = exporter.service.targets[0].config.name
+    assert results[f"{name}/jobs"] is False
+    assert results[f"{name}/clusters"] is True
+    assert (await exporter.scrape()).value("cce_exporter_collect_success", resource="jobs") == 0
+
+
 async def test_a_job_answering_404_is_dropped_and_counted(
     simulator: Simulator, exporter: Exporter
 ) -> None:

@@ -10,6 +10,7 @@ exposition is swapped in one assignment: a scrape always sees a complete state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -217,8 +218,10 @@ class ExporterService:
                 jobs=tracker,
                 phases=phases,
                 cluster_filter=self.cluster_filter,
-                # Per-cluster calls of one target: as many as its client lets through at once.
-                concurrency=asyncio.Semaphore(target_cfg.concurrency),
+                # Per-cluster calls of one target, each a request and the parse of its answer.
+                # Twice what the client lets through at once: a call parsing its answer has
+                # released the client's slot, and the next call can take it meanwhile.
+                concurrency=asyncio.Semaphore(2 * target_cfg.concurrency),
                 clock=self.clock,
             )
             self.targets.append(Target(target_cfg, client, collector))
@@ -269,26 +272,51 @@ class ExporterService:
     async def collect_all(self) -> dict[str, bool]:
         """One full collection of every enabled resource of every target, jobs included.
 
+        The jobs already followed do not depend on this cycle's listings, so they are polled while
+        the listings run (their network waits overlap the listings' CPU-bound parsing); once the
+        listings are in, their groups are rendered while the remaining job polls finish, then the
+        jobs the listings discovered are polled and the jobs group rendered.
+
         Returns ``{"<target>/<resource>": success}``.
         """
         results: dict[str, bool] = {}
 
-        async def run(target: Target) -> None:
+        async def listings(target: Target) -> None:
             enabled = self.enabled(target)
+            name = target.config.name
             if "clusters" in enabled:
-                results[f"{target.config.name}/clusters"] = await self._collect_resource(
-                    target, "clusters"
-                )
+                results[f"{name}/clusters"] = await self._collect_resource(target, "clusters")
             middle = [r for r in enabled if r not in ("clusters", "jobs")]
             oks = await asyncio.gather(*(self._collect_resource(target, r) for r in middle))
-            results.update(
-                {f"{target.config.name}/{r}": ok for r, ok in zip(middle, oks, strict=True)}
-            )
-            if "jobs" in enabled:
-                results[f"{target.config.name}/jobs"] = await self._collect_resource(target, "jobs")
+            results.update({f"{name}/{r}": ok for r, ok in zip(middle, oks, strict=True)})
 
-        await asyncio.gather(*(run(t) for t in self.targets))
-        await self.render(ALL_GROUPS)
+        async def known_jobs(target: Target) -> None:
+            if "jobs" in self.enabled(target):
+                ok = await self._collect_resource(target, "jobs")
+                results[f"{target.config.name}/jobs"] = ok
+
+        jobs = asyncio.gather(*(known_jobs(t) for t in self.targets))
+        try:
+            await asyncio.gather(*(listings(t) for t in self.targets))
+            listed = [r for r in RESOURCES if r != "jobs"]
+            groups = [g for g in ALL_GROUPS if g not in ("jobs", "exporter")]
+            early = asyncio.create_task(self.render(groups, listed))
+            try:
+                await jobs
+                for target in self.targets:
+                    if "jobs" in self.enabled(target):
+                        async with self._semaphore:
+                            ok = await target.collector.collect_jobs(new_only=True)
+                        key = f"{target.config.name}/jobs"
+                        results[key] = results[key] and ok
+            finally:
+                await early
+        finally:
+            if not jobs.done():
+                jobs.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await jobs
+        await self.render(("jobs", "exporter"), ("jobs",))
         return results
 
     async def render(self, groups: Sequence[str], resources: Sequence[str] = RESOURCES) -> None:

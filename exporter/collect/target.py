@@ -372,10 +372,27 @@ class TargetCollector:
 
         return await self._timed("quotas", work)
 
-    async def collect_jobs(self) -> bool:
-        return await self._timed("jobs", self._jobs)
+    async def collect_jobs(self, *, new_only: bool = False) -> bool:
+        """Poll the jobs being followed.
 
-    async def _jobs(self) -> bool:
+        ``new_only``: only those never fetched yet, as a complement of a full poll that ran
+        while they were being discovered: a failure then marks the jobs collection failed, a
+        success leaves its outcome as it was.
+        """
+        if not new_only:
+            return await self._timed("jobs", self._jobs)
+        if not any(e.job is None for e in self.jobs.entries.values()):
+            return True
+        try:
+            ok = await self._jobs(new_only=True)
+        except CCEError as exc:
+            ok = False
+            self.health["jobs"].error = self._log_error("jobs", exc)
+        if not ok:
+            self.health["jobs"].success = False
+        return ok
+
+    async def _jobs(self, new_only: bool = False) -> bool:
         now = self.clock()
         self.jobs.expire(now)
         failed = 0
@@ -410,7 +427,10 @@ class TargetCollector:
                 self.stats.job_finished(job)
             self.phases.observe(f"job/{entry.job_id}", job.phase, self.clock())
 
-        await asyncio.gather(*(poll(e.job_id) for e in self.jobs.pending()))
+        pending = self.jobs.pending()
+        if new_only:
+            pending = [e for e in pending if e.job is None]
+        await asyncio.gather(*(poll(e.job_id) for e in pending))
         self.phases.retain("job", (f"job/{j}" for j in self.jobs.entries))
         return failed == 0
 
