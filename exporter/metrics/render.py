@@ -70,6 +70,8 @@ _warned_labels: set[str] = set()
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 #: An empty final deflate block (fixed Huffman, end of block).
 _FINAL_BLOCK = b"\x03\x00"
+#: Objects rendered, joined and compressed at a time within one family.
+RENDER_SLICE = 2048
 #: Size of the pieces a plain-text scrape is inflated and sent in.
 INFLATE_CHUNK = 256 * 1024
 
@@ -315,8 +317,9 @@ def render_group(
 ) -> Fragment:
     """Render every family of ``group`` for ``targets``, compressed as it goes.
 
-    Families are rendered one at a time, in name order, and each body is compressed before the
-    next is built: at 100,000 nodes no more than one family's text is ever held uncompressed.
+    Families are rendered one at a time, in name order, in slices of :data:`RENDER_SLICE`
+    objects, each compressed before the next is built: at 100,000 nodes no more than a slice's
+    text (a few hundred kB) is ever held uncompressed.
     ``state_sets="current"`` emits only the value-1 series of each state set (large inventories).
     Raises ``KeyError`` for an unknown group.
     """
@@ -340,19 +343,27 @@ def render_group(
             if rows is None:
                 rows = prepared[id(table)] = _prepare(table, targets, now)
             emit = fam.compile(state_sets)
-            lines: list[str] = []
-            # One map() per family and target rather than a loop per object: the hot path in C.
-            for r in rows:
-                lines.extend(map(emit, r.objs, repeat(r.ctx), r.prefixes, r.idents))
-            body = "".join(lines).encode()
-            del lines
             head_text, head_om = heads[name]
             text.add(head_text)
-            text.add(body)
             if om is not text:
                 om.add(head_om)
-                om.add(body)
-            del body
+            # In slices of RENDER_SLICE objects, each joined, encoded and compressed before the
+            # next is built: a 100,000-node family is never held as one string.
+            for r in rows:
+                for start in range(0, len(r.objs), RENDER_SLICE):
+                    end = start + RENDER_SLICE
+                    body = "".join(
+                        map(
+                            emit,
+                            r.objs[start:end],
+                            repeat(r.ctx),
+                            r.prefixes[start:end],
+                            r.idents[start:end],
+                        )
+                    ).encode()
+                    text.add(body)
+                    if om is not text:
+                        om.add(body)
     finally:
         if was_enabled:
             gc.enable()
