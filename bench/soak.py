@@ -41,6 +41,7 @@ from bench.procs import SimProcess
 from bench.worker import rss_mb
 from exporter.collect.service import ExporterService
 from exporter.config import load_settings
+from exporter.memory import HeapFreezer
 from exporter.web import Server, build_app
 
 MAX_SECONDS = 600.0
@@ -253,7 +254,7 @@ async def soak(
         )
         for resource in RESOURCES:
             env[f"CCE_EXPORTER_{resource.upper()}_INTERVAL"] = f"{interval:g}"
-        service = ExporterService(load_settings(None, env))
+        service = ExporterService(load_settings(None, env), heap=HeapFreezer())
         collections: Counter[str] = Counter()
 
         def counted(target: Any, resource: str) -> None:

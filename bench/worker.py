@@ -30,6 +30,7 @@ from typing import Any
 
 from exporter.collect.service import ExporterService
 from exporter.config import load_settings
+from exporter.memory import HeapFreezer
 from exporter.web import Server, build_app
 
 
@@ -74,7 +75,7 @@ def top_functions(profile: cProfile.Profile, top: int) -> list[dict[str, Any]]:
 class Worker:
     def __init__(self, env: dict[str, str]) -> None:
         self.settings = load_settings(None, env)
-        self.service = ExporterService(self.settings)
+        self.service = ExporterService(self.settings, heap=HeapFreezer())  # as cce-exporter
         self.server: Server | None = None
 
     async def start(self) -> int:

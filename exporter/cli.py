@@ -165,9 +165,11 @@ def _service(settings: Any, **kwargs: Any) -> tuple[Any, Any]:
 
 
 async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -> int:
+    from exporter.memory import HeapFreezer
     from exporter.web import build_app, serve
 
-    service, shard = _service(settings)
+    # A daemon keeps a large heap for hours: keep the cyclic collector off it.
+    service, shard = _service(settings, heap=HeapFreezer())
     try:
         await service.setup()
     except Exception as exc:  # the first API call can fail: say why and stop

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +45,34 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     if not applied:
         log.debug("mallopt(M_ARENA_MAX, %d) was refused", arenas)
     return applied
+
+
+class HeapFreezer:
+    """Keeps the cyclic garbage collector off the long-lived heap.
+
+    After each render the collector's data (100,000 node summaries, their phase records, the
+    models of clusters, pools, add-ons and jobs) is moved to the permanent generation with
+    :func:`gc.freeze`, so that the full collections Python runs on its own only walk what was
+    created since: at 500 clusters x 200 nodes each full pass over everything took ~0.3 s with
+    the event loop stopped, and a cycle ran several. Objects freed by reference counting (nearly
+    all) are freed as before; only garbage in reference cycles among frozen objects waits, until
+    every ``thaw_every`` seconds the heap is unfrozen and collected once in full.
+    """
+
+    def __init__(
+        self, thaw_every: float = 600.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.thaw_every = thaw_every
+        self._clock = clock
+        self._last_thaw = self._clock()
+        self.thaws = 0
+
+    def settle(self) -> None:
+        """Freeze what survived so far; first collect everything once, when a thaw is due."""
+        now = self._clock()
+        if now - self._last_thaw >= self.thaw_every:
+            gc.unfreeze()
+            gc.collect()
+            self._last_thaw = now
+            self.thaws += 1
+        gc.freeze()

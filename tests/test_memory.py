@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import weakref
 
 
 def _run(code: str, env: dict[str, str]) -> str:
@@ -28,3 +30,32 @@ def test_limit_malloc_arenas_applies_once_unless_the_environment_says() -> None:
     )
     assert _run(code, base) == str(has_mallopt)
     assert _run(code, {**base, "MALLOC_ARENA_MAX": "4"}) == "False"
+
+
+def test_heap_freezer_keeps_full_collections_off_the_frozen_heap_until_a_thaw() -> None:
+    from exporter.memory import HeapFreezer
+
+    now = [0.0]
+    freezer = HeapFreezer(thaw_every=10.0, clock=lambda: now[0])
+
+    class Node:
+        other: object = None
+
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a reference cycle: only the cyclic collector frees it
+        ref = weakref.ref(a)
+        freezer.settle()
+        assert gc.get_freeze_count() > 0
+        del a, b
+        gc.collect()
+        assert ref() is not None  # frozen: a full collection does not look at it
+        now[0] = 5.0
+        freezer.settle()
+        assert ref() is not None and freezer.thaws == 0
+        now[0] = 10.0
+        freezer.settle()  # the thaw is due: everything is collected once, then frozen again
+        assert ref() is None and freezer.thaws == 1
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

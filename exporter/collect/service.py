@@ -33,6 +33,7 @@ from exporter.collect.statefile import StateFile
 from exporter.collect.target import RESOURCES, TargetCollector
 from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.config import Settings, TargetConfig
+from exporter.memory import HeapFreezer
 from exporter.metrics.render import (
     Exposition,
     Fragment,
@@ -160,8 +161,12 @@ class ExporterService:
         *,
         clock: Callable[[], float] = time.time,
         cluster_filter: Callable[[Cluster], bool] | None = None,
+        heap: HeapFreezer | None = None,
     ) -> None:
+        """``heap``: freeze the long-lived heap after each render (the daemon passes one; see
+        :class:`~exporter.memory.HeapFreezer`)."""
         self.settings = settings
+        self.heap = heap
         self.clock = clock
         self.cluster_filter = cluster_filter
         self.started_at = clock()
@@ -345,6 +350,8 @@ class ExporterService:
 
             self._exposition = await asyncio.to_thread(work)
             self._rendered_success.update(rendered)
+            if self.heap is not None:
+                self.heap.settle()
 
     # --- scheduling ------------------------------------------------------------------------------
 
