@@ -10,7 +10,6 @@ exposition is swapped in one assignment: a scrape always sees a complete state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -277,14 +276,16 @@ class ExporterService:
     async def collect_all(self) -> dict[str, bool]:
         """One full collection of every enabled resource of every target, jobs included.
 
-        The jobs already followed do not depend on this cycle's listings, so they are polled while
-        the listings run (their network waits overlap the listings' CPU-bound parsing); once the
-        listings are in, their groups are rendered while the remaining job polls finish, then the
-        jobs the listings discovered are polled and the jobs group rendered.
+        Per target: the clusters, then the other listings, and the jobs already followed (which
+        do not depend on this cycle's listings) queued right behind them, so that the job polls'
+        network waits overlap the listings' CPU-bound parsing; once the listings are in, their
+        groups are rendered while the last polls finish; then the jobs the listings discovered
+        are polled and the jobs group rendered. Every job is polled once a cycle.
 
         Returns ``{"<target>/<resource>": success}``.
         """
         results: dict[str, bool] = {}
+        polls: list[asyncio.Future[bool]] = []
 
         async def listings(target: Target) -> None:
             enabled = self.enabled(target)
@@ -292,37 +293,39 @@ class ExporterService:
             if "clusters" in enabled:
                 results[f"{name}/clusters"] = await self._collect_resource(target, "clusters")
             middle = [r for r in enabled if r not in ("clusters", "jobs")]
-            oks = await asyncio.gather(*(self._collect_resource(target, r) for r in middle))
+            # Created first, so that their requests are queued before the job polls'.
+            listed = asyncio.gather(*(self._collect_resource(target, r) for r in middle))
+            if "jobs" in enabled:
+                polls.append(asyncio.ensure_future(self._known_jobs(target, results)))
+            oks = await listed
             results.update({f"{name}/{r}": ok for r, ok in zip(middle, oks, strict=True)})
 
-        async def known_jobs(target: Target) -> None:
-            if "jobs" in self.enabled(target):
-                ok = await self._collect_resource(target, "jobs")
-                results[f"{target.config.name}/jobs"] = ok
-
-        jobs = asyncio.gather(*(known_jobs(t) for t in self.targets))
         try:
             await asyncio.gather(*(listings(t) for t in self.targets))
-            listed = [r for r in RESOURCES if r != "jobs"]
             groups = [g for g in ALL_GROUPS if g not in ("jobs", "exporter")]
-            early = asyncio.create_task(self.render(groups, listed))
+            early = asyncio.create_task(self.render(groups, [r for r in RESOURCES if r != "jobs"]))
             try:
-                await jobs
+                await asyncio.gather(*polls)
                 for target in self.targets:
                     if "jobs" in self.enabled(target):
                         async with self._semaphore:
                             ok = await target.collector.collect_jobs(new_only=True)
                         key = f"{target.config.name}/jobs"
-                        results[key] = results[key] and ok
+                        results[key] = results.get(key, True) and ok
             finally:
                 await early
         finally:
-            if not jobs.done():
-                jobs.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await jobs
+            for poll in polls:
+                if not poll.done():
+                    poll.cancel()
+            await asyncio.gather(*polls, return_exceptions=True)
         await self.render(("jobs", "exporter"), ("jobs",))
         return results
+
+    async def _known_jobs(self, target: Target, results: dict[str, bool]) -> bool:
+        ok = await self._collect_resource(target, "jobs")
+        results[f"{target.config.name}/jobs"] = ok
+        return ok
 
     async def render(self, groups: Sequence[str], resources: Sequence[str] = RESOURCES) -> None:
         """Render ``groups`` again and swap the exposition; it publishes ``resources``' data."""
