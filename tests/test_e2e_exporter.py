@@ -363,8 +363,11 @@ async def test_a_cluster_added_or_removed_appears_or_disappears(
         world_cluster.addons
     )
     assert scrape.value("cce_cluster_nodes", cluster_id=cid) == 4
+    memos = exporter.service.targets[0].collector.memos
+    assert {f"nodes/{cid}", f"nodepools/{cid}", f"addons/{cid}"} <= set(memos)
 
-    # Nodes added and removed follow on the next node listing.
+    # Nodes added and removed follow on the next node listing (the node list's body changed:
+    # it is parsed again, not recalled).
     new_nodes = (await control(simulator, "POST", f"/_sim/clusters/{cid}/nodes", {"count": 2}))[
         "uids"
     ]
@@ -384,6 +387,8 @@ async def test_a_cluster_added_or_removed_appears_or_disappears(
     assert cluster_series(await exporter.scrape(), cid) == {}
     assert all((await exporter.collect_all()).values())
     assert cluster_series(await exporter.scrape(), cid) == {}
+    # ...and so do the last answers kept for it.
+    assert not [key for key in memos if key.endswith(f"/{cid}")]
 
 
 # --- faults, freshness, readiness --------------------------------------------------------------
@@ -580,6 +585,8 @@ async def test_a_job_moves_through_its_phases(simulator: Simulator, exporter: Ex
     again = await exporter.scrape()
     assert histogram_count(again, **type_labels) == histogram_count(scrape, **type_labels)
     assert again.value("cce_job_status_phase", phase="Success", **ident) == 1
+    # A finished job is not polled again: its last answer is not kept.
+    assert f"job/{job_id}" not in exporter.service.targets[0].collector.memos
 
     # Past the retention window (24 h by default) the finished job is dropped.
     exporter.clock.advance(exporter.service.settings.job_retention + 1)

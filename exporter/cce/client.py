@@ -79,6 +79,7 @@ from exporter.cce.errors import (
     error_from_response,
 )
 from exporter.cce.instrumentation import ApiMetrics
+from exporter.cce.memo import Memo, body_digest
 from exporter.cce.models import (
     Addon,
     AddonList,
@@ -358,31 +359,55 @@ class CCEClient:
         url = self.endpoint + _path(NODES, project_id=self.project_id, cluster_id=cluster_id)
         return (await self._get(NodeList, NODES, url)).items
 
-    async def list_node_summaries(self, cluster_id: str) -> list[NodeSummary]:
+    async def list_node_summaries(
+        self, cluster_id: str, memo: Memo[list[NodeSummary]] | None = None
+    ) -> list[NodeSummary]:
         """All nodes of a cluster as :class:`NodeSummary` (what the collector keeps), read
-        straight from the JSON (see :func:`~exporter.cce.models.parse_node_summaries`)."""
+        straight from the JSON (see :func:`~exporter.cce.models.parse_node_summaries`).
+
+        ``memo`` (here and below): the last answer of this call; an identical body is not
+        parsed again (see :mod:`exporter.cce.memo`)."""
         url = self.endpoint + _path(NODES, project_id=self.project_id, cluster_id=cluster_id)
 
         def parse(content: bytes) -> list[NodeSummary]:
             return parse_node_summaries(content, endpoint=NODES)
 
-        return await self._fetch(NODES, url, parse)
+        return await self._fetch(NODES, url, parse, memo=memo)
 
-    async def list_nodepools(self, cluster_id: str, show_default: bool = True) -> list[NodePool]:
+    async def list_nodepools(
+        self,
+        cluster_id: str,
+        show_default: bool = True,
+        memo: Memo[list[NodePool]] | None = None,
+    ) -> list[NodePool]:
         """All node pools of a cluster, the default pool included unless ``show_default=False``."""
         url = self.endpoint + _path(NODEPOOLS, project_id=self.project_id, cluster_id=cluster_id)
         params = {"showDefaultNodePool": "true"} if show_default else None
-        return (await self._get(NodePoolList, NODEPOOLS, url, params=params)).items
 
-    async def get_job(self, job_id: str) -> Job:
+        def parse(content: bytes) -> list[NodePool]:
+            return parse_response(NodePoolList, content, endpoint=NODEPOOLS).items
+
+        return await self._fetch(NODEPOOLS, url, parse, params=params, memo=memo)
+
+    async def get_job(self, job_id: str, memo: Memo[Job] | None = None) -> Job:
         """One CCE job (cluster or node operation) with its sub-jobs."""
         url = self.endpoint + _path(JOB, project_id=self.project_id, job_id=job_id)
-        return await self._get(Job, JOB, url)
 
-    async def list_addons(self, cluster_id: str) -> list[Addon]:
+        def parse(content: bytes) -> Job:
+            return parse_response(Job, content, endpoint=JOB)
+
+        return await self._fetch(JOB, url, parse, memo=memo)
+
+    async def list_addons(
+        self, cluster_id: str, memo: Memo[list[Addon]] | None = None
+    ) -> list[Addon]:
         """The add-on instances of a cluster, from the add-on host (cluster in host and query)."""
         url = self._addon_base(cluster_id) + ADDONS
-        return (await self._get(AddonList, ADDONS, url, params={"cluster_id": cluster_id})).items
+
+        def parse(content: bytes) -> list[Addon]:
+            return parse_response(AddonList, content, endpoint=ADDONS).items
+
+        return await self._fetch(ADDONS, url, parse, params={"cluster_id": cluster_id}, memo=memo)
 
     async def get_quotas(self) -> list[Quota]:
         """The project's CCE quotas."""
@@ -458,15 +483,27 @@ class CCEClient:
         parse: Callable[[bytes], R],
         *,
         params: dict[str, str] | None = None,
+        memo: Memo[R] | None = None,
     ) -> R:
         """GET and ``parse`` the body: in a worker thread when it is large, so that the event
-        loop keeps serving scrapes and other calls meanwhile."""
+        loop keeps serving scrapes and other calls meanwhile. With ``memo``, a body identical
+        to the last one is not parsed again."""
         response = await self._send("GET", template, url, params=params, idempotent=True)
         content = response.content
+        digest = None
+        if memo is not None:
+            digest = body_digest(content)
+            known = memo.recall(digest)
+            if known is not None:
+                return known
         if len(content) >= THREAD_PARSE_BYTES:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(_PARSER, parse, content)
-        return parse(content)
+            value = await loop.run_in_executor(_PARSER, parse, content)
+        else:
+            value = parse(content)
+        if memo is not None and digest is not None:
+            value = memo.keep(digest, value)
+        return value
 
     async def _operation(self, template: str, cluster_id: str) -> str | None:
         url = self.endpoint + _path(template, project_id=self.project_id, cluster_id=cluster_id)

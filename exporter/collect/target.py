@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from exporter.cce.errors import CCEError, NotFound
+from exporter.cce.memo import Memo, reuse_unchanged
 from exporter.cce.models import Addon, Cluster, Job, NodePool, NodeSummary, Quota
 from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.metrics.inputs import ResourceHealth, TargetData, TrackedJob
@@ -41,13 +42,17 @@ class Client(Protocol):
     async def get_cluster(
         self, cluster_id: str, *, detail: bool = True, error_status: bool = True
     ) -> Cluster: ...
-    async def list_node_summaries(self, cluster_id: str) -> list[NodeSummary]: ...
+    async def list_node_summaries(
+        self, cluster_id: str, memo: Memo[list[NodeSummary]] | None = None
+    ) -> list[NodeSummary]: ...
     async def list_nodepools(
-        self, cluster_id: str, show_default: bool = True
+        self, cluster_id: str, show_default: bool = True, memo: Memo[list[NodePool]] | None = None
     ) -> list[NodePool]: ...
-    async def list_addons(self, cluster_id: str) -> list[Addon]: ...
+    async def list_addons(
+        self, cluster_id: str, memo: Memo[list[Addon]] | None = None
+    ) -> list[Addon]: ...
     async def get_quotas(self) -> list[Quota]: ...
-    async def get_job(self, job_id: str) -> Job: ...
+    async def get_job(self, job_id: str, memo: Memo[Job] | None = None) -> Job: ...
 
 
 class CollectorStats(Protocol):
@@ -78,24 +83,6 @@ class TargetState:
     nodepools: dict[str, Sequence[NodePool]] = field(default_factory=dict)
     addons: dict[str, Sequence[Addon]] = field(default_factory=dict)
     quotas: tuple[Quota, ...] = ()
-
-
-def reuse_unchanged(old: Sequence[T], new: Sequence[T]) -> list[T]:
-    """``new``, with each item equal to the ``old`` item of the same ID replaced by that item.
-
-    Most objects are the same from one listing to the next. Keeping the old object and letting
-    the new copy die young means the long-lived heap barely changes between cycles, so the
-    cyclic garbage collector's full passes (over hundreds of thousands of objects at 100,000
-    nodes, a second or more of CPU per cycle) stay rare.
-    """
-    if not old:
-        return list(new)
-    by_id = {getattr(item, "id", None): item for item in old}
-    out = []
-    for item in new:
-        before = by_id.get(getattr(item, "id", None))
-        out.append(before if before is not None and before == item else item)
-    return out
 
 
 class TargetCollector:
@@ -130,8 +117,16 @@ class TargetCollector:
         self.state = TargetState()
         self.health: dict[str, Health] = {r: Health() for r in RESOURCES}
         self.errors: dict[str, str] = {}  # "<resource>/<cluster_id>" -> last error text
+        # "<resource>/<cluster_id>" and "job/<job_id>" -> the last answer (exporter.cce.memo)
+        self.memos: dict[str, Memo[Any]] = {}
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _memo(self, key: str) -> Memo[Any]:
+        memo = self.memos.get(key)
+        if memo is None:
+            memo = self.memos[key] = Memo()
+        return memo
 
     def _where(self, cluster: Cluster | None = None, resource: str | None = None) -> dict[str, str]:
         """``extra=`` fields naming the target (and cluster): JSON logs carry them as keys."""
@@ -229,6 +224,9 @@ class TargetCollector:
             quotas=state.quotas,
         )
         self.phases.retain_clusters(ids)
+        for key in [k for k in self.memos if not k.startswith("job/")]:
+            if key.partition("/")[2] not in ids:
+                del self.memos[key]
         return True
 
     async def _unmask_errors(self, clusters: list[Cluster]) -> list[Cluster]:
@@ -326,7 +324,9 @@ class TargetCollector:
     async def collect_nodes(self) -> bool:
         async def fetch(cluster_id: str) -> list[NodeSummary]:
             # Only the summary is kept: a parsed node costs ~10x its summary's memory.
-            return await self.client.list_node_summaries(cluster_id)
+            return await self.client.list_node_summaries(
+                cluster_id, memo=self._memo(f"nodes/{cluster_id}")
+            )
 
         def after(cluster: Cluster, nodes: Sequence[NodeSummary], now: float) -> None:
             self._track_phases("node", cluster, nodes, now)
@@ -349,7 +349,10 @@ class TargetCollector:
         return await self._timed(
             "nodepools",
             lambda: self._per_cluster(
-                "nodepools", self.client.list_nodepools, lambda s: s.nodepools, after
+                "nodepools",
+                lambda cid: self.client.list_nodepools(cid, memo=self._memo(f"nodepools/{cid}")),
+                lambda s: s.nodepools,
+                after,
             ),
         )
 
@@ -359,7 +362,12 @@ class TargetCollector:
 
         return await self._timed(
             "addons",
-            lambda: self._per_cluster("addons", self.client.list_addons, lambda s: s.addons, after),
+            lambda: self._per_cluster(
+                "addons",
+                lambda cid: self.client.list_addons(cid, memo=self._memo(f"addons/{cid}")),
+                lambda s: s.addons,
+                after,
+            ),
         )
 
     # --- quotas and jobs -------------------------------------------------------------------------
@@ -404,7 +412,9 @@ class TargetCollector:
                 return
             try:
                 async with self.concurrency:
-                    job = await self.client.get_job(entry.job_id)
+                    job = await self.client.get_job(
+                        entry.job_id, memo=self._memo(f"job/{entry.job_id}")
+                    )
             except NotFound:
                 # Job IDs are short-lived (reference section 15): a 404 is normal, not an error.
                 cluster = next((c for c in self.state.clusters if c.id == entry.cluster_id), None)
@@ -432,6 +442,11 @@ class TargetCollector:
             pending = [e for e in pending if e.job is None]
         await asyncio.gather(*(poll(e.job_id) for e in pending))
         self.phases.retain("job", (f"job/{j}" for j in self.jobs.entries))
+        # A finished or dropped job is not polled again: its last answer is not needed.
+        for key in [k for k in self.memos if k.startswith("job/")]:
+            entry = self.jobs.entries.get(key[4:])
+            if entry is None or entry.finished_at is not None:
+                del self.memos[key]
         return failed == 0
 
     # --- output ----------------------------------------------------------------------------------
