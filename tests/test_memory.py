@@ -59,3 +59,33 @@ def test_heap_freezer_keeps_full_collections_off_the_frozen_heap_until_a_thaw() 
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+async def test_a_collection_cycle_leaves_no_reference_cycles() -> None:
+    """Garbage freed only by the cyclic collector costs full GC passes, and the daemon freezes its
+    heap between them (HeapFreezer): a cycle's objects must all go by reference counting."""
+    from bench.procs import SimProcess
+    from bench.run import exporter_env
+    from exporter.collect.service import ExporterService
+    from exporter.config import load_settings
+
+    with SimProcess(10, 20, latency_ms=0) as sim:
+        service = ExporterService(load_settings(None, exporter_env(sim, 8, "all")))
+        await service.setup()
+        try:
+            for _ in range(2):  # warm up: first-time caches and imports
+                assert all((await service.collect_all()).values())
+            gc.collect()
+            gc.disable()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                assert all((await service.collect_all()).values())
+                gc.collect()
+                kinds = sorted({type(o).__name__ for o in gc.garbage})
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+                gc.enable()
+        finally:
+            await service.close()
+    assert kinds == []

@@ -633,6 +633,10 @@ class CCEClient:
                 # the auth layer already did its one retry.
                 self._record(method, template, "auth_error", start, None)
                 raise
+            # httpx's response and its body stream refer to each other: a reference cycle per
+            # request. The body is read already; dropping the stream breaks the cycle, so the
+            # response is freed as soon as it is used rather than by the cyclic collector.
+            response.stream = httpx.ByteStream(b"")
             self._record(method, template, response.status_code, start, response)
             return response
 

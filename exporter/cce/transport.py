@@ -63,6 +63,7 @@ class _Connection(asyncio.Protocol):
         self.counted = False  # counted in the transport's open connections
         self._buf = bytearray()
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._got_data = False
         self._last_data = 0.0
         # Parsed state of the response being read.
@@ -140,32 +141,35 @@ class _Connection(asyncio.Protocol):
             raise ConnectionResetError("the server closed the connection before the request")
         loop = asyncio.get_running_loop()
         self._reset(no_body=method == b"HEAD")
-        waiter = self._waiter = loop.create_future()
+        self._waiter = waiter = loop.create_future()
         self._last_data = time.monotonic()
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)
-        timer: asyncio.TimerHandle | None = None
         if read_timeout is not None:
-
-            def check() -> None:
-                nonlocal timer
-                if waiter.done():
-                    return
-                silent = time.monotonic() - self._last_data
-                if silent >= read_timeout:
-                    waiter.set_exception(TimeoutError())
-                else:
-                    timer = loop.call_later(read_timeout - silent, check)
-
-            timer = loop.call_later(read_timeout, check)
+            # A bound method, not a closure: a closure naming itself would be a reference cycle
+            # per request, left to the cyclic garbage collector.
+            self._timer = loop.call_later(read_timeout, self._check_silence, read_timeout)
         try:
             await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self._waiter = None
             self._buf = bytearray()
+
+    def _check_silence(self, read_timeout: float) -> None:
+        """The read timeout: fail the exchange after ``read_timeout`` seconds without data."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        silent = time.monotonic() - self._last_data
+        if silent >= read_timeout:
+            waiter.set_exception(TimeoutError())
+        else:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(read_timeout - silent, self._check_silence, read_timeout)
 
     def _reset(self, *, no_body: bool) -> None:
         self._buf = bytearray()
