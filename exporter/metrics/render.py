@@ -97,22 +97,13 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     operator; Python's zlib module does not expose ``crc32_combine``)."""
     if len2 <= 0:
         return crc1
-    odd = [0xEDB88320] + [1 << n for n in range(31)]  # one zero bit
-    even = _gf2_square(odd)  # two zero bits
-    odd = _gf2_square(even)  # four zero bits
-    while True:
-        even = _gf2_square(odd)
+    one_bit = [0xEDB88320] + [1 << n for n in range(31)]  # the operator of one zero bit
+    operator = _gf2_square(_gf2_square(one_bit))  # four zero bits
+    while len2:
+        operator = _gf2_square(operator)  # one zero byte, then 2, 4, 8... zero bytes
         if len2 & 1:
-            crc1 = _gf2_times(even, crc1)
+            crc1 = _gf2_times(operator, crc1)
         len2 >>= 1
-        if not len2:
-            break
-        odd = _gf2_square(even)
-        if len2 & 1:
-            crc1 = _gf2_times(odd, crc1)
-        len2 >>= 1
-        if not len2:
-            break
     return crc1 ^ crc2
 
 
