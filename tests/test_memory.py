@@ -32,6 +32,21 @@ def test_limit_malloc_arenas_applies_once_unless_the_environment_says() -> None:
     assert _run(code, {**base, "MALLOC_ARENA_MAX": "4"}) == "False"
 
 
+def test_trim_malloc_runs_where_glibc_has_it() -> None:
+    import ctypes
+    import ctypes.util
+
+    from exporter.memory import trim_malloc
+
+    libc = ctypes.util.find_library("c")
+    has_trim = (
+        sys.platform.startswith("linux")
+        and libc is not None
+        and hasattr(ctypes.CDLL(libc), "malloc_trim")
+    )
+    assert trim_malloc() is has_trim
+
+
 def test_heap_freezer_keeps_full_collections_off_the_frozen_heap_until_a_thaw() -> None:
     from exporter.memory import HeapFreezer
 

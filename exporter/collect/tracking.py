@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,25 @@ class PhaseTracker:
 
     def __init__(self) -> None:
         self._groups: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}
+        # The renderer's flat view, and the changes to apply to it ("<kind>/<id>" -> since, or
+        # None for a key gone): patched rather than rebuilt, since at 100,000 nodes a rebuild
+        # makes 100,000 new key strings a cycle. None: rebuild from the groups.
         self._snapshot: dict[str, float] | None = None
+        self._dirty: dict[str, float | None] = {}
+
+    @staticmethod
+    def _flat(key: str) -> str:
+        """``node/c1/n1`` -> ``node/n1``; ``cluster/c1`` -> ``cluster/c1``."""
+        kind, _, rest = key.partition("/")
+        if kind in PER_CLUSTER_KINDS:
+            _, sep, obj_id = rest.partition("/")
+            if sep:
+                return f"{kind}/{obj_id}"
+        return key
+
+    def _changed(self, key: str, since: float | None) -> None:
+        if self._snapshot is not None:
+            self._dirty[self._flat(key)] = since
 
     def observe(self, key: str, phase: str | None, now: float) -> float:
         """Record ``phase`` for ``key``; returns the time it was first seen in that phase."""
@@ -54,19 +72,23 @@ class PhaseTracker:
         if seen is not None and seen[0] == value:
             return seen[1]
         group[key] = (value, now)
-        self._snapshot = None
+        self._changed(key, now)
         return now
 
     def observe_group(
-        self, kind: str, scope: str, phases: Iterable[tuple[str, str | None]], now: float
+        self, kind: str, scope: str, phases: Sequence[tuple[str, str | None]], now: float
     ) -> None:
         """Observe every object of one cluster's ``kind`` at once, from ``(id, phase)`` pairs, and
         forget the ones not among them: :meth:`observe` and :meth:`retain` in one pass (100,000
-        nodes a cycle make the difference worth it)."""
+        nodes a cycle make the difference worth it). An unchanged group is left as it is."""
         prefix = f"{kind}/{scope}/"
         old = self._groups.get((kind, scope), {})
+        if len(old) == len(phases) and all(
+            (seen := old.get(prefix + obj_id)) is not None and seen[0] == (phase or "")
+            for obj_id, phase in phases
+        ):
+            return
         new: dict[str, tuple[str, float]] = {}
-        changed = False
         for obj_id, phase in phases:
             key = prefix + obj_id
             value = phase or ""
@@ -75,9 +97,9 @@ class PhaseTracker:
                 new[key] = seen
             else:
                 new[key] = (value, now)
-                changed = True
-        if changed or len(new) != len(old):
-            self._snapshot = None
+                self._changed(key, now)
+        for key in old.keys() - new.keys():
+            self._changed(key, None)
         if new:
             self._groups[(kind, scope)] = new
         else:
@@ -99,8 +121,7 @@ class PhaseTracker:
             gone = [k for k in group if k not in keep_set]
             for k in gone:
                 del group[k]
-            if gone:
-                self._snapshot = None
+                self._changed(k, None)
             if not group:
                 del self._groups[group_key]
 
@@ -109,11 +130,12 @@ class PhaseTracker:
         ids = set(cluster_ids)
         for group_key in [g for g in self._groups if g[0] in PER_CLUSTER_KINDS]:
             if group_key[1] not in ids:
-                del self._groups[group_key]
-                self._snapshot = None
+                for key in self._groups.pop(group_key):
+                    self._changed(key, None)
 
     def renderer_snapshot(self) -> dict[str, float]:
-        """``{"<kind>/<id>": since}``, the renderer's keys (cached until the next change)."""
+        """``{"<kind>/<id>": since}``, the renderer's keys. A new dict whenever something changed
+        (a render may still hold the previous one), patched from the previous one."""
         if self._snapshot is None:
             out: dict[str, float] = {}
             for (kind, scope), group in self._groups.items():
@@ -125,6 +147,16 @@ class PhaseTracker:
                     for key, (_, since) in group.items():
                         out[key] = since
             self._snapshot = out
+            self._dirty = {}
+        elif self._dirty:
+            patched = self._snapshot.copy()
+            for key, change in self._dirty.items():
+                if change is None:
+                    patched.pop(key, None)
+                else:
+                    patched[key] = change
+            self._snapshot = patched
+            self._dirty = {}
         return self._snapshot
 
     def snapshot(self) -> dict[str, float]:
