@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from exporter.collect.statefile import StateFile
 from exporter.collect.tracking import JobTracker, PhaseTracker
@@ -126,44 +123,3 @@ def test_job_tracker_state_round_trip() -> None:
     again.load({"broken": {"cluster_id": "c"}})
     assert list(again.entries) == ["j1"]
     assert again.entries["j1"].observed and again.entries["j1"].source == "hibernate"
-
-
-_OPS = st.lists(
-    st.one_of(
-        st.tuples(
-            st.just("group"),
-            st.sampled_from(["node", "nodepool", "addon"]),
-            st.sampled_from(["c1", "c2"]),
-            st.lists(
-                st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(["X", "Y", None])),
-                max_size=4,
-                unique_by=lambda pair: pair[0],
-            ),
-        ),
-        st.tuples(st.just("observe"), st.sampled_from(["cluster/c1", "job/j1", "node/c2/e"])),
-        st.tuples(st.just("retain"), st.sampled_from(["cluster", "job", "node"])),
-        st.tuples(st.just("clusters"), st.sampled_from([["c1"], ["c2"], []])),
-        st.tuples(st.just("render")),
-    ),
-    max_size=25,
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(ops=_OPS)
-def test_the_patched_renderer_snapshot_equals_a_rebuilt_one(ops: list[tuple[Any, ...]]) -> None:
-    tracker = PhaseTracker()
-    for now, op in enumerate(ops):
-        if op[0] == "group":
-            tracker.observe_group(op[1], op[2], op[3], float(now))
-        elif op[0] == "observe":
-            tracker.observe(op[1], "P" if now % 2 else "Q", float(now))
-        elif op[0] == "retain":
-            tracker.retain(op[1], [])
-        elif op[0] == "clusters":
-            tracker.retain_clusters(op[1])
-        else:
-            tracker.renderer_snapshot()
-    rebuilt = PhaseTracker()
-    rebuilt.load(json.loads(json.dumps(tracker.dump())))
-    assert tracker.renderer_snapshot() == rebuilt.renderer_snapshot()

@@ -42,25 +42,13 @@ class PhaseTracker:
 
     def __init__(self) -> None:
         self._groups: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}
-        # The renderer's flat view, and the changes to apply to it ("<kind>/<id>" -> since, or
-        # None for a key gone): patched rather than rebuilt, since at 100,000 nodes a rebuild
-        # makes 100,000 new key strings a cycle. None: rebuild from the groups.
+        # The renderer's flat view, rebuilt after a change. Not patched in place: object IDs
+        # are not unique across clusters (a default node pool's ID is <az>#<flavor>#<os>), so a
+        # key removed for one cluster may still stand for another.
         self._snapshot: dict[str, float] | None = None
-        self._dirty: dict[str, float | None] = {}
-
-    @staticmethod
-    def _flat(key: str) -> str:
-        """``node/c1/n1`` -> ``node/n1``; ``cluster/c1`` -> ``cluster/c1``."""
-        kind, _, rest = key.partition("/")
-        if kind in PER_CLUSTER_KINDS:
-            _, sep, obj_id = rest.partition("/")
-            if sep:
-                return f"{kind}/{obj_id}"
-        return key
 
     def _changed(self, key: str, since: float | None) -> None:
-        if self._snapshot is not None:
-            self._dirty[self._flat(key)] = since
+        self._snapshot = None
 
     def observe(self, key: str, phase: str | None, now: float) -> float:
         """Record ``phase`` for ``key``; returns the time it was first seen in that phase."""
@@ -134,8 +122,7 @@ class PhaseTracker:
                     self._changed(key, None)
 
     def renderer_snapshot(self) -> dict[str, float]:
-        """``{"<kind>/<id>": since}``, the renderer's keys. A new dict whenever something changed
-        (a render may still hold the previous one), patched from the previous one."""
+        """``{"<kind>/<id>": since}``, the renderer's keys (cached until the next change)."""
         if self._snapshot is None:
             out: dict[str, float] = {}
             for (kind, scope), group in self._groups.items():
@@ -147,16 +134,6 @@ class PhaseTracker:
                     for key, (_, since) in group.items():
                         out[key] = since
             self._snapshot = out
-            self._dirty = {}
-        elif self._dirty:
-            patched = self._snapshot.copy()
-            for key, change in self._dirty.items():
-                if change is None:
-                    patched.pop(key, None)
-                else:
-                    patched[key] = change
-            self._snapshot = patched
-            self._dirty = {}
         return self._snapshot
 
     def snapshot(self) -> dict[str, float]:
