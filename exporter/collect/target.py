@@ -299,7 +299,6 @@ class TargetCollector:
                 self.errors[f"{resource}/{cluster.id}"] = self._log_error(resource, exc, cluster)
                 return
             self.errors.pop(f"{resource}/{cluster.id}", None)
-            items = reuse_unchanged(store(self.state).get(cluster.id, ()), items)
             results[cluster.id] = items
             after(cluster, items, self.clock())
 

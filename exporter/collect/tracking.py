@@ -47,9 +47,6 @@ class PhaseTracker:
         # key removed for one cluster may still stand for another.
         self._snapshot: dict[str, float] | None = None
 
-    def _changed(self, key: str, since: float | None) -> None:
-        self._snapshot = None
-
     def observe(self, key: str, phase: str | None, now: float) -> float:
         """Record ``phase`` for ``key``; returns the time it was first seen in that phase."""
         value = phase or ""
@@ -60,7 +57,7 @@ class PhaseTracker:
         if seen is not None and seen[0] == value:
             return seen[1]
         group[key] = (value, now)
-        self._changed(key, now)
+        self._snapshot = None
         return now
 
     def observe_group(
@@ -85,9 +82,8 @@ class PhaseTracker:
                 new[key] = seen
             else:
                 new[key] = (value, now)
-                self._changed(key, now)
-        for key in old.keys() - new.keys():
-            self._changed(key, None)
+        # Reached only when something changed (the check above returned otherwise).
+        self._snapshot = None
         if new:
             self._groups[(kind, scope)] = new
         else:
@@ -109,7 +105,7 @@ class PhaseTracker:
             gone = [k for k in group if k not in keep_set]
             for k in gone:
                 del group[k]
-                self._changed(k, None)
+                self._snapshot = None
             if not group:
                 del self._groups[group_key]
 
@@ -118,8 +114,8 @@ class PhaseTracker:
         ids = set(cluster_ids)
         for group_key in [g for g in self._groups if g[0] in PER_CLUSTER_KINDS]:
             if group_key[1] not in ids:
-                for key in self._groups.pop(group_key):
-                    self._changed(key, None)
+                del self._groups[group_key]
+                self._snapshot = None
 
     def renderer_snapshot(self) -> dict[str, float]:
         """``{"<kind>/<id>": since}``, the renderer's keys (cached until the next change)."""
@@ -224,8 +220,7 @@ class JobTracker:
 
     def update(self, entry: JobEntry, job: Job, now: float) -> bool:
         """Store a polled job; returns True when it is seen finished for the first time."""
-        if entry.job != job:  # an unchanged job keeps its old object (see reuse_unchanged)
-            entry.job = job
+        entry.job = job  # an unchanged answer is the same object already (exporter.cce.memo)
         if job.finished and entry.finished_at is None:
             entry.finished_at = now
             return True

@@ -224,15 +224,6 @@ class Exposition:
         return b"".join(inflate(self._om))
 
     @property
-    def text_gzip(self) -> bytes:
-        """The gzip member a gzip text scrape gets (joined on each call)."""
-        return b"".join(self._text_gzip)
-
-    @property
-    def openmetrics_gzip(self) -> bytes:
-        return b"".join(self._om_gzip)
-
-    @property
     def gzip_size(self) -> int:
         return sum(map(len, self._text_gzip))
 
