@@ -223,8 +223,8 @@ async def test_password_auth_issues_token_with_reference_body(served: Served) ->
     assert served.cloud.iam_requests[0]["headers"]["content-type"] == "application/json"
     expected = json.loads(
         (
-            Path(__file__).resolve().parents[2]
-            / "shared/cce-api/examples/iam_token_request_body.json"
+            Path(__file__).resolve().parent
+            / "fixtures/cce-api/examples/iam_token_request_body.json"
         ).read_text()
     )
     user = expected["auth"]["identity"]["password"]["user"]

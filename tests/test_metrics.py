@@ -61,8 +61,8 @@ from exporter.metrics.render import _headers, inflate
 from exporter.metrics.spec import format_value
 from tests.test_metrics_docs import EXPECTED
 
-# shared/ lies beside the checkout, on developers' machines and in CI alike.
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "cce-api" / "examples"
+# The reference's example responses, kept inside the repository (tests/fixtures).
+EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "cce-api" / "examples"
 GOLDEN = Path(__file__).parent / "golden"
 NOW = 1_700_000_000.0
 PROJECT = "0605767ef300d5762f7bc00a8e0b5b5b"
@@ -361,9 +361,7 @@ def test_every_contract_family_is_rendered_with_its_type_and_labels() -> None:
 
 
 def test_contract_matches_metrics_md() -> None:
-    md = Path(__file__).resolve().parents[2] / "shared" / "METRICS.md"
-    if not md.exists():
-        pytest.skip("METRICS.md not present; the embedded CONTRACT is still checked above")
+    md = Path(__file__).resolve().parent / "fixtures" / "METRICS.md"
     text = md.read_text()
     documented: set[str] = set()
     for section in ("## Resource metrics", "## Exporter self-metrics"):

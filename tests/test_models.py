@@ -38,8 +38,8 @@ from exporter.cce.models import (
     parse_timestamp,
 )
 
-#: shared/ lies beside the checkout, on developers' machines and in CI alike.
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "cce-api" / "examples"
+#: The reference's example responses, kept inside the repository (tests/fixtures).
+EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "cce-api" / "examples"
 
 #: Which model reads each example response (request bodies and error bodies are not responses).
 EXAMPLE_MODELS: dict[str, type[BaseModel]] = {
@@ -89,29 +89,22 @@ PARSERS: tuple[type[BaseModel], ...] = (
     TokenBody,
 )
 
-needs_examples = pytest.mark.skipif(
-    not EXAMPLES.is_dir(), reason=f"the API examples are not at {EXAMPLES}"
-)
-
 
 def example(name: str) -> bytes:
     return (EXAMPLES / name).read_bytes()
 
 
-@needs_examples
 def test_every_example_file_is_accounted_for() -> None:
     files = {p.name for p in EXAMPLES.glob("*.json")}
     assert files == set(EXAMPLE_MODELS) | NOT_RESPONSES
 
 
-@needs_examples
 @pytest.mark.parametrize("name", sorted(EXAMPLE_MODELS))
 def test_every_example_parses(name: str) -> None:
     model = parse_response(EXAMPLE_MODELS[name], example(name))
     assert isinstance(model, EXAMPLE_MODELS[name])
 
 
-@needs_examples
 def test_cluster_examples_carry_what_the_metrics_need() -> None:
     (cluster,) = parse_response(ClusterList, example("clusters_list.json")).items
     assert (cluster.id, cluster.name, cluster.phase) == (
@@ -131,7 +124,6 @@ def test_cluster_examples_carry_what_the_metrics_need() -> None:
     assert deleting.metadata.creation_timestamp is not None  # 8 fraction digits
 
 
-@needs_examples
 def test_node_examples_and_their_quirks() -> None:
     (node,) = parse_response(NodeList, example("nodes_list.json")).items  # kind "Node"
     assert node.phase == "Active"
@@ -146,7 +138,6 @@ def test_node_examples_and_their_quirks() -> None:
     assert created.status.job_id and created.phase is None
 
 
-@needs_examples
 def test_nodepool_examples() -> None:
     (pool,) = parse_response(NodePoolList, example("nodepools_list.json")).items
     assert pool.id == pool.name == "az1.dc1#s1.large#EulerOS 2.2"
@@ -161,7 +152,6 @@ def test_nodepool_examples() -> None:
     assert deleting.phase == "Deleting" and deleting.status.job_id  # spelled jobId
 
 
-@needs_examples
 def test_job_example_with_sub_jobs() -> None:
     job = parse_response(Job, example("job_get.json"))
     assert job.id == "354331b2c-229a-11e8-9c75-0255ac100ceb"
@@ -172,7 +162,6 @@ def test_job_example_with_sub_jobs() -> None:
     assert job.failed_sub_jobs == []
 
 
-@needs_examples
 def test_addon_and_quota_examples() -> None:
     (addon,) = parse_response(AddonList, example("addons_list.json")).items
     assert (addon.name, addon.version, addon.status.status) == (
@@ -195,7 +184,6 @@ def test_addon_and_quota_examples() -> None:
     assert (project.id, project.name) == ("a4a5d4098fb4474fa22cd05f897d6b99", "cn-north-4")
 
 
-@needs_examples
 def test_job_ids_in_every_spelling() -> None:
     assert extract_job_id(json.loads(example("node_delete_all_response.json")))  # jobID
     assert extract_job_id(json.loads(example("nodes_add_or_reset_response.json")))  # jobid
@@ -409,7 +397,6 @@ def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
 _DELETE = object()
 
 
-@needs_examples
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_examples_give_a_model_or_a_parse_error(data: st.DataObject) -> None:

@@ -23,7 +23,7 @@ from exporter.cce.models import (
 )
 from exporter.simulator.world import World
 
-REFERENCE_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "cce-api" / "examples"
+REFERENCE_EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "cce-api" / "examples"
 
 
 @pytest.mark.parametrize(
