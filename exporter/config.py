@@ -57,10 +57,12 @@ __all__ = [
     "CONFIG_ENV",
     "DEFAULT_INTERVALS",
     "ENV_PREFIX",
+    "KUBE_RESOURCES",
     "REDACTED",
     "RESERVED_LABELS",
     "RESOURCE_NAMES",
     "ConfigError",
+    "KubernetesConfig",
     "ResourceConfig",
     "ResourcesConfig",
     "Settings",
@@ -124,6 +126,15 @@ RESERVED_LABELS: frozenset[str] = frozenset(
         "code",
         "reason",
         "python_version",
+        "namespace",
+        "job_name",
+        "owner_kind",
+        "owner_name",
+        "condition",
+        "cronjob",
+        "schedule",
+        "resourcequota",
+        "kind",
         "job",
         "instance",
         "le",
@@ -361,6 +372,112 @@ def _check_addon_template(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+# --- Kubernetes objects inside the clusters (jobs, cronjobs, resourcequotas) -------------------
+
+KUBE_RESOURCES: tuple[str, ...] = ("jobs", "cronjobs", "resourcequotas")
+KUBE_LIST_KEYS: dict[str, tuple[str, ...]] = {
+    "clusters": ("names", "ids", "exclude"),
+    "namespaces": ("include", "exclude"),
+}
+
+
+def _split_list(value: Any) -> Any:
+    """``"a, b"`` (an environment variable) -> ``["a", "b"]``; lists pass; None is empty."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _check_names(value: list[str]) -> list[str]:
+    for item in value:
+        if not item.strip():
+            raise ValueError("has an empty entry: remove it, or give a name or glob such as prod-*")
+        if len(item) > 253:
+            raise ValueError("has an entry longer than 253 characters (a name or a glob)")
+    return list(dict.fromkeys(item.strip() for item in value))
+
+
+NameList = Annotated[list[str], BeforeValidator(_split_list)]
+
+
+class KubeClustersConfig(_Model):
+    """Which clusters: ``names`` (globs) or ``ids``; none of either means every cluster."""
+
+    names: NameList = Field(default_factory=list)
+    ids: NameList = Field(default_factory=list)
+    exclude: NameList = Field(default_factory=list)
+
+    _names = field_validator("names", "ids", "exclude")(_check_names)
+
+
+class KubeNamespacesConfig(_Model):
+    """Which namespaces (globs): ``include`` (empty: all), then ``exclude``."""
+
+    include: NameList = Field(default_factory=list)
+    exclude: NameList = Field(default_factory=list)
+
+    _names = field_validator("include", "exclude")(_check_names)
+
+
+def _check_kube_resources(value: list[str]) -> list[str]:
+    bad = [v for v in value if v not in KUBE_RESOURCES]
+    if bad:
+        raise ValueError(
+            f"unknown kind(s) {', '.join(repr(b[:40]) for b in bad)}: "
+            f"choose among {', '.join(KUBE_RESOURCES)}"
+        )
+    return list(dict.fromkeys(value))
+
+
+def _strict_int(value: Any) -> Any:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("must be a whole number, e.g. 5000")
+    return value
+
+
+class KubernetesConfig(_Model):
+    """Kubernetes Jobs, CronJobs and ResourceQuotas of the clusters, listed through CCE (opt-in).
+
+    ``endpoint`` is the URL template of a cluster's Kubernetes API; ``{cluster_id}`` is replaced
+    by the cluster's ID (default ``https://{cluster_id}.<endpoint host>``).
+    """
+
+    enabled: bool = False
+    endpoint: str = ""
+    clusters: KubeClustersConfig = Field(default_factory=KubeClustersConfig)
+    namespaces: KubeNamespacesConfig = Field(default_factory=KubeNamespacesConfig)
+    resources: Annotated[list[str], BeforeValidator(_split_list)] = Field(
+        default_factory=lambda: list(KUBE_RESOURCES)
+    )
+    interval: PositiveDuration = 60.0
+    max_objects_per_cluster: Annotated[int, BeforeValidator(_strict_int)] = Field(
+        default=5000, ge=1, le=1_000_000
+    )
+    finished_job_retention: PositiveDuration = 86400.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_is_default(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+    _resources = field_validator("resources")(_check_kube_resources)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        return _check_addon_template(value) if value.strip() else ""
+
+
+def _default_kube_endpoint(endpoint: str) -> str | None:
+    """``https://{cluster_id}.<endpoint host>``; None for an IP address or localhost."""
+    template = _default_addon_endpoint(endpoint)
+    return template if "{cluster_id}" in template else None
+
+
 class TargetConfig(_Model):
     """One CCE project in one region: where, who, what to collect, and how hard to push the API."""
 
@@ -387,6 +504,7 @@ class TargetConfig(_Model):
     retry_deadline: PositiveDuration = 30.0
     concurrency: int = Field(default=8, ge=1)
     requests_per_second: float | None = Field(default=None, gt=0)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
 
     @field_validator("name")
     @classmethod
@@ -451,6 +569,16 @@ class TargetConfig(_Model):
             self.addon_endpoint = _default_addon_endpoint(self.endpoint)
         if self.iam_endpoint is None:
             self.iam_endpoint = _default_iam_endpoint(self.endpoint)
+        if not self.kubernetes.endpoint:
+            kube = _default_kube_endpoint(self.endpoint)
+            if kube is None and self.kubernetes.enabled:
+                raise ValueError(
+                    f"{ENV_PREFIX}KUBERNETES_ENDPOINT (kubernetes.endpoint) is required when "
+                    "kubernetes is enabled and the endpoint is an IP address or localhost, which "
+                    "cannot take a {cluster_id}. prefix: give the URL template of a cluster's "
+                    "Kubernetes API, e.g. https://{cluster_id}.cce.example.com"
+                )
+            self.kubernetes.endpoint = kube or ""
         problems = _target_problems(self.__dict__, _plain_namer)
         if problems:
             raise PydanticCustomError(_CHECK, "{problems}", {"problems": "; ".join(problems)})
@@ -687,6 +815,8 @@ def _target_env_name(path: tuple[str, ...]) -> str:
         return ENV_PREFIX + "TARGET_NAME"
     if path[0] == "labels":
         return ENV_PREFIX + "LABELS"
+    if path[0] == "kubernetes" and len(path) >= 2:
+        return ENV_PREFIX + "_".join(part.upper() for part in path)
     if path[0] == "resources" and len(path) >= 3:
         return f"{ENV_PREFIX}{path[1].upper()}_{path[2].upper()}"
     if path[0] == "resources" and len(path) == 2:
@@ -704,6 +834,13 @@ def _target_env_table() -> dict[str, tuple[str, ...]]:
                 for key in ("enabled", "interval"):
                     path = ("resources", name, key)
                     table[_target_env_name(path)[len(ENV_PREFIX) :]] = path
+        elif field == "kubernetes":
+            for key in KubernetesConfig.model_fields:
+                paths: list[tuple[str, ...]] = [
+                    ("kubernetes", key, sub) for sub in KUBE_LIST_KEYS.get(key, ())
+                ]
+                for kube_path in paths or [("kubernetes", key)]:
+                    table[_target_env_name(kube_path)[len(ENV_PREFIX) :]] = kube_path
         else:
             table[_target_env_name((field,))[len(ENV_PREFIX) :]] = (field,)
     return table
@@ -807,6 +944,22 @@ def _unknown_keys(data: Mapping[str, Any]) -> list[str]:
                 if key in PROCESS_FIELDS:
                     hint = f": {key} is a process setting, move it to the top level of the file"
                 unknown(prefix + key, key, allowed, hint)
+            elif key == "kubernetes" and isinstance(value, Mapping):
+                kube_keys = tuple(KubernetesConfig.model_fields)
+                for raw_sub, sub_value in value.items():
+                    sub = str(raw_sub)
+                    if sub not in kube_keys:
+                        unknown(f"{prefix}kubernetes.{sub}", sub, kube_keys)
+                    elif sub in KUBE_LIST_KEYS and isinstance(sub_value, Mapping):
+                        for raw_leaf in sub_value:
+                            leaf = str(raw_leaf)
+                            if leaf not in KUBE_LIST_KEYS[sub]:
+                                unknown(
+                                    f"{prefix}kubernetes.{sub}.{leaf}",
+                                    leaf,
+                                    KUBE_LIST_KEYS[sub],
+                                    f"; kubernetes.{sub} has {', '.join(KUBE_LIST_KEYS[sub])}",
+                                )
             elif key == "resources" and isinstance(value, Mapping):
                 for raw_res, res in value.items():
                     res_name = str(raw_res)
@@ -865,6 +1018,18 @@ def _file_target_layer(entry: Mapping[str, Any], prefix: str, base: Path | None)
         elif key == "labels" and isinstance(value, Mapping):
             for label, label_value in value.items():
                 layer[("labels", str(label))] = (label_value, source)
+        elif key == "kubernetes" and isinstance(value, Mapping):
+            # Merged key by key, like resources: KUBERNETES_ENABLED=true keeps the file's rest.
+            # Unknown keys were reported already; dropped here.
+            for sub, sub_value in value.items():
+                if str(sub) not in KubernetesConfig.model_fields:
+                    continue
+                if str(sub) in KUBE_LIST_KEYS and isinstance(sub_value, Mapping):
+                    for leaf, leaf_value in sub_value.items():
+                        if str(leaf) in KUBE_LIST_KEYS[str(sub)]:
+                            layer[("kubernetes", str(sub), str(leaf))] = (leaf_value, source)
+                else:
+                    layer[("kubernetes", str(sub))] = (sub_value, source)
         elif key in ("resources", "labels") and value is None:
             continue
         else:

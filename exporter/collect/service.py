@@ -32,6 +32,8 @@ from exporter.collect.statefile import StateFile
 from exporter.collect.target import RESOURCES, TargetCollector
 from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.config import Settings, TargetConfig
+from exporter.kube.collector import KubeCollector
+from exporter.kube.wiring import KubeCounters, build_kube_collector, with_kube
 from exporter.memory import HeapFreezer
 from exporter.metrics.render import (
     Exposition,
@@ -52,7 +54,7 @@ GROUPS_OF: dict[str, tuple[str, ...]] = {
     "quotas": ("quotas",),
     "jobs": ("jobs",),
 }
-ALL_GROUPS = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "exporter")
+ALL_GROUPS = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "kube", "exporter")
 
 
 def _cluster_identities(target: Target) -> frozenset[tuple[str | None, str | None]]:
@@ -98,6 +100,7 @@ class Target:
     config: TargetConfig
     client: CCEClient
     collector: TargetCollector
+    kube: KubeCollector | None = None  # Kubernetes objects inside the clusters (opt-in)
 
 
 def build_auth(target: TargetConfig, api_metrics: ApiMetrics) -> httpx.Auth:
@@ -174,6 +177,7 @@ class ExporterService:
         self.stats_registry = CollectorRegistry(auto_describe=True)
         self.job_histogram = JobDurationHistogram(self.stats_registry)
         self.counters = CollectorCounters(self.stats_registry, self.job_histogram)
+        self.kube_counters = KubeCounters(self.stats_registry, self.counters)
         self.extra_registries: list[CollectorRegistry] = [self.api_registry, self.stats_registry]
         self.statefile = StateFile(Path(settings.state_file)) if settings.state_file else None
         self.targets: list[Target] = []
@@ -228,7 +232,15 @@ class ExporterService:
                 concurrency=asyncio.Semaphore(2 * target_cfg.concurrency),
                 clock=self.clock,
             )
-            self.targets.append(Target(target_cfg, client, collector))
+            kube = build_kube_collector(
+                target_cfg,
+                client,
+                project_id,
+                lambda c=collector: c.state.clusters,  # type: ignore[misc]
+                self.kube_counters,
+                self.clock,
+            )
+            self.targets.append(Target(target_cfg, client, collector, kube))
         await self.render(ALL_GROUPS)
 
     def enabled(self, target: Target) -> list[str]:
@@ -320,7 +332,36 @@ class ExporterService:
                     poll.cancel()
             await asyncio.gather(*polls, return_exceptions=True)
         await self.render(("jobs", "exporter"), ("jobs",))
+        kube = [t for t in self.targets if t.kube is not None]
+        if kube:
+            oks = await asyncio.gather(*(self._collect_kube(t) for t in kube))
+            results.update(
+                {f"{t.config.name}/kubernetes": ok for t, ok in zip(kube, oks, strict=True)}
+            )
+            await self.render(("kube", "exporter"), ())
         return results
+
+    async def _collect_kube(self, target: Target) -> bool:
+        assert target.kube is not None
+        async with self._semaphore:
+            return await target.kube.collect()
+
+    async def collect_kube(self, target: Target) -> bool:
+        """The scheduled Kubernetes collection of one target, then its render."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            ok = await self._collect_kube(target)
+            await self.render(("kube", "exporter"), ())
+            return ok
+        except asyncio.CancelledError:
+            if self._closing:
+                return False
+            raise
+        finally:
+            if task is not None:
+                self._running.discard(task)
 
     async def _known_jobs(self, target: Target, results: dict[str, bool]) -> bool:
         ok = await self._collect_resource(target, "jobs")
@@ -338,7 +379,7 @@ class ExporterService:
                 for t in self.targets
                 for r in covered
             }
-            snapshots = [t.collector.snapshot() for t in self.targets]
+            snapshots = [with_kube(t.collector.snapshot(), t.kube) for t in self.targets]
             now = self.clock()
             state_sets = self.settings.state_sets
 
@@ -379,6 +420,23 @@ class ExporterService:
                     coalesce=True,
                     misfire_grace_time=max(1, int(interval)),
                     next_run_time=start + timedelta(seconds=delay),
+                )
+        for index, target in enumerate(self.targets):
+            if target.kube is not None:
+                interval = target.config.kubernetes.interval
+                scheduler.add_job(
+                    self.collect_kube,
+                    "interval",
+                    seconds=interval,
+                    jitter=min(interval * 0.1, 5.0),
+                    args=(target,),
+                    id=f"{target.config.name}/kubernetes",
+                    name=f"collect Kubernetes objects of {target.config.name}",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=max(1, int(interval)),
+                    # After the first cluster listing, which tells which clusters are Available.
+                    next_run_time=start + timedelta(seconds=3.0 + 0.2 * index),
                 )
         scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         if self.statefile is not None:

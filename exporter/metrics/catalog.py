@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.metrics import addons, clusters, jobs, nodepools, nodes, quotas, selfmetrics
+from exporter.metrics import addons, clusters, jobs, kube, nodepools, nodes, quotas, selfmetrics
 from exporter.metrics.spec import StateSet, Table
 
 __all__ = [
@@ -22,7 +22,16 @@ __all__ = [
     "FamilyDoc",
 ]
 
-GROUPS: tuple[str, ...] = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "exporter")
+GROUPS: tuple[str, ...] = (
+    "clusters",
+    "nodes",
+    "nodepools",
+    "addons",
+    "jobs",
+    "quotas",
+    "kube",
+    "exporter",
+)
 
 GROUP_TABLES: dict[str, tuple[Table[Any], ...]] = {
     "clusters": (clusters.TABLE,),
@@ -31,6 +40,7 @@ GROUP_TABLES: dict[str, tuple[Table[Any], ...]] = {
     "addons": (addons.TABLE,),
     "jobs": (jobs.TABLE,),
     "quotas": (quotas.TABLE,),
+    "kube": (kube.JOB_TABLE, kube.CRONJOB_TABLE, kube.QUOTA_TABLE),
     "exporter": (selfmetrics.BUILD_TABLE, selfmetrics.TABLE),
 }
 
@@ -165,6 +175,15 @@ EXTERNAL_FAMILIES: tuple[FamilyDoc, ...] = (
         "counter",
         ("result",),
         "IAM token fetches.",
+        "exporter",
+        external=True,
+    ),
+    FamilyDoc(
+        "cce_exporter_kube_objects_dropped_total",
+        "counter",
+        ("cluster_id", "kind"),
+        "Kubernetes objects left out because a cluster had more than max_objects_per_cluster "
+        "of a kind.",
         "exporter",
         external=True,
     ),

@@ -20,6 +20,9 @@ _SECTIONS: tuple[tuple[str, str], ...] = (
     ("add-on", "Add-ons"),
     ("CCE job", "CCE jobs"),
     ("quota", "Quotas"),
+    ("Kubernetes Job", "Kubernetes Jobs (inside the clusters)"),
+    ("Kubernetes CronJob", "Kubernetes CronJobs (inside the clusters)"),
+    ("Kubernetes ResourceQuota", "Kubernetes ResourceQuotas (inside the clusters)"),
     ("hibernation", "Hibernation"),
     ("exporter", "Exporter self-metrics"),
 )

@@ -8,9 +8,10 @@ is frozen so a snapshot can be shared between the collection task and a render w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.cce.models import Addon, Cluster, Job, NodeLike, NodePool, Quota
+from exporter.kube.models import KubeClusterData
 
 __all__ = ["ResourceHealth", "TargetData", "TrackedJob"]
 
@@ -51,3 +52,5 @@ class TargetData:
     # the current phase was first seen
     phase_since: Mapping[str, float]
     health: Sequence[ResourceHealth]
+    # cluster_id -> Kubernetes objects inside the cluster (only when kubernetes is enabled)
+    kube: Mapping[str, KubeClusterData] = field(default_factory=dict)
