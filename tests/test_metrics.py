@@ -46,6 +46,7 @@ from exporter.cce.models import (
     QuotaList,
     parse_response,
 )
+from exporter.kube.models import KubeClusterData, KubeCronJob, KubeJob, KubeQuota
 from exporter.metrics import (
     CONTENT_TYPE_OPENMETRICS,
     CONTENT_TYPE_TEXT,
@@ -311,6 +312,7 @@ STATEFUL = frozenset(
         "cce_exporter_shard_ordinal",
         "cce_exporter_total_shards",
         "cce_job_completed_duration_seconds",
+        "cce_exporter_kube_objects_dropped_total",
     }
 )
 #: The resource and self-metric tables of METRICS.md, as produced by render_group: the contract
@@ -318,6 +320,43 @@ STATEFUL = frozenset(
 CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     name: spec for name, spec in EXPECTED.items() if name not in STATEFUL
 }
+
+
+def full_kube_cluster() -> KubeClusterData:
+    """Kubernetes objects with every optional field given."""
+    return KubeClusterData(
+        "c1",
+        "one",
+        jobs=(
+            KubeJob(
+                "batch",
+                "nightly-1",
+                "CronJob",
+                "nightly",
+                0,
+                1,
+                0,
+                NOW - 100,
+                NOW - 10,
+                (("Complete", "True"),),
+                3600,
+                NOW - 101,
+            ),
+        ),
+        cronjobs=(
+            KubeCronJob(
+                "batch",
+                "nightly",
+                "0 2 * * *",
+                "Asia/Shanghai",
+                False,
+                NOW - 100,
+                NOW - 10,
+                NOW - 86400,
+            ),
+        ),
+        quotas=(KubeQuota("batch", "q", (("pods", 10.0),), (("pods", 4.0),)),),
+    )
 
 
 def test_every_contract_family_is_rendered_with_its_type_and_labels() -> None:
@@ -347,6 +386,7 @@ def test_every_contract_family_is_rendered_with_its_type_and_labels() -> None:
         ],
         phase_since={"cluster/c1": NOW, f"node/{EXAMPLE_CLUSTER}": NOW},
         health=[ResourceHealth("nodes", True, 0.1, NOW)],
+        kube={"c1": full_kube_cluster()},
     )
     text, _ = render_all([full])
     types = {fam.name: fam.type for fam in parse_text(text)}
@@ -364,7 +404,7 @@ def test_contract_matches_metrics_md() -> None:
     md = Path(__file__).resolve().parent / "fixtures" / "METRICS.md"
     text = md.read_text()
     documented: set[str] = set()
-    for section in ("## Resource metrics", "## Exporter self-metrics"):
+    for section in ("## Resource metrics", "## Inside the clusters", "## Exporter self-metrics"):
         body = text.split(section, 1)[1].split("\n## ", 1)[0]
         for line in body.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]

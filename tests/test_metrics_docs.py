@@ -17,6 +17,7 @@ DOCS = ROOT / "docs" / "metrics.md"
 CONTRACT_MD = ROOT / "tests" / "fixtures" / "METRICS.md"
 
 C = ("project_id", "cluster_id", "cluster")
+K = (*C, "namespace")
 #: Every family METRICS.md names, with its type and full label set (kept here so that this test
 #: cannot pass silently when METRICS.md is absent).
 EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -72,6 +73,22 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "cce_exporter_auth_refreshes_total": ("counter", ("result",)),
     "cce_exporter_shard_ordinal": ("gauge", ()),
     "cce_exporter_total_shards": ("gauge", ()),
+    # Inside the clusters (Kubernetes objects through CCE)
+    "cce_kube_job_info": ("gauge", (*K, "job_name", "owner_kind", "owner_name")),
+    "cce_kube_job_status_active": ("gauge", (*K, "job_name")),
+    "cce_kube_job_status_succeeded": ("gauge", (*K, "job_name")),
+    "cce_kube_job_status_failed": ("gauge", (*K, "job_name")),
+    "cce_kube_job_status_start_time_seconds": ("gauge", (*K, "job_name")),
+    "cce_kube_job_status_completion_time_seconds": ("gauge", (*K, "job_name")),
+    "cce_kube_job_status_condition": ("gauge", (*K, "job_name", "condition", "status")),
+    "cce_kube_job_spec_active_deadline_seconds": ("gauge", (*K, "job_name")),
+    "cce_kube_cronjob_info": ("gauge", (*K, "cronjob", "schedule", "timezone")),
+    "cce_kube_cronjob_spec_suspend": ("gauge", (*K, "cronjob")),
+    "cce_kube_cronjob_status_last_schedule_time_seconds": ("gauge", (*K, "cronjob")),
+    "cce_kube_cronjob_status_last_successful_time_seconds": ("gauge", (*K, "cronjob")),
+    "cce_kube_cronjob_next_schedule_time_seconds": ("gauge", (*K, "cronjob")),
+    "cce_kube_resourcequota": ("gauge", (*K, "resourcequota", "resource", "type")),
+    "cce_exporter_kube_objects_dropped_total": ("counter", ("cluster_id", "kind")),
 }
 
 STATE_SETS = {

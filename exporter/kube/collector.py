@@ -186,6 +186,8 @@ class KubeCollector:
             if len(objs) > cap:
                 dropped += len(objs) - cap
                 objs = objs[:cap]
+            if kind == "jobs":
+                objs.sort(key=lambda o: (o.namespace, o.name))  # the render order
             if dropped:
                 self.stats.kube_dropped(cluster.id, kind, dropped)
             found[kind] = tuple(objs)

@@ -51,6 +51,7 @@ from urllib.parse import parse_qsl
 from exporter.cce import signing
 from exporter.simulator.clock import NS, SimClock
 from exporter.simulator.faults import FAULT_KINDS, FaultRule, Faults
+from exporter.simulator.kube import KubeSim
 from exporter.simulator.world import Cluster, SimError, World, dump_json, iam_time
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,11 @@ def _ok(body: bytes, status: int = 200) -> Response:
     return Response(status, body, [_JSON])
 
 
+def _answer(handler: Callable[[Any], tuple[bytes, int]]) -> Handler:
+    """A handler answering ``(JSON body, status)`` as a :data:`Handler`."""
+    return lambda request: _ok(*handler(request))
+
+
 def _error(status: int, code: str, message: str) -> Response:
     return _ok(dump_json({"error_code": code, "error_msg": message}), status)
 
@@ -188,8 +194,10 @@ class SimulatorApp:
         credentials: Credentials,
         latency_ms: float = 0.0,
         max_skew: timedelta = timedelta(minutes=15),
+        kube: KubeSim | None = None,
     ) -> None:
         self.world = world
+        self.kube = kube if kube is not None else KubeSim(world)
         self.clock = clock
         self.faults = faults
         self.credentials = credentials
@@ -218,6 +226,9 @@ class SimulatorApp:
             ("GET", r"/api/v3/addons/(?P<addon_id>[^/]+)", "addon", self._addon, True),
             ("GET", r"/api/v3/addontemplates", "addontemplates", self._addontemplates, True),
         ]
+        # The clusters' Kubernetes API (exporter.simulator.kube): handlers answer (status, body).
+        for method, rx, name, kube_handler in self.kube.routes():
+            api.append((method, rx, name, _answer(kube_handler), False))
         self._routes = [(m, re.compile(f"^{rx}/?$"), n, h, a) for m, rx, n, h, a in api]
         control: list[tuple[str, str, Handler]] = [
             ("GET", r"/_sim/state", self._c_state),

@@ -27,6 +27,7 @@ import uvicorn
 from exporter.simulator.app import Credentials, SimulatorApp
 from exporter.simulator.clock import SimClock
 from exporter.simulator.faults import Faults
+from exporter.simulator.kube import KubeSim, KubeSizes
 from exporter.simulator.world import World
 from exporter.web import with_tcp_proto
 
@@ -50,6 +51,10 @@ class SimulatorConfig:
     clock_frozen: bool = False
     hang_seconds: float = 60.0
     max_skew_seconds: float = 900.0
+    #: Kubernetes objects per cluster (Jobs, CronJobs, ResourceQuotas; exporter.simulator.kube).
+    kube_jobs: int = 16
+    kube_cronjobs: int = 4
+    kube_quotas: int = 3
 
 
 class Simulator:
@@ -79,6 +84,9 @@ class Simulator:
             credentials=self.credentials,
             latency_ms=config.latency_ms,
             max_skew=timedelta(seconds=config.max_skew_seconds),
+            kube=KubeSim(
+                self.world, KubeSizes(config.kube_jobs, config.kube_cronjobs, config.kube_quotas)
+            ),
         )
         self.port: int | None = None
 
@@ -97,6 +105,7 @@ class Simulator:
             "CCE_EXPORTER_ENDPOINT": self.base_url,
             "CCE_EXPORTER_IAM_ENDPOINT": self.base_url,
             "CCE_EXPORTER_ADDON_ENDPOINT": self.base_url,
+            "CCE_EXPORTER_KUBERNETES_ENDPOINT": self.base_url + "/kubernetes/{cluster_id}",
             "CCE_EXPORTER_PROJECT_ID": c.project_id,
             "CCE_EXPORTER_AUTH_METHOD": "aksk",
             "CCE_EXPORTER_AK": c.ak,
