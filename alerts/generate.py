@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from alerts.kube import add_kube_alerts
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_THRESHOLDS = ROOT / "alerts" / "thresholds.yaml"
 RULES_PATH = ROOT / "alerts" / "cce.rules.yaml"
@@ -454,6 +456,9 @@ unless on(project_id, cluster_id)
         threshold="desired hibernated, phase Available (not dry-run, no keep-awake override)",
         meaning="Money is being spent on a cluster that should be hibernated.",
     )
+
+    # --- Kubernetes objects inside the clusters (alerts/kube.py) --------------------------------
+    add_kube_alerts(a, add)
     return alerts
 
 

@@ -42,6 +42,12 @@ ALERTS = {
     "CCEHibernationActionFailed",
     "CCEClusterWakeUpFailed",
     "CCEClusterAwakeOutsideSchedule",
+    "CCEKubeJobFailed",
+    "CCEKubeJobNotCompleted",
+    "CCEKubeCronJobMissedSchedule",
+    "CCEKubeQuotaAlmostFull",
+    "CCEKubeQuotaFullyUsed",
+    "CCEKubeQuotaExceeded",
 }
 
 #: The family names of the metric contract, used when exporter.metrics cannot say itself.
