@@ -1292,11 +1292,284 @@ def exporter() -> Dashboard:
     return d
 
 
+# --- CCE / Workloads: Kubernetes objects inside the clusters ------------------------------------
+
+KUBE = 'project_id=~"$project", cluster=~"$cluster", namespace=~"$namespace"'
+KUBE_JOB = "project_id, cluster_id, namespace, job_name"
+KUBE_QUOTA_RATIO = (
+    f'cce_kube_resourcequota{{{KUBE}, type="used"}}\n  / ignoring(type)\n'
+    f'  (cce_kube_resourcequota{{{KUBE}, type="hard"}} > 0)'
+)
+QUOTA_STEPS = steps(("green", None), ("yellow", 0.9), ("orange", 1), ("red", 1.0001))
+
+
+def workloads() -> Dashboard:
+    d = Dashboard(
+        "cce-workloads",
+        "CCE / Workloads",
+        "Kubernetes Jobs, CronJobs and ResourceQuotas inside the clusters, per cluster and "
+        "namespace (collected through CCE when kubernetes.enabled is on).",
+    )
+    _cluster_variables(d)
+    d.variable(
+        "namespace",
+        "Namespace",
+        'label_values(cce_kube_job_info{project_id=~"$project", cluster=~"$cluster"}, namespace)',
+    )
+    failed = f'(cce_kube_job_status_condition{{{KUBE}, condition="Failed", status="true"}} == 1)'
+    running = f"(cce_kube_job_status_active{{{KUBE}}} > 0)"
+    d.add(
+        stat(
+            "Failed Jobs",
+            [target(f"count({failed}) or vector(0)", "failed", instant=True)],
+            thresholds=FIRING,
+        ),
+        6,
+        4,
+    )
+    d.add(
+        stat(
+            "Running Jobs",
+            [target(f"count({running}) or vector(0)", "running", instant=True)],
+        ),
+        6,
+        4,
+    )
+    d.add(
+        stat(
+            "CronJobs behind schedule",
+            [
+                target(
+                    f"count(\n  (time() - cce_kube_cronjob_status_last_schedule_time_seconds"
+                    f"{{{KUBE}}})\n  > 1.5 * (cce_kube_cronjob_next_schedule_time_seconds"
+                    f"{{{KUBE}}}\n  - cce_kube_cronjob_status_last_schedule_time_seconds"
+                    f"{{{KUBE}}})\n  unless (cce_kube_cronjob_spec_suspend{{{KUBE}}} == 1)\n)"
+                    " or vector(0)",
+                    "behind",
+                    instant=True,
+                )
+            ],
+            description="Not suspended, and no schedule for 1.5 times the schedule's period.",
+            thresholds=FIRING,
+        ),
+        6,
+        4,
+    )
+    d.add(
+        stat(
+            "Objects over the per-cluster cap",
+            [
+                target(
+                    "sum(cce_exporter_kube_objects_dropped_total) or vector(0)",
+                    "dropped",
+                    instant=True,
+                )
+            ],
+            description="Objects left out since the exporter started because a cluster had more "
+            "than max_objects_per_cluster of a kind (all clusters).",
+            thresholds=FIRING,
+        ),
+        6,
+        4,
+    )
+    d.row("Jobs")
+    d.add(
+        table(
+            "Failing Jobs",
+            [
+                target(f"cce_kube_job_status_failed{{{KUBE}}}\nand on({KUBE_JOB}) {failed}"),
+                target(
+                    f"cce_kube_job_status_start_time_seconds{{{KUBE}}} * 1000\n"
+                    f"and on({KUBE_JOB}) {failed}"
+                ),
+                target(f"cce_kube_job_info{{{KUBE}}}\nand on({KUBE_JOB}) {failed}"),
+            ],
+            hide=["project_id", "cluster_id", "Value #C"],
+            rename={"Value #A": "Failed pods", "Value #B": "Started", "job_name": "Job"},
+            order=["cluster", "namespace", "Job", "owner_kind", "owner_name", "Failed pods"],
+            columns={"Started": {"unit": "dateTimeAsIso"}},
+            description="Jobs whose condition Failed is true (backoff limit or deadline).",
+        ),
+        12,
+        8,
+    )
+    d.add(
+        table(
+            "Long-running Jobs",
+            [
+                target(
+                    f"time() - cce_kube_job_status_start_time_seconds{{{KUBE}}}\n"
+                    f"and on({KUBE_JOB}) {running}"
+                ),
+                target(
+                    f"cce_kube_job_spec_active_deadline_seconds{{{KUBE}}}\n"
+                    f"and on({KUBE_JOB}) {running}"
+                ),
+            ],
+            hide=["project_id", "cluster_id"],
+            rename={"Value #A": "Running for", "Value #B": "Deadline", "job_name": "Job"},
+            order=["cluster", "namespace", "Job", "Running for", "Deadline"],
+            columns={
+                "Running for": {
+                    "unit": "s",
+                    "thresholds": steps(("green", None), ("orange", 3600), ("red", 43200)),
+                    "custom.cellOptions": {"type": "color-text"},
+                },
+                "Deadline": {"unit": "s"},
+            },
+            sort_by="Running for",
+            description="Jobs with active pods, longest first.",
+        ),
+        12,
+        8,
+    )
+    d.add(
+        timeseries(
+            "Active Job pods",
+            [
+                target(
+                    f"sum by (cluster, namespace) (cce_kube_job_status_active{{{KUBE}}})",
+                    "{{cluster}} / {{namespace}}",
+                )
+            ],
+            stack=True,
+        ),
+        8,
+        8,
+    )
+    d.add(
+        timeseries(
+            "Succeeded and failed Job pods",
+            [
+                target(
+                    f"sum by (cluster, namespace) (cce_kube_job_status_succeeded{{{KUBE}}})",
+                    "{{cluster}} / {{namespace}} succeeded",
+                ),
+                target(
+                    f"sum by (cluster, namespace) (cce_kube_job_status_failed{{{KUBE}}})",
+                    "{{cluster}} / {{namespace}} failed",
+                ),
+            ],
+        ),
+        8,
+        8,
+    )
+    d.add(
+        table(
+            "Completed Jobs",
+            [
+                target(f"cce_kube_job_status_completion_time_seconds{{{KUBE}}} * 1000"),
+                target(
+                    f"cce_kube_job_status_completion_time_seconds{{{KUBE}}}\n"
+                    f"- cce_kube_job_status_start_time_seconds{{{KUBE}}}"
+                ),
+            ],
+            hide=["project_id", "cluster_id"],
+            rename={"Value #A": "Completed", "Value #B": "Took", "job_name": "Job"},
+            order=["cluster", "namespace", "Job", "Completed", "Took"],
+            columns={"Completed": {"unit": "dateTimeAsIso"}, "Took": {"unit": "s"}},
+            sort_by="Completed",
+            description="Finished Jobs the exporter still reports (finished_job_retention).",
+        ),
+        8,
+        8,
+    )
+    d.row("CronJobs")
+    d.add(
+        table(
+            "CronJobs",
+            [
+                target(f"cce_kube_cronjob_info{{{KUBE}}}"),
+                target(f"cce_kube_cronjob_spec_suspend{{{KUBE}}}"),
+                target(f"time() - cce_kube_cronjob_status_last_schedule_time_seconds{{{KUBE}}}"),
+                target(f"time() - cce_kube_cronjob_status_last_successful_time_seconds{{{KUBE}}}"),
+                target(f"cce_kube_cronjob_next_schedule_time_seconds{{{KUBE}}} * 1000"),
+            ],
+            hide=["project_id", "cluster_id", "Value #A"],
+            rename={
+                "Value #B": "Suspended",
+                "Value #C": "Since last schedule",
+                "Value #D": "Since last success",
+                "Value #E": "Next schedule",
+            },
+            order=[
+                "cluster",
+                "namespace",
+                "cronjob",
+                "schedule",
+                "timezone",
+                "Suspended",
+                "Since last schedule",
+                "Since last success",
+                "Next schedule",
+            ],
+            columns={
+                "Suspended": {
+                    "mappings": [
+                        {
+                            "type": "value",
+                            "options": {
+                                "0": {"text": "no", "color": "green", "index": 0},
+                                "1": {"text": "suspended", "color": "orange", "index": 1},
+                            },
+                        }
+                    ],
+                    "custom.cellOptions": {"type": "color-text"},
+                },
+                "Since last schedule": {"unit": "s"},
+                "Since last success": {"unit": "s"},
+                "Next schedule": {"unit": "dateTimeAsIso"},
+            },
+            description="Next schedule: the first fire time after the last schedule, from the "
+            "schedule and its time zone; in the past when a run was missed.",
+        ),
+        24,
+        8,
+    )
+    d.row("Quotas")
+    d.add(
+        bargauge(
+            "Quota usage",
+            [
+                target(
+                    KUBE_QUOTA_RATIO,
+                    "{{cluster}} / {{namespace}} / {{resourcequota}}: {{resource}}",
+                    instant=True,
+                )
+            ],
+            description="Used / hard of each resource of each ResourceQuota (above 100 %: the "
+            "quota was lowered below what runs).",
+            unit="percentunit",
+            thresholds=QUOTA_STEPS,
+            minmax=(0, 1.2),
+        ),
+        12,
+        10,
+    )
+    d.add(
+        table(
+            "Quotas",
+            [
+                target(f'cce_kube_resourcequota{{{KUBE}, type="used"}}'),
+                target(f'cce_kube_resourcequota{{{KUBE}, type="hard"}}'),
+            ],
+            hide=["project_id", "cluster_id", "type"],
+            rename={"Value #A": "Used", "Value #B": "Hard"},
+            order=["cluster", "namespace", "resourcequota", "resource", "Used", "Hard"],
+            description="Values in the resource's base unit (cores, bytes, counts).",
+        ),
+        12,
+        10,
+    )
+    return d
+
+
 DASHBOARDS = {
     "cce-overview.json": overview,
     "cce-cluster.json": cluster,
     "cce-hibernation.json": hibernation,
     "cce-exporter.json": exporter,
+    "cce-workloads.json": workloads,
 }
 
 

@@ -31,6 +31,7 @@ UIDS = {
     "cce-cluster.json": "cce-cluster",
     "cce-hibernation.json": "cce-hibernation",
     "cce-exporter.json": "cce-exporter",
+    "cce-workloads.json": "cce-workloads",
 }
 NO_QUERY_PANELS = {"row", "text"}
 

@@ -286,6 +286,13 @@ def _start_exporter(sim: SimProcess, tmp_path: Path) -> tuple[subprocess.Popen[b
         }
     )
     env.update({f"CCE_EXPORTER_{r}_INTERVAL": f"{INTERVAL_S}s" for r in RESOURCES})
+    # Kubernetes objects inside the clusters, through the simulator's CCE.
+    env.update(
+        {
+            "CCE_EXPORTER_KUBERNETES_ENABLED": "true",
+            "CCE_EXPORTER_KUBERNETES_INTERVAL": f"{INTERVAL_S}s",
+        }
+    )
     log = tmp_path / "exporter.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -405,7 +412,69 @@ ALERT_KEYS: dict[str, tuple[str, ...]] = {
     "CCEClusterUnavailable": ("cluster", "phase"),
     "CCENodePoolSoldOut": ("cluster", "nodepool"),
     "CCENodePoolError": ("cluster", "nodepool"),
+    "CCEKubeJobFailed": ("cluster", "namespace", "job_name"),
+    "CCEKubeJobNotCompleted": ("cluster", "namespace", "job_name"),
+    "CCEKubeCronJobMissedSchedule": ("cluster", "namespace", "cronjob"),
+    "CCEKubeQuotaAlmostFull": ("cluster", "namespace", "resourcequota", "resource"),
+    "CCEKubeQuotaFullyUsed": ("cluster", "namespace", "resourcequota", "resource"),
+    "CCEKubeQuotaExceeded": ("cluster", "namespace", "resourcequota", "resource"),
 }
+
+#: CCEKubeJobNotCompleted's threshold for Jobs without a deadline (thresholds.yaml).
+KUBE_JOB_DEFAULT_S = 43200
+
+
+def _kube_expected(
+    m: Mapping[str, list[tuple[dict[str, str], float]]],
+) -> dict[str, list[dict[str, str]]]:
+    """The Kubernetes alerts' cases, computed from the exporter's exposition."""
+
+    def ident(labels: Mapping[str, str], *drop: str) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((k, v) for k, v in labels.items() if k not in drop))
+
+    now = time.time()
+    starts = {ident(lab): v for lab, v in m.get("cce_kube_job_status_start_time_seconds", [])}
+    deadlines = {ident(lab): v for lab, v in m.get("cce_kube_job_spec_active_deadline_seconds", [])}
+    done = {ident(lab) for lab, _ in m.get("cce_kube_job_status_completion_time_seconds", [])}
+    active = {ident(lab): v for lab, v in m.get("cce_kube_job_status_active", [])}
+    last = {
+        ident(lab): v for lab, v in m.get("cce_kube_cronjob_status_last_schedule_time_seconds", [])
+    }
+    suspended = {ident(lab): v for lab, v in m.get("cce_kube_cronjob_spec_suspend", [])}
+    hard = {
+        ident(lab, "type"): v
+        for lab, v in m.get("cce_kube_resourcequota", [])
+        if lab["type"] == "hard"
+    }
+    ratios = [
+        (lab, used / hard[ident(lab, "type")])
+        for lab, used in m.get("cce_kube_resourcequota", [])
+        if lab["type"] == "used" and hard.get(ident(lab, "type"), 0) > 0
+    ]
+    return {
+        "CCEKubeJobFailed": [
+            lab
+            for lab, v in m.get("cce_kube_job_status_condition", [])
+            if v == 1 and lab["condition"] == "Failed" and lab["status"] == "true"
+        ],
+        "CCEKubeJobNotCompleted": [
+            dict(key)
+            for key, start in starts.items()
+            if active.get(key, 0) > 0
+            and key not in done
+            and now - start > deadlines.get(key, KUBE_JOB_DEFAULT_S)
+        ],
+        "CCEKubeCronJobMissedSchedule": [
+            lab
+            for lab, next_at in m.get("cce_kube_cronjob_next_schedule_time_seconds", [])
+            if ident(lab) in last
+            and suspended.get(ident(lab)) == 0
+            and now - last[ident(lab)] > 1.5 * (next_at - last[ident(lab)])
+        ],
+        "CCEKubeQuotaAlmostFull": [lab for lab, r in ratios if 0.9 < r < 1],
+        "CCEKubeQuotaFullyUsed": [lab for lab, r in ratios if r == 1],
+        "CCEKubeQuotaExceeded": [lab for lab, r in ratios if r > 1],
+    }
 
 
 def _key(alertname: str, labels: Mapping[str, str]) -> tuple[str, ...]:
@@ -443,6 +512,7 @@ def _expected_from_exposition(stack: Stack) -> dict[str, set[tuple[str, ...]]]:
         ),
         "CCENodePoolSoldOut": current("cce_nodepool_status_phase", "phase", ("SoldOut",)),
         "CCENodePoolError": current("cce_nodepool_status_phase", "phase", ("Error",)),
+        **_kube_expected(m),
     }
     return {name: {_key(name, lab) for lab in labels} for name, labels in found.items()}
 

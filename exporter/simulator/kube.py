@@ -23,8 +23,9 @@ the cluster's objects are first asked for, so they age with the simulator clock)
   succeeded an hour ago.
 * CronJobs: every five minutes (UTC, on time); daily at 02:00 ``Asia/Shanghai`` (on time);
   weekdays at 06:30 ``Europe/Berlin``, suspended; hourly, last run five hours ago (missed).
-* ResourceQuotas filling up with the clock: ``pods``, ``requests.cpu``, ``requests.memory``,
-  ``limits.memory``, from 50 % to 130 % of ``hard`` over twelve hours, some namespaces faster.
+* ResourceQuotas of ``pods``, ``requests.cpu``, ``requests.memory`` and ``limits.memory``, in a
+  cycle of four: filling up with the clock (from 50 % to 130 % of ``hard`` over twelve hours,
+  later ones faster), almost full (93 %), fully used (100 %), exceeded (120 %).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def _status(code: int, reason: str, message: str) -> tuple[bytes, int]:
 class KubeSizes:
     jobs: int = 16
     cronjobs: int = 4
-    quotas: int = 3
+    quotas: int = 4
 
 
 NAMESPACES = ("batch", "reports", "team-a", "team-b")
@@ -91,6 +92,7 @@ CRON_PATTERNS: tuple[tuple[str, str | None, bool, str], ...] = (
     ("30 6 * * 1-5", "Europe/Berlin", True, "stale"),
     ("0 * * * *", None, False, "missed"),
 )
+QUOTA_FILL = (0.0, 0.93, 1.0, 1.2)
 QUOTA_RESOURCES: tuple[tuple[str, float, Callable[[float], str]], ...] = (
     ("pods", 50, lambda v: str(int(v))),
     ("requests.cpu", 8, lambda v: f"{int(v * 1000)}m"),
@@ -353,8 +355,11 @@ class KubeSim:
         hours = max(0.0, now - state.anchor) / HOUR
         for i in range(self.sizes.quotas):
             ns = NAMESPACES[i % len(NAMESPACES)]
-            speed = 1.0 + (i % 3)  # some namespaces fill faster
-            fill = min(1.3, 0.5 + 0.8 * speed * hours / 12)
+            # In a cycle of four: filling up with the clock, almost full, full, exceeded.
+            kind = i % 4
+            fill = (
+                min(1.3, 0.5 + 0.8 * (1 + i // 4) * hours / 12) if kind == 0 else QUOTA_FILL[kind]
+            )
             hard: dict[str, str] = {}
             used: dict[str, str] = {}
             for resource, limit, fmt in QUOTA_RESOURCES:

@@ -54,7 +54,7 @@ class SimulatorConfig:
     #: Kubernetes objects per cluster (Jobs, CronJobs, ResourceQuotas; exporter.simulator.kube).
     kube_jobs: int = 16
     kube_cronjobs: int = 4
-    kube_quotas: int = 3
+    kube_quotas: int = 4
 
 
 class Simulator:
