@@ -257,7 +257,7 @@ def _settings(sim: Simulator, **extra: str) -> Any:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    async with running_simulator(clusters=8, nodes_per_cluster=1, seed=11, kube_jobs=16) as s:
+    async with running_simulator(clusters=8, nodes_per_cluster=1, seed=11, kube_jobs=32) as s:
         yield s
 
 
@@ -281,10 +281,10 @@ async def test_lists_are_paged_and_the_cap_stops_paging(sim: Simulator) -> None:
         uid = _available(sim)[0].uid
         before = sim.app.requests["kube_list"]
         listing = await client.list(uid, "jobs", max_items=1000)
-        assert sim.app.requests["kube_list"] - before == listing.pages == 4  # 16 jobs, 5 a page
-        assert len({j.name for j in listing.items}) == 16 and listing.dropped == 0
+        assert sim.app.requests["kube_list"] - before == listing.pages == 7  # 32 jobs, 5 a page
+        assert len({j.name for j in listing.items}) == 32 and listing.dropped == 0
         capped = await client.list(uid, "jobs", max_items=7)
-        assert (len(capped.items), capped.pages, capped.dropped) == (7, 2, 9)
+        assert (len(capped.items), capped.pages, capped.dropped) == (7, 2, 25)
     finally:
         await cce.aclose()
 
@@ -305,7 +305,7 @@ async def test_an_expired_continue_token_restarts_the_list_once(sim: Simulator) 
         client = KubeClient(fetch, settings.targets[0].kubernetes.endpoint, page_size=5)
         uid = _available(sim)[0].uid
         listing = await client.list(uid, "jobs", max_items=1000)
-        assert len(listing.items) == 16
+        assert len(listing.items) == 32
         spoil["left"] = 2
         with pytest.raises(APIError) as info:
             await client.list(uid, "jobs", max_items=1000)
@@ -418,7 +418,7 @@ async def test_only_available_selected_clusters_are_listed_and_nothing_is_an_err
             )
             for uid in available
         }
-        assert set(per_cluster.values()) == {16 - 2}
+        assert set(per_cluster.values()) == {32 - 4}
     finally:
         await service.close()
 
@@ -457,9 +457,9 @@ async def test_the_cap_counts_what_it_drops(sim: Simulator) -> None:
             (labels["cluster_id"], labels["kind"]): v
             for labels, v in _series(text, "cce_exporter_kube_objects_dropped_total")
         }
-        # 16 jobs, two past the retention, five kept.
+        # 32 jobs, four past the retention, five kept.
         assert {k: v for k, v in dropped.items() if k[1] == "jobs"} == {
-            (uid, "jobs"): 9.0 for uid in live
+            (uid, "jobs"): 23.0 for uid in live
         }
         # Running and failed jobs are kept first.
         active = [v for _, v in _series(text, "cce_kube_job_status_active")]

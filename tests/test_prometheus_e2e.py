@@ -695,7 +695,13 @@ def dashboard_queries(stack: Stack, chosen: Mapping[str, str], end: float) -> li
     for path in sorted(DASHBOARD_DIR.glob("*.json")):
         dashboard = json.loads(path.read_text(encoding="utf-8"))
         assert "datasource" in {v["name"] for v in dashboard["templating"]["list"]}
-        for variables, values in _variable_values(stack, dashboard, chosen, start, end):
+        # "<dashboard uid>:<variable>" entries of chosen override a variable for one dashboard.
+        picks = dict(chosen)
+        for key, value in chosen.items():
+            uid, _, name = key.partition(":")
+            if name and uid == dashboard["uid"]:
+                picks[name] = value
+        for variables, values in _variable_values(stack, dashboard, picks, start, end):
             for panel in _panels(dashboard):
                 for t in panel.get("targets", []):
                     assert t["datasource"]["uid"] == "${datasource}", panel["title"]
@@ -831,6 +837,12 @@ def test_alerts_fire_and_dashboards_show_data(stack: Stack) -> None:
         "project": stack.sim.settings["CCE_EXPORTER_PROJECT_ID"],
         "cluster": cluster["cluster"],
         "instance": stack.exporter_url.removeprefix("http://"),
+        # The Workloads dashboard: a cluster whose Kubernetes objects are collected (Available,
+        # batch/v1 CronJobs, so with last successful times) and a namespace with every kind.
+        "namespace": "batch",
+        "cce-workloads:cluster": prom.query(
+            'cce_kube_cronjob_status_last_successful_time_seconds{namespace="batch"}'
+        )[0]["metric"]["cluster"],
     }
     check_dashboards(stack, chosen)
     check_alert_panel_filter(stack, chosen, cluster["cluster_id"])

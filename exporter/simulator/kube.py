@@ -17,10 +17,10 @@ answered ``410 Gone``, as an expired one is). A cluster that is not ``Available`
 What each cluster holds (deterministic from the seed and the cluster ID; times anchored where
 the cluster's objects are first asked for, so they age with the simulator clock):
 
-* Jobs, in a cycle of eight: running; succeeded (owned by a CronJob); failed (backoff limit);
-  hanging for 20 h with a one-hour ``activeDeadlineSeconds``; hanging 14 h with no deadline;
-  running within its two-hour deadline; succeeded three days ago (past the default retention);
-  succeeded an hour ago.
+* Jobs, in a cycle of eight (one namespace per cycle): running; succeeded (owned by a
+  CronJob); failed (backoff limit); hanging for 20 h with a one-hour
+  ``activeDeadlineSeconds``; hanging 14 h with no deadline; running within its two-hour
+  deadline; succeeded three days ago (past the default retention); succeeded an hour ago.
 * CronJobs: every five minutes (UTC, on time); daily at 02:00 ``Asia/Shanghai`` (on time);
   weekdays at 06:30 ``Europe/Berlin``, suspended; hourly, last run five hours ago (missed).
 * ResourceQuotas of ``pods``, ``requests.cpu``, ``requests.memory`` and ``limits.memory``, in a
@@ -229,7 +229,7 @@ class KubeSim:
         rng = random.Random(f"{self.world.seed}-kube-{uid}")
         out = []
         for i in range(self.sizes.jobs):
-            ns = NAMESPACES[i % len(NAMESPACES)]
+            ns = NAMESPACES[(i // 8) % len(NAMESPACES)]  # each namespace a whole cycle
             pattern = i % 8
             spec: dict[str, Any] = {"parallelism": 1, "completions": 1, "backoffLimit": 2}
             status: dict[str, Any] = {}
