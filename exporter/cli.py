@@ -358,6 +358,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             overrides = dict(sim.settings)
             overrides["CCE_EXPORTER_LISTEN"] = f"{host}:{port}"
             overrides["CCE_EXPORTER_STATE_FILE"] = str(Path(workdir.name) / "state.json")
+            # Kubernetes Jobs, CronJobs and quotas of a few clusters (the policy leaves 01x awake).
+            for name, value in (
+                ("CCE_EXPORTER_KUBERNETES_ENABLED", "true"),
+                ("CCE_EXPORTER_KUBERNETES_CLUSTERS_NAMES", "sim-cluster-01*"),
+            ):
+                if name not in os.environ:
+                    overrides[name] = value
             if not args.no_policy:
                 policy = args.policy or _write_demo_policy(Path(workdir.name))
                 overrides["CCE_EXPORTER_POLICY_FILE"] = str(policy)
