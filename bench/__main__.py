@@ -9,26 +9,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 from bench.run import Options, SizeResult, details, run_size, table
 
-FULL_SIZES = ("10x20", "100x100", "500x200")
+FULL_SIZES = ("10x20", "100x100", "500x200", "100x20+k200x50")
 QUICK_SIZES = ("10x20", "100x100")
 
 
-def _size(value: str) -> tuple[int, int]:
-    clusters, sep, nodes = value.partition("x")
-    if not sep or not clusters.isdigit() or not nodes.isdigit():
-        raise argparse.ArgumentTypeError(f"expected CLUSTERSxNODES, e.g. 100x100, got {value!r}")
-    return int(clusters), int(nodes)
+Size = tuple[int, int, tuple[int, int] | None]
+_SIZE = re.compile(r"^(\d+)x(\d+)(?:\+k(\d+)x(\d+))?$")
+
+
+def _size(value: str) -> Size:
+    """``CLUSTERSxNODES``, or ``CLUSTERSxNODES+kJOBSxQUOTAS`` with Kubernetes collection on."""
+    m = _SIZE.match(value)
+    if m is None:
+        raise argparse.ArgumentTypeError(
+            f"expected CLUSTERSxNODES or CLUSTERSxNODES+kJOBSxQUOTAS, e.g. 100x100 or "
+            f"100x20+k200x50, got {value!r}"
+        )
+    kube = (int(m.group(3)), int(m.group(4))) if m.group(3) else None
+    return int(m.group(1)), int(m.group(2)), kube
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small and middle sizes, fewer cycles")
-    parser.add_argument("--sizes", nargs="+", type=_size, help="e.g. 10x20 100x100 500x200")
+    parser.add_argument(
+        "--sizes", nargs="+", type=_size, help="e.g. 10x20 100x100 500x200 100x20+k200x50"
+    )
     parser.add_argument("--cycles", type=int, help="measured cycles per size (default 3, quick 2)")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -48,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = args.sizes or [_size(s) for s in (QUICK_SIZES if args.quick else FULL_SIZES)]
     results: list[SizeResult] = []
-    for clusters, nodes in sizes:
+    for clusters, nodes, kube in sizes:
         state_sets = args.state_sets
         if state_sets == "auto":
             state_sets = "current" if clusters * nodes >= 50_000 else "all"
@@ -64,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline_scrapes=args.scrapes,
             baseline_seconds=args.baseline_seconds or (5.0 if args.quick else 60.0),
             state_sets=state_sets,
+            kube=kube,
         )
         results.append(run_size(opts))
     print(table(results))

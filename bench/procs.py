@@ -39,6 +39,7 @@ class SimProcess:
         fault_rate: float = 0.0,
         port: int = 0,
         seed: int = 1,
+        kube: tuple[int, int] | None = None,
     ) -> None:
         self.args = [
             *(sys.executable, "-m", "exporter", "simulate"),
@@ -46,6 +47,8 @@ class SimProcess:
             *("--latency-ms", str(latency_ms), "--fault-rate", str(fault_rate)),
             *("--seed", str(seed), "--listen", f"127.0.0.1:{port}"),
         ]
+        if kube is not None:
+            self.args += ["--kube-jobs", str(kube[0]), "--kube-quotas", str(kube[1])]
         self.process: subprocess.Popen[bytes] | None = None
         self.settings: dict[str, str] = {}
 

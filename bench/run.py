@@ -8,7 +8,9 @@ measured alone), then:
    each made on the simulator's side, and compares the median cycle with the network lower bound:
    the calls form a chain of three dependent steps (the cluster list; then 3 calls per cluster and
    the quotas, all independent; then one call per live job), each step taking at least
-   ``ceil(calls / concurrency) x latency``;
+   ``ceil(calls / concurrency) x latency``; with Kubernetes collection on (a size such as
+   ``100x20+k200x50``: 200 Jobs and 50 ResourceQuotas per cluster), a fourth step of the
+   clusters' Kubernetes lists (``kube_list`` and ``kube_batch`` requests) follows;
 2. runs one cycle under cProfile for the top functions by own time;
 3. runs more cycles (up to ``growth_cycles`` or ``growth_seconds``) and reports RSS growth from the
    first to the last of them;
@@ -72,6 +74,8 @@ class Options:
     baseline_seconds: float = 60.0
     state_sets: str = "all"
     top: int = 15
+    #: (Jobs, ResourceQuotas) per cluster with Kubernetes collection on; None: off.
+    kube: tuple[int, int] | None = None
 
 
 @dataclass
@@ -90,7 +94,8 @@ def lower_bound(requests_by_kind: dict[str, int], concurrency: int, latency_s: f
     first = requests_by_kind.get("clusters", 0)
     middle = sum(requests_by_kind.get(k, 0) for k in (*PER_CLUSTER, "quotas"))
     last = requests_by_kind.get("job", 0)
-    steps = sum(math.ceil(n / concurrency) for n in (first, middle, last) if n)
+    kube = requests_by_kind.get("kube_list", 0) + requests_by_kind.get("kube_batch", 0)
+    steps = sum(math.ceil(n / concurrency) for n in (first, middle, last, kube) if n)
     return steps * latency_s
 
 
@@ -131,8 +136,12 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in out.items() if v}
 
 
-def exporter_env(sim: SimProcess, concurrency: int, state_sets: str) -> dict[str, str]:
+def exporter_env(
+    sim: SimProcess, concurrency: int, state_sets: str, kube: bool = False
+) -> dict[str, str]:
     env = dict(sim.settings)
+    if kube:
+        env["CCE_EXPORTER_KUBERNETES_ENABLED"] = "true"
     env.update(
         CCE_EXPORTER_CONCURRENCY=str(concurrency),
         CCE_EXPORTER_COLLECT_CONCURRENCY=str(concurrency),
@@ -148,8 +157,12 @@ def log(message: str) -> None:
 
 def run_size(opts: Options) -> SizeResult:
     size = f"{opts.clusters}x{opts.nodes_per_cluster}"
-    with SimProcess(opts.clusters, opts.nodes_per_cluster, latency_ms=opts.latency_ms) as sim:
-        env = exporter_env(sim, opts.concurrency, opts.state_sets)
+    if opts.kube is not None:
+        size += f"+k{opts.kube[0]}x{opts.kube[1]}"
+    with SimProcess(
+        opts.clusters, opts.nodes_per_cluster, latency_ms=opts.latency_ms, kube=opts.kube
+    ) as sim:
+        env = exporter_env(sim, opts.concurrency, opts.state_sets, opts.kube is not None)
         with WorkerProcess(env) as worker:
             log(f"[{size}] warm-up cycle")
             first = worker.call("cycle")
@@ -235,12 +248,14 @@ def run_size(opts: Options) -> SizeResult:
             "gzip_bytes": cycles[-1]["exposition_gzip_bytes"],
             "rss_after_gc_mb": peak["rss_mb"],
             "cycle_seconds_all": [round(c["cycle_seconds"], 3) for c in cycles],
+            "kube": list(opts.kube) if opts.kube else None,
+            "kube_requests": kinds.get("kube_list", 0) + kinds.get("kube_batch", 0),
         },
     )
 
 
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("size", "{clusters}x{nodes_per_cluster}"),
+    ("size", "{size}"),
     ("req", "{requests}"),
     ("conc", "{concurrency}"),
     ("lat ms", "{latency_ms:g}"),
@@ -259,6 +274,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+def size_name(result: SizeResult) -> str:
+    """``100x20``, or ``100x20+k200x50`` with Kubernetes collection on."""
+    row, kube = result.row, result.extra.get("kube")
+    name = f"{row['clusters']}x{row['nodes_per_cluster']}"
+    return name + (f"+k{kube[0]}x{kube[1]}" if kube else "")
+
+
 def table(results: Sequence[SizeResult]) -> str:
     """A Markdown table of the rows (also readable as plain text)."""
     lines = [
@@ -267,6 +289,7 @@ def table(results: Sequence[SizeResult]) -> str:
     ]
     for result in results:
         row = dict(result.row)
+        row["size"] = size_name(result)
         row["exposition_mb"] = row["exposition_bytes"] / 1e6
         row["speedup"] = row["baseline_scrape_p99_ms"] / max(row["scrape_p99_ms"], 1e-9)
         if row["rss_growth_pct"] is None:
@@ -280,9 +303,8 @@ def table(results: Sequence[SizeResult]) -> str:
 def details(results: Sequence[SizeResult]) -> str:
     out = []
     for r in results:
-        row = r.row
         out.append(
-            f"\n{row['clusters']}x{row['nodes_per_cluster']}: requests by kind "
+            f"\n{size_name(r)}: requests by kind "
             f"{json.dumps(r.requests_by_kind, sort_keys=True)}; state sets {r.state_sets}; "
             f"gzip {r.extra['gzip_bytes'] / 1e6:.1f} MB; RSS growth over {r.growth_cycles} "
             f"cycles; baseline over {r.baseline_scrapes} scrapes; cycles "

@@ -295,11 +295,13 @@ async def test_an_expired_continue_token_restarts_the_list_once(sim: Simulator) 
     real = fetcher_for(cce)
     spoil = {"left": 1}
 
-    async def fetch(template: str, url: str, parse: Any, params: dict[str, str] | None) -> Any:
+    async def fetch(
+        template: str, url: str, parse: Any, params: dict[str, str] | None, memo: Any = None
+    ) -> Any:
         if params and "continue" in params and spoil["left"] > 0:
             spoil["left"] -= 1
             params = {**params, "continue": "expired-token"}
-        return await real(template, url, parse, params)
+        return await real(template, url, parse, params, memo)
 
     try:
         client = KubeClient(fetch, settings.targets[0].kubernetes.endpoint, page_size=5)
@@ -558,3 +560,33 @@ async def test_golden_exposition_from_simulator_data() -> None:
         "cce_kube_resourcequota",
     ):
         assert _series(got, name), name
+
+
+# --- the benchmark --------------------------------------------------------------------------------
+
+
+def test_the_benchmark_counts_kubernetes_lists_in_its_own_step() -> None:
+    from bench.run import Options, run_size, size_name, table
+
+    result = run_size(
+        Options(
+            clusters=4,
+            nodes_per_cluster=2,
+            kube=(30, 5),
+            latency_ms=5,
+            cycles=1,
+            scrapes=5,
+            baseline_scrapes=5,
+            baseline_seconds=5,
+            growth_cycles=3,
+            growth_seconds=5,
+        )
+    )
+    kinds = result.requests_by_kind
+    # One page of each of the three kinds per Available cluster; the discovery is cached.
+    assert kinds["kube_list"] > 0 and kinds["kube_list"] % 3 == 0, kinds
+    assert "kube_batch" not in kinds, kinds
+    assert result.extra["kube_requests"] == kinds["kube_list"]
+    assert result.row["lower_bound_seconds"] >= 4 * 0.005
+    assert size_name(result) == "4x2+k30x5"
+    assert "| 4x2+k30x5 |" in table([result])

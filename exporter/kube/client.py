@@ -48,8 +48,20 @@ PAGE_SIZE = 500
 MAX_PAGES = 2000
 DISCOVERY_TTL = 3600.0
 
-#: A GET through the target's client: (templated endpoint, url, parse, params) -> parsed body.
-Fetch = Callable[[str, str, Callable[[bytes], Any], dict[str, str] | None], Awaitable[Any]]
+
+class Fetch(Protocol):
+    """A GET through the target's client: the parsed body. With ``memo``, a body identical to
+    the last one of that memo is not parsed again."""
+
+    def __call__(
+        self,
+        template: str,
+        url: str,
+        parse: Callable[[bytes], Any],
+        params: dict[str, str] | None,
+        memo: Memo[Any] | None = None,
+    ) -> Awaitable[Any]: ...
+
 
 # The templated paths (the endpoint label of the API self-metrics).
 JOBS = "/apis/batch/v1/jobs"
@@ -80,9 +92,13 @@ def fetcher_for(client: _Fetcher) -> Fetch:
     """
 
     async def fetch(
-        template: str, url: str, parse: Callable[[bytes], Any], params: dict[str, str] | None
+        template: str,
+        url: str,
+        parse: Callable[[bytes], Any],
+        params: dict[str, str] | None,
+        memo: Memo[Any] | None = None,
     ) -> Any:
-        return await client._fetch(template, url, parse, params=params)
+        return await client._fetch(template, url, parse, params=params, memo=memo)
 
     return fetch
 
@@ -116,6 +132,8 @@ class KubeClient:
         self._clock = clock
         # cluster ID -> (when discovered, batch version serving cronjobs or None)
         self._cronjob_version: dict[str, tuple[float, str | None]] = {}
+        # (cluster ID, path, page) -> the last answer: an unchanged page is not parsed again
+        self._memos: dict[tuple[str, str, int], Memo[Any]] = {}
 
     def base(self, cluster_id: str) -> str:
         """The cluster's API base URL. The ID comes from the API: refused unless it is a DNS
@@ -128,6 +146,8 @@ class KubeClient:
         """Drop cached discoveries of clusters not in ``keep``."""
         for cluster_id in [c for c in self._cronjob_version if c not in keep]:
             del self._cronjob_version[cluster_id]
+        for key in [k for k in self._memos if k[0] not in keep]:
+            del self._memos[key]
 
     async def cronjob_version(self, cluster_id: str) -> str | None:
         """``v1`` or ``v1beta1``: the batch version serving CronJobs; None if neither does."""
@@ -187,7 +207,10 @@ class KubeClient:
             params: dict[str, str] = {"limit": str(self.page_size), "resourceVersion": "0"}
             try:
                 while True:
-                    page: KubeList = await self._fetch(path, url, parse, params)
+                    memo = self._memos.get((cluster_id, path, pages))
+                    if memo is None:
+                        memo = self._memos[(cluster_id, path, pages)] = Memo()
+                    page: KubeList = await self._fetch(path, url, parse, params, memo)
                     pages += 1
                     skipped += page.skipped
                     room = max_items - len(items)

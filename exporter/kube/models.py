@@ -11,6 +11,7 @@ body that is not a Kubernetes list at all is an error (:class:`ResponseParseErro
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -154,6 +155,24 @@ def _time(value: object) -> float | None:
 _QUANTITY = re.compile(
     r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]?)$"
 )
+_FACTOR: dict[str, float] = {
+    "": 1.0,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+    "Pi": 2.0**50,
+    "Ei": 2.0**60,
+}
 _SUFFIX: dict[str, Decimal] = {
     "": Decimal(1),
     "n": Decimal("1e-9"),
@@ -184,11 +203,21 @@ def parse_quantity(value: object) -> float | None:
         return number if math.isfinite(number) else None
     if not isinstance(value, str) or len(value) > 64:
         return None
+    return _parse_quantity_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_quantity_text(value: str) -> float | None:
+    # Quotas repeat the same few texts ("50", "8000m", "16Gi") across namespaces and cycles.
     m = _QUANTITY.match(value.strip())
     if m is None:
         return None
+    number_text, suffix = m.group(1), m.group(2)
     try:
-        number = float(Decimal(m.group(1)) * _SUFFIX[m.group(2)])
+        if "e" in number_text or "E" in number_text:
+            number = float(Decimal(number_text) * _SUFFIX[suffix])  # exact for huge exponents
+        else:
+            number = float(number_text) * _FACTOR[suffix]
     except (InvalidOperation, OverflowError):
         return None
     return number if math.isfinite(number) else None

@@ -61,6 +61,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="duration of the Hibernating and Awaking phases (default 60)",
     )
+    parser.add_argument(
+        "--kube-jobs",
+        type=_non_negative(int),
+        default=16,
+        help="Kubernetes Jobs per cluster (default 16)",
+    )
+    parser.add_argument(
+        "--kube-quotas",
+        type=_non_negative(int),
+        default=4,
+        help="Kubernetes ResourceQuotas per cluster (default 4)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         fault_rate=args.fault_rate,
         transition_seconds=args.transition_seconds,
+        kube_jobs=args.kube_jobs,
+        kube_quotas=args.kube_quotas,
         host=host,
         port=port,
     )

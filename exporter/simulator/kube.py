@@ -106,6 +106,8 @@ class _Cluster:
     anchor: float
     rng_seed: str
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    # (kind, version, start, end, minute for the time-dependent kinds) -> the answer's bytes
+    pages: dict[tuple[str, str, int, int, int], bytes] = field(default_factory=dict)
 
 
 def _version_at_least(version: str, minor: int) -> bool:
@@ -189,32 +191,45 @@ class KubeSim:
             return _status(404, "NotFound", "the server could not find the requested resource")
         now = self.world.now_ns() / NS
         state = self._state(uid, now)
-        if kind == "jobs":
-            items = state.jobs
-        elif kind == "cronjobs":
-            items = self._cronjobs(state, now, version)
-        else:
-            items = self._quotas(state, now)
+        # Jobs do not change; CronJobs and quotas follow the clock, a minute at a time. Answers
+        # are kept per page so that a large world costs the simulator little CPU per cycle.
+        minute = 0 if kind == "jobs" else int(now // 60)
+        total = {"jobs": len(state.jobs), "cronjobs": self.sizes.cronjobs}.get(
+            kind, self.sizes.quotas
+        )
         start = 0
         token = request.query.get("continue")
         if token:
             m = re.fullmatch(r"sim:(\d{1,9})", token)
-            if m is None or int(m.group(1)) > len(items):
+            if m is None or int(m.group(1)) > total:
                 return _status(410, "Expired", "the provided continue parameter is too old")
             start = int(m.group(1))
         try:
             limit = int(request.query.get("limit", "0"))
         except ValueError:
             limit = 0
-        end = len(items) if limit <= 0 else min(len(items), start + limit)
+        end = total if limit <= 0 else min(total, start + limit)
+        key = (kind, version, start, end, minute)
+        cached = state.pages.get(key)
+        if cached is not None:
+            return cached, 200
+        if len(state.pages) > 256:
+            state.pages.clear()
+        if kind == "jobs":
+            items = state.jobs
+        elif kind == "cronjobs":
+            items = self._cronjobs(state, minute * 60.0, version)
+        else:
+            items = self._quotas(state, minute * 60.0)
         meta: dict[str, Any] = {"resourceVersion": str(self.world.version + 1000)}
-        if end < len(items):
+        if end < total:
             meta["continue"] = f"sim:{end}"
-            meta["remainingItemCount"] = len(items) - end
+            meta["remainingItemCount"] = total - end
         list_kind = {"jobs": "JobList", "cronjobs": "CronJobList"}.get(kind, "ResourceQuotaList")
         api = "v1" if kind == "resourcequotas" else f"batch/{version}"
         body = {"kind": list_kind, "apiVersion": api, "metadata": meta, "items": items[start:end]}
-        return dump_json(body), 200
+        state.pages[key] = dump_json(body)
+        return state.pages[key], 200
 
     # --- the objects ----------------------------------------------------------------------------
 
