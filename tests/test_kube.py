@@ -590,3 +590,63 @@ def test_the_benchmark_counts_kubernetes_lists_in_its_own_step() -> None:
     assert result.row["lower_bound_seconds"] >= 4 * 0.005
     assert size_name(result) == "4x2+k30x5"
     assert "| 4x2+k30x5 |" in table([result])
+
+
+# --- hostile answers ------------------------------------------------------------------------------
+
+
+async def test_a_server_that_never_stops_paging_is_cut_off() -> None:
+    """Every page says there is more: paging stops at the page bound, and what the server says is
+    left is counted as dropped rather than fetched."""
+    calls = 0
+
+    async def fetch(
+        template: str, url: str, parse: Any, params: dict[str, str] | None, memo: Any = None
+    ) -> Any:
+        nonlocal calls
+        calls += 1
+        item = b'{"metadata":{"name":"j%d","namespace":"n"}}' % calls
+        body = b'{"metadata":{"continue":"more","remainingItemCount":1000000},"items":[%s]}' % item
+        return parse(body)
+
+    client = KubeClient(fetch, "https://{cluster_id}.cce.example.com", max_pages=7)
+    listing = await client.list("c0ffee", "jobs", max_items=100)
+    assert calls == listing.pages == 7
+    assert len(listing.items) == 7 and listing.dropped == 1_000_000
+
+
+@pytest.mark.parametrize("cluster_id", ["../etc", "a.b", "", "x" * 64, "evil.example.com/"])
+async def test_a_cluster_id_that_is_not_a_host_label_is_refused(cluster_id: str) -> None:
+    from exporter.cce.errors import CCEError
+
+    async def fetch(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no request may be sent")
+
+    client = KubeClient(fetch, "https://{cluster_id}.cce.example.com")
+    with pytest.raises(CCEError):
+        await client.list(cluster_id, "jobs", max_items=10)
+
+
+@pytest.mark.parametrize("kind", ["malformed_json", "truncated_json", "http_503"])
+async def test_a_broken_answer_fails_one_cluster_only(sim: Simulator, kind: str) -> None:
+    live = sorted(_available(sim), key=lambda c: c.name)
+    broken = live[0]
+    sim.faults.add(kind, rate=1.0, path=f"/kubernetes/{broken.uid}/apis/batch/v1/jobs")
+    service = ExporterService(_settings(sim), clock=lambda: sim.clock.now())
+    await service.setup()
+    try:
+        results = await service.collect_all()
+        assert results["default/kubernetes"] is False
+        exposition = service.exposition()
+        assert exposition is not None
+        text = exposition.text.decode()
+        clusters = {labels["cluster_id"] for labels, _ in _series(text, "cce_kube_job_info")}
+        assert clusters == {c.uid for c in live[1:]}
+        errors = {
+            labels["error"]
+            for labels, _ in _series(text, "cce_exporter_collect_errors_total")
+            if labels["resource"] == "kubernetes"
+        }
+        assert errors
+    finally:
+        await service.close()
