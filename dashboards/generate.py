@@ -1365,7 +1365,7 @@ def workloads() -> Dashboard:
                     instant=True,
                 )
             ],
-            description="Objects left out since the exporter started because a cluster had more "
+            description="Objects left out (counted at each collection) because a cluster had more "
             "than max_objects_per_cluster of a kind (all clusters).",
             thresholds=FIRING,
         ),

@@ -34,8 +34,8 @@ class KubeCounters:
     def __init__(self, registry: CollectorRegistry, errors: _Errors) -> None:
         self.dropped = Counter(
             "cce_exporter_kube_objects_dropped",
-            "Kubernetes objects left out because a cluster had more than "
-            "max_objects_per_cluster of a kind.",
+            "Kubernetes objects left out, counted at each collection, because a cluster had "
+            "more than max_objects_per_cluster of a kind.",
             ["cluster_id", "kind"],
             registry=registry,
         )

@@ -182,8 +182,8 @@ EXTERNAL_FAMILIES: tuple[FamilyDoc, ...] = (
         "cce_exporter_kube_objects_dropped_total",
         "counter",
         ("cluster_id", "kind"),
-        "Kubernetes objects left out because a cluster had more than max_objects_per_cluster "
-        "of a kind.",
+        "Kubernetes objects left out, counted at each collection, because a cluster had more "
+        "than max_objects_per_cluster of a kind.",
         "exporter",
         external=True,
     ),
