@@ -650,3 +650,24 @@ async def test_a_broken_answer_fails_one_cluster_only(sim: Simulator, kind: str)
         assert errors
     finally:
         await service.close()
+
+
+def test_the_effective_configuration_loads_again(tmp_path: Path) -> None:
+    import yaml
+
+    from exporter.config import render_effective_config
+
+    env = BASE_ENV | {
+        "CCE_EXPORTER_KUBERNETES_ENABLED": "true",
+        "CCE_EXPORTER_KUBERNETES_NAMESPACES_EXCLUDE": "kube-*",
+        "CCE_EXPORTER_KUBERNETES_FINISHED_JOB_RETENTION": "6h",
+    }
+    settings = load_settings(env=env)
+    text = render_effective_config(settings)
+    assert BASE_ENV["CCE_EXPORTER_SK"] not in text
+    target = yaml.safe_load(text)["targets"][0]
+    target["sk"] = BASE_ENV["CCE_EXPORTER_SK"]
+    config = tmp_path / "effective.yaml"
+    config.write_text(yaml.safe_dump({"targets": [target]}))
+    again = load_settings(config, {})
+    assert again.targets[0].kubernetes == settings.targets[0].kubernetes
