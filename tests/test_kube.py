@@ -671,3 +671,34 @@ def test_the_effective_configuration_loads_again(tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump({"targets": [target]}))
     again = load_settings(config, {})
     assert again.targets[0].kubernetes == settings.targets[0].kubernetes
+
+
+async def test_nothing_is_listed_before_the_first_cluster_listing(sim: Simulator) -> None:
+    service = ExporterService(_settings(sim), clock=lambda: sim.clock.now())
+    await service.setup()
+    try:
+        kube = service.targets[0].kube
+        assert kube is not None
+        asked = sim.app.requests["kube_list"]
+        assert await kube.collect() is False
+        assert not kube.health.attempted
+        assert sim.app.requests["kube_list"] == asked
+        assert await service.collect_kube(service.targets[0]) is False
+        exposition = service.exposition()
+        assert exposition is not None
+        assert 'resource="kubernetes"' not in exposition.text.decode()
+    finally:
+        await service.close()
+
+
+async def test_kubernetes_off_builds_nothing_and_sends_nothing(sim: Simulator) -> None:
+    env = dict(sim.settings)
+    service = ExporterService(load_settings(env=env), clock=lambda: sim.clock.now())
+    await service.setup()
+    try:
+        assert service.targets[0].kube is None
+        results = await service.collect_all()
+        assert "default/kubernetes" not in results
+        assert sim.app.requests["kube_list"] == sim.app.requests["kube_batch"] == 0
+    finally:
+        await service.close()

@@ -232,14 +232,7 @@ class ExporterService:
                 concurrency=asyncio.Semaphore(2 * target_cfg.concurrency),
                 clock=self.clock,
             )
-            kube = build_kube_collector(
-                target_cfg,
-                client,
-                project_id,
-                lambda c=collector: c.state.clusters,  # type: ignore[misc]
-                self.kube_counters,
-                self.clock,
-            )
+            kube = build_kube_collector(target_cfg, client, collector, self.kube_counters)
             self.targets.append(Target(target_cfg, client, collector, kube))
         await self.render(ALL_GROUPS)
 

@@ -85,7 +85,7 @@ class KubeCollector:
         project_id: str,
         config: KubernetesConfig,
         client: KubeClient,
-        clusters: Callable[[], Sequence[Cluster]],
+        clusters: Callable[[], Sequence[Cluster] | None],
         stats: KubeStats,
         concurrency: int = 8,
         clock: Callable[[], float] = time.time,
@@ -108,11 +108,18 @@ class KubeCollector:
         return not _matches(namespace, ns.exclude)
 
     async def collect(self) -> bool:
-        """One collection; never raises for an API failure (counted and logged instead)."""
+        """One collection; never raises for an API failure (counted and logged instead).
+
+        Before the target's first cluster listing there is nothing to select from: False,
+        without counting an attempt.
+        """
+        clusters = self.clusters()
+        if clusters is None:
+            return False
         started = time.perf_counter()
         self.health.attempted = True
         self.health.requests = 0
-        listed = list(self.clusters())
+        listed = list(clusters)
         chosen = [c for c in listed if c.id and select_cluster(self.config, c)]
         live = [c for c in chosen if c.phase == "Available"]
         keep_ids = {c.id for c in chosen if c.id and c.phase not in ASLEEP}

@@ -9,7 +9,6 @@ not enable ``kubernetes``), sending through the target's CCE client; :class:`Kub
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -26,6 +25,24 @@ __all__ = ["RESOURCE", "KubeCounters", "build_kube_collector", "with_kube"]
 
 class _Errors(Protocol):
     def error(self, project_id: str, resource: str, error: str) -> None: ...
+
+
+class _State(Protocol):
+    @property
+    def clusters(self) -> Sequence[Cluster]: ...
+    @property
+    def clusters_listed(self) -> bool: ...
+
+
+class _TargetCollector(Protocol):
+    """What is needed of the target's :class:`~exporter.collect.target.TargetCollector`."""
+
+    @property
+    def project_id(self) -> str: ...
+    @property
+    def state(self) -> _State: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
 
 class KubeCounters:
@@ -49,26 +66,29 @@ class KubeCounters:
 
 
 def build_kube_collector(
-    config: TargetConfig,
-    client: Any,
-    project_id: str,
-    clusters: Callable[[], Sequence[Cluster]],
-    counters: KubeCounters,
-    clock: Callable[[], float] = time.time,
+    config: TargetConfig, client: Any, target: _TargetCollector, counters: KubeCounters
 ) -> KubeCollector | None:
-    """The target's Kubernetes collector, or None when ``kubernetes.enabled`` is off."""
+    """The target's Kubernetes collector, or None when ``kubernetes.enabled`` is off.
+
+    It sends through ``client`` (the target's CCE client) and takes its clusters from the
+    target's last cluster listing (None until there has been one).
+    """
     kube = config.kubernetes
     if not kube.enabled:
         return None
+
+    def clusters() -> Sequence[Cluster] | None:
+        return target.state.clusters if target.state.clusters_listed else None
+
     return KubeCollector(
         target=config.name,
-        project_id=project_id,
+        project_id=target.project_id,
         config=kube,
         client=KubeClient(fetcher_for(client), kube.endpoint),
         clusters=clusters,
         stats=counters,
         concurrency=config.concurrency,
-        clock=clock,
+        clock=target.clock,
     )
 
 
