@@ -26,6 +26,7 @@ SETTING_NAMES = (
     "CCE_EXPORTER_ENDPOINT",
     "CCE_EXPORTER_IAM_ENDPOINT",
     "CCE_EXPORTER_ADDON_ENDPOINT",
+    "CCE_EXPORTER_KUBERNETES_ENDPOINT",
     "CCE_EXPORTER_PROJECT_ID",
     "CCE_EXPORTER_AUTH_METHOD",
     "CCE_EXPORTER_AK",
@@ -34,7 +35,6 @@ SETTING_NAMES = (
     "CCE_EXPORTER_PASSWORD",
     "CCE_EXPORTER_DOMAIN",
     "CCE_EXPORTER_PROJECT_NAME",
-    "CCE_EXPORTER_KUBERNETES_ENDPOINT",
 )
 
 
@@ -77,6 +77,7 @@ def test_simulate_process_prints_settings_then_ready_and_stops_on_sigterm(
     assert base.startswith("http://127.0.0.1:") and int(base.rsplit(":", 1)[1]) > 0
     assert proc.settings["CCE_EXPORTER_IAM_ENDPOINT"] == base
     assert proc.settings["CCE_EXPORTER_ADDON_ENDPOINT"] == base
+    assert proc.settings["CCE_EXPORTER_KUBERNETES_ENDPOINT"] == base + "/kubernetes/{cluster_id}"
     assert proc.settings["CCE_EXPORTER_AUTH_METHOD"] == "aksk"
     signer = SignAuth(proc.settings["CCE_EXPORTER_AK"], proc.settings["CCE_EXPORTER_SK"])
     project = proc.settings["CCE_EXPORTER_PROJECT_ID"]
@@ -92,7 +93,7 @@ def test_simulate_process_prints_settings_then_ready_and_stops_on_sigterm(
 def test_same_seed_prints_same_credentials(start_simulator: Callable[..., SimProcess]) -> None:
     first = start_simulator("--clusters", "1", "--seed", "3")
     second = start_simulator("--clusters", "1", "--seed", "3")
-    for name in SETTING_NAMES[3:]:
+    for name in SETTING_NAMES[4:]:
         assert first.settings[name] == second.settings[name]
     assert first.base_url != second.base_url
 

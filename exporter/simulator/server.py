@@ -105,6 +105,8 @@ class Simulator:
             "CCE_EXPORTER_ENDPOINT": self.base_url,
             "CCE_EXPORTER_IAM_ENDPOINT": self.base_url,
             "CCE_EXPORTER_ADDON_ENDPOINT": self.base_url,
+            # The clusters' Kubernetes API (127.0.0.1 takes no {cluster_id}. host prefix).
+            "CCE_EXPORTER_KUBERNETES_ENDPOINT": self.base_url + "/kubernetes/{cluster_id}",
             "CCE_EXPORTER_PROJECT_ID": c.project_id,
             "CCE_EXPORTER_AUTH_METHOD": "aksk",
             "CCE_EXPORTER_AK": c.ak,
@@ -113,8 +115,6 @@ class Simulator:
             "CCE_EXPORTER_PASSWORD": c.password,
             "CCE_EXPORTER_DOMAIN": c.domain,
             "CCE_EXPORTER_PROJECT_NAME": c.project_name,
-            # The clusters' Kubernetes API (127.0.0.1 takes no {cluster_id}. host prefix).
-            "CCE_EXPORTER_KUBERNETES_ENDPOINT": self.base_url + "/kubernetes/{cluster_id}",
         }
 
     def state(self) -> dict[str, Any]:
