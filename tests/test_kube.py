@@ -702,3 +702,17 @@ async def test_kubernetes_off_builds_nothing_and_sends_nothing(sim: Simulator) -
         assert sim.app.requests["kube_list"] == sim.app.requests["kube_batch"] == 0
     finally:
         await service.close()
+
+
+async def test_a_server_ignoring_the_limit_gets_only_max_items_parsed() -> None:
+    async def fetch(
+        template: str, url: str, parse: Any, params: dict[str, str] | None, memo: Any = None
+    ) -> Any:
+        items = b",".join(b'{"metadata":{"name":"j%d","namespace":"n"}}' % i for i in range(5000))
+        page = parse(b'{"items":[%s]}' % items)
+        assert len(page.items) == 40 and page.unparsed == 4960  # not parsed, only counted
+        return page
+
+    client = KubeClient(fetch, "https://{cluster_id}.cce.example.com")
+    listing = await client.list("c0ffee", "jobs", max_items=40)
+    assert (len(listing.items), listing.dropped, listing.pages) == (40, 4960, 1)

@@ -197,7 +197,7 @@ class KubeClient:
         url = self.base(cluster_id) + path
 
         def parse(content: bytes) -> KubeList:
-            return parse_list(kind, content, endpoint=path)
+            return parse_list(kind, content, endpoint=path, max_items=max_items)
 
         restarted = False
         while True:
@@ -215,7 +215,7 @@ class KubeClient:
                     skipped += page.skipped
                     room = max_items - len(items)
                     items.extend(page.items[:room])
-                    over = max(0, len(page.items) - room)
+                    over = max(0, len(page.items) - room) + page.unparsed
                     if page.continue_token is None:
                         return Listing(tuple(items), over, pages, skipped)
                     if over or len(items) >= max_items or pages >= self.max_pages:

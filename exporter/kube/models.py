@@ -118,6 +118,7 @@ class KubeList:
     continue_token: str | None
     remaining: int | None  # metadata.remainingItemCount, when the server says
     skipped: int  # items that were not objects or had no name
+    unparsed: int = 0  # items past max_items, not parsed (a server ignoring limit)
 
 
 # --- field helpers ------------------------------------------------------------------------------
@@ -331,8 +332,14 @@ def _decode(content: bytes, endpoint: str) -> Mapping[str, Any]:
     return data
 
 
-def parse_list(kind: str, content: bytes, *, endpoint: str) -> KubeList:
-    """One page of a ``<Kind>List``; :class:`ResponseParseError` if the body is not one."""
+def parse_list(
+    kind: str, content: bytes, *, endpoint: str, max_items: int | None = None
+) -> KubeList:
+    """One page of a ``<Kind>List``; :class:`ResponseParseError` if the body is not one.
+
+    At most ``max_items`` items are parsed (a server may ignore ``limit``); the rest is counted
+    in ``unparsed``.
+    """
     data = _decode(content, endpoint)
     items = data.get("items")
     if items is None:
@@ -342,6 +349,10 @@ def parse_list(kind: str, content: bytes, *, endpoint: str) -> KubeList:
     parse = PARSERS[kind]
     out = []
     skipped = 0
+    unparsed = 0
+    if max_items is not None and len(items) > max_items:
+        unparsed = len(items) - max_items
+        items = items[:max_items]
     for item in items:
         obj = parse(item) if isinstance(item, dict) else None
         if obj is None:
@@ -355,6 +366,7 @@ def parse_list(kind: str, content: bytes, *, endpoint: str) -> KubeList:
         continue_token=token if isinstance(token, str) and token and len(token) < 4096 else None,
         remaining=_int(meta.get("remainingItemCount")),
         skipped=skipped,
+        unparsed=unparsed,
     )
 
 
