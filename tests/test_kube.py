@@ -227,6 +227,25 @@ def test_a_job_without_completion_time_finishes_with_its_condition() -> None:
     )
     assert job is not None and job.finished
     assert job.finished_at == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    # With the condition's transition time, that is when it finished (the retention counts
+    # from there, not from a start a day earlier).
+    failed = parse_job(
+        {
+            "metadata": {"name": "j"},
+            "status": {
+                "startTime": "2026-01-01T00:00:00Z",
+                "conditions": [
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "lastTransitionTime": "2026-01-02T03:00:00Z",
+                    }
+                ],
+            },
+        }
+    )
+    assert failed is not None
+    assert failed.finished_at == datetime(2026, 1, 2, 3, tzinfo=UTC).timestamp()
 
 
 def test_next_fire_honours_the_time_zone_and_the_cron_tz_prefix() -> None:

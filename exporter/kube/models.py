@@ -60,15 +60,21 @@ class KubeJob:
     conditions: tuple[tuple[str, str], ...]
     active_deadline_seconds: int | None
     created: float | None
+    #: lastTransitionTime of the Complete or Failed condition that is True
+    finished_condition_time: float | None = None
 
     @property
     def finished_at(self) -> float | None:
-        """When the Job finished (Complete or Failed), or None while it has not."""
+        """When the Job finished (Complete or Failed), or None while it has not. A failed Job
+        has no completionTime: its condition's transition time, else its start, is used."""
         if self.completion_time is not None:
             return self.completion_time
         for kind, status in self.conditions:
             if kind in ("Complete", "Failed") and status == "True":
-                return self.start_time if self.start_time is not None else self.created
+                for moment in (self.finished_condition_time, self.start_time, self.created):
+                    if moment is not None:
+                        return moment
+                return None
         return None
 
     @property
@@ -252,6 +258,7 @@ def parse_job(item: Mapping[str, Any]) -> KubeJob | None:
         if ref is not None:
             owner_kind, owner_name = _text(ref.get("kind")), _text(ref.get("name"))
     conditions: list[tuple[str, str]] = []
+    finished: float | None = None
     raw_conditions = status.get("conditions")
     if isinstance(raw_conditions, list):
         for cond in raw_conditions[:16]:
@@ -259,6 +266,8 @@ def parse_job(item: Mapping[str, Any]) -> KubeJob | None:
                 kind, state = _text(cond.get("type")), _text(cond.get("status"))
                 if kind is not None and state is not None:
                     conditions.append((kind[:64], state[:16]))
+                    if kind in ("Complete", "Failed") and state == "True":
+                        finished = _time(cond.get("lastTransitionTime")) or finished
     return KubeJob(
         namespace=namespace,
         name=name,
@@ -272,6 +281,7 @@ def parse_job(item: Mapping[str, Any]) -> KubeJob | None:
         conditions=tuple(conditions),
         active_deadline_seconds=_int(spec.get("activeDeadlineSeconds")),
         created=_time(meta.get("creationTimestamp")),
+        finished_condition_time=finished,
     )
 
 

@@ -59,6 +59,13 @@ def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _condition(kind: str, at: float, reason: str | None = None) -> dict[str, str]:
+    cond = {"type": kind, "status": "True", "lastTransitionTime": rfc3339(at)}
+    if reason:
+        cond["reason"] = reason
+    return cond
+
+
 class _Refused(Exception):
     def __init__(self, answer: tuple[bytes, int]) -> None:
         self.answer = answer
@@ -270,7 +277,7 @@ class KubeSim:
                     "succeeded": 1,
                     "startTime": rfc3339(start),
                     "completionTime": rfc3339(start + 95),
-                    "conditions": [{"type": "Complete", "status": "True"}],
+                    "conditions": [_condition("Complete", start + 95)],
                 }
             elif pattern == 2:  # failed
                 start = anchor - HOUR - jitter
@@ -278,8 +285,8 @@ class KubeSim:
                     "failed": 3,
                     "startTime": rfc3339(start),
                     "conditions": [
-                        {"type": "FailureTarget", "status": "True"},
-                        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"},
+                        _condition("FailureTarget", start + 290),
+                        _condition("Failed", start + 300, "BackoffLimitExceeded"),
                     ],
                 }
             elif pattern == 3:  # hanging past its deadline
@@ -299,7 +306,7 @@ class KubeSim:
                     "succeeded": 1,
                     "startTime": rfc3339(start),
                     "completionTime": rfc3339(start + 30),
-                    "conditions": [{"type": "Complete", "status": "True"}],
+                    "conditions": [_condition("Complete", start + 30)],
                 }
             else:  # succeeded recently
                 start = anchor - HOUR - jitter
@@ -307,7 +314,7 @@ class KubeSim:
                     "succeeded": 1,
                     "startTime": rfc3339(start),
                     "completionTime": rfc3339(start + 600),
-                    "conditions": [{"type": "Complete", "status": "True"}],
+                    "conditions": [_condition("Complete", start + 600)],
                 }
             meta: dict[str, Any] = {
                 "name": name,
