@@ -378,6 +378,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     f"  metrics      {base}/metrics\n"
                     f"  simulator    {sim.base_url} (control API under /_sim/)\n"
                     + (
+                        "  kubernetes   Jobs, CronJobs and quotas of sim-cluster-01x "
+                        "(cce_kube_*, dashboard CCE / Workloads)\n"
+                        if "CCE_EXPORTER_KUBERNETES_ENABLED" not in os.environ
+                        else ""
+                    )
+                    + (
                         "  hibernation  the demo policy hibernates sim-cluster-000..009 now;\n"
                         f"               plan: {base}/hooks/plan"
                         " (Authorization: Bearer demo-hook-token)\n"
