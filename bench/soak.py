@@ -1,7 +1,7 @@
 """A bounded fault soak: ``python -m bench.soak --seconds N`` (``make soak``; at most 600 s).
 
-The exporter (collector, scheduler and web server, in this process) runs against the simulator
-(its own process) while:
+The exporter (collector, scheduler and web server, in this process; Kubernetes collection on)
+runs against the simulator (its own process) while:
 
 * 10% of API requests are faulted, every kind the simulator has (its global ``--fault-rate``);
 * the exporter authenticates with a password (IAM tokens), and every ``token_every`` seconds the
@@ -12,8 +12,8 @@ The exporter (collector, scheduler and web server, in this process) runs against
   gzip stream, a complete last line, and every metric family seen in the first full answer
   present (a partial state would miss some).
 
-For the last part of the run the faults stop; every resource of the target must then succeed
-again within two collection intervals. The report (printed, and returned by :func:`soak`) counts
+For the last part of the run the faults stop; every resource of the target (and its Kubernetes
+collection) must then succeed again within two collection intervals. The report (printed, and returned by :func:`soak`) counts
 cycles, faults by kind, scrapes, failed and partial scrapes, crashes and RSS at start and end.
 Exit status 0 only when failed scrapes, partial scrapes and crashes are all 0 and data recovered.
 """
@@ -254,6 +254,9 @@ async def soak(
         )
         for resource in RESOURCES:
             env[f"CCE_EXPORTER_{resource.upper()}_INTERVAL"] = f"{interval:g}"
+        # The clusters' Kubernetes objects too, under the same faults.
+        env["CCE_EXPORTER_KUBERNETES_ENABLED"] = "true"
+        env["CCE_EXPORTER_KUBERNETES_INTERVAL"] = f"{interval:g}"
         service = ExporterService(load_settings(None, env), heap=HeapFreezer())
         collections: Counter[str] = Counter()
 
@@ -349,6 +352,11 @@ def _all_recovered(service: ExporterService, since: float) -> bool:
             health = target.collector.health[resource]
             if health.last_success is None or health.last_success < since or not health.success:
                 return False
+        kube = target.kube.health if target.kube is not None else None
+        if kube is not None and (
+            kube.last_success is None or kube.last_success < since or not kube.success
+        ):
+            return False
     return True
 
 
