@@ -13,8 +13,9 @@ runs against the simulator (its own process) while:
   present (a partial state would miss some).
 
 For the last part of the run the faults stop; every resource of the target (and its Kubernetes
-collection) must then succeed again within two collection intervals. The report (printed, and returned by :func:`soak`) counts
-cycles, faults by kind, scrapes, failed and partial scrapes, crashes and RSS at start and end.
+collection) must then succeed again within two collection intervals. The report (printed, and
+returned by :func:`soak`) counts cycles, faults by kind, scrapes, failed and partial scrapes,
+crashes and RSS at start and end.
 Exit status 0 only when failed scrapes, partial scrapes and crashes are all 0 and data recovered.
 """
 
