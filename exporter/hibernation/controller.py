@@ -63,6 +63,7 @@ from exporter.hibernation.schedule import (
     next_transitions,
     transitions,
 )
+from exporter.limits import truncate_label
 
 log = logging.getLogger(__name__)
 
@@ -869,7 +870,7 @@ class HibernationController:
         labels.update(
             project_id=target.project_id,
             cluster_id=ident[1],
-            cluster=(cluster.name if cluster else None) or "",
+            cluster=truncate_label((cluster.name if cluster else None) or ""),
         )
         return labels
 
