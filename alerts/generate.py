@@ -172,8 +172,8 @@ def build_alerts(cfg: Mapping[str, Any]) -> list[Alert]:
         "{{ $labels.cluster }}.",
         description=(
             "Every collection of {{ $labels.resource }} for cluster {{ $labels.cluster }} "
-            "({{ $labels.cluster_id }}, project {{ $labels.project_id }}) on {{ $labels.instance }} "
-            "has failed for more than "
+            "({{ $labels.cluster_id }}, project {{ $labels.project_id }}) on "
+            "{{ $labels.instance }} has failed for more than "
             + a["CCEExporterClusterCollectFailing"]["for"]
             + "; the other clusters are collected, and this one keeps its last good data."
         ),
