@@ -62,7 +62,7 @@ def test_phase_tracker_keeps_first_sight_until_the_phase_changes() -> None:
     assert t.renderer_snapshot() == {
         "cluster/a": 200.0,
         "node/n2": 100.0,
-        "nodepool/p1": 100.0,
+        "nodepool/a/p1": 100.0,
     }
     t.retain_clusters(["b"])  # cluster a is gone: its pools go with it
     assert t.since("nodepool/a/p1") is None and t.since("node/b/n2") == 100.0

@@ -47,8 +47,8 @@ class TargetData:
     addons: Mapping[str, Sequence[Addon]]
     jobs: Sequence[TrackedJob]
     quotas: Sequence[Quota]
-    # "cluster/<id>", "node/<id>", "nodepool/<id>", "addon/<id>", "job/<id>" -> unix seconds when
-    # the current phase was first seen
+    # "cluster/<id>", "node/<id>", "nodepool/<cluster_id>/<id>", "addon/<id>", "job/<id>" -> unix
+    # seconds when the current phase was first seen
     phase_since: Mapping[str, float]
     health: Sequence[ResourceHealth]
     # resource -> cluster_id -> the last collection of that resource for that cluster succeeded
