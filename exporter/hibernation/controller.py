@@ -7,6 +7,14 @@ Edge-triggered with catch-up
     woke by hand between transitions is left alone until the next one; a transition missed while
     the exporter was down is caught up on start-up only if it is within the catch-up window.
 
+Its own timer
+    :meth:`HibernationController.start_timer` runs the ticks on a timer of their own: it sleeps
+    until the next scheduled transition of any governed cluster (or the end of a keep override),
+    at most ``TIMER_MAX_WAIT`` seconds, and ticks then with the clusters it last saw. A transition
+    is acted on within a second of its time, not at the next cluster collection, and a
+    collection that hangs does not hold hibernation up. Cluster collections still feed it fresh
+    lists (:meth:`on_collect`).
+
 Precedence
     A temporary override (keep awake / keep hibernated until T, skip the next transition) beats an
     exclusion, which beats the policy. When a keep-override expires and the policy then wants the
@@ -87,6 +95,10 @@ STATE_OF: dict[str, State] = {"hibernate": "hibernated", "awake": "awake"}
 ACTION_FOR: dict[str, Action] = {"hibernated": "hibernate", "awake": "awake"}
 RESULTS = ("success", "failed", "skipped", "dry_run")
 HISTORY = 20
+#: Longest sleep of the timer between two looks at the schedule (policies and overrides change).
+TIMER_MAX_WAIT = 30.0
+#: How far ahead the timer looks for the next transition.
+TIMER_HORIZON = timedelta(days=2)
 #: Longest gap between two observations still counted as time in ``Hibernation``.
 OBSERVATION_CAP = 3600.0
 
@@ -231,6 +243,8 @@ class HibernationController:
         self.registry.register(_HibernationCollector(self))
         self._slots = {name: asyncio.Semaphore(self.options.max_in_flight) for name in self.targets}
         self._tasks: set[asyncio.Task[Outcome]] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._listed: set[str] = set()  # targets whose clusters were seen at least once
         self._active: set[str] = set()  # cluster keys with an action running
         self.clusters: dict[tuple[str, str], Cluster] = {}
         self.matches: dict[tuple[str, str], Match] = {}
@@ -287,6 +301,7 @@ class HibernationController:
         for name, items in given.items():
             if name not in self.targets:
                 continue
+            self._listed.add(name)
             for key in [k for k in self.clusters if k[0] == name]:
                 del self.clusters[key]
             for cluster in items:
@@ -337,6 +352,57 @@ class HibernationController:
         self._expire_overrides(now)
         self._rebuild_snapshot(now)
         return outcomes
+
+    # --- the timer ------------------------------------------------------------------------------
+
+    def next_due(self, now: float) -> float | None:
+        """The next instant after ``now`` at which a tick has something to do: a transition of
+        a policy that governs a cluster, or the end of a keep override."""
+        due: float | None = None
+        seen: set[str] = set()
+        for match in self.matches.values():
+            if match.excluded or match.policy.name in seen:
+                continue
+            seen.add(match.policy.name)
+            upcoming = next_transitions(match.policy, _dt(now), TIMER_HORIZON)
+            if upcoming:
+                at = _ts(upcoming[0].at)
+                due = at if due is None else min(due, at)
+        for override in self.state["overrides"].values():
+            until = override.get("until") if isinstance(override, dict) else None
+            if isinstance(until, int | float) and until > now:
+                due = float(until) if due is None else min(due, float(until))
+        return due
+
+    def start_timer(self, ready: Callable[[], bool] | None = None) -> asyncio.Task[None]:
+        """Run :meth:`run_timer` in the background (stopped by :meth:`close`)."""
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(
+                self.run_timer(ready), name="hibernation-timer"
+            )
+        return self._timer
+
+    async def run_timer(self, ready: Callable[[], bool] | None = None) -> None:
+        """Sleep until the next transition (at most ``TIMER_MAX_WAIT``), then tick with the
+        clusters last seen; forever. ``ready``: whether this replica may act (the leader gate).
+        A tick never lists clusters itself for a target already seen, so a hanging API does not
+        hold the timer."""
+        while True:
+            due = self.next_due(self.clock())
+            # The clock read again: working out the schedule takes time of its own.
+            left = None if due is None else due - self.clock()
+            wait = TIMER_MAX_WAIT if left is None else min(TIMER_MAX_WAIT, max(0.0, left))
+            await self.sleep(wait)
+            if not self._listed or (ready is not None and not ready()):
+                continue  # the first cluster collection starts things; a follower waits
+            known: dict[str, list[Cluster]] = {name: [] for name in self._listed}
+            for (name, _), cluster in self.clusters.items():
+                if name in known:
+                    known[name].append(cluster)
+            try:
+                await self.tick(known)
+            except Exception:  # the timer must outlive any one tick
+                log.exception("hibernation: a scheduled tick failed")
 
     async def on_collect(self, target: Any, resource: str) -> None:
         """The service's ``after_collect`` hook: tick with the cluster list just collected."""
@@ -758,6 +824,10 @@ class HibernationController:
             await self.notifier.drain()
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._timer
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(BaseException):
