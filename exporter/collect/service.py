@@ -193,6 +193,7 @@ class ExporterService:
         self._semaphore = asyncio.Semaphore(settings.collect_concurrency)
         self.scheduler: AsyncIOScheduler | None = None
         self._state_sections: dict[str, Any] = {}
+        self.last_save_error: str | None = None
         self.after_collect: list[Callable[[Target, str], Any]] = []
 
     # --- set-up ----------------------------------------------------------------------------------
@@ -415,9 +416,11 @@ class ExporterService:
     def set_state_section(self, name: str, value: Any) -> None:
         self._state_sections[name] = value
 
-    def save_state(self) -> None:
+    def save_state(self) -> bool:
+        """Write the state file; False when it could not be written (``last_save_error`` says
+        why; logged at ERROR)."""
         if self.statefile is None:
-            return
+            return True
         self._state_sections["phases"] = {
             t.config.name: t.collector.phases.dump() for t in self.targets
         }
@@ -427,7 +430,13 @@ class ExporterService:
         try:
             self.statefile.save(self._state_sections)
         except OSError as exc:
+            self.last_save_error = f"cannot write the state file {self.statefile.path}: " + (
+                exc.strerror or type(exc).__name__
+            )
             log.error("could not write the state file %s: %s", self.statefile.path, exc)
+            return False
+        self.last_save_error = None
+        return True
 
     async def close(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
