@@ -222,3 +222,43 @@ def test_log_fields_and_arguments_are_cut_to_the_limit() -> None:
     assert message.count(MARKER) == 2
     assert len(record.cluster) == limits.log_field_max
     assert counts()[0]["log_field"] == before + 3
+
+
+# --- the new settings refuse nonsense -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "word"),
+    [
+        ("REQUEST_DEADLINE", "0", "REQUEST_DEADLINE"),
+        ("REQUEST_DEADLINE", "forever", "REQUEST_DEADLINE"),
+        ("MAX_RESPONSE_BYTES", "12", "MAX_RESPONSE_BYTES"),
+        ("MAX_RESPONSE_BYTES", "1e999", "MAX_RESPONSE_BYTES"),
+        ("LABEL_VALUE_MAX_LENGTH", "3", "LABEL_VALUE_MAX_LENGTH"),
+        ("LOG_FIELD_MAX_LENGTH", "-1", "LOG_FIELD_MAX_LENGTH"),
+    ],
+)
+def test_bounds_settings_refuse_nonsense(key: str, value: str, word: str) -> None:
+    from exporter.config import ConfigError, load_settings
+    from tests.test_config import BASE_ENV
+
+    with pytest.raises(ConfigError, match=word):
+        load_settings(None, env={**BASE_ENV, f"CCE_EXPORTER_{key}": value})
+
+
+def test_bounds_settings_reach_the_client() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from exporter.cce.instrumentation import ApiMetrics
+    from exporter.collect.service import build_client
+    from exporter.config import load_settings
+    from tests.test_config import BASE_ENV
+
+    env = {
+        **BASE_ENV,
+        "CCE_EXPORTER_REQUEST_DEADLINE": "45s",
+        "CCE_EXPORTER_MAX_RESPONSE_BYTES": "2048",
+    }
+    target = load_settings(None, env=env).targets[0]
+    client = build_client(target, ApiMetrics(CollectorRegistry()))
+    assert (client.request_deadline, client.max_response_bytes) == (45.0, 2048)
