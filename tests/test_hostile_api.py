@@ -262,3 +262,29 @@ def test_bounds_settings_reach_the_client() -> None:
     target = load_settings(None, env=env).targets[0]
     client = build_client(target, ApiMetrics(CollectorRegistry()))
     assert (client.request_deadline, client.max_response_bytes) == (45.0, 2048)
+
+
+def test_the_daemon_log_handler_cuts_long_fields() -> None:
+    import io
+
+    from exporter.logs import setup_logging
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    setup_logging("INFO", "json", stream)
+    try:
+        logging.getLogger("exporter.test").warning(
+            "collecting nodes failed (%s)",
+            "cluster=" + "x" * 200_000,
+            extra={"cluster": "y" * 50_000},
+        )
+    finally:
+        for handler in list(root.handlers):
+            if getattr(handler, "_cce_exporter", False):
+                root.removeHandler(handler)
+        root.handlers[:] = before[0]
+        root.setLevel(before[1])
+    line = stream.getvalue()
+    assert line.count("\n") == 1 and len(line) < 4 * limits.log_field_max
+    assert MARKER in line

@@ -302,6 +302,8 @@ class TargetCollector:
             nonlocal failed, attempted
             assert cluster.id is not None
             if cluster.phase in skip:
+                # Not asked (a hibernated cluster cannot answer): no outcome, so no alert.
+                outcomes.pop(cluster.id, None)
                 return
             attempted += 1
             try:
