@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from exporter.ha.sharding import detect_ordinal
 from exporter.hibernation.schedule import Action
 from exporter.simulator import Simulator
 from tests.test_e2e_exporter import (
@@ -187,3 +188,11 @@ async def test_a_deleting_cluster_whose_refetch_answers_404_is_removed(
     assert cluster_series(await exporter.scrape(), cid) == {}
     assert all((await exporter.collect_all()).values())
     assert cluster_series(await exporter.scrape(), cid) == {}
+
+
+def test_the_shard_ordinal_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOSTNAME", raising=False)
+    monkeypatch.setenv("POD_NAME", "cce-exporter-3")
+    assert detect_ordinal() == 3
+    monkeypatch.setenv("POD_NAME", "workstation")
+    assert detect_ordinal() is None
