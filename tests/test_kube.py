@@ -735,3 +735,24 @@ async def test_a_server_ignoring_the_limit_gets_only_max_items_parsed() -> None:
     client = KubeClient(fetch, "https://{cluster_id}.cce.example.com")
     listing = await client.list("c0ffee", "jobs", max_items=40)
     assert (len(listing.items), listing.dropped, listing.pages) == (40, 4960, 1)
+
+
+def test_a_lone_surrogate_never_reaches_the_exposition() -> None:
+    from exporter.limits import counts
+
+    before = counts()[1].get("/apis/batch/v1/jobs", 0)
+    body = (
+        b'{"items":[{"metadata":{"name":"bad\\ud800","namespace":"n"}},'
+        b'{"metadata":{"name":"ok","namespace":"n\\udfff"},'
+        b'"metadata2":1,"status":{"conditions":[{"type":"Failed\\ud800","status":"True"}]}}]}'
+    )
+    page = parse_list("jobs", body, endpoint="/apis/batch/v1/jobs")
+    assert [(j.namespace, j.name) for j in page.items] == [("default", "ok")]
+    assert page.items[0].conditions == ()
+    assert counts()[1]["/apis/batch/v1/jobs"] == before + 1
+    quotas = parse_list(
+        "resourcequotas",
+        b'{"items":[{"metadata":{"name":"q"},"status":{"hard":{"pods\\ud800":"1","cpu":"2"}}}]}',
+        endpoint="/api/v1/resourcequotas",
+    )
+    assert quotas.items[0].hard == (("cpu", 2.0),)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from exporter.cce.errors import ResponseParseError
 from exporter.cce.models import parse_timestamp
+from exporter.limits import count_dropped
 
 __all__ = [
     "KubeClusterData",
@@ -134,8 +135,20 @@ def _obj(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _valid(text: str) -> bool:
+    """Whether ``text`` can be written out: JSON lets a lone surrogate (``"\\ud800"``) in, and
+    it would fail the exposition's UTF-8 encoding."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(value: object) -> str | None:
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and value and _valid(value):
         return value[:MAX_TEXT]
     return None
 
@@ -307,7 +320,7 @@ def _amounts(value: object) -> tuple[tuple[str, float], ...]:
     pairs = []
     for key, raw in _obj(value).items():
         amount = parse_quantity(raw)
-        if isinstance(key, str) and key and amount is not None:
+        if isinstance(key, str) and key and amount is not None and _valid(key):
             pairs.append((key[:MAX_TEXT], amount))
     return tuple(sorted(pairs))
 
@@ -369,6 +382,8 @@ def parse_list(
             skipped += 1
         else:
             out.append(obj)
+    if skipped:
+        count_dropped(endpoint, skipped)  # cce_exporter_objects_dropped_total, as for CCE lists
     meta = _obj(data.get("metadata"))
     token = meta.get("continue")
     return KubeList(
