@@ -527,6 +527,19 @@ async def test_a_hibernated_cluster_disappears_and_a_broken_one_keeps_its_data(
         assert sum(errors) >= 1
         assert broken.uid in caplog.text
         assert sim.credentials.sk not in caplog.text
+        # Per cluster: the broken one failed, the others succeeded, the asleep one not asked.
+        outcomes = {
+            labels["cluster_id"]: v
+            for labels, v in _series(text, "cce_exporter_cluster_collect_success")
+            if labels["resource"] == "kubernetes"
+        }
+        now_live = {
+            c.id
+            for c in service.targets[0].collector.state.clusters
+            if c.phase == "Available" and c.id != broken.uid
+        }
+        assert asleep.uid not in now_live
+        assert outcomes == {broken.uid: 0.0} | dict.fromkeys(now_live, 1.0)
     finally:
         await service.close()
 

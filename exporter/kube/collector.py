@@ -98,6 +98,9 @@ class KubeCollector:
         self.stats = stats
         self.clock = clock
         self.data: dict[str, KubeClusterData] = {}
+        #: cluster ID -> whether its lists succeeded, for the clusters asked last time
+        #: (``cce_exporter_cluster_collect_success{resource="kubernetes"}``)
+        self.outcomes: dict[str, bool] = {}
         self.health = Health()
         self._slots = asyncio.Semaphore(concurrency)
 
@@ -124,6 +127,7 @@ class KubeCollector:
         live = [c for c in chosen if c.phase == "Available"]
         keep_ids = {c.id for c in chosen if c.id and c.phase not in ASLEEP}
         failed = 0
+        outcomes: dict[str, bool] = {}
 
         async def one(cluster: Cluster) -> None:
             nonlocal failed
@@ -144,9 +148,11 @@ class KubeCollector:
                     extra={"target": self.target, "cluster_id": cluster.id, "resource": RESOURCE},
                 )
                 self.stats.error(self.project_id, RESOURCE, type(exc).__name__)
+                outcomes[cluster.id] = False
                 return
             self.health.errors.pop(cluster.id, None)
             self.data[cluster.id] = data
+            outcomes[cluster.id] = True
 
         try:
             await asyncio.gather(*(one(c) for c in live))
@@ -166,6 +172,7 @@ class KubeCollector:
                 )
         self.client.forget({k for k in keep_ids if k})
         self.health.errors = {k: v for k, v in self.health.errors.items() if k in keep_ids}
+        self.outcomes = outcomes
         self.health.success = ok
         self.health.error = None if ok else f"{failed} of {len(live)} clusters failed"
         self.health.duration = time.perf_counter() - started

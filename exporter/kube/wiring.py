@@ -100,4 +100,12 @@ def with_kube(snapshot: TargetData, kube: KubeCollector | None) -> TargetData:
     extra: tuple[ResourceHealth, ...] = ()
     if health.attempted:
         extra = (ResourceHealth(RESOURCE, health.success, health.duration, health.last_success),)
-    return dataclasses.replace(snapshot, kube=kube.snapshot(), health=(*snapshot.health, *extra))
+    outcomes = dict(snapshot.cluster_success)
+    if kube.outcomes:
+        outcomes[RESOURCE] = dict(kube.outcomes)
+    return dataclasses.replace(
+        snapshot,
+        kube=kube.snapshot(),
+        health=(*snapshot.health, *extra),
+        cluster_success=outcomes,
+    )
