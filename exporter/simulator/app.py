@@ -12,12 +12,12 @@ clock (advancing the clock 24 hours expires every token). Anything else is a 401
 API-gateway body. The project in a CCE path must be the simulator's project (else 403).
 
 Error bodies: ``{"error_code", "error_msg"}`` everywhere except the add-on manager's routes, which
-answer ``{"code", "message"}``, and the node list's paging and ``upgradeinfo`` errors, which answer
-today's ``{"errorCode", "errorMsg"}`` (all three are shapes the SDK's ``DefaultExceptionHandler``
-reads). ``errorStatus`` is honoured on the cluster list as well as on get (the reference leaves the
-list open); without it an ``Error`` cluster reads ``Deleting``. The cluster list takes the SDK's
-``status``, ``type`` and ``version`` filters; the node list pages (``limit``, ``marker``,
-``pageInfo.nextMarker``).
+answer ``{"code", "message"}`` with ``error_code``/``error_msg`` beside them (the SDK's
+``CceExceptionHandler`` reads no ``code``), and the node list's paging and ``upgradeinfo`` errors,
+which answer today's ``{"errorCode", "errorMessage"}``. ``errorStatus`` is honoured on the cluster
+list as well as on get (the reference leaves the list open); without it an ``Error`` cluster reads
+``Deleting``. The cluster list takes the SDK's ``status``, ``type`` and ``version`` filters; the
+node list pages (``limit``, ``marker``, ``pageInfo.nextMarker``).
 
 Control API (JSON, no authentication, never faulted)::
 
@@ -358,7 +358,8 @@ class SimulatorApp:
         if status == 500:
             if addon:
                 return _ok(
-                    dump_json({"code": "SVCSTG.CCE-ADDONMGR.500", "message": "internal error"}), 500
+                    SimError(500, "SVCSTG.CCE-ADDONMGR.500", "internal error", addon=True).body(),
+                    500,
                 )
             return _error(500, "CCE.01500001", "Internal server error")
         if status in (502, 503, 504):

@@ -184,9 +184,18 @@ class SimError(Exception):
 
     def body(self) -> bytes:
         if self.addon:
-            return dump_json({"code": self.code, "message": self.message})
+            # The reference's add-on manager shape, plus the keys the SDK's CceExceptionHandler
+            # reads (it takes no "code": without error_code the SDK would show no code at all).
+            return dump_json(
+                {
+                    "code": self.code,
+                    "message": self.message,
+                    "error_code": self.code,
+                    "error_msg": self.message,
+                }
+            )
         if self.camel:
-            return dump_json({"errorCode": self.code, "errorMsg": self.message})
+            return dump_json({"errorCode": self.code, "errorMessage": self.message})
         return dump_json({"error_code": self.code, "error_msg": self.message})
 
 
@@ -414,9 +423,10 @@ class NodePool:
             "flavor": self.flavor,
             "az": self.az,
             "os": self.os,
-            "login": {"sshKey": "KeyPair-sim"} if not self.default else {"userPassword": {}},
+            # (A pool template's publicIP is the SDK's NodeEIPSpec, not a node's NodePublicIP;
+            # an empty userPassword lacks the SDK's required password: both left out.)
+            "login": {"sshKey": "KeyPair-sim"},
             "rootVolume": {"volumetype": "SATA", "size": 40} if not self.default else {},
-            "publicIP": {"eip": {"bandwidth": {}}},
             "billingMode": 0,
         }
         spec: dict[str, Any] = {}
@@ -600,6 +610,10 @@ class Cluster:
         if self.lock is not None:
             status["lockScene"], status["lockSource"] = self.lock
         status["conditions"] = self._conditions()
+        spec_extra: dict[str, Any] = {}
+        if self.category == "Turbo":
+            # Required for CCE Turbo (SDK ClusterSpec.eniNetwork): the container subnets.
+            spec_extra["eniNetwork"] = {"subnets": [{"subnetID": self.subnet}]}
         return {
             "kind": "Cluster",
             "apiVersion": "v3",
@@ -617,6 +631,7 @@ class Cluster:
                 "kubernetesSvcIpRange": "10.247.0.0/16",
                 "extendParam": {"clusterAZ": self.az},
                 "masters": self._masters(),
+                **spec_extra,
             },
             "status": status,
         }
@@ -1688,6 +1703,7 @@ class World:
                                 "version": t.version,
                                 "input": {"basic": {}, "parameters": {}},
                                 "stable": True,
+                                "translate": {},
                                 "supportVersions": [
                                     {"clusterType": "VirtualMachine", "clusterVersion": ["v1.*"]}
                                 ],
