@@ -8,7 +8,7 @@ is frozen so a snapshot can be shared between the collection task and a render w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.cce.models import Addon, Cluster, Job, NodeLike, NodePool, Quota
 
@@ -51,3 +51,7 @@ class TargetData:
     # the current phase was first seen
     phase_since: Mapping[str, float]
     health: Sequence[ResourceHealth]
+    # cluster_id -> the versions ``upgradeinfo`` offers (absent: not known, or not offered)
+    upgrades: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # addon_id -> whether a newer template version fits its cluster (absent: not known)
+    addon_upgrades: Mapping[str, bool] = field(default_factory=dict)
