@@ -387,6 +387,9 @@ class TargetConfig(_Model):
     retry_deadline: PositiveDuration = 30.0
     concurrency: int = Field(default=8, ge=1)
     requests_per_second: float | None = Field(default=None, gt=0)
+    #: Whether ``addon_endpoint`` was derived (not configured): the client then tries both
+    #: add-on layouts (the plain endpoint, then the per-cluster host).
+    _addon_endpoint_derived: bool = PrivateAttr(default=False)
 
     @field_validator("name")
     @classmethod
@@ -448,6 +451,7 @@ class TargetConfig(_Model):
     @model_validator(mode="after")
     def _derive_and_check(self) -> TargetConfig:
         if not self.addon_endpoint:
+            self._addon_endpoint_derived = True
             self.addon_endpoint = _default_addon_endpoint(self.endpoint)
         if self.iam_endpoint is None:
             self.iam_endpoint = _default_iam_endpoint(self.endpoint)
@@ -455,6 +459,11 @@ class TargetConfig(_Model):
         if problems:
             raise PydanticCustomError(_CHECK, "{problems}", {"problems": "; ".join(problems)})
         return self
+
+    @property
+    def explicit_addon_endpoint(self) -> str | None:
+        """The add-on endpoint as configured, None when it was left to the default."""
+        return None if self._addon_endpoint_derived else self.addon_endpoint
 
     def addon_url(self, cluster_id: str) -> str:
         """Base URL of the add-on manager for one cluster (the template with the ID filled in)."""

@@ -16,6 +16,7 @@ The hierarchy (catch the most specific class you can handle; everything derives 
      │    │    └── RateLimited       429 (retry_after seconds, when the server said)
      │    └── ServerError            5xx
      ├── ResponseParseError          the body is not JSON, or not the shape the model accepts
+     │    └── PagingError            a paged list repeated its marker or passed the page cap
      └── CredentialsError            credentials missing or unreadable, or IAM gave no token
 
 The API's error-body shapes, ``{"error_code", "error_msg"}`` (IAM and cluster management),
@@ -53,6 +54,10 @@ class ResponseParseError(CCEError):
     def __init__(self, message: str, *, endpoint: str | None = None) -> None:
         self.endpoint = endpoint
         super().__init__(f"{message} (endpoint {endpoint})" if endpoint else message)
+
+
+class PagingError(ResponseParseError):
+    """A paged list did not end: its ``pageInfo.nextMarker`` repeated, or it passed the page cap."""
 
 
 class APIError(CCEError):

@@ -135,7 +135,7 @@ def build_client(
         target.endpoint,
         build_auth(target, api_metrics),
         project_id or target.project_id or "",
-        addon_endpoint=target.addon_endpoint,
+        addon_endpoint=target.explicit_addon_endpoint,
         iam_endpoint=target.iam_endpoint,
         ca_file=target.ca_file,
         insecure_skip_verify=target.insecure_skip_verify,
