@@ -76,7 +76,16 @@ CONFIG_ENV = "CCE_EXPORTER_CONFIG"
 PER_TARGET_ENV_PREFIX = "CCE_EXPORTER_TARGETS__"
 REDACTED = "********"
 
-RESOURCE_NAMES: tuple[str, ...] = ("clusters", "nodes", "nodepools", "addons", "quotas", "jobs")
+RESOURCE_NAMES: tuple[str, ...] = (
+    "clusters",
+    "nodes",
+    "nodepools",
+    "addons",
+    "quotas",
+    "jobs",
+    "cluster_upgrades",
+    "addon_upgrades",
+)
 DEFAULT_INTERVALS: dict[str, float] = {
     "clusters": 30.0,
     "nodes": 60.0,
@@ -84,6 +93,9 @@ DEFAULT_INTERVALS: dict[str, float] = {
     "addons": 60.0,
     "quotas": 300.0,
     "jobs": 15.0,
+    # What can be upgraded changes slowly: upgradeinfo per cluster, add-on templates per target.
+    "cluster_upgrades": 3600.0,
+    "addon_upgrades": 3600.0,
 }
 
 #: Labels the exporter sets itself (see METRICS.md), plus the ones Prometheus gives a meaning to.
@@ -297,6 +309,8 @@ class ResourcesConfig(_Model):
     addons: ResourceConfig = Field(default_factory=_resource_default("addons"))
     quotas: ResourceConfig = Field(default_factory=_resource_default("quotas"))
     jobs: ResourceConfig = Field(default_factory=_resource_default("jobs"))
+    cluster_upgrades: ResourceConfig = Field(default_factory=_resource_default("cluster_upgrades"))
+    addon_upgrades: ResourceConfig = Field(default_factory=_resource_default("addon_upgrades"))
 
     @model_validator(mode="before")
     @classmethod

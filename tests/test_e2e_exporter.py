@@ -34,6 +34,7 @@ from exporter.cce.models import (
     NODEPOOL_PHASES,
 )
 from exporter.collect.service import ExporterService
+from exporter.collect.target import RESOURCES
 from exporter.config import load_settings
 from exporter.simulator import Simulator, SimulatorConfig, running_simulator
 from exporter.web import Server, build_app
@@ -852,7 +853,7 @@ async def test_two_targets_with_different_credentials_and_labels(
         path.write_text(json.dumps(config))  # JSON is YAML
         async with running_exporter({}, config_file=path) as exporter:
             results = await exporter.collect_all()
-            assert all(results.values()) and len(results) == 12, results
+            assert all(results.values()) and len(results) == 2 * len(RESOURCES), results
             scrape = await exporter.scrape()
             page = (await exporter.http.get("/")).text
         sims = {
@@ -913,10 +914,7 @@ async def test_two_targets_with_different_credentials_and_labels(
 
 
 def short_intervals(seconds: str) -> dict[str, str]:
-    return {
-        f"CCE_EXPORTER_{r.upper()}_INTERVAL": seconds
-        for r in ("clusters", "nodes", "nodepools", "addons", "quotas", "jobs")
-    }
+    return {f"CCE_EXPORTER_{r.upper()}_INTERVAL": seconds for r in RESOURCES}
 
 
 class RealClock(FakeClock):

@@ -88,6 +88,8 @@ from exporter.cce.memo import Memo, body_digest
 from exporter.cce.models import (
     Addon,
     AddonList,
+    AddonTemplate,
+    AddonTemplateList,
     Cluster,
     ClusterList,
     Job,
@@ -100,7 +102,9 @@ from exporter.cce.models import (
     ProjectList,
     Quota,
     QuotaList,
+    UpgradeInfo,
     extract_job_id,
+    page_marker,
     parse_node_page,
     parse_node_summaries,
     parse_response,
@@ -140,6 +144,8 @@ NODEPOOLS = "/api/v3/projects/{project_id}/clusters/{cluster_id}/nodepools"
 JOB = "/api/v3/projects/{project_id}/jobs/{job_id}"
 QUOTAS = "/api/v3/projects/{project_id}/quotas"
 ADDONS = "/api/v3/addons"
+ADDON_TEMPLATES = "/api/v3/addontemplates"
+UPGRADEINFO = "/api/v3/projects/{project_id}/clusters/{cluster_id}/upgradeinfo"
 PROJECTS = "/v3/projects"
 
 #: Pages of one node list followed at most (2,000 nodes a page on the public cloud: 100,000).
@@ -370,7 +376,7 @@ class CCEClient:
 
         def parse(content: bytes) -> tuple[list[Node], str | None]:
             page = parse_response(NodeList, content, endpoint=NODES)
-            return page.items, page.page_info.next_marker or None
+            return page.items, page_marker(page.page_info.next_marker)
 
         first = await self._send("GET", NODES, url, idempotent=True)
         items, marker = await self._parse(first.content, parse)
@@ -495,6 +501,23 @@ class CCEClient:
             return response
         self._addon_base_found = plain
         return response
+
+    async def get_upgrade_targets(self, cluster_id: str) -> list[str]:
+        """The versions a cluster can be upgraded to (``GET .../upgradeinfo``, SDK
+        ``ShowClusterUpgradeInfo``; a Stack installation may answer 404)."""
+        url = self.endpoint + _path(UPGRADEINFO, project_id=self.project_id, cluster_id=cluster_id)
+        return (await self._get(UpgradeInfo, UPGRADEINFO, url)).target_versions
+
+    async def list_addon_templates(self, cluster_id: str) -> list[AddonTemplate]:
+        """The add-on templates (SDK ``ListAddonTemplates``), on the add-on manager's layout
+        (``cluster_id`` only fills a per-cluster host name; the templates are the project's)."""
+        response = await self._addon_get(ADDON_TEMPLATES, cluster_id, {})
+        return await self._parse(
+            response.content,
+            lambda content: (
+                parse_response(AddonTemplateList, content, endpoint=ADDON_TEMPLATES).items
+            ),
+        )
 
     async def get_quotas(self) -> list[Quota]:
         """The project's CCE quotas."""
@@ -756,6 +779,7 @@ class CCEClient:
 
 __all__ = [
     "ADDONS",
+    "ADDON_TEMPLATES",
     "AWAKE",
     "CLUSTER",
     "CLUSTERS",
@@ -766,6 +790,7 @@ __all__ = [
     "PROJECTS",
     "QUOTAS",
     "RETRY_STATUSES",
+    "UPGRADEINFO",
     "CCEClient",
     "TokenBucket",
     "default_addon_endpoint",

@@ -29,7 +29,7 @@ from exporter.cce.client import CCEClient
 from exporter.cce.instrumentation import ApiMetrics
 from exporter.cce.models import Cluster, Job
 from exporter.collect.statefile import StateFile
-from exporter.collect.target import RESOURCES, TargetCollector
+from exporter.collect.target import RESOURCES, SLOW_RESOURCES, TargetCollector
 from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.config import Settings, TargetConfig
 from exporter.memory import HeapFreezer
@@ -51,6 +51,8 @@ GROUPS_OF: dict[str, tuple[str, ...]] = {
     "addons": ("addons",),
     "quotas": ("quotas",),
     "jobs": ("jobs",),
+    "cluster_upgrades": ("clusters",),
+    "addon_upgrades": ("addons",),
 }
 ALL_GROUPS = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "exporter")
 
@@ -228,6 +230,9 @@ class ExporterService:
                 concurrency=asyncio.Semaphore(2 * target_cfg.concurrency),
                 clock=self.clock,
             )
+            collector.slow_intervals = {
+                r: float(target_cfg.resources.get(r).interval) for r in SLOW_RESOURCES
+            }
             self.targets.append(Target(target_cfg, client, collector))
         await self.render(ALL_GROUPS)
 

@@ -199,6 +199,14 @@ class SimError(Exception):
         return dump_json({"error_code": self.code, "error_msg": self.message})
 
 
+def older_version(version: str) -> str:
+    """The version before ``version`` in the add-on templates (its last number one lower)."""
+    head, _, last = version.rpartition(".")
+    if not last.isdigit() or int(last) == 0:
+        return version
+    return f"{head}.{int(last) - 1}"
+
+
 # --- time formats -------------------------------------------------------------------------------
 
 
@@ -503,9 +511,12 @@ class Addon:
     status: str
     reason: str
     message: str
+    #: The installed version when older than the template's (an upgrade is available).
+    installed: str = ""
 
     def render(self) -> dict[str, Any]:
         t = self.template
+        version = self.installed or t.version
         return {
             "metadata": {
                 "uid": self.uid,
@@ -523,7 +534,7 @@ class Addon:
                 "description": t.description,
                 "addonTemplateLabels": list(t.labels),
                 "clusterID": self.cluster_uid,
-                "version": t.version,
+                "version": version,
             },
             "status": {
                 "message": self.message,
@@ -532,7 +543,7 @@ class Addon:
                     "input": {"basic": {}, "parameters": {}},
                     "stable": True,
                     "creationTimestamp": "2024-01-15T08:00:00Z",
-                    "version": t.version,
+                    "version": version,
                     "translate": {"en_US": {"addon": {"changeLog": "", "description": ""}}},
                     "supportVersions": [
                         {"clusterType": "VirtualMachine", "clusterVersion": ["v1.*"]}
@@ -692,7 +703,7 @@ class Cluster:
         installed = [
             {
                 "addonTemplateName": a.template.name,
-                "version": a.template.version,
+                "version": a.installed or a.template.version,
                 "status": a.status,
             }
             for a in self.addons.values()
@@ -1108,6 +1119,8 @@ class World:
                 reason=reason,
                 message=message,
             )
+            if seq % 4 == 1:
+                addon.installed = older_version(addon.template.version)
             cluster.addons[addon.uid] = addon
 
     def _node_timeline(
@@ -1700,16 +1713,18 @@ class World:
                         "description": t.description,
                         "versions": [
                             {
-                                "version": t.version,
+                                "version": version,
                                 "input": {"basic": {}, "parameters": {}},
                                 "stable": True,
                                 "translate": {},
                                 "supportVersions": [
-                                    {"clusterType": "VirtualMachine", "clusterVersion": ["v1.*"]}
+                                    {"clusterType": kind, "clusterVersion": ["v1.*"]}
+                                    for kind in ("VirtualMachine", "ARM64")
                                 ],
                                 "creationTimestamp": "2024-01-15T08:00:00Z",
                                 "updateTimestamp": "2024-03-01T09:30:00Z",
                             }
+                            for version in (older_version(t.version), t.version)
                         ],
                     },
                 }
