@@ -15,6 +15,21 @@ Rules (see the API reference, sections 9, 11 and 14):
 
 Parse whole responses with :func:`parse_response` (``bytes`` in, model out): it validates the JSON
 text in one pass and raises :class:`~exporter.cce.errors.ResponseParseError`, never anything else.
+
+Today's API, as Huawei's SDK (``huaweicloudsdkcce.v3.model``) defines it, is read besides the
+Stack reference's (docs/cce-api.md lists every field, read or deliberately not):
+
+* ``ClusterStatus``: ``conditions`` (``ClusterCondition``: certificate expiry and rotation,
+  ``AgencyAvailable``), ``isLocked``/``lockScene``/``lockSource``; ``ClusterSpec``: ``masters``
+  (``MasterSpec.availabilityZone``), ``deletionProtection``; the SDK's flavor table
+  (``cce.s3.*``) in :data:`FLAVOR_MAX_NODES`.
+* ``NodeStatus``: ``lastProbeTime``, ``configurationUpToDate``, phases ``Repairing`` and
+  ``RepairFailed``; ``NodePageInfo.nextMarker`` (:func:`parse_node_page`).
+* ``NodePoolStatus``: the node counts, ``conditions`` (``NodePoolCondition``) and
+  ``scaleGroupStatuses`` (``ScaleGroupStatus``); the SDK deprecates ``phase``.
+* ``AddonInstanceStatus.status`` ``rollbackFailed`` (and ``unknown``, the state sets' fallback);
+  ``ShowClusterUpgradeInfoResponse`` (:class:`UpgradeInfo`) and ``AddonTemplate``/``Versions``
+  (:func:`addon_upgrade_available`).
 """
 
 from __future__ import annotations
