@@ -259,3 +259,106 @@ async def test_the_simulators_plain_layout_works_out_of_the_box(simulator: Simul
     async with sim_client(simulator) as client:
         addons = await client.list_addons(cid)
     assert {a.id for a in addons} == set(simulator.world.clusters[cid].addons)
+
+
+# --- hostile answers ----------------------------------------------------------------------------
+
+
+def test_hostile_todays_fields_parse_and_render_bounded() -> None:
+    from exporter.cce.models import ClusterList, NodePoolList, parse_node_page, parse_response
+    from exporter.metrics import TargetData, assemble, render_group
+    from exporter.metrics.clusters import MAX_PER_OBJECT
+
+    many = [
+        {"type": f"T{i}", "status": "True", "reason": "r" * 500 if i % 2 else f"R{i}"}
+        for i in range(200)
+    ]
+    clusters = parse_response(
+        ClusterList,
+        json.dumps(
+            {
+                "items": [
+                    {
+                        "metadata": {"uid": "c1", "name": "one"},
+                        "spec": {
+                            "masters": [1, "x", {"availabilityZone": ["a"]}, {}],
+                            "billingMode": "yearly",
+                            "extendParam": {"clusterAZ": {"odd": 1}},
+                        },
+                        "status": {
+                            "phase": "Available",
+                            "isLocked": "true",
+                            "lockScene": 'quote " and\nnewline',
+                            "conditions": [*many, 7, None, {"type": None}, {"type": {"a": 1}}],
+                        },
+                    }
+                ]
+            }
+        ),
+    ).items
+    pools = parse_response(
+        NodePoolList,
+        json.dumps(
+            {
+                "items": [
+                    {
+                        "metadata": {"uid": "p1"},
+                        "status": {
+                            "activeNode": "3",
+                            "creatingNode": -1,
+                            "repairFailedNode": {"x": 1},
+                            "conditions": {"type": "Scalable", "status": "FALSE"},
+                            "scaleGroupStatuses": [
+                                {"name": f"g{i}", "desiredNodeCount": i, "existingNodeCount": 5}
+                                for i in range(100)
+                            ],
+                        },
+                    }
+                ]
+            }
+        ),
+    ).items
+    nodes, marker = parse_node_page(
+        json.dumps(
+            {
+                "items": [
+                    {
+                        "metadata": {"uid": "n1"},
+                        "status": {"lastProbeTime": "yesterday", "configurationUpToDate": "no"},
+                    }
+                ],
+                "pageInfo": {"nextMarker": ["m"]},
+            }
+        )
+    )
+    assert nodes[0].last_probe is None and nodes[0].configuration_up_to_date is False
+    assert marker is None
+    target = TargetData(
+        project_id="p",
+        labels={},
+        clusters=clusters,
+        nodes={"c1": nodes},
+        nodepools={"c1": pools},
+        addons={},
+        jobs=[],
+        quotas=[],
+        phase_since={},
+        health=[],
+        upgrades={"c1": [f"v{i}" for i in range(500)] + ["not a version!"]},
+    )
+    groups = ("clusters", "nodepools", "nodes")
+    exposition = assemble(
+        [render_group(g, [target], now=0.0, state_sets="all") for g in groups], []
+    )
+    lines = exposition.text.decode().splitlines()
+
+    def count(prefix: str) -> int:
+        return sum(1 for line in lines if line.startswith(prefix + "{"))
+
+    assert count("cce_cluster_status_condition_reason") == MAX_PER_OBJECT
+    assert count("cce_cluster_upgrade_target_info") == MAX_PER_OBJECT
+    assert count("cce_nodepool_scalegroup_nodes") <= 3 * MAX_PER_OBJECT
+    joined = "\n".join(lines)
+    assert 'reason="other"' in joined and "r" * 100 not in joined
+    assert 'condition="Scalable",status="false"} 1' in joined
+    assert 'lock_scene="other"' in joined  # free text never becomes a label value

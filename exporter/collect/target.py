@@ -46,6 +46,8 @@ RESOURCES: tuple[str, ...] = (
 #: Resources checked at most once per their own (slow) interval, even when a full collection
 #: (``collect_all``) asks sooner: a cycle's request count does not grow by them.
 SLOW_RESOURCES: tuple[str, ...] = ("cluster_upgrades", "addon_upgrades")
+#: How long a slow resource's first run waits for the first cluster listing.
+FIRST_LISTING_WAIT_SECONDS = 300.0
 #: Clusters whose upgrade information is not asked: no control plane to answer, or going away.
 UPGRADE_SKIP_PHASES: frozenset[str] = frozenset(
     {"Hibernation", "Hibernating", "Awaking", "Creating", "Deleting"}
@@ -155,6 +157,9 @@ class TargetCollector:
         self.slow_intervals: dict[str, float] = dict.fromkeys(SLOW_RESOURCES, 3600.0)
         #: Slow resources this installation does not offer (a 404 on every call): not asked again.
         self.unsupported: set[str] = set()
+        #: Set once the clusters were first asked for: a slow resource's first run waits for that
+        #: rather than an hour for its next run.
+        self.clusters_asked = asyncio.Event()
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -233,7 +238,10 @@ class TargetCollector:
     # --- clusters --------------------------------------------------------------------------------
 
     async def collect_clusters(self) -> bool:
-        return await self._timed("clusters", self._clusters)
+        try:
+            return await self._timed("clusters", self._clusters)
+        finally:
+            self.clusters_asked.set()
 
     async def _clusters(self) -> bool:
         clusters = await self.client.list_clusters()
@@ -412,6 +420,17 @@ class TargetCollector:
 
     # --- what can be upgraded (slow) -------------------------------------------------------------
 
+    async def _listed(self, resource: str) -> bool:
+        """Whether the clusters are listed, waiting a bounded while for the first listing."""
+        if self.state.clusters_listed:
+            return True
+        wait = min(self.slow_intervals.get(resource, 3600.0), FIRST_LISTING_WAIT_SECONDS)
+        try:
+            await asyncio.wait_for(self.clusters_asked.wait(), wait)
+        except TimeoutError:
+            return False
+        return self.state.clusters_listed
+
     def _due(self, resource: str) -> bool:
         """Whether a slow resource is to be checked now (never when not offered)."""
         if resource in self.unsupported:
@@ -435,7 +454,7 @@ class TargetCollector:
 
     async def collect_cluster_upgrades(self) -> bool:
         """The versions each cluster can be upgraded to (``upgradeinfo``), once per interval."""
-        if not self._due("cluster_upgrades") or not self.state.clusters_listed:
+        if not self._due("cluster_upgrades") or not await self._listed("cluster_upgrades"):
             return True
         return await self._timed("cluster_upgrades", self._cluster_upgrades)
 
@@ -473,7 +492,7 @@ class TargetCollector:
     async def collect_addon_upgrades(self) -> bool:
         """The add-on templates (``addontemplates``), once per interval: which add-on has a newer
         version that fits its cluster."""
-        if not self._due("addon_upgrades") or not self.state.clusters_listed:
+        if not self._due("addon_upgrades") or not await self._listed("addon_upgrades"):
             return True
         clusters = [c for c in self.governed_clusters() if c.phase not in UPGRADE_SKIP_PHASES]
         if not clusters:

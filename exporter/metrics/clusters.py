@@ -53,6 +53,7 @@ from exporter.metrics.spec import (
 
 __all__ = [
     "CONDITION_STATES",
+    "MAX_PER_OBJECT",
     "TABLE",
     "cluster_identity",
     "condition_reason_samples",
@@ -63,6 +64,9 @@ __all__ = [
 
 #: The states of a condition's status, as its state set spells them.
 CONDITION_STATES: tuple[str, ...] = ("true", "false", "unknown")
+#: At most this many condition types, scale groups or target versions per object: a hostile or
+#: broken answer must not multiply the series.
+MAX_PER_OBJECT = 32
 _MACHINE_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 Labelled = Sequence[tuple[Mapping[str, str | None], Value]]
@@ -83,6 +87,8 @@ def condition_samples(conditions: Sequence[Condition]) -> Labelled:
         kind = machine_word(cond.type)
         if kind is None:
             continue
+        if kind not in by_type and len(by_type) >= MAX_PER_OBJECT:
+            continue
         state = cond.state
         by_type[kind] = state if state in CONDITION_STATES else "unknown"
     return [
@@ -99,6 +105,8 @@ def condition_reason_samples(conditions: Sequence[Condition]) -> Labelled:
         kind = machine_word(cond.type)
         reason = machine_word(cond.reason)
         if kind is not None and reason is not None:
+            if kind not in by_type and len(by_type) >= MAX_PER_OBJECT:
+                continue
             by_type[kind] = reason
     return [({"condition": k, "reason": r}, 1) for k, r in sorted(by_type.items())]
 
@@ -175,7 +183,8 @@ def _upgrade_available(c: Cluster, ctx: RenderContext) -> int | None:
 
 def _upgrade_targets(c: Cluster, ctx: RenderContext) -> Labelled:
     targets = ctx.target.upgrades.get(c.id or "") or ()
-    return [({"target_version": machine_word(t)}, 1) for t in sorted(set(targets))]
+    words = sorted({machine_word(t) or "other" for t in targets})[:MAX_PER_OBJECT]
+    return [({"target_version": w}, 1) for w in words]
 
 
 def _billing_mode(c: Cluster) -> str | None:

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping
 from exporter.cce.models import NODEPOOL_PHASES, NodePool
 from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
 from exporter.metrics.clusters import (
+    MAX_PER_OBJECT,
     Labelled,
     condition_reason_samples,
     condition_samples,
@@ -93,7 +94,7 @@ def _scalegroups(p: NodePool, ctx: RenderContext) -> Labelled:
     seen: set[str] = set()
     for group in p.status.scale_group_statuses:
         name = machine_word(group.name or group.uid)
-        if name is None or name in seen:
+        if name is None or name in seen or len(seen) >= MAX_PER_OBJECT:
             continue
         seen.add(name)
         for state, count in (

@@ -28,7 +28,8 @@ Control API (JSON, no authentication, never faulted)::
     DELETE /_sim/clusters/{id}/nodes/{node_id}
     POST   /_sim/clusters/{id}/fail-next-wakeup     the next awake fails for lack of capacity
     POST   /_sim/phase                              {"kind": cluster|node|nodepool|addon, "id",
-                                                     "phase", "cluster_id"?, "reason"?, "message"?}
+                                                     "phase", "cluster_id"?, "reason"?, "message"?,
+                                                     "version"? (an add-on's installed version)}
     POST   /_sim/clusters/{id}/status               {"certificate"?: CertificateValid|...Expired,
                                                      "rotation"?: RotationFailed|...|null,
                                                      "agency"?, "lock"?: {"scene", "source"}|null}
@@ -711,12 +712,15 @@ class SimulatorApp:
             cluster_id=data.get("cluster_id"),
             reason=data.get("reason"),
             message=data.get("message"),
+            version=data.get("version"),
         )
         return _control_json({"ok": True})
 
     def _c_cluster_status(self, request: Request) -> Response:
         data = self._json_body(request)
         lock = data.get("lock", ...)
+        if lock is not ... and lock and not isinstance(lock, dict):
+            raise ValueError("lock is an object {scene, source} or null")
         self.world.set_cluster_status(
             request.params["cluster_id"],
             certificate=data.get("certificate"),

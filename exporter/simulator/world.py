@@ -1292,8 +1292,9 @@ class World:
         cluster_id: str | None = None,
         reason: str | None = None,
         message: str | None = None,
+        version: str | None = None,
     ) -> None:
-        """Hold a cluster/node/nodepool phase or an add-on status from now on."""
+        """Hold a cluster/node/nodepool phase or an add-on status (and installed version)."""
         now = self.now_ns()
         if kind == "cluster":
             self.cluster(uid).timeline.replace_from(now, Segment(now, phase, reason, message))
@@ -1308,6 +1309,8 @@ class World:
             addon.status = phase
             addon.reason, addon.message = _ADDON_REASONS.get(phase, (reason or "", message or ""))
             addon.updated = now
+            if version is not None:
+                addon.installed = str(version)
         else:
             raise SimError(400, "SIM.400", f"unknown kind {kind!r}")
         self._changed()
