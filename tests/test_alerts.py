@@ -33,6 +33,7 @@ ALERTS = {
     "CCENodeStatusStale",
     "CCEExporterDown",
     "CCEExporterCollectFailing",
+    "CCEExporterClusterCollectFailing",
     "CCEExporterDataStale",
     "CCEExporterShardsInconsistent",
     "CCEClusterUnavailable",

@@ -47,10 +47,12 @@ class TargetData:
     addons: Mapping[str, Sequence[Addon]]
     jobs: Sequence[TrackedJob]
     quotas: Sequence[Quota]
-    # "cluster/<id>", "node/<id>", "nodepool/<id>", "addon/<id>", "job/<id>" -> unix seconds when
-    # the current phase was first seen
+    # "cluster/<id>", "node/<id>", "nodepool/<cluster_id>/<id>", "addon/<id>", "job/<id>" -> unix
+    # seconds when the current phase was first seen
     phase_since: Mapping[str, float]
     health: Sequence[ResourceHealth]
+    # resource -> cluster_id -> the last collection of that resource for that cluster succeeded
+    cluster_success: Mapping[str, Mapping[str, bool]] = field(default_factory=dict)
     # cluster_id -> the versions ``upgradeinfo`` offers (absent: not known, or not offered)
     upgrades: Mapping[str, Sequence[str]] = field(default_factory=dict)
     # addon_id -> whether a newer template version fits its cluster (absent: not known)

@@ -26,6 +26,7 @@ group's desired, existing and upcoming nodes::
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 from exporter.cce.models import NODEPOOL_PHASES, NodePool
 from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
@@ -49,10 +50,19 @@ from exporter.metrics.spec import (
     escape_label_value,
 )
 
-__all__ = ["TABLE"]
+__all__ = ["NODE_STATES", "TABLE"]
 
 
-def _items(target: TargetData) -> Iterator[tuple[str, NodePool]]:
+@dataclass(frozen=True, slots=True)
+class ScopedPool:
+    """A node pool with the cluster it belongs to: default pool IDs (``<az>#<flavor>#<os>``)
+    repeat across clusters, so the pool alone does not find its phase-since time."""
+
+    cluster_id: str
+    pool: NodePool
+
+
+def _items(target: TargetData) -> Iterator[tuple[str, ScopedPool]]:
     esc = escape_label_value
     for cluster_ident, cluster in present_clusters(target):
         pools = target.nodepools.get(cluster.id or "")
@@ -67,7 +77,7 @@ def _items(target: TargetData) -> Iterator[tuple[str, NodePool]]:
             ident = f'{cluster_ident},nodepool_id="{esc(pid)}"'
             if pool.name:
                 ident += f',nodepool="{esc(pool.name)}"'
-            yield ident, pool
+            yield ident, ScopedPool(cluster.id or "", pool)
 
 
 #: ``state`` label -> the SDK's NodePoolStatus field.
@@ -80,19 +90,19 @@ NODE_STATES: tuple[tuple[str, str], ...] = (
 )
 
 
-def _node_states(p: NodePool, ctx: RenderContext) -> Labelled:
+def _node_states(s: ScopedPool, ctx: RenderContext) -> Labelled:
     out: list[tuple[Mapping[str, str | None], Value]] = []
     for state, attr in NODE_STATES:
-        count = getattr(p.status, attr)
+        count = getattr(s.pool.status, attr)
         if count is not None:
             out.append(({"state": state}, count))
     return out
 
 
-def _scalegroups(p: NodePool, ctx: RenderContext) -> Labelled:
+def _scalegroups(s: ScopedPool, ctx: RenderContext) -> Labelled:
     out: list[tuple[Mapping[str, str | None], Value]] = []
     seen: set[str] = set()
-    for group in p.status.scale_group_statuses:
+    for group in s.pool.status.scale_group_statuses:
         name = machine_word(group.name or group.uid)
         if name is None or name in seen or len(seen) >= MAX_PER_OBJECT:
             continue
@@ -107,7 +117,7 @@ def _scalegroups(p: NodePool, ctx: RenderContext) -> Labelled:
     return out
 
 
-TABLE: Table[NodePool] = Table(
+TABLE: Table[ScopedPool] = Table(
     group="nodepools",
     resource="node pool",
     identity=(*CLUSTER_IDENTITY, "nodepool_id", "nodepool"),
@@ -117,48 +127,48 @@ TABLE: Table[NodePool] = Table(
             "cce_nodepool_info",
             "Static properties of a node pool (from its node template).",
             ("flavor", "az", "os"),
-            lambda p: (
-                p.spec.node_template.flavor,
-                p.spec.node_template.az,
-                p.spec.node_template.os,
+            lambda s: (
+                s.pool.spec.node_template.flavor,
+                s.pool.spec.node_template.az,
+                s.pool.spec.node_template.os,
             ),
         ),
         Gauge(
             "cce_nodepool_nodes",
             "Nodes currently in the pool (status.currentNode).",
-            lambda p, ctx: p.status.current_node,
+            lambda s, ctx: s.pool.status.current_node,
         ),
         Gauge(
             "cce_nodepool_initial_nodes",
             "Initial node count of the pool (spec.initialNodeCount), where given.",
-            lambda p, ctx: p.spec.initial_node_count,
+            lambda s, ctx: s.pool.spec.initial_node_count,
         ),
         Gauge(
             "cce_nodepool_autoscaling_enabled",
             "1 if autoscaling is enabled for the pool, else 0.",
-            lambda p, ctx: 1 if p.spec.autoscaling.enable else 0,
+            lambda s, ctx: 1 if s.pool.spec.autoscaling.enable else 0,
         ),
         Gauge(
             "cce_nodepool_autoscaling_min_nodes",
             "Autoscaling lower bound of the pool, where given.",
-            lambda p, ctx: p.spec.autoscaling.min_node_count,
+            lambda s, ctx: s.pool.spec.autoscaling.min_node_count,
         ),
         Gauge(
             "cce_nodepool_autoscaling_max_nodes",
             "Autoscaling upper bound of the pool, where given.",
-            lambda p, ctx: p.spec.autoscaling.max_node_count,
+            lambda s, ctx: s.pool.spec.autoscaling.max_node_count,
         ),
         StateSet(
             "cce_nodepool_status_phase",
             "Current phase of the node pool; the API's empty phase is Normal.",
             "phase",
             NODEPOOL_PHASES,
-            lambda p: p.phase,
+            lambda s: s.pool.phase,
         ),
         Gauge(
             "cce_nodepool_status_phase_since_timestamp_seconds",
             "When the exporter first saw the node pool's current phase (Unix time).",
-            lambda p, ctx: ctx.since(f"nodepool/{p.id}"),
+            lambda s, ctx: ctx.since(f"nodepool/{s.cluster_id}/{s.pool.id}"),
         ),
         Samples(
             "cce_nodepool_status_condition",
@@ -166,14 +176,14 @@ TABLE: Table[NodePool] = Table(
             "status of true, false, unknown).",
             "gauge",
             ("condition", "status"),
-            lambda p, ctx: condition_samples(p.status.conditions),
+            lambda s, ctx: condition_samples(s.pool.status.conditions),
         ),
         Samples(
             "cce_nodepool_status_condition_reason",
             "Current reason of each node-pool condition; other for free text.",
             "gauge",
             ("condition", "reason"),
-            lambda p, ctx: condition_reason_samples(p.status.conditions),
+            lambda s, ctx: condition_reason_samples(s.pool.status.conditions),
         ),
         Samples(
             "cce_nodepool_status_nodes",
@@ -187,7 +197,7 @@ TABLE: Table[NodePool] = Table(
             "cce_nodepool_status_configuration_synced_nodes",
             "Nodes of the pool whose configuration matches the pool's "
             "(status.configurationSyncedNodeCount), where given.",
-            lambda p, ctx: p.status.configuration_synced_node_count,
+            lambda s, ctx: s.pool.status.configuration_synced_node_count,
         ),
         Samples(
             "cce_nodepool_scalegroup_nodes",
