@@ -362,3 +362,25 @@ def test_hostile_todays_fields_parse_and_render_bounded() -> None:
     assert 'reason="other"' in joined and "r" * 100 not in joined
     assert 'condition="Scalable",status="false"} 1' in joined
     assert 'lock_scene="other"' in joined  # free text never becomes a label value
+
+
+@pytest.mark.simulator(clusters=3, nodes_per_cluster=4, seed=4)
+async def test_a_node_list_that_never_ends_is_a_counted_error_and_keeps_the_last_list(
+    simulator: Simulator,
+) -> None:
+    from tests.test_e2e_exporter import control, running_exporter, sim_env
+
+    async with running_exporter(sim_env(simulator)) as exporter:
+        assert await exporter.collect("clusters")
+        assert await exporter.collect("nodes")
+        before = await exporter.scrape()
+        nodes = len(before.values("cce_node_info"))
+        assert nodes > 0
+        rule = {"kind": "marker_loop", "rate": 1.0, "path": "/nodes$"}
+        await control(simulator, "POST", "/_sim/faults", rule)
+        assert not await exporter.collect("nodes")
+        after = await exporter.scrape()
+    errors = after.family("cce_exporter_collect_errors")
+    assert any(dict(labels).get("error") == "PagingError" for _, labels in errors), errors
+    assert len(after.values("cce_node_info")) == nodes  # the last good lists are kept
+    assert simulator.faults.injected["marker_loop"] >= 2

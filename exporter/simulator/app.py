@@ -70,6 +70,7 @@ from exporter.simulator.faults import (
     FaultRule,
     Faults,
     gzip_bomb,
+    loop_marker,
     pad_names,
     spoil_objects,
 )
@@ -352,6 +353,8 @@ class SimulatorApp:
                 response.body = pad_names(response.body, fault.name_bytes)
             elif fault.kind == "bad_object":
                 response.body = spoil_objects(response.body)
+            elif fault.kind == "marker_loop":
+                response.body = loop_marker(response.body, request.query.get("marker"))
             elif fault.kind == "drip":
                 await self._drip(send, receive, response, fault.drip_ms / 1000)
                 return
