@@ -13,6 +13,16 @@ Hosts (API reference 1.1, and the SDK)
     answered is remembered for the client's life (one target). IAM uses ``iam_endpoint``, or
     ``endpoint`` when it is not set.
 
+Paging (the SDK's ``ListNodesRequest`` and ``NodePageInfo``)
+    Node lists come in pages of at most 2,000 nodes on the public cloud. The first request is
+    sent without ``limit`` or ``marker``; while an answer carries ``pageInfo.nextMarker`` the next
+    page is asked with ``marker``. A marker seen twice, or more than :data:`MAX_NODE_PAGES` pages,
+    raise :class:`~exporter.cce.errors.PagingError`. A list of one page costs one request.
+
+Upgrades (the SDK's ``ShowClusterUpgradeInfo`` and ``ListAddonTemplates``)
+    :meth:`CCEClient.get_upgrade_targets` and :meth:`CCEClient.list_addon_templates`; the
+    collector asks them on their own slow interval.
+
 Retries
     Retried, with exponential backoff and full jitter (``uniform(0, min(cap, base * 2**n))``):
     429 (waiting ``Retry-After`` when the server sends it), 408, 502, 503, 504, timeouts and
