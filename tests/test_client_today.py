@@ -384,3 +384,25 @@ async def test_a_node_list_that_never_ends_is_a_counted_error_and_keeps_the_last
     assert any(dict(labels).get("error") == "PagingError" for _, labels in errors), errors
     assert len(after.values("cce_node_info")) == nodes  # the last good lists are kept
     assert simulator.faults.injected["marker_loop"] >= 2
+
+
+@pytest.mark.simulator(clusters=3, nodes_per_cluster=1, seed=4)
+async def test_the_exporter_finds_the_addons_without_an_addon_endpoint(
+    simulator: Simulator,
+) -> None:
+    from exporter.collect.target import SKIP_PHASES
+    from tests.test_e2e_exporter import running_exporter, sim_env
+
+    env = sim_env(simulator)
+    del env["CCE_EXPORTER_ADDON_ENDPOINT"]
+    async with running_exporter(env) as exporter:
+        client = exporter.service.targets[0].client
+        assert client.addon_endpoint is None  # not configured: both layouts are tried
+        assert await exporter.collect("clusters")
+        assert await exporter.collect("addons")
+        scrape = await exporter.scrape()
+        listed = exporter.service.targets[0].collector.state.clusters
+    asked = {c.id for c in listed if c.phase not in SKIP_PHASES["addons"]}
+    expected = {a for uid in asked for a in simulator.world.clusters[uid or ""].addons}
+    assert expected
+    assert scrape.label_values("cce_addon_info", "addon_id") == expected
