@@ -83,6 +83,10 @@ async def test_an_installation_without_the_calls_is_skipped_with_one_log_line(
     # Asked once each (every cluster's upgradeinfo in the first round), never again.
     upgradeinfo, templates = requests(simulator)
     assert templates == 1 and 1 <= upgradeinfo <= 4
+    # Nothing to collect is a current success: readiness and staleness leave them alone.
+    assert set(scrape.values("cce_exporter_collect_success", resource="cluster_upgrades")) == {1}
+    last = scrape.value("cce_exporter_last_success_timestamp_seconds", resource="addon_upgrades")
+    assert last == exporter.clock.now - 7200  # the last round, two hours of clock ago
 
 
 def _addon(version: str) -> Addon:

@@ -450,9 +450,7 @@ class TargetCollector:
         return self.state.clusters_listed
 
     def _due(self, resource: str) -> bool:
-        """Whether a slow resource is to be checked now (never when not offered)."""
-        if resource in self.unsupported:
-            return False
+        """Whether a slow resource is to be checked now."""
         last = self.health[resource].last_attempt
         # A tenth of slack: the scheduler's own run, an interval after the last, is never early.
         interval = self.slow_intervals.get(resource, 3600.0)
@@ -470,8 +468,19 @@ class TargetCollector:
             extra=self._where(None, resource),
         )
 
+    async def _nothing_offered(self, resource: str) -> bool:
+        """A resource the installation does not offer is collected as nothing, successfully:
+        its data (none) stays current, so readiness and the staleness alert leave it alone."""
+
+        async def nothing() -> bool:
+            return True
+
+        return await self._timed(resource, nothing)
+
     async def collect_cluster_upgrades(self) -> bool:
         """The versions each cluster can be upgraded to (``upgradeinfo``), once per interval."""
+        if "cluster_upgrades" in self.unsupported:
+            return await self._nothing_offered("cluster_upgrades")
         if not self._due("cluster_upgrades") or not await self._listed("cluster_upgrades"):
             return True
         return await self._timed("cluster_upgrades", self._cluster_upgrades)
@@ -510,6 +519,8 @@ class TargetCollector:
     async def collect_addon_upgrades(self) -> bool:
         """The add-on templates (``addontemplates``), once per interval: which add-on has a newer
         version that fits its cluster."""
+        if "addon_upgrades" in self.unsupported:
+            return await self._nothing_offered("addon_upgrades")
         if not self._due("addon_upgrades") or not await self._listed("addon_upgrades"):
             return True
         clusters = [c for c in self.governed_clusters() if c.phase not in UPGRADE_SKIP_PHASES]
