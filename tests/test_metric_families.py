@@ -18,6 +18,7 @@ import math
 import platform
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -37,6 +38,7 @@ from exporter.cce.models import (
     parse_response,
     parse_timestamp,
 )
+from exporter.kube.models import KubeClusterData, parse_list
 from exporter.metrics import (
     GROUPS,
     ResourceHealth,
@@ -85,6 +87,8 @@ class World:
     since: dict[str, float]
     health: list[ResourceHealth]
     target: TargetData
+    #: cluster id -> kind (jobs, cronjobs, resourcequotas) -> the Kubernetes API's items
+    kube: dict[str, dict[str, list[Raw]]]
 
 
 @cache
@@ -157,6 +161,7 @@ def world() -> World:
         for a in items
         if a.id and (up := addon_upgrade_available(a, by_id[cid], templates)) is not None
     }
+    kube_raw, kube_models = _kube_world(sim, clusters)
     health = [
         ResourceHealth("clusters", True, 0.25, now - 5),
         ResourceHealth("nodes", False, 1.5, now - 300),
@@ -176,6 +181,7 @@ def world() -> World:
         cluster_success={"nodes": {cid: index % 4 != 1 for index, cid in enumerate(nodes)}},
         upgrades=upgrades,
         addon_upgrades=addon_upgrades,
+        kube=kube_models,
     )
     return World(
         now,
@@ -191,7 +197,48 @@ def world() -> World:
         since,
         health,
         target,
+        kube_raw,
     )
+
+
+class _KubeRequest:
+    def __init__(self, cluster_id: str, kind: str, version: str) -> None:
+        self.params = {"kube_cluster": cluster_id, "kind": kind, "version": version}
+        self.query: dict[str, str] = {}
+        self.headers: dict[str, str] = {}
+
+
+def _kube_world(
+    sim: Simulator, clusters: list[Raw]
+) -> tuple[dict[str, dict[str, list[Raw]]], dict[str, KubeClusterData]]:
+    """Each Available cluster's Kubernetes lists, as the simulator answers them."""
+    raw: dict[str, dict[str, list[Raw]]] = {}
+    models: dict[str, KubeClusterData] = {}
+    for c in clusters:
+        cid = c["metadata"]["uid"]
+        version = "v1" if _numbers(c["spec"].get("version", ""))[:2] >= [1, 25] else "v1beta1"
+        lists = {}
+        for kind, group_version in (
+            ("jobs", "v1"),
+            ("cronjobs", version),
+            ("resourcequotas", "v1"),
+        ):
+            body, status = sim.app.kube.listing(_KubeRequest(cid, kind, group_version))
+            if status != 200:
+                break
+            lists[kind] = body
+        else:
+            raw[cid] = {kind: json.loads(body)["items"] for kind, body in lists.items()}
+            parsed = {k: parse_list(k, b, endpoint=k).items for k, b in lists.items()}
+            models[cid] = KubeClusterData(
+                cid,
+                c["metadata"].get("name") or "",
+                parsed["jobs"],
+                parsed["cronjobs"],
+                parsed["resourcequotas"],
+            )
+    assert raw, "pick another seed: no Available cluster"
+    return raw, models
 
 
 @cache
@@ -511,6 +558,112 @@ def _pool_phase(p: Raw) -> str:
     return "Normal" if not raw or not str(raw).strip() else raw
 
 
+# --- Kubernetes objects inside the clusters -------------------------------------------------------
+
+KUBE_CONDITIONS = ("Complete", "Failed", "Suspended", "FailureTarget", "SuccessCriteriaMet")
+_UNITS = {"": 1.0, "m": 1e-3, "k": 1e3, "Mi": 2.0**20, "Gi": 2.0**30}
+
+
+def _amount(text: str) -> float:
+    """A quantity as the simulator writes them (plain, milli, Mi, Gi)."""
+    number = text.rstrip("kmMGi")
+    return float(number) * _UNITS[text[len(number) :]]
+
+
+def _kube(kind: str, name_label: str) -> Objects:
+    def objects(w: World) -> Iterator[tuple[dict[str, Any], Raw]]:
+        by_id = {c["metadata"]["uid"]: c for c in w.clusters}
+        for cid, kinds in w.kube.items():
+            for item in kinds[kind]:
+                meta = item["metadata"]
+                ident = _cluster_ident(w, by_id[cid])
+                ident |= {"namespace": meta.get("namespace", "default"), name_label: meta["name"]}
+                yield ident, item
+
+    return objects
+
+
+_kube_jobs = _kube("jobs", "job_name")
+_kube_cronjobs = _kube("cronjobs", "cronjob")
+
+
+def _kube_owner(j: Raw) -> tuple[str | None, str | None]:
+    owners = field(j, "metadata.ownerReferences") or []
+    owner = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
+    return (owner.get("kind"), owner.get("name")) if owner else (None, None)
+
+
+def _kube_job_conditions(w: World) -> Series:
+    out: Series = {}
+    for ident, j in _kube_jobs(w):
+        for cond in field(j, "status.conditions") or []:
+            if cond["type"] not in KUBE_CONDITIONS:
+                continue
+            for label, raw in (("true", "True"), ("false", "False"), ("unknown", "Unknown")):
+                key = _labels(**ident, condition=cond["type"], status=label)
+                out[key] = 1.0 if cond["status"] == raw else 0.0
+    return out
+
+
+def _kube_next_schedule(w: World, c: Raw) -> float | None:
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    base = ts(field(c, "status.lastScheduleTime")) or ts(field(c, "metadata.creationTimestamp"))
+    if base is None:
+        return None
+    zone = field(c, "spec.timeZone")
+    start = datetime.fromtimestamp(base, ZoneInfo(zone) if zone else UTC)
+    return float(croniter(c["spec"]["schedule"], start).get_next(float))
+
+
+def _kube_quotas(w: World) -> Series:
+    out: Series = {}
+    for ident, q in _kube("resourcequotas", "resourcequota")(w):
+        for kind in ("hard", "used"):
+            for resource, text in (field(q, f"status.{kind}") or {}).items():
+                out[_labels(**ident, resource=resource, type=kind)] = _amount(text)
+    return out
+
+
+KUBE_ORACLES: dict[str, Callable[[World], Series]] = {
+    "cce_kube_job_info": info(
+        _kube_jobs,
+        owner_kind=lambda j: _kube_owner(j)[0],
+        owner_name=lambda j: _kube_owner(j)[1],
+    ),
+    "cce_kube_job_status_active": gauge(_kube_jobs, lambda w, j: field(j, "status.active") or 0),
+    "cce_kube_job_status_succeeded": gauge(
+        _kube_jobs, lambda w, j: field(j, "status.succeeded") or 0
+    ),
+    "cce_kube_job_status_failed": gauge(_kube_jobs, lambda w, j: field(j, "status.failed") or 0),
+    "cce_kube_job_status_start_time_seconds": gauge(
+        _kube_jobs, lambda w, j: ts(field(j, "status.startTime"))
+    ),
+    "cce_kube_job_status_completion_time_seconds": gauge(
+        _kube_jobs, lambda w, j: ts(field(j, "status.completionTime"))
+    ),
+    "cce_kube_job_status_condition": _kube_job_conditions,
+    "cce_kube_job_spec_active_deadline_seconds": gauge(
+        _kube_jobs, lambda w, j: field(j, "spec.activeDeadlineSeconds")
+    ),
+    "cce_kube_cronjob_info": info(
+        _kube_cronjobs, schedule=_path("spec.schedule"), timezone=_path("spec.timeZone")
+    ),
+    "cce_kube_cronjob_spec_suspend": gauge(
+        _kube_cronjobs, lambda w, c: 1 if field(c, "spec.suspend") else 0
+    ),
+    "cce_kube_cronjob_status_last_schedule_time_seconds": gauge(
+        _kube_cronjobs, lambda w, c: ts(field(c, "status.lastScheduleTime"))
+    ),
+    "cce_kube_cronjob_status_last_successful_time_seconds": gauge(
+        _kube_cronjobs, lambda w, c: ts(field(c, "status.lastSuccessfulTime"))
+    ),
+    "cce_kube_cronjob_next_schedule_time_seconds": gauge(_kube_cronjobs, _kube_next_schedule),
+    "cce_kube_resourcequota": _kube_quotas,
+}
+
 ORACLES: dict[str, Callable[[World], Series]] = {
     "cce_cluster_info": info(
         _clusters,
@@ -614,6 +767,7 @@ ORACLES: dict[str, Callable[[World], Series]] = {
     "cce_exporter_collect_duration_seconds": _health(lambda h: h.duration_seconds),
     "cce_exporter_collect_success": _health(lambda h: 1 if h.success else 0),
     "cce_exporter_last_success_timestamp_seconds": _health(lambda h: h.last_success),
+    **KUBE_ORACLES,
 }
 
 #: Every family row of the metric tables, with its table: what the renderer can produce.
