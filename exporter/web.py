@@ -19,7 +19,17 @@ exporter-toolkit format (:mod:`exporter.webconfig`); auth applies to every route
 
 :class:`Server` runs the app on an already-bound socket (``listen`` may use port 0; ``.port``
 tells the real one) and stops gracefully: the listener closes, in-flight requests finish, then the
-``on_shutdown`` hooks run. :func:`serve` adds SIGTERM/SIGINT handling for the command line.
+``on_shutdown`` hooks run. :func:`serve` adds SIGTERM/SIGINT/SIGHUP handling for the command line
+(SIGHUP stops gracefully like SIGTERM).
+
+Under attack (:class:`WebLimits`): at most ``max_connections`` connections are open at once; when
+the limit is reached the oldest idle connection (one that has not completed its request headers,
+or a keep-alive connection between requests) is closed to make room, and when none is idle the
+server stops accepting until one closes (the kernel queues the rest). A request's headers must
+arrive within ``header_timeout`` seconds of the connection (or of its first byte after a
+keep-alive pause), so slow-header clients (slowloris) are closed. ``accept()`` failures (EMFILE
+when out of file descriptors) pause accepting with a growing back-off, close idle connections to
+free descriptors, and are logged once per minute with a count, never once per attempt.
 """
 
 from __future__ import annotations
@@ -28,11 +38,16 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import errno
 import html
 import logging
+import resource
 import signal
 import socket
+import ssl
+import sys
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,8 +60,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from exporter.webconfig import BasicAuthVerifier, WebConfig
+from exporter.webconfig import AuthBusyError, BasicAuthVerifier, WebConfig
 
 __all__ = [
     "ClusterRow",
@@ -57,6 +73,7 @@ __all__ = [
     "StatusView",
     "TargetStatus",
     "Timestamp",
+    "WebLimits",
     "build_app",
     "parse_listen",
     "serve",
@@ -68,6 +85,39 @@ access_log = logging.getLogger(__name__ + ".access")
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 REALM = "cce-exporter"
+
+
+@dataclass(frozen=True)
+class WebLimits:
+    """Bounds of the web server (``web_*`` settings); the defaults are safe for a public port."""
+
+    #: Open connections at most; None: 512, or fewer when the open-file limit is low.
+    max_connections: int | None = None
+    #: Seconds a client has to send a request's headers (a new connection, or after a pause).
+    header_timeout: float = 10.0
+    #: Threads verifying bcrypt passwords (their own pool: scrapes and rendering never wait).
+    auth_workers: int = 1
+    #: bcrypt checks waiting or running at most; more are answered 503 at once.
+    auth_queue: int = 16
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> WebLimits:
+        defaults = cls()
+        return cls(
+            max_connections=getattr(settings, "web_max_connections", defaults.max_connections),
+            header_timeout=getattr(settings, "web_header_timeout", defaults.header_timeout),
+            auth_workers=getattr(settings, "web_auth_workers", defaults.auth_workers),
+            auth_queue=getattr(settings, "web_auth_queue", defaults.auth_queue),
+        )
+
+    def connection_limit(self) -> int:
+        """``max_connections``, or the default: 512 within the open-file limit (128 kept spare)."""
+        if self.max_connections is not None:
+            return self.max_connections
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 512
+        return max(8, min(512, soft - 128))
 
 
 # --- the interfaces the collector implements --------------------------------------------------
@@ -374,8 +424,10 @@ def build_app(
     extra_routes: Sequence[BaseRoute] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     clock: Callable[[], datetime] = _utcnow,
+    limits: WebLimits | None = None,
 ) -> Starlette:
     """The ASGI app. ``on_shutdown`` hooks run, in order, after in-flight requests finished."""
+    limits = limits or WebLimits()
 
     async def metrics(request: Request) -> Response:
         exposition = source.exposition()
@@ -422,7 +474,15 @@ def build_app(
         *extra_routes,
     ]
     config = web_config or WebConfig()
-    verifier = BasicAuthVerifier(config.basic_auth_users) if config.auth_enabled else None
+    verifier = (
+        BasicAuthVerifier(
+            config.basic_auth_users, workers=limits.auth_workers, max_pending=limits.auth_queue
+        )
+        if config.auth_enabled
+        else None
+    )
+    if verifier is not None:
+        on_shutdown = [*on_shutdown, verifier.aclose]
     middleware = [Middleware(_Guard, verifier=verifier, headers=dict(config.headers))]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
@@ -490,16 +550,25 @@ class _Guard:
             await send(message)
 
         try:
-            if (
-                self.verifier is not None
-                and not str(scope.get("path", "")).startswith(BEARER_PATHS)
-                and not await self._authorized(scope)
+            response: Response | None = None
+            if self.verifier is not None and not str(scope.get("path", "")).startswith(
+                BEARER_PATHS
             ):
-                response: Response = PlainTextResponse(
-                    "unauthorized\n",
-                    status_code=401,
-                    headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
-                )
+                try:
+                    if not await self._authorized(scope):
+                        response = PlainTextResponse(
+                            "unauthorized\n",
+                            status_code=401,
+                            headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
+                        )
+                except AuthBusyError:
+                    # Too many password checks queued (a failed-login flood): shed this one.
+                    response = PlainTextResponse(
+                        "too many login attempts, retry later\n",
+                        status_code=503,
+                        headers={"Retry-After": "1"},
+                    )
+            if response is not None:
                 await response(scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive, send_wrapper)
@@ -584,12 +653,279 @@ def with_tcp_proto(sock: socket.socket) -> socket.socket:
     return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
 
 
-class _UvicornServer(uvicorn.Server):
-    """uvicorn's server without its own signal handling, with a startup event."""
+#: Connections accepted per event-loop turn at most, so that accepting never starves the rest.
+ACCEPT_BATCH = 32
+#: accept() failures are logged at most once per this many seconds (with a count).
+ACCEPT_LOG_INTERVAL = 60.0
+#: Back-off after an accept() failure: doubles from the first value up to the second.
+ACCEPT_BACKOFF = (0.05, 1.0)
 
-    def __init__(self, config: uvicorn.Config) -> None:
+
+class _Connections:
+    """The server's open connections: a count against the limit, and the idle ones, oldest first.
+
+    "Idle" means waiting for a request: its headers not complete yet (a fresh connection, a
+    slow-header client) or between two requests of a keep-alive connection. Idle connections are
+    what gets closed to make room when the limit is reached.
+    """
+
+    def __init__(self, limit: int, header_timeout: float) -> None:
+        self.limit = limit
+        self.header_timeout = header_timeout
+        self.open = 0  # accepted and not yet lost (TLS handshakes included)
+        self.closing = 0  # closed by us, their connection_lost still to come
+        self.idle: OrderedDict[_GuardedH11, None] = OrderedDict()
+        self.on_free: Callable[[], None] | None = None
+        self.evicted = 0
+
+    @property
+    def full(self) -> bool:
+        return self.open - self.closing >= self.limit
+
+    def evict_idle(self, count: int = 1) -> int:
+        """Close up to ``count`` idle connections, oldest first; how many were closed."""
+        closed = 0
+        while closed < count and self.idle:
+            protocol, _ = self.idle.popitem(last=False)
+            if protocol.close_idle():
+                closed += 1
+        self.evicted += closed
+        return closed
+
+    def lost(self, *, evicted: bool) -> None:
+        self.open -= 1
+        if evicted:
+            self.closing -= 1
+        if self.on_free is not None and not self.full:
+            self.on_free()
+
+
+class _GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for request headers and a place in
+    :class:`_Connections` (one subclass per server sets ``connections``)."""
+
+    connections_state: _Connections
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._made = False
+        self._evicted = False
+
+    def _waiting(self) -> bool:
+        return self.cycle is None or bool(self.cycle.response_complete)
+
+    def _arm(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(
+                self.connections_state.header_timeout, self._headers_too_slow
+            )
+
+    def _disarm(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if self._waiting() and not self.transport.is_closing():
+            log.debug("closing a connection that sent no complete request headers in time")
+            self.connections_state.idle.pop(self, None)
+            self.transport.close()
+
+    def close_idle(self) -> bool:
+        """Close this connection to make room, if it is still idle and open."""
+        if not self._waiting() or self.transport.is_closing():
+            return False
+        self._evicted = True
+        self.connections_state.closing += 1
+        self._disarm()
+        self.transport.close()
+        return True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._made = True
+        self.connections_state.idle[self] = None
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self._waiting()
+        if waiting:
+            self._arm()  # a keep-alive pause ended: the next headers are due in time too
+        before = self.cycle
+        super().data_received(data)
+        if self.cycle is not before:  # a request's headers are complete
+            self._disarm()
+            if not self._waiting():
+                self.connections_state.idle.pop(self, None)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._waiting() and not self.transport.is_closing():
+            self.connections_state.idle[self] = None  # uvicorn's keep-alive timer runs
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._disarm()
+        self.connections_state.idle.pop(self, None)
+        self.connections_state.lost(evicted=self._evicted)
+
+
+class _Acceptor:
+    """Accepts connections on a listening socket, within :class:`_Connections`' limit.
+
+    It replaces asyncio's own accept loop, which on EMFILE logs a traceback for every pending
+    connection of every event-loop turn (hundreds of thousands a minute). Here a failure pauses
+    accepting (growing back-off), closes idle connections to free descriptors, and is logged once
+    per interval. Duck-types the part of ``asyncio.Server`` uvicorn uses at shutdown.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        connections: _Connections,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._factory = protocol_factory
+        self._connections = connections
+        self._ssl = ssl_context
+        self._reading = False
+        self._closed = False
+        self._retry: asyncio.TimerHandle | None = None
+        self._backoff = 0.0
+        self._failures = 0  # since the last message
+        self._last_log = -ACCEPT_LOG_INTERVAL
+        self._setups: set[asyncio.Task[None]] = set()
+        self.accept_failures = 0
+        connections.on_free = self._resume
+        sock.setblocking(False)
+        self._resume()
+
+    def _resume(self) -> None:
+        if self._closed or self._reading:
+            return
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._loop.add_reader(self._fd, self._on_readable)
+        self._reading = True
+
+    def _pause(self, delay: float | None) -> None:
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+        if delay is not None and self._retry is None and not self._closed:
+            self._retry = self._loop.call_later(delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self._resume()
+
+    def _on_readable(self) -> None:
+        connections = self._connections
+        for _ in range(ACCEPT_BATCH):
+            if connections.full and not connections.evict_idle(1):
+                self._pause(None)  # every connection is busy: resumed when one closes
+                return
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                self._accept_failed(exc)
+                return
+            self._backoff = 0.0
+            connections.open += 1
+            task = self._loop.create_task(self._setup(conn))
+            self._setups.add(task)
+            task.add_done_callback(self._setups.discard)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        self.accept_failures += 1
+        self._failures += 1
+        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            # Out of descriptors or memory: idle connections are the ones that can go.
+            self._connections.evict_idle(max(1, self._connections.open // 10))
+        low, high = ACCEPT_BACKOFF
+        self._backoff = min(high, max(low, self._backoff * 2))
+        now = time.monotonic()
+        if now - self._last_log >= ACCEPT_LOG_INTERVAL:
+            log.warning(
+                "cannot accept connections: %s (%d failure(s) since the last message, %d open "
+                "connections); retrying with a back-off of up to %.0f s, this is logged at most "
+                "once every %.0f s",
+                exc.strerror or exc,
+                self._failures,
+                self._connections.open,
+                high,
+                ACCEPT_LOG_INTERVAL,
+            )
+            self._last_log = now
+            self._failures = 0
+        self._pause(self._backoff)
+
+    async def _setup(self, conn: socket.socket) -> None:
+        made: list[asyncio.Protocol] = []
+
+        def factory() -> asyncio.Protocol:
+            protocol = self._factory()
+            made.append(protocol)
+            return protocol
+
+        try:
+            conn.setblocking(False)
+            if self._ssl is not None:
+                await self._loop.connect_accepted_socket(
+                    factory,
+                    conn,
+                    ssl=self._ssl,
+                    ssl_handshake_timeout=self._connections.header_timeout,
+                )
+            else:
+                await self._loop.connect_accepted_socket(factory, conn)
+        except (Exception, asyncio.CancelledError) as exc:
+            # A failed TLS handshake, a client gone before the start: nothing to serve.
+            log.debug("connection set-up failed: %s", exc or type(exc).__name__)
+            conn.close()
+            if not any(getattr(p, "_made", False) for p in made):
+                self._connections.lost(evicted=False)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    # --- what uvicorn's shutdown calls on a server ---
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._pause(None)
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._connections.on_free = None
+        self._sock.close()
+
+    async def wait_closed(self) -> None:
+        if self._setups:
+            await asyncio.wait(set(self._setups), timeout=self._connections.header_timeout)
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn's server without its own signal handling, with a startup event, accepting through
+    :class:`_Acceptor` within :class:`_Connections`' limits."""
+
+    def __init__(self, config: uvicorn.Config, connections: _Connections) -> None:
         super().__init__(config)
         self.started_event = asyncio.Event()
+        self.connections_state = connections
+        self.acceptors: list[_Acceptor] = []
 
     @contextlib.contextmanager
     def capture_signals(self) -> Any:
@@ -598,7 +934,26 @@ class _UvicornServer(uvicorn.Server):
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
+        if sockets is None:  # not used by this module: uvicorn's own listening
+            await super().startup(sockets=sockets)
+            self.started_event.set()
+            return
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(3)  # uvicorn's STARTUP_FAILURE; the app logged why
+        config = self.config
+
+        def create_protocol() -> asyncio.Protocol:
+            protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            return protocol
+
+        self.acceptors = [
+            _Acceptor(sock, create_protocol, self.connections_state, config.ssl) for sock in sockets
+        ]
+        self.servers = self.acceptors  # type: ignore[assignment]
+        self.started = True
         self.started_event.set()
 
 
@@ -616,13 +971,18 @@ class Server:
         web_config: WebConfig | None = None,
         *,
         grace: int = 30,
+        limits: WebLimits | None = None,
     ) -> None:
         self._host, self._port = parse_listen(listen)
         self.web_config = web_config
         ssl_ctx = web_config.tls.ssl_context() if web_config and web_config.tls else None
         self.tls = ssl_ctx is not None
+        self.limits = limits or WebLimits()
+        self.connections = _Connections(self.limits.connection_limit(), self.limits.header_timeout)
+        protocol = type("_ServerH11", (_GuardedH11,), {"connections_state": self.connections})
         self._config = uvicorn.Config(
             app,
+            http=protocol,
             lifespan="on",
             log_config=None,
             access_log=False,  # ours logs at DEBUG: scrapes are frequent
@@ -631,7 +991,7 @@ class Server:
             timeout_graceful_shutdown=grace,
             ssl_context_factory=(lambda _config, _default: ssl_ctx) if ssl_ctx else None,
         )
-        self._server = _UvicornServer(self._config)
+        self._server = _UvicornServer(self._config, self.connections)
         self._sock: socket.socket | None = None
         self._bound_port: int | None = None  # kept: the socket is closed at shutdown
         self._task: asyncio.Task[None] | None = None
@@ -670,7 +1030,17 @@ class Server:
             started.cancel()
             await self._task  # raises what failed
             raise RuntimeError("the web server stopped during start-up")
-        log.info("listening on %s", self.url)
+        log.info(
+            "listening on %s (at most %d connections, %.0f s for request headers)",
+            self.url,
+            self.connections.limit,
+            self.limits.header_timeout,
+        )
+
+    @property
+    def accept_failures(self) -> int:
+        """accept() calls that failed (EMFILE...), for tests and the soak."""
+        return sum(a.accept_failures for a in self._server.acceptors)
 
     def request_stop(self, *, force: bool = False) -> None:
         """Begin a graceful stop (``force``: skip waiting for in-flight requests and the hooks)."""
@@ -700,13 +1070,16 @@ async def serve(
     *,
     ready: asyncio.Event | None = None,
     on_started: Callable[[Server], None] | None = None,
+    limits: WebLimits | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully (a second SIGINT forces the stop).
+    """Serve until SIGTERM, SIGINT or SIGHUP, then stop gracefully (a second SIGINT forces the
+    stop). SIGHUP is a graceful stop like SIGTERM, not a reload: the configuration is read at
+    start-up only, and a supervisor restarts the process with the new files.
 
     ``ready`` is set, and ``on_started`` called with the :class:`Server`, once connections are
     accepted. Signal handlers are installed only when running in the main thread.
     """
-    server = Server(app, listen, web_config)
+    server = Server(app, listen, web_config, limits=limits)
     await server.start()
     loop = asyncio.get_running_loop()
 
@@ -716,7 +1089,7 @@ async def serve(
         server.request_stop(force=force)
 
     installed: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         try:
             previous = signal.getsignal(sig)
             loop.add_signal_handler(sig, on_signal, sig)
