@@ -490,7 +490,7 @@ class Settings(_Model):
     web_max_connections: int | None = Field(default=None, ge=1)
     web_header_timeout: PositiveDuration = 10.0
     web_auth_workers: int = Field(default=1, ge=1, le=16)
-    web_auth_queue: int = Field(default=16, ge=1)
+    web_auth_queue: int = Field(default=8, ge=1)
     hook_max_body_bytes: int = Field(default=1048576, ge=1024)
     hook_max_json_depth: int = Field(default=32, ge=2, le=500)
     targets: list[TargetConfig] = Field(min_length=1)

@@ -97,8 +97,8 @@ class WebLimits:
     header_timeout: float = 10.0
     #: Threads verifying bcrypt passwords (their own pool: scrapes and rendering never wait).
     auth_workers: int = 1
-    #: bcrypt checks waiting or running at most; more are answered 503 at once.
-    auth_queue: int = 16
+    #: bcrypt checks waiting at most; more are answered 503 (after AUTH_BUSY_DELAY).
+    auth_queue: int = 8
 
     @classmethod
     def from_settings(cls, settings: Any) -> WebLimits:
@@ -491,6 +491,11 @@ def build_app(
 #: ``Authorization: Bearer`` header they need, so it does not apply to them. TLS still does.
 BEARER_PATHS = ("/hooks/",)
 
+#: Seconds a login refused for lack of bcrypt capacity waits before its 503 answer.
+AUTH_BUSY_DELAY = 0.5
+#: Connections remembered as having failed a login (their checks get the lower priority).
+FAILED_CONNECTIONS_KEPT = 4096
+
 
 class PartsResponse(Response):
     """A body of known length sent as the pieces it comes in: never joined or copied."""
@@ -530,6 +535,9 @@ class _Guard:
     ) -> None:
         self.app = app
         self.verifier = verifier
+        # Connections (client address and port) that failed a login: their next checks wait
+        # behind those of other clients (see BasicAuthVerifier). Bounded, oldest forgotten.
+        self._failed: OrderedDict[Any, None] = OrderedDict()
         self.headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
         ]
@@ -562,7 +570,9 @@ class _Guard:
                             headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
                         )
                 except AuthBusyError:
-                    # Too many password checks queued (a failed-login flood): shed this one.
+                    # Too many password checks queued (a failed-login flood): shed this one,
+                    # after a pause that costs no CPU, so a flood cannot spin on quick refusals.
+                    await asyncio.sleep(AUTH_BUSY_DELAY)
                     response = PlainTextResponse(
                         "too many login attempts, retry later\n",
                         status_code=503,
@@ -606,7 +616,20 @@ class _Guard:
         user, sep, password = decoded.partition(":")
         if not sep:
             return False
-        return await self.verifier.verify(user, password)
+        client = scope.get("client")
+        key = tuple(client) if client else None
+        try:
+            ok = await self.verifier.verify(user, password, suspect=key in self._failed)
+        except AuthBusyError:
+            ok = False
+            raise
+        finally:
+            if not ok and key is not None:  # failed, or refused and still sending: a suspect
+                self._failed[key] = None
+                self._failed.move_to_end(key)
+                while len(self._failed) > FAILED_CONNECTIONS_KEPT:
+                    self._failed.popitem(last=False)
+        return ok
 
 
 # --- serving -----------------------------------------------------------------------------------

@@ -36,9 +36,11 @@ bcrypt is slow on purpose, so a successful check is remembered in memory, keyed 
 password is never kept, and a scrape every 15 s does not pay bcrypt's cost each time (failures are
 never remembered, as in the exporter-toolkit). bcrypt runs in its own small thread pool, never in
 asyncio's default one (the exposition is rendered there), and at most ``max_pending`` checks wait or
-run at once: past that, :class:`AuthBusyError` is raised at once (the server answers 503), so a
-flood of wrong passwords costs at most ``workers`` cores and cannot queue up behind real logins
-without end. Identical checks running at the same time share one bcrypt.
+wait: past that, :class:`AuthBusyError` is raised at once (the server answers 503), so a
+flood of wrong passwords costs at most ``workers`` cores and cannot queue up without end. Checks
+from connections that already failed a login ("suspects") wait behind the others and are the ones
+refused to make room, so a login on a clean connection gets through a flood sent over keep-alive
+connections. Identical checks running at the same time share one bcrypt.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import hmac
 import re
 import secrets
 import ssl
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -360,8 +362,8 @@ def _dummy_hash() -> bytes:
 class BasicAuthVerifier:
     """Checks basic-auth credentials against bcrypt hashes, remembering successes in memory.
 
-    ``workers`` threads run bcrypt (their own pool); at most ``max_pending`` checks wait or run at
-    once, more raise :class:`AuthBusyError` without any bcrypt.
+    ``workers`` threads run bcrypt (their own pool); at most ``max_pending`` checks wait for them,
+    more raise :class:`AuthBusyError` without any bcrypt.
     """
 
     def __init__(
@@ -370,7 +372,7 @@ class BasicAuthVerifier:
         *,
         cache_size: int = 256,
         workers: int = 1,
-        max_pending: int = 16,
+        max_pending: int = 8,
     ) -> None:
         self._users = {u: h.encode() for u, h in users.items()}
         self._key = secrets.token_bytes(32)
@@ -378,7 +380,12 @@ class BasicAuthVerifier:
         self._cache_size = cache_size
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bcrypt")
         self._max_pending = max(1, max_pending)
-        self._pending = 0
+        self._free = max(1, workers)  # bcrypt slots not in use
+        # Checks waiting for a slot: [0] clients with no failed login, [1] suspects.
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(),
+            deque(),
+        )
         self._inflight: dict[bytes, asyncio.Future[bool]] = {}
         self.refused = 0  # checks refused because too many were pending
         if self._users:
@@ -398,40 +405,87 @@ class BasicAuthVerifier:
         except ValueError:  # a malformed hash is a failed check, never a crash
             return False
 
-    async def _check(self, digest: bytes, password: bytes, hashed: bytes) -> bool:
+    async def _acquire(self, suspect: bool) -> None:
+        """A bcrypt slot: at once when one is free, else in the queue (suspects behind the rest);
+        :class:`AuthBusyError` when the queue is full, after a suspect made room if possible."""
+        if self._free > 0 and not self._waiting[0] and not self._waiting[1]:
+            self._free -= 1
+            return
+        if len(self._waiting[0]) + len(self._waiting[1]) >= self._max_pending:
+            if suspect or not self._waiting[1]:
+                self.refused += 1
+                raise AuthBusyError("too many password checks are waiting")
+            # A check from a client with no failed login makes room by refusing a suspect's.
+            self.refused += 1
+            self._waiting[1].pop().set_exception(AuthBusyError("refused for a higher priority"))
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane = self._waiting[1 if suspect else 0]
+        lane.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter in lane:
+                lane.remove(waiter)
+            elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release()  # given a slot just as it was cancelled
+            raise
+
+    def _release(self) -> None:
+        for lane in self._waiting:
+            while lane:
+                waiter = lane.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+    async def _check(self, digest: bytes, password: bytes, hashed: bytes, suspect: bool) -> bool:
         shared = self._inflight.get(digest)
         if shared is not None:  # the same credentials are being checked: wait for that one
             return await asyncio.shield(shared)
-        if self._pending >= self._max_pending:
-            self.refused += 1
-            raise AuthBusyError("too many password checks are waiting")
-        self._pending += 1
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, self._checkpw, password, hashed)
+        future: asyncio.Future[bool] = loop.create_future()
         self._inflight[digest] = future
         try:
-            return await asyncio.shield(future)
+            try:
+                await self._acquire(suspect)
+            except AuthBusyError as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved: sharers get it too, no "never retrieved" warning
+                raise
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            try:
+                result = await asyncio.shield(
+                    loop.run_in_executor(self._pool, self._checkpw, password, hashed)
+                )
+            finally:
+                self._release()
+            future.set_result(result)
+            return result
         finally:
-            self._pending -= 1
             if self._inflight.get(digest) is future:
                 del self._inflight[digest]
 
-    async def verify(self, user: str, password: str) -> bool:
+    async def verify(self, user: str, password: str, *, suspect: bool = False) -> bool:
         """True when ``password`` is right for ``user``; bcrypt runs in the verifier's own pool.
 
-        Raises :class:`AuthBusyError` when ``max_pending`` checks are already waiting."""
+        Raises :class:`AuthBusyError` when ``max_pending`` checks are already waiting. A
+        ``suspect`` check (from a connection that already failed a login) waits behind the others
+        and is the one refused to make room for them."""
         pw = password.encode("utf-8", "surrogateescape")
         hashed = self._users.get(user)
         if hashed is None:
             # As long as a wrong password, so that user names cannot be probed by timing.
             dummy = _dummy_hash()
-            await self._check(self._digest(user, pw, dummy), pw, dummy)
+            await self._check(self._digest(user, pw, dummy), pw, dummy, suspect)
             return False
         digest = self._digest(user, pw, hashed)
         if digest in self._cache:
             self._cache.move_to_end(digest)
             return True
-        if not await self._check(digest, pw, hashed):
+        if not await self._check(digest, pw, hashed, suspect):
             return False
         self._cache[digest] = None
         while len(self._cache) > self._cache_size:
