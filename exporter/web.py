@@ -497,6 +497,11 @@ AUTH_BUSY_DELAY = 0.5
 FAILED_CONNECTIONS_KEPT = 4096
 
 
+#: A scope entry the server adds: a callable telling whether the connection is closing (the
+#: client hung up), so that a long answer stops being written at once.
+CLOSING_SCOPE_KEY = "cce_exporter.closing"
+
+
 class PartsResponse(Response):
     """A body of known length sent as the pieces it comes in: never joined or copied."""
 
@@ -518,7 +523,14 @@ class PartsResponse(Response):
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         if scope.get("method") != "HEAD":
+            closing = scope.get(CLOSING_SCOPE_KEY)
             for part in self.parts:
+                if closing is not None and closing():
+                    # The client hung up: stop writing (asyncio warns about every write to a
+                    # lost connection); one turn of the loop lets the server register the loss,
+                    # after which the last message below is dropped quietly.
+                    await asyncio.sleep(0)
+                    break
                 await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
@@ -779,12 +791,20 @@ class _GuardedH11(H11Protocol):
         before = self.cycle
         super().data_received(data)
         if self.cycle is not before:  # a request's headers are complete
-            self._disarm()
-            if not self._waiting():
-                self.connections_state.idle.pop(self, None)
+            self._started(self.cycle)
+
+    def _started(self, cycle: Any) -> None:
+        """A new request: no header deadline, not idle, and its scope can tell a hang-up."""
+        self._disarm()
+        cycle.scope[CLOSING_SCOPE_KEY] = self.transport.is_closing
+        if not self._waiting():
+            self.connections_state.idle.pop(self, None)
 
     def on_response_complete(self) -> None:
+        before = self.cycle
         super().on_response_complete()
+        if self.cycle is not before:  # a pipelined request started
+            self._started(self.cycle)
         if self._waiting() and not self.transport.is_closing():
             self.connections_state.idle[self] = None  # uvicorn's keep-alive timer runs
 
