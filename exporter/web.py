@@ -735,6 +735,21 @@ class _Connections:
             self.on_free()
 
 
+class _ClientFaults:
+    """uvicorn's logger for one connection, with its warnings (a malformed request, an
+    unsupported upgrade: what any client can cause at will) at DEBUG, so that a flood of bad
+    requests cannot flood the log. Errors stay errors."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self._logger.debug(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
 class _GuardedH11(H11Protocol):
     """uvicorn's h11 protocol with a deadline for request headers and a place in
     :class:`_Connections` (one subclass per server sets ``connections``)."""
@@ -743,6 +758,7 @@ class _GuardedH11(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.logger = _ClientFaults(self.logger)  # type: ignore[assignment]
         self._header_deadline: asyncio.TimerHandle | None = None
         self._made = False
         self._evicted = False

@@ -108,6 +108,25 @@ async def test_connection_limit_closes_the_oldest_idle_connection() -> None:
             writer.close()
 
 
+async def test_malformed_requests_are_not_logged_above_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    async with running(WebLimits()) as server:
+        for junk in (b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000):
+            for _ in range(20):
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(junk + b"\r\n")
+                status = await reader.readline()
+                assert b" 400 " in status
+                writer.close()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            assert (await http.get("/healthz")).status_code == 200
+    loud = [r for r in caplog.records if r.levelno >= 30]
+    assert loud == [], [r.getMessage() for r in loud]
+    assert any("Invalid HTTP request" in r.getMessage() for r in caplog.records)
+
+
 async def test_default_connection_limit_stays_under_the_open_file_limit(monkeypatch: Any) -> None:
     import resource
 
