@@ -10,8 +10,8 @@ one against a running exporter::
     python -m bench.attacks login-flood  --url http://127.0.0.1:9877 --user prom --password pw
 
 * :func:`hangup_mid_scrape`: clients that ask for ``/metrics`` (uncompressed, so the answer is
-  large), read a little and hang up (with a TCP reset), as Prometheus does when its scrape timeout
-  fires. The server must keep answering.
+  large), read a little and hang up (a plain close, or a TCP reset), as Prometheus does when its
+  scrape timeout fires. The server must keep answering.
 * :func:`connection_flood`: many connections opened and left half-open (a partial request line,
   then silence), while ``/healthz`` is asked on fresh connections; how many probes were answered
   and how fast.
@@ -138,25 +138,41 @@ async def hangup_mid_scrape(
     read_bytes: int = 4096,
     pid: int | None = None,
     within: float = 10.0,
+    reset: bool = False,
 ) -> AttackResult:
-    """``times`` scrapes of ``/metrics`` (no gzip) abandoned after ``read_bytes`` bytes."""
+    """``times`` scrapes of ``/metrics`` (no gzip) abandoned after ``read_bytes`` bytes, with a
+    plain close (as Prometheus' scrape timeout does: the server's next writes then meet a reset
+    connection, EPIPE) or, with ``reset``, a TCP reset."""
     host, port = _address(url)
+
+    def once() -> int:
+        """One abandoned scrape on a plain blocking socket (as a scraper's own process would);
+        the declared length of the answer."""
+        with socket.create_connection((host, port), timeout=within) as sock:
+            sock.sendall(_request(host, "/metrics", {"Accept-Encoding": "identity"}))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise ConnectionError("closed before the headers")
+                head += chunk
+            length = 0
+            for line in head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip())
+            sock.recv(read_bytes)
+            if reset:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return length
+
     hung_up = 0
     largest = 0
     for _ in range(times):
         try:
-            async with asyncio.timeout(within):
-                reader, writer = await asyncio.open_connection(host, port)
-                writer.write(_request(host, "/metrics", {"Accept-Encoding": "identity"}))
-                head = await reader.readuntil(b"\r\n\r\n")
-                for line in head.decode("latin-1").split("\r\n"):
-                    name, _, value = line.partition(":")
-                    if name.strip().lower() == "content-length":
-                        largest = max(largest, int(value.strip()))
-                await reader.read(read_bytes)
-                _reset(writer)
-                hung_up += 1
-        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            largest = max(largest, await asyncio.to_thread(once))
+            hung_up += 1
+        except OSError:
             break  # the server is gone (or refuses): checked below
     status, seconds = await http_get(url, "/healthz", within=within)
     survived = status == 200 and _alive(pid)
