@@ -489,6 +489,7 @@ class Settings(_Model):
     # Bounds of the web server and the hooks against hostile clients (exporter.web.WebLimits).
     web_max_connections: int | None = Field(default=None, ge=1)
     web_header_timeout: PositiveDuration = 10.0
+    web_write_timeout: PositiveDuration = 30.0
     web_auth_workers: int = Field(default=1, ge=1, le=16)
     web_auth_queue: int = Field(default=8, ge=1)
     hook_max_body_bytes: int = Field(default=1048576, ge=1024)

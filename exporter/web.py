@@ -27,9 +27,11 @@ the limit is reached the oldest idle connection (one that has not completed its 
 or a keep-alive connection between requests) is closed to make room, and when none is idle the
 server stops accepting until one closes (the kernel queues the rest). A request's headers must
 arrive within ``header_timeout`` seconds of the connection (or of its first byte after a
-keep-alive pause), so slow-header clients (slowloris) are closed. ``accept()`` failures (EMFILE
-when out of file descriptors) pause accepting with a growing back-off, close idle connections to
-free descriptors, and are logged once per minute with a count, never once per attempt.
+keep-alive pause), so slow-header clients (slowloris) are closed, and a client that reads nothing
+of an answer for ``write_timeout`` seconds is disconnected (slow readers). ``accept()`` failures
+(EMFILE when out of file descriptors) pause accepting with a growing back-off, close idle
+connections to free descriptors, and are logged once per minute with a count, never once per
+attempt.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class WebLimits:
     max_connections: int | None = None
     #: Seconds a client has to send a request's headers (a new connection, or after a pause).
     header_timeout: float = 10.0
+    #: Seconds a client may read nothing of an answer (slow readers) before it is disconnected.
+    write_timeout: float = 30.0
     #: Threads verifying bcrypt passwords (their own pool: scrapes and rendering never wait).
     auth_workers: int = 1
     #: bcrypt checks waiting at most; more are answered 503 (after AUTH_BUSY_DELAY).
@@ -106,6 +110,7 @@ class WebLimits:
         return cls(
             max_connections=getattr(settings, "web_max_connections", defaults.max_connections),
             header_timeout=getattr(settings, "web_header_timeout", defaults.header_timeout),
+            write_timeout=getattr(settings, "web_write_timeout", defaults.write_timeout),
             auth_workers=getattr(settings, "web_auth_workers", defaults.auth_workers),
             auth_queue=getattr(settings, "web_auth_queue", defaults.auth_queue),
         )
@@ -704,9 +709,10 @@ class _Connections:
     what gets closed to make room when the limit is reached.
     """
 
-    def __init__(self, limit: int, header_timeout: float) -> None:
+    def __init__(self, limit: int, header_timeout: float, write_timeout: float = 30.0) -> None:
         self.limit = limit
         self.header_timeout = header_timeout
+        self.write_timeout = write_timeout
         self.open = 0  # accepted and not yet lost (TLS handshakes included)
         self.closing = 0  # closed by us, their connection_lost still to come
         self.idle: OrderedDict[_GuardedH11, None] = OrderedDict()
@@ -760,6 +766,7 @@ class _GuardedH11(H11Protocol):
         super().__init__(*args, **kwargs)
         self.logger = _ClientFaults(self.logger)  # type: ignore[assignment]
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._write_stall: asyncio.TimerHandle | None = None
         self._made = False
         self._evicted = False
 
@@ -824,8 +831,33 @@ class _GuardedH11(H11Protocol):
         if self._waiting() and not self.transport.is_closing():
             self.connections_state.idle[self] = None  # uvicorn's keep-alive timer runs
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_stall is None:
+            self._write_stall = self.loop.call_later(
+                self.connections_state.write_timeout, self._client_stopped_reading
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+
+    def _client_stopped_reading(self) -> None:
+        self._write_stall = None
+        if self.flow.write_paused and not self.transport.is_closing():
+            log.debug(
+                "closing a connection whose client read nothing for %.0f s",
+                self.connections_state.write_timeout,
+            )
+            self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
         self._disarm()
         self.connections_state.idle.pop(self, None)
         self.connections_state.lost(evicted=self._evicted)
@@ -1037,7 +1069,9 @@ class Server:
         ssl_ctx = web_config.tls.ssl_context() if web_config and web_config.tls else None
         self.tls = ssl_ctx is not None
         self.limits = limits or WebLimits()
-        self.connections = _Connections(self.limits.connection_limit(), self.limits.header_timeout)
+        self.connections = _Connections(
+            self.limits.connection_limit(), self.limits.header_timeout, self.limits.write_timeout
+        )
         protocol = type("_ServerH11", (_GuardedH11,), {"connections_state": self.connections})
         self._config = uvicorn.Config(
             app,

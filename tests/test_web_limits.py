@@ -92,6 +92,26 @@ async def test_slow_headers_are_closed_at_the_deadline() -> None:
                 assert (await http.get("/healthz")).status_code == 200
 
 
+async def test_a_client_that_stops_reading_is_disconnected() -> None:
+    big = b"x" * (32 * 1024 * 1024)  # far more than the socket buffers hold
+    source = FakeSource(current=FakeExposition(big, big))
+    limits = WebLimits(write_timeout=0.5)
+    server = Server(build_app(source, limits=limits), "127.0.0.1:0", limits=limits)  # type: ignore[arg-type]
+    await server.start()
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=2**16)
+        writer.transport.pause_reading()  # type: ignore[attr-defined]
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        await _until(lambda: server.connections.open == 1)
+        # Reads nothing: the server's buffers fill, and after write_timeout it gives up.
+        await _until(lambda: server.connections.open == 0)
+        writer.transport.abort()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            assert (await http.get("/healthz")).status_code == 200
+    finally:
+        await server.stop()
+
+
 async def test_connection_limit_closes_the_oldest_idle_connection() -> None:
     async with running(WebLimits(max_connections=4, header_timeout=60)) as server:
         idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(4)]
@@ -191,8 +211,10 @@ async def test_a_full_queue_refuses_and_suspects_make_room(hashed: str, monkeypa
     await verifier.aclose()
 
 
-async def test_a_failed_login_flood_does_not_keep_a_real_login_out(hashed: str) -> None:
-    config = WebConfig(basic_auth_users={"prom": hashed})
+async def test_a_failed_login_flood_does_not_keep_a_real_login_out() -> None:
+    # A real cost (about 50 ms a check), so that 20 clients overflow a queue of 2 for sure.
+    slow = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(10)).decode()
+    config = WebConfig(basic_auth_users={"prom": slow})
     limits = WebLimits(auth_workers=1, auth_queue=2)
     async with running(limits, config) as server:
         result = await failed_login_flood(
