@@ -308,9 +308,11 @@ class _Hooks:
         # Every cluster the payload names is looked up in one listing at most (one per payload, not
         # one per unknown cluster); clusters still unknown after it are answered "not_found".
         wanted = {
-            str(a["labels"].get("cluster_id"))
+            a["labels"]["cluster_id"]
             for a in alerts
-            if a["status"] == "firing" and a["labels"].get("cce_action") in ("hibernate", "awake")
+            if a["status"] == "firing"
+            and a["labels"].get("cce_action") in ("hibernate", "awake")
+            and isinstance(a["labels"].get("cluster_id"), str)
         }
         if any(self.controller.find(cid) is None for cid in wanted):
             await self.controller.refresh()
