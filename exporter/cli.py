@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -228,6 +229,36 @@ def _service(settings: Any, **kwargs: Any) -> tuple[Any, Any]:
     return service, shard
 
 
+@contextlib.contextmanager
+def _stop_signals_cancel() -> Iterator[list[signal.Signals]]:
+    """While the first API calls run (retries can take a while), SIGTERM, SIGINT and SIGHUP cancel
+    the current task instead of killing the process; the signals received are listed."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[signal.Signals] = []
+
+    def stop(sig: signal.Signals) -> None:
+        received.append(sig)
+        if task is not None:
+            task.cancel()
+
+    installed: list[tuple[signal.Signals, Any]] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, stop, sig)
+            installed.append((sig, previous))
+        except (NotImplementedError, RuntimeError, ValueError):
+            break  # not the main thread: the caller handles signals
+    try:
+        yield received
+    finally:
+        for sig, previous in installed:
+            loop.remove_signal_handler(sig)
+            if previous is not None:
+                signal.signal(sig, previous)
+
+
 async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -> int:
     from exporter.memory import HeapFreezer
     from exporter.web import WebLimits, build_app, serve
@@ -239,7 +270,14 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
     # A daemon keeps a large heap for hours: keep the cyclic collector off it.
     service, shard = _service(settings, heap=HeapFreezer())
     try:
-        await service.setup()
+        with _stop_signals_cancel() as received:
+            await service.setup()
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        log.info("received %s during start-up, stopping", received[0].name)
+        await service.close()
+        return 0
     except Exception as exc:  # the first API call can fail: say why and stop
         log.error("start-up failed: %s", exc)
         await service.close()

@@ -10,6 +10,7 @@ import asyncio
 import os
 import resource
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -130,6 +131,24 @@ def test_sighup_is_a_graceful_stop_with_the_state_saved(
     assert daemon.wait(timeout=30) == 0
     assert "received SIGHUP, stopping gracefully" in _rest_of_stderr(daemon)
     assert state.exists() and '"phases"' in state.read_text()
+
+
+def test_a_signal_during_start_up_stops_cleanly(
+    daemons: Callable[..., subprocess.Popen[bytes]], sim7: SimProcess
+) -> None:
+    # An IAM endpoint that never answers: the first API call (the project's ID) hangs.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        silent.settimeout(DEADLINE)
+        settings = dict(sim7.settings, CCE_EXPORTER_LISTEN="127.0.0.1:0")
+        del settings["CCE_EXPORTER_PROJECT_ID"]  # resolved from the project name at start-up
+        settings["CCE_EXPORTER_IAM_ENDPOINT"] = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        env = clean_env(**settings)
+        daemon = daemons(env)
+        conn, _ = silent.accept()  # the exporter's first request is under way
+        with conn:
+            os.kill(daemon.pid, signal.SIGHUP)
+            assert daemon.wait(timeout=30) == 0
+    assert "received SIGHUP during start-up, stopping" in _rest_of_stderr(daemon)
 
 
 @pytest.mark.parametrize("command", ["once", "plan"])
