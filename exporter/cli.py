@@ -236,11 +236,19 @@ def _stop_signals_cancel() -> Iterator[list[signal.Signals]]:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     received: list[signal.Signals] = []
+    active = True
+    retry: list[asyncio.TimerHandle] = []
+
+    def insist() -> None:
+        # Python 3.11's asyncio.wait_for can swallow a cancellation that lands just as what it
+        # waits for completes: cancel again until the block is left.
+        if active and task is not None and not task.done():
+            task.cancel()
+            retry[:] = [loop.call_later(0.1, insist)]
 
     def stop(sig: signal.Signals) -> None:
         received.append(sig)
-        if task is not None:
-            task.cancel()
+        insist()
 
     installed: list[tuple[signal.Signals, Any]] = []
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -253,6 +261,9 @@ def _stop_signals_cancel() -> Iterator[list[signal.Signals]]:
     try:
         yield received
     finally:
+        active = False
+        for handle in retry:
+            handle.cancel()
         for sig, previous in installed:
             loop.remove_signal_handler(sig)
             if previous is not None:
