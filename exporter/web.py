@@ -709,6 +709,7 @@ class Server:
         self._config = uvicorn.Config(
             app,
             http=protocol,
+            h11_max_incomplete_event_size=16 * 1024,  # request line and headers at most
             lifespan="on",
             log_config=None,
             access_log=False,  # ours logs at DEBUG: scrapes are frequent
