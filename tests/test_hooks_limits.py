@@ -116,6 +116,20 @@ async def test_until_out_of_range_is_400(until: str) -> None:
         await ctl.close()
 
 
+async def test_plan_days_that_are_not_numbers_are_400() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        async with serving(ctl) as (http, _):
+            for days in ("nan", "NaN", "x" * 10_000, ""):
+                r = await http.get("/hooks/plan", params={"days": days}, headers=auth())
+                assert r.status_code == 400, (days[:10], r.text)
+                assert len(r.text) < 300
+            for days in ("inf", "-1", "1e308", "3"):
+                r = await http.get("/hooks/plan", params={"days": days}, headers=auth())
+                assert r.status_code == 200, (days, r.text)
+        await ctl.close()
+
+
 def test_parse_rfc3339_never_overflows() -> None:
     for value in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"):
         with pytest.raises(ValueError, match="out of the supported range"):

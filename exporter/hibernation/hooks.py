@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -233,9 +234,12 @@ class _Hooks:
         if path == "/hooks/plan":
             days = request.query_params.get("days", "7")
             try:
-                horizon = min(max(float(days), 0.0), 366.0)
+                value = float(days)
             except ValueError:
-                raise _BadRequest(f"days={days!r} is not a number") from None
+                raise _BadRequest(f"days={days[:40]!r} is not a number") from None
+            if math.isnan(value):
+                raise _BadRequest("days=nan is not a number")
+            horizon = min(max(value, 0.0), 366.0)
             return self._done(request, 200, self.controller.plan(horizon), "plan")
         if path == "/hooks/alertmanager":
             return await self.alertmanager(request)
