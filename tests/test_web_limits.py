@@ -5,6 +5,7 @@ request headers, the connection limit, bcrypt in its own bounded pool, hashes ch
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from typing import Any
 import bcrypt
 import httpx
 import pytest
+import trustme
 
 from bench.attacks import failed_login_flood
 from exporter.web import Server, WebLimits, build_app
@@ -23,7 +25,7 @@ from exporter.webconfig import (
     WebConfigError,
     parse_web_config,
 )
-from tests.test_web import TEXT, FakeExposition, FakeSource
+from tests.test_web import TEXT, FakeExposition, FakeSource, _write_tls_files
 
 PASSWORD = "correct horse"
 
@@ -110,6 +112,25 @@ async def test_a_client_that_stops_reading_is_disconnected() -> None:
             assert (await http.get("/healthz")).status_code == 200
     finally:
         await server.stop()
+
+
+async def test_a_tls_client_silent_in_the_handshake_is_closed(tmp_path: Any) -> None:
+    ca = trustme.CA()
+    _write_tls_files(ca, tmp_path)
+    config = parse_web_config(
+        {"tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"}},
+        base_dir=tmp_path,
+    )
+    async with running(WebLimits(header_timeout=0.5), config) as server:
+        # A plain TCP connection that never starts the handshake holds no slot for long.
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await _closed_by_server(reader)
+        writer.close()
+        await _until(lambda: server.connections.open == 0)
+        trusting = ssl.create_default_context()
+        ca.configure_trust(trusting)
+        async with httpx.AsyncClient(verify=trusting) as http:
+            assert (await http.get(f"{server.url}/healthz")).status_code == 200
 
 
 async def test_connection_limit_closes_the_oldest_idle_connection() -> None:
