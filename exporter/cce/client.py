@@ -78,6 +78,7 @@ from exporter.cce.errors import (
     TransportError,
     error_from_response,
 )
+from exporter.cce.http import HttpOptions, build_http_client, scrub, tls_verify
 from exporter.cce.instrumentation import ApiMetrics
 from exporter.cce.memo import Memo, body_digest
 from exporter.cce.models import (
@@ -99,7 +100,6 @@ from exporter.cce.models import (
     parse_node_summaries,
     parse_response,
 )
-from exporter.cce.transport import LeanTransport
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,9 @@ class CCEClient:
     and ``errorStatus`` set, so that an ``Error`` cluster is not reported as ``Deleting``.
 
     ``ca_file`` replaces the system trust store with that bundle; ``insecure_skip_verify``
-    disables verification (and logs a WARNING once). ``transport``, ``clock``, ``sleep`` and
+    disables verification (and logs a WARNING once). ``proxy``: ``None`` follows the proxy
+    environment variables, a URL sends every call through that proxy, ``"none"`` goes direct (see
+    :mod:`exporter.cce.http`, which builds the HTTP client). ``transport``, ``clock``, ``sleep`` and
     ``rng`` (the jitter source) exist for tests.
     """
 
@@ -243,6 +245,7 @@ class CCEClient:
         iam_endpoint: str | None = None,
         ca_file: Path | None = None,
         insecure_skip_verify: bool = False,
+        proxy: str | None = None,
         timeout: float = 10,
         max_retries: int = 3,
         retry_deadline: float = 30,
@@ -285,25 +288,23 @@ class CCEClient:
             if requests_per_second
             else None
         )
-        verify: ssl.SSLContext | bool
         if insecure_skip_verify:
             log.warning(
                 "TLS certificate verification is disabled for %s: the API's identity is not "
                 "checked, and credentials could be sent to an impostor",
                 urlsplit(self.endpoint).netloc,
             )
-            verify = False
-        elif ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(ca_file))
-        else:
-            verify = True
-        self._auth = auth
-        self._http = httpx.AsyncClient(
-            auth=auth,
-            verify=verify,
+        self.http_options = HttpOptions(
             timeout=timeout,
-            transport=transport if transport is not None else LeanTransport(concurrency, verify),
-            follow_redirects=False,
+            verify=tls_verify(ca_file, insecure_skip_verify),
+            proxy=proxy,
+            max_connections=concurrency,
+        )
+        self._auth = auth
+        self._http = build_http_client(
+            self.http_options,
+            auth=auth,
+            transport=transport,
             headers={
                 "Content-Type": "application/json",
                 "Accept": "application/json",
@@ -622,11 +623,14 @@ class CCEClient:
                 if _tls_failure(exc):
                     # A certificate problem does not go away by asking again.
                     error = TransportError(
-                        f"{method} {template}: TLS certificate verification failed: {exc}"
+                        f"{method} {template}: TLS certificate verification failed: "
+                        + scrub(str(exc))
                     )
                     return error, "tls", False
                 not_sent = isinstance(exc, httpx.ConnectError)
-                error = TransportError(f"{method} {template}: {type(exc).__name__}: {exc}")
+                error = TransportError(
+                    f"{method} {template}: {type(exc).__name__}: {scrub(str(exc))}"
+                )
                 return error, "not_sent" if not_sent else "connection_error", True
             except CCEError:
                 # Raised by the auth flow (IAM refused the password, token file unreadable...):
