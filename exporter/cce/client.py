@@ -231,7 +231,8 @@ class CCEClient:
     ``ca_file`` replaces the system trust store with that bundle; ``insecure_skip_verify``
     disables verification (and logs a WARNING once). ``proxy``: ``None`` follows the proxy
     environment variables, a URL sends every call through that proxy, ``"none"`` goes direct (see
-    :mod:`exporter.cce.http`, which builds the HTTP client). ``transport``, ``clock``, ``sleep`` and
+    :mod:`exporter.cce.http`, which builds the HTTP client); ``http``, when given, replaces these
+    four and ``concurrency`` as the connection settings. ``transport``, ``clock``, ``sleep`` and
     ``rng`` (the jitter source) exist for tests.
     """
 
@@ -246,6 +247,7 @@ class CCEClient:
         ca_file: Path | None = None,
         insecure_skip_verify: bool = False,
         proxy: str | None = None,
+        http: HttpOptions | None = None,
         timeout: float = 10,
         max_retries: int = 3,
         retry_deadline: float = 30,
@@ -288,18 +290,20 @@ class CCEClient:
             if requests_per_second
             else None
         )
-        if insecure_skip_verify:
+        if http is None:
+            http = HttpOptions(
+                timeout=timeout,
+                verify=tls_verify(ca_file, insecure_skip_verify),
+                proxy=proxy,
+                max_connections=concurrency,
+            )
+        if http.verify is False:
             log.warning(
                 "TLS certificate verification is disabled for %s: the API's identity is not "
                 "checked, and credentials could be sent to an impostor",
                 urlsplit(self.endpoint).netloc,
             )
-        self.http_options = HttpOptions(
-            timeout=timeout,
-            verify=tls_verify(ca_file, insecure_skip_verify),
-            proxy=proxy,
-            max_connections=concurrency,
-        )
+        self.http_options = http
         self._auth = auth
         self._http = build_http_client(
             self.http_options,

@@ -30,6 +30,7 @@ found in the chain).
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import ssl
@@ -234,6 +235,12 @@ class _Transport(AiohttpTransport):
     """``httpx_aiohttp.AiohttpTransport`` with errors that tell whether the request was sent."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.proxy is not None and request.url.scheme == "http":
+            # aiohttp sends proxy headers on CONNECT only; a plain request through the proxy
+            # carries the proxy's credentials itself (never signed, never logged).
+            authorization = self.proxy.headers.get("Proxy-Authorization")
+            if authorization is not None:
+                request.headers["Proxy-Authorization"] = authorization
         try:
             response = await super().handle_async_request(request)
         except _ERRORS as exc:
@@ -264,6 +271,14 @@ class _Client(httpx.AsyncClient):
     def _init_proxy_transport(
         self, proxy: httpx.Proxy, *args: Any, **kwargs: Any
     ) -> httpx.AsyncBaseTransport:
+        if proxy.auth is not None:
+            # Sent as a header: aiohttp deprecates its BasicAuth object. httpx.Proxy has taken
+            # the credentials out of the URL already.
+            user, password = proxy.auth
+            basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers = httpx.Headers(proxy.headers)
+            headers["Proxy-Authorization"] = f"Basic {basic}"
+            proxy = httpx.Proxy(proxy.url, headers=headers)
         return _Transport(verify=self._options.verify, limits=self._limits(), proxy=proxy)
 
 
