@@ -55,6 +55,7 @@ __all__ = [
     "RefreshCallback",
     "TemporaryCredentials",
     "TokenAuth",
+    "describe_credentials",
 ]
 
 log = logging.getLogger(__name__)
@@ -859,3 +860,32 @@ class AgencyAuth(httpx.Auth):
         if expires_at <= self._clock():
             raise CredentialsError("the metadata service handed out expired credentials")
         return TemporaryCredentials(access, secret, token, expires_at)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "unknown"
+
+
+def describe_credentials(auth: httpx.Auth) -> str:
+    """Which credentials ``auth`` uses and, for temporary ones, when they expire (no secret;
+    what ``check-config --online`` prints after a successful call)."""
+    if isinstance(auth, AssumeAgencyAuth):
+        return (
+            f"token of agency {auth.agency} in domain {auth.domain} (expires "
+            f"{_when(auth.expires_at)}), asked for with {describe_credentials(auth.base)}"
+        )
+    if isinstance(auth, AgencyAuth):
+        current = auth.credentials
+        if current is None:
+            return "the instance agency's temporary credentials (not fetched yet)"
+        return (
+            f"the instance agency's temporary access key {_mask(current.access)} "
+            f"(expires {_when(current.expires_at)})"
+        )
+    if isinstance(auth, PasswordAuth):
+        return f"IAM token of user {auth.username} (expires {_when(auth.expires_at)})"
+    if isinstance(auth, AkSkAuth):
+        return f"access key {_mask(auth.ak)} (permanent)"
+    if isinstance(auth, TokenAuth):
+        return f"token from {auth.token_file}" if auth.token_file is not None else "a fixed token"
+    return type(auth).__name__

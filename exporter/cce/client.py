@@ -316,6 +316,13 @@ class CCEClient:
             },
         )
 
+    def credentials_in_use(self) -> str:
+        """Which credentials the client signs or authenticates with, and when temporary ones
+        expire (no secret)."""
+        from exporter.cce.auth import describe_credentials
+
+        return describe_credentials(self._auth)
+
     def __repr__(self) -> str:
         # The auth object is deliberately left out: it holds the credentials.
         return f"CCEClient(endpoint={self.endpoint!r}, project_id={self.project_id!r})"

@@ -122,11 +122,13 @@ class Tokens:
         self._tokens: dict[str, TokenEntry] = {}
         self.issued_total = 0
 
-    def issue(self, project_id: str | None) -> tuple[str, TokenEntry]:
+    def issue(
+        self, project_id: str | None, lifetime_ns: int = TOKEN_LIFETIME_NS
+    ) -> tuple[str, TokenEntry]:
         now = self._clock.now_ns()
         # Real tokens are long opaque PKI blobs starting with MII; the length does not matter here.
         token = "MIIsim" + secrets.token_urlsafe(96)
-        entry = TokenEntry(project_id=project_id, issued=now, expires=now + TOKEN_LIFETIME_NS)
+        entry = TokenEntry(project_id=project_id, issued=now, expires=now + lifetime_ns)
         self._tokens[token] = entry
         self.issued_total += 1
         return token, entry
@@ -561,7 +563,13 @@ class SimulatorApp:
             or (project.get("id") is None and project.get("name") == agency.project_name)
         ):
             return _error(401, "IAM.0102", "The project does not exist or is not accessible.")
-        token, entry = self.tokens.issue(agency.project_id)
+        try:
+            seconds = int(auth["identity"]["assume_role"].get("duration_seconds", 3600))
+        except (TypeError, ValueError):
+            return _error(400, "IAM.0001", "The request body is invalid")
+        if not 900 <= seconds <= 86400:
+            return _error(400, "IAM.0001", "duration_seconds must be between 900 and 86400")
+        token, entry = self.tokens.issue(agency.project_id, seconds * NS)
         body = {
             "token": {
                 "expires_at": iam_time(entry.expires),
