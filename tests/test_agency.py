@@ -4,6 +4,7 @@ agencies (``assume_agency``), against the simulator's metadata service and IAM."
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from forward_proxy import ForwardProxy
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from prometheus_client import CollectorRegistry
@@ -109,11 +111,17 @@ async def _collect(service: ExporterService) -> dict[str, bool]:
     return results
 
 
-async def test_agency_collection_uses_only_the_temporary_credentials(simulator: Simulator) -> None:
+async def test_agency_collection_uses_only_the_temporary_credentials(
+    simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     service = ExporterService(load_settings(None, _agency_env(simulator)))
     await service.setup()
     try:
         await _collect(service)
+        exposition = service.exposition()
+        assert exposition is not None
+        text = b"".join(exposition.body(openmetrics=False, gzip=False)[1]).decode()
         registry = service.api_registry
         assert _sample(registry, "cce_exporter_auth_refreshes_total", result="success") == 1
         client = service.targets[0].client
@@ -124,6 +132,28 @@ async def test_agency_collection_uses_only_the_temporary_credentials(simulator: 
     assert kinds["temporary"] >= 4 and set(kinds) == {"temporary"}, kinds
     assert simulator.app.temporary.issued_total == 1
     assert "temporary access key TMP" in described and "expires 20" in described
+    for key in simulator.app.temporary._keys.values():
+        for secret in (key.secret, key.security_token):
+            assert secret not in caplog.text and secret not in text and secret not in described
+
+
+async def test_metadata_is_never_reached_through_a_proxy(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        service = ExporterService(load_settings(None, _agency_env(simulator)))
+        await service.setup()
+        try:
+            await _collect(service)
+        finally:
+            await service.close()
+    assert simulator.app.requests["securitykey"] == 1
+    seen = [target for _, target in proxy.seen]
+    assert seen and all("/api/v3/" in t for t in seen)  # the CCE calls, not the metadata
+    assert not any("securitykey" in t for t in seen)
 
 
 @pytest.mark.simulator(clusters=2, nodes_per_cluster=1, temporary_seconds=2.0)
