@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import re
 import ssl
@@ -124,10 +125,26 @@ def tls_verify(
         return False
     if ca_file is None:
         return True
-    path = str(ca_file)
+    return _trusting(str(ca_file))
+
+
+@functools.lru_cache(maxsize=64)
+def _trusting(path: str) -> ssl.SSLContext:
+    # One context per bundle, shared by every client: loading a trust store costs tens of
+    # milliseconds and about a megabyte.
     if os.path.isdir(path):
         return ssl.create_default_context(capath=path)
     return ssl.create_default_context(cafile=path)
+
+
+@functools.cache
+def _system_trust() -> ssl.SSLContext:
+    """The system's (or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``'s) trust store, loaded once."""
+    return httpx.create_ssl_context(trust_env=True)
+
+
+def _context(verify: ssl.SSLContext | bool) -> ssl.SSLContext | bool:
+    return _system_trust() if verify is True else verify
 
 
 class _TargetLike(Protocol):
@@ -204,7 +221,8 @@ def _remap(exc: BaseException) -> httpx.TransportError:
     # The library maps aiohttp's exception to httpx's and chains it as the cause.
     original = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
     if original is None:
-        original = exc
+        assert isinstance(exc, httpx.TransportError)
+        return exc  # httpx's own error, nothing to correct
     error = _httpx_error(original)(scrub(str(original) or type(original).__name__))
     error.__cause__ = original
     return error
@@ -276,7 +294,7 @@ class _Client(httpx.AsyncClient):
         transport = kwargs.get("transport")
         if transport is not None:
             return transport  # type: ignore[no-any-return]
-        return _Transport(verify=self._options.verify, limits=self._limits())
+        return _Transport(verify=_context(self._options.verify), limits=self._limits())
 
     def _init_proxy_transport(
         self, proxy: httpx.Proxy, *args: Any, **kwargs: Any
@@ -289,7 +307,7 @@ class _Client(httpx.AsyncClient):
             headers = httpx.Headers(proxy.headers)
             headers["Proxy-Authorization"] = f"Basic {basic}"
             proxy = httpx.Proxy(proxy.url, headers=headers)
-        return _Transport(verify=self._options.verify, limits=self._limits(), proxy=proxy)
+        return _Transport(verify=_context(self._options.verify), limits=self._limits(), proxy=proxy)
 
 
 def build_http_client(
@@ -317,7 +335,7 @@ def build_http_client(
     elif options.proxy == PROXY_OFF:
         # An explicit transport: httpx then reads no proxy from the environment.
         kwargs["transport"] = _Transport(
-            verify=options.verify,
+            verify=_context(options.verify),
             limits=httpx.Limits(
                 max_connections=options.max_connections, keepalive_expiry=KEEPALIVE_SECONDS
             ),
