@@ -276,14 +276,19 @@ async def test_metadata_errors_and_hostile_answers(simulator: Simulator) -> None
 # --- cross-account agencies -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("method", "iam_tokens", "own_kind"),
+    [("aksk", 1, "aksk"), ("password", 2, "token"), ("agency", 1, "temporary")],
+)
 async def test_assume_agency_target_collects_the_other_accounts_clusters(
-    simulator: Simulator,
+    simulator: Simulator, method: str, iam_tokens: int, own_kind: str
 ) -> None:
     agency = simulator.agency
     assert agency is not None and simulator.agency_world is not None
-    env = dict(simulator.settings)
+    env = _agency_env(simulator) if method == "agency" else dict(simulator.settings)
     env.update(
         {
+            "CCE_EXPORTER_AUTH_METHOD": method,
             "CCE_EXPORTER_PROJECT_ID": agency.project_id,
             "CCE_EXPORTER_ASSUME_AGENCY": f"{agency.domain}/{agency.name}",
             "CCE_EXPORTER_MAX_RETRIES": "0",
@@ -302,8 +307,11 @@ async def test_assume_agency_target_collects_the_other_accounts_clusters(
     theirs = set(simulator.agency_world.clusters)
     ours = set(simulator.world.clusters)
     assert collected == theirs and not collected & ours
-    assert simulator.app.requests["iam_tokens"] == 1  # one assume-role token, asked with AK/SK
-    assert simulator.app.auth_kinds["aksk"] == 1 and simulator.app.auth_kinds["agency"] >= 3
+    # One assume-role token (plus the user's own token with a password), asked for with the
+    # exporter's own credentials; every CCE call with the agency's token.
+    assert simulator.app.requests["iam_tokens"] == iam_tokens
+    kinds = simulator.app.auth_kinds
+    assert kinds[own_kind] == 1 and kinds["agency"] >= 3 and set(kinds) == {own_kind, "agency"}
     assert f"token of agency {agency.name} in domain {agency.domain}" in described
 
 
