@@ -131,6 +131,9 @@ async def test_agency_collection_uses_only_the_temporary_credentials(
     kinds = simulator.app.auth_kinds
     assert kinds["temporary"] >= 4 and set(kinds) == {"temporary"}, kinds
     assert simulator.app.temporary.issued_total == 1
+    # Asked for with a metadata session token, as hardened instances require.
+    assert simulator.app.requests["metadata_token"] == 1
+    assert simulator.app.metadata_with_session == 1
     assert "temporary access key TMP" in described and "expires 20" in described
     for key in simulator.app.temporary._keys.values():
         for secret in (key.secret, key.security_token):
@@ -262,7 +265,7 @@ async def test_metadata_errors_and_hostile_answers(simulator: Simulator) -> None
     # Nothing listening: a clear transport error, not a crash.
     auth = AgencyAuth("http://127.0.0.1:9", attempts=1)
     async with httpx.AsyncClient(auth=auth) as client:
-        with pytest.raises(CCEError, match="metadata security key request failed"):
+        with pytest.raises(CCEError, match="metadata .* request failed"):
             await client.get(simulator.base_url + "/api/v3/addons")
     await auth.aclose()
     # An answer without an agency (404) says what to check.

@@ -602,6 +602,9 @@ class TokenAuth(httpx.Auth):
 #: The ECS/BMS metadata service (link-local; reached directly, never through a proxy).
 DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"
 METADATA_SECURITYKEY_PATH = "/openstack/latest/securitykey"
+#: The session token a hardened metadata service requires (as the official SDK asks for it).
+METADATA_TOKEN_PATH = "/meta-data/latest/api/token"  # noqa: S105 - a URL path
+METADATA_TOKEN_TTL_SECONDS = 6 * 3600
 #: Largest metadata answer read (a credential is a few kB).
 _MAX_METADATA_BYTES = 64 * 1024
 
@@ -703,6 +706,8 @@ class AgencyAuth(httpx.Auth):
         self._failures = 0
         self._lock: asyncio.Lock | None = None
         self._client: httpx.AsyncClient | None = None
+        self._session_token: str | None = None
+        self._session_until: datetime | None = None
 
     def __repr__(self) -> str:
         return (
@@ -831,32 +836,66 @@ class AgencyAuth(httpx.Auth):
             self._client = build_http_client(self.http)
         return self._client
 
-    async def _fetch(self) -> TemporaryCredentials:
-        url = self.metadata_endpoint + METADATA_SECURITYKEY_PATH
+    async def _read(
+        self, method: str, path: str, headers: dict[str, str], what: str
+    ) -> tuple[int, bytes]:
+        """One bounded exchange with the metadata service: ``(status, body)``."""
+        url = self.metadata_endpoint + path
         try:
-            async with self._metadata_client().stream("GET", url) as response:
+            async with self._metadata_client().stream(method, url, headers=headers) as response:
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > _MAX_METADATA_BYTES:
-                        raise CredentialsError("the metadata service's answer is too large")
+                        raise CredentialsError(f"the metadata service's {what} is too large")
                     chunks.append(chunk)
         except httpx.TimeoutException as exc:
             raise RequestTimeout(
-                f"metadata security key request timed out ({type(exc).__name__})"
+                f"metadata {what} request timed out ({type(exc).__name__})"
             ) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise TransportError(
-                f"metadata security key request failed: {type(exc).__name__}: {scrub(str(exc))}"
+                f"metadata {what} request failed: {type(exc).__name__}: {scrub(str(exc))}"
             ) from None
-        if response.status_code != 200:
+        return response.status_code, b"".join(chunks)
+
+    async def _metadata_session(self, *, renew: bool = False) -> str | None:
+        """The metadata service's session token, asked for as the official SDK does: a hardened
+        instance requires it; one that does not know it (404, 405, 503) is read without."""
+        now = self._clock()
+        if not renew and self._session_until is not None and now < self._session_until:
+            return self._session_token
+        ttl = METADATA_TOKEN_TTL_SECONDS
+        status, body = await self._read(
+            "PUT",
+            METADATA_TOKEN_PATH,
+            {"X-Metadata-Token-Ttl-Seconds": str(ttl)},
+            "session token",
+        )
+        token = body.decode("utf-8", "replace").strip() if status == 200 else ""
+        self._session_token = token or None
+        # Asked for again well before its TTL; without one, not asked again for as long.
+        self._session_until = now + timedelta(seconds=ttl * 0.9)
+        return self._session_token
+
+    async def _fetch(self) -> TemporaryCredentials:
+        what = "security key"
+        session = await self._metadata_session()
+        headers = {"X-Metadata-Token": session} if session else {}
+        status, body = await self._read("GET", METADATA_SECURITYKEY_PATH, headers, what)
+        if status == 401:
+            # The session token expired or was revoked: one new one, one more try.
+            session = await self._metadata_session(renew=True)
+            headers = {"X-Metadata-Token": session} if session else {}
+            status, body = await self._read("GET", METADATA_SECURITYKEY_PATH, headers, what)
+        if status != 200:
             raise CredentialsError(
-                f"the metadata service answered HTTP {response.status_code} for the security "
+                f"the metadata service answered HTTP {status} for the security "
                 "key: is an agency attached to this instance (ECS > Management Information > "
                 "Agency)?"
             )
-        access, secret, token, expires_at = parse_securitykey(b"".join(chunks))
+        access, secret, token, expires_at = parse_securitykey(body)
         if expires_at <= self._clock():
             raise CredentialsError("the metadata service handed out expired credentials")
         return TemporaryCredentials(access, secret, token, expires_at)

@@ -209,6 +209,9 @@ class SimulatorApp:
         self.agency_world = agency_world
         #: Requests by the kind of credentials they carried (aksk, temporary, token, agency).
         self.auth_kinds: Counter[str] = Counter()
+        #: Metadata session tokens handed out; security keys asked for with one.
+        self.metadata_sessions: set[str] = set()
+        self.metadata_with_session = 0
         self.clock = clock
         self.faults = faults
         self.credentials = credentials
@@ -237,6 +240,7 @@ class SimulatorApp:
             ("GET", r"/api/v3/addons/(?P<addon_id>[^/]+)", "addon", self._addon, True),
             ("GET", r"/api/v3/addontemplates", "addontemplates", self._addontemplates, True),
             ("GET", r"/openstack/latest/securitykey", "securitykey", self._securitykey, False),
+            ("PUT", r"/meta-data/latest/api/token", "metadata_token", self._metadata_token, False),
         ]
         self._routes = [(m, re.compile(f"^{rx}/?$"), n, h, a) for m, rx, n, h, a in api]
         control: list[tuple[str, str, Handler]] = [
@@ -390,7 +394,7 @@ class SimulatorApp:
             request.params = m.groupdict()
             self.requests[name] += 1
             try:
-                if name not in ("iam_tokens", "securitykey"):
+                if name not in ("iam_tokens", "securitykey", "metadata_token"):
                     scope = self._authenticate(request)
                     if self.agency_world is not None and scope == self._agency_project():
                         return self._in_world(self.agency_world, handler, request)
@@ -490,7 +494,17 @@ class SimulatorApp:
 
     # --- metadata service ---------------------------------------------------------------------
 
+    def _metadata_token(self, request: Request) -> Response:
+        token = secrets.token_urlsafe(32)
+        self.metadata_sessions.add(token)
+        return Response(200, token.encode(), [(b"content-type", b"text/plain")])
+
     def _securitykey(self, request: Request) -> Response:
+        # Like a metadata service that accepts both: no session token, or a valid one.
+        session = request.headers.get("x-metadata-token")
+        if session is not None and session not in self.metadata_sessions:
+            return _error(401, "Metadata.0401", "The metadata token is invalid or expired.")
+        self.metadata_with_session += 1 if session else 0
         return _ok(dump_json(self.temporary.issue()))
 
     # --- IAM --------------------------------------------------------------------------------
