@@ -15,6 +15,12 @@ configures:
   tunnelled with CONNECT and the API's certificate is verified exactly as without one;
 * ``max_connections``: connections in use at most (per proxy route).
 
+The environment is read by httpx, not by aiohttp (whose ``trust_env`` stays off): httpx turns
+``*_PROXY`` and ``NO_PROXY`` into URL patterns and routes each request to one aiohttp transport
+per proxy (or the direct one), so NO_PROXY behaves exactly as in any httpx client. aiohttp then
+tunnels HTTPS with CONNECT (the proxy's credentials on the CONNECT request) and sends plain HTTP
+in absolute form (the credentials added to the request by :class:`_Transport`).
+
 A proxy URL may carry credentials (``http://user:pass@proxy:3128``): they are secrets, sent only
 as ``Proxy-Authorization`` to the proxy; :func:`redact_url` and :func:`scrub` mask them wherever a
 URL might be shown.
