@@ -1,6 +1,6 @@
 """Logging set-up: human-readable text by default, one JSON object per line with ``json``.
 
-Third-party HTTP loggers (httpx, httpcore, uvicorn's access log) are held at WARNING whatever the
+Third-party HTTP loggers (httpx, httpcore, aiohttp, uvicorn's access log) are held at WARNING whatever the
 level: they would print a line per API call or scrape, and at DEBUG they can show request details.
 The exporter logs its own API calls (method, templated endpoint, status) at DEBUG instead.
 """
@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-_QUIET = ("httpx", "httpcore", "uvicorn.access", "apscheduler", "hpack", "asyncio")
+_QUIET = ("httpx", "httpcore", "aiohttp", "uvicorn.access", "apscheduler", "hpack", "asyncio")
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
