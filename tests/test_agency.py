@@ -265,7 +265,7 @@ async def test_metadata_errors_and_hostile_answers(simulator: Simulator) -> None
     # Nothing listening: a clear transport error, not a crash.
     auth = AgencyAuth("http://127.0.0.1:9", attempts=1)
     async with httpx.AsyncClient(auth=auth) as client:
-        with pytest.raises(CCEError, match="metadata .* request failed"):
+        with pytest.raises(CCEError, match=r"metadata .* request failed"):
             await client.get(simulator.base_url + "/api/v3/addons")
     await auth.aclose()
     # An answer without an agency (404) says what to check.
