@@ -279,3 +279,71 @@ async def test_metadata_style_direct_client_ignores_environment_proxies(
         async with build_http_client(HttpOptions()) as from_env:
             assert (await from_env.get(sim.base_url + "/_sim/state")).status_code == 200
     assert proxy.seen == [("GET", sim.base_url + "/_sim/state")]
+
+
+@pytest.mark.simulator(clusters=0)
+async def test_https_proxy_from_the_environment_tunnels_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _tls_server(tmp_path) as api, ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        client = CCEClient(
+            api.url, httpx.Auth(), "p", ca_file=api.ca_file, metrics=ApiMetrics(CollectorRegistry())
+        )
+        async with client:
+            assert await client.list_clusters() == []
+    assert proxy.seen == [("CONNECT", f"127.0.0.1:{api.port}")]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", b"garbage\r\n\r\n", b""],
+    ids=["refused", "garbage", "closed"],
+)
+@pytest.mark.simulator(clusters=0)
+async def test_a_broken_proxy_is_a_clear_transport_error(tmp_path: Path, answer: bytes) -> None:
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = CCEClient(
+            "https://cce.example.invalid",
+            httpx.Auth(),
+            "p",
+            proxy=f"http://user:{PROXY_PASSWORD}@127.0.0.1:{port}",
+            max_retries=1,
+            sleep=_no_sleep,
+            metrics=ApiMetrics(CollectorRegistry()),
+        )
+        async with client:
+            with pytest.raises(TransportError) as excinfo:
+                await client.list_clusters()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert PROXY_PASSWORD not in str(excinfo.value)
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+def test_proxy_per_target_in_the_file(tmp_path: Path, simulator: Simulator) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "proxy: http://proxy.corp:3128\n"
+        "targets:\n"
+        "  - {name: a}\n"
+        "  - {name: b, proxy: none}\n"
+        "  - {name: c, proxy: null}\n"
+    )
+    env = {k: v for k, v in simulator.settings.items()}
+    settings = load_settings(config, env)
+    routes = [HttpOptions.for_target(t).route() for t in settings.targets]
+    assert routes == ["http://proxy.corp:3128", "direct", "environment"]
