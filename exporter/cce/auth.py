@@ -172,8 +172,9 @@ class _IamTokenAuth(httpx.Auth):
 
     The token is refreshed ``refresh_margin`` before it expires (at most half its lifetime
     before, so a short lived token is not refetched on every request); concurrent requests share
-    one token request; a 401 from the API triggers exactly one refresh and one retry. Works with
-    ``httpx.AsyncClient`` only; IAM is called through a client of its own (built by
+    one token request; a 401 from the API triggers exactly one refresh and one retry.
+    ``deadline`` bounds each token request as a whole (the answer's every byte included). Works
+    with ``httpx.AsyncClient`` only; IAM is called through a client of its own (built by
     :func:`~exporter.cce.http.build_http_client` with the target's options, proxy included), so
     the token request never runs through this flow.
     """
@@ -192,6 +193,7 @@ class _IamTokenAuth(httpx.Auth):
         refresh_margin: timedelta = timedelta(minutes=10),
         on_refresh: RefreshCallback | None = None,
         clock: Clock = _utcnow,
+        deadline: float | None = None,
     ) -> None:
         if not iam_endpoint:
             raise CredentialsError(f"{self.method_name()} needs the IAM endpoint")
@@ -202,6 +204,9 @@ class _IamTokenAuth(httpx.Auth):
                 verify = tls_verify(verify)
             http = HttpOptions(timeout=timeout, verify=verify, max_connections=2)
         self.http = http
+        # The total time a token request may take, every byte of IAM's answer included (the
+        # timeout bounds each silence only): a dripping answer must not hold every request.
+        self._deadline = deadline
         self._refresh_margin = refresh_margin
         self._on_refresh = on_refresh
         self._clock = clock
@@ -307,7 +312,12 @@ class _IamTokenAuth(httpx.Auth):
     async def _request_token(self) -> tuple[str, datetime, datetime]:
         url = self.iam_endpoint + IAM_TOKEN_PATH
         try:
-            response = await self._iam_client().post(url, json=self.token_request_body())
+            async with asyncio.timeout(self._deadline):
+                response = await self._iam_client().post(url, json=self.token_request_body())
+        except TimeoutError:
+            raise RequestTimeout(
+                f"{self.what}: no complete answer within the {self._deadline:g}s deadline"
+            ) from None
         except httpx.TimeoutException as exc:
             raise RequestTimeout(f"{self.what} timed out ({type(exc).__name__})") from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -369,6 +379,7 @@ class PasswordAuth(_IamTokenAuth):
         refresh_margin: timedelta = timedelta(minutes=10),
         on_refresh: RefreshCallback | None = None,
         clock: Clock = _utcnow,
+        deadline: float | None = None,
     ) -> None:
         if not iam_endpoint:
             raise CredentialsError("password authentication needs the IAM endpoint")
@@ -386,6 +397,7 @@ class PasswordAuth(_IamTokenAuth):
             refresh_margin=refresh_margin,
             on_refresh=on_refresh,
             clock=clock,
+            deadline=deadline,
         )
         self.username = username
         self._password = password
@@ -462,6 +474,7 @@ class AssumeAgencyAuth(_IamTokenAuth):
         refresh_margin: timedelta = timedelta(minutes=10),
         on_refresh: RefreshCallback | None = None,
         clock: Clock = _utcnow,
+        deadline: float | None = None,
     ) -> None:
         if not domain or not agency:
             raise CredentialsError("assume_agency needs the domain and the agency name")
@@ -473,6 +486,7 @@ class AssumeAgencyAuth(_IamTokenAuth):
             refresh_margin=refresh_margin,
             on_refresh=on_refresh,
             clock=clock,
+            deadline=deadline,
         )
         self.base = base
         self.domain = domain
@@ -686,6 +700,7 @@ class AgencyAuth(httpx.Auth):
         on_refresh: RefreshCallback | None = None,
         clock: Clock = _utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        deadline: float | None = None,
     ) -> None:
         if not metadata_endpoint:
             raise CredentialsError("agency authentication needs the metadata endpoint")
@@ -708,6 +723,8 @@ class AgencyAuth(httpx.Auth):
         self._client: httpx.AsyncClient | None = None
         self._session_token: str | None = None
         self._session_until: datetime | None = None
+        # The total time one metadata exchange may take, every byte of the answer included.
+        self._deadline = deadline
 
     def __repr__(self) -> str:
         return (
@@ -842,7 +859,10 @@ class AgencyAuth(httpx.Auth):
         """One bounded exchange with the metadata service: ``(status, body)``."""
         url = self.metadata_endpoint + path
         try:
-            async with self._metadata_client().stream(method, url, headers=headers) as response:
+            async with (
+                asyncio.timeout(self._deadline),
+                self._metadata_client().stream(method, url, headers=headers) as response,
+            ):
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.aiter_bytes():
@@ -850,6 +870,11 @@ class AgencyAuth(httpx.Auth):
                     if size > _MAX_METADATA_BYTES:
                         raise CredentialsError(f"the metadata service's {what} is too large")
                     chunks.append(chunk)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"metadata {what} request: no complete answer within the {self._deadline:g}s "
+                "deadline"
+            ) from None
         except httpx.TimeoutException as exc:
             raise RequestTimeout(
                 f"metadata {what} request timed out ({type(exc).__name__})"
