@@ -73,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=4,
         help="Kubernetes ResourceQuotas per cluster (default 4)",
     )
+    parser.add_argument(
+        "--temporary-seconds",
+        type=_non_negative(float),
+        default=3600.0,
+        help="lifetime of the metadata service's temporary credentials (default 3600)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         transition_seconds=args.transition_seconds,
         kube_jobs=args.kube_jobs,
         kube_quotas=args.kube_quotas,
+        temporary_seconds=args.temporary_seconds or 3600.0,
         host=host,
         port=port,
     )
