@@ -451,10 +451,15 @@ class TargetCollector:
 
     def _due(self, resource: str) -> bool:
         """Whether a slow resource is to be checked now."""
-        last = self.health[resource].last_attempt
+        health = self.health[resource]
+        last = health.last_attempt
+        if last is None or (health.attempted and not health.success):
+            # A failed check is tried again at the clusters' pace, not a slow interval later
+            # (readiness would wait that long for it).
+            return True
         # A tenth of slack: the scheduler's own run, an interval after the last, is never early.
         interval = self.slow_intervals.get(resource, 3600.0)
-        return last is None or self.clock() - last >= 0.9 * interval
+        return self.clock() - last >= 0.9 * interval
 
     def _not_offered(self, resource: str, call: str, exc: BaseException) -> None:
         self.unsupported.add(resource)
@@ -490,6 +495,7 @@ class TargetCollector:
         found: dict[str, tuple[str, ...]] = {}
         missing = 0
         failed = 0
+        outcomes = self.cluster_success.setdefault("cluster_upgrades", {})
 
         async def one(cluster: Cluster) -> None:
             nonlocal missing, failed
@@ -497,10 +503,13 @@ class TargetCollector:
             try:
                 async with self.concurrency:
                     found[cluster.id] = tuple(await self.client.get_upgrade_targets(cluster.id))
+                outcomes[cluster.id] = True
             except NotFound:
                 missing += 1
+                outcomes[cluster.id] = True  # nothing offered for it: a valid answer
             except CCEError as exc:
                 failed += 1
+                outcomes[cluster.id] = False
                 self._log_error("cluster_upgrades", exc, cluster)
 
         await asyncio.gather(*(one(c) for c in clusters))
@@ -514,7 +523,10 @@ class TargetCollector:
         merged = {k: v for k, v in self.state.upgrades.items() if k in ids}
         merged.update(found)
         self.state.upgrades = merged
-        return failed == 0
+        if failed:
+            self.health["cluster_upgrades"].error = f"{failed} of {len(clusters)} clusters failed"
+        # Partial failure is not total failure: some clusters failing are shown per cluster.
+        return not clusters or failed < len(clusters)
 
     async def collect_addon_upgrades(self) -> bool:
         """The add-on templates (``addontemplates``), once per interval: which add-on has a newer
