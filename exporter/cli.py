@@ -452,6 +452,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                     client = build_client(target, metrics, project_id)
                 clusters = await client.list_clusters()
                 print(f"target {target.name}: OK, project {project_id}, {len(clusters)} cluster(s)")
+                print(f"target {target.name}: credentials: {client.credentials_in_use()}")
             except CCEError as exc:
                 failures += 1
                 print(f"target {target.name}: FAILED: {exc}")
