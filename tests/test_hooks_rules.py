@@ -136,3 +136,25 @@ def test_hook_token_file(tmp_path: Path) -> None:
     # A value beats the file.
     both = SimpleNamespace(hook_token="value", hook_token_file=path)
     assert load_hook_token(both) == "value"
+
+
+async def test_each_request_is_logged_with_its_outcome(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.hooks")
+    async with environment(["dev-a", "dev-b"]) as env:
+        ctl = await _setup(env)
+        a, b = env.ids["dev-a"], env.ids["dev-b"]
+        async with serving(ctl, TOKEN) as http:
+            assert (
+                await http.post(f"/hooks/clusters/{a}/hibernate", headers=auth())
+            ).status_code == 202
+            assert (
+                await http.post(f"/hooks/clusters/{b}/awake", headers=auth())
+            ).status_code == 409
+            await ctl.wait_idle()
+        lines = [r.getMessage() for r in caplog.records if r.name == "exporter.hibernation.hooks"]
+        assert lines == [
+            f"hook POST /hooks/clusters/{a}/hibernate cluster={a} -> 202 started",
+            f"hook POST /hooks/clusters/{b}/awake cluster={b} -> 409 skipped: "
+            "the cluster is already Available",
+        ]
+        await ctl.close()
