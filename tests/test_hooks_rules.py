@@ -158,3 +158,17 @@ async def test_each_request_is_logged_with_its_outcome(caplog: pytest.LogCapture
             "the cluster is already Available",
         ]
         await ctl.close()
+
+
+async def test_a_body_that_is_not_an_object_is_refused_by_name() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        cid = env.ids["dev-a"]
+        async with serving(ctl, TOKEN) as http:
+            r = await http.post(f"/hooks/clusters/{cid}/hibernate", headers=auth(), json=[1, 2])
+            assert (r.status_code, r.json()) == (400, {"error": "the body must be a JSON object"})
+            r = await http.post(f"/hooks/clusters/{cid}/hibernate", headers=auth(), content=b"{x")
+            assert r.status_code == 400
+            assert r.json()["error"].startswith("the body is not JSON: ")
+        assert env.api.calls == []
+        await ctl.close()
