@@ -174,7 +174,8 @@ def report(found: dict[str, dict[str, str]], *, diffs: bool = True) -> str:
     if equivalent:
         text += "\nEquivalent mutants (they survive; the reason each cannot be told apart):\n\n"
         for row, name in equivalent:
-            text += f"- {row}: `{name}`: {EQUIVALENT[name]}\n"
+            shown = f" (`{diff(name)}`)" if diffs else ""
+            text += f"- {row}: `{name}`{shown}: {EQUIVALENT[name]}\n"
     return text
 
 

@@ -2,9 +2,111 @@
 
 Keyed by mutmut's mutant name (``mutmut show NAME`` prints the change). The names number the
 mutations of one function in order, so a change to that function can renumber them: after such
-a change, ``make mutate`` lists the survivor again with its diff, to be judged anew.
+a change ``make mutate`` shows the diff of every mutant listed here next to its reason, to be
+judged anew.
 """
 
 from __future__ import annotations
 
-EQUIVALENT: dict[str, str] = {}
+_UTF8 = "'UTF-8' and 'utf-8' name the same codec"
+_LOCALE = (
+    "encoding=None reads with the locale's encoding, UTF-8 in the image and in CI (a non-UTF-8 "
+    "locale cannot be set for one test without changing the whole process)"
+)
+_HEADER_CASE = "HTTP header names are case-insensitive (httpx's Headers and every server)"
+
+EQUIVALENT: dict[str, str] = {
+    # auth
+    "exporter.cce.auth.xǁTokenAuthǁ__init____mutmut_12": (
+        "'' and None both mean 'no token read yet': the value is only compared with a token "
+        "read from the file, which is never empty"
+    ),
+    "exporter.cce.auth.xǁTokenAuthǁ__init____mutmut_13": (
+        "'' and None both never equal a stat tuple, the only thing it is compared with"
+    ),
+    "exporter.cce.auth.xǁTokenAuthǁcurrent_token__mutmut_18": (
+        "the fallback names the error type when an OSError has no strerror; stat() and read() "
+        "always set it"
+    ),
+    "exporter.cce.auth.xǁTokenAuthǁcurrent_token__mutmut_23": _UTF8,
+    "exporter.cce.auth.xǁTokenAuthǁauth_flow__mutmut_4": _HEADER_CASE,
+    "exporter.cce.auth.xǁTokenAuthǁauth_flow__mutmut_5": _HEADER_CASE,
+    "exporter.cce.auth.xǁTokenAuthǁauth_flow__mutmut_17": _HEADER_CASE,
+    "exporter.cce.auth.xǁTokenAuthǁauth_flow__mutmut_18": _HEADER_CASE,
+    # signing
+    "exporter.cce.signing.x__encode__mutmut_5": (
+        "quote()'s safe set gains 'X', which is unreserved and never quoted anyway"
+    ),
+    "exporter.cce.signing.x__signature__mutmut_22": _UTF8,
+    "exporter.cce.signing.x__signature__mutmut_31": _UTF8,
+    "exporter.cce.signing.x__signature__mutmut_34": _UTF8,
+    # controller
+    "exporter.hibernation.controller.xǁHibernationControllerǁclear_override__mutmut_19": (
+        "a known cluster always has an ID (refresh keeps only clusters with one)"
+    ),
+    # hooks
+    "exporter.hibernation.hooks.x_load_hook_token__mutmut_30": _LOCALE,
+    "exporter.hibernation.hooks.x_load_hook_token__mutmut_33": _UTF8,
+    "exporter.hibernation.hooks.xǁ_Hooksǁ_outcome__mutmut_3": (
+        "the default status of an unknown result: every result the controller returns has one"
+    ),
+    "exporter.hibernation.hooks.xǁ_Hooksǁ_outcome__mutmut_5": (
+        "the default status of an unknown result: every result the controller returns has one"
+    ),
+    "exporter.hibernation.hooks.xǁ_Hooksǁ_outcome__mutmut_6": (
+        "the default status of an unknown result: every result the controller returns has one"
+    ),
+    # schedule: transitions() asks _cron_events for two days of margin on each side
+    "exporter.hibernation.schedule.x__cron_events__mutmut_4": (
+        "the range still ends a day after the asked range (two days of margin, one kept)"
+    ),
+    "exporter.hibernation.schedule.x__cron_events__mutmut_6": (
+        "a longer range than the asked range plus its margin changes nothing inside it"
+    ),
+    "exporter.hibernation.schedule.x__cron_events__mutmut_22": (
+        "cron fires on whole minutes: starting 2 s or 1 s before midnight finds the same firings"
+    ),
+    "exporter.hibernation.schedule.x__cron_events__mutmut_24": (
+        "a firing exactly at the end of the margin is days after the asked range"
+    ),
+    # web config
+    "exporter.webconfig.x__describe_os_error__mutmut_4": (
+        "the fallback for an error without text: OSError and UnicodeDecodeError here have one"
+    ),
+    "exporter.webconfig.x__path__mutmut_7": (
+        "base_dir / an absolute path is that absolute path (pathlib)"
+    ),
+    "exporter.webconfig.x_load_web_config__mutmut_4": _LOCALE,
+    "exporter.webconfig.x_load_web_config__mutmut_6": _UTF8,
+    "exporter.webconfig.x_load_web_config__mutmut_33": (
+        "an empty document parses as None, and None reads as an empty mapping either way"
+    ),
+    "exporter.webconfig.xǁBasicAuthVerifierǁ__init____mutmut_4": (
+        "token_bytes(None) draws 32 bytes, the same key length"
+    ),
+    "exporter.webconfig.xǁBasicAuthVerifierǁ__init____mutmut_5": (
+        "a 33-byte HMAC key instead of 32: the cache matches the same credentials"
+    ),
+    "exporter.webconfig.xǁBasicAuthVerifierǁ_digest__mutmut_3": (
+        "another separator inside an HMAC that is only compared with HMACs made the same way"
+    ),
+    "exporter.webconfig.xǁBasicAuthVerifierǁverify__mutmut_7": _UTF8,
+    "exporter.webconfig.xǁBasicAuthVerifierǁverify__mutmut_38": (
+        "the cache's values are never read (it is a set in an OrderedDict)"
+    ),
+    "exporter.webconfig.xǁBasicAuthVerifierǁcached__mutmut_16": _UTF8,
+    # sharding
+    "exporter.ha.sharding.x_shard_of__mutmut_8": _UTF8,
+    "exporter.ha.sharding.x_shard_of__mutmut_13": (
+        "int.from_bytes() defaults to big-endian since Python 3.11, the oldest supported"
+    ),
+    "exporter.ha.sharding.xǁShardConfigǁowns__mutmut_8": (
+        "a cluster without an ID is dropped after the shard filter either way"
+    ),
+    "exporter.ha.sharding.xǁShardConfigǁregistry__mutmut_2": (
+        "auto_describe only checks names at registration; these two are distinct"
+    ),
+    "exporter.ha.sharding.xǁShardConfigǁregistry__mutmut_3": (
+        "auto_describe only checks names at registration; these two are distinct"
+    ),
+}
