@@ -7,6 +7,7 @@ caller acts on them) and the token's sources, so that a changed key or value is 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from exporter.hibernation.hooks import load_hook_token
+from exporter.hibernation.hooks import load_hook_token, parse_rfc3339
 from tests.test_hibernation_controller import environment
 from tests.test_hibernation_hooks import TOKEN, _setup, alert, alertmanager_payload, auth, serving
+from tests.test_signing_rules import shanghai_local_time  # noqa: F401  (a fixture)
 
 
 async def test_alertmanager_answers_every_alert_in_full(caplog: pytest.LogCaptureFixture) -> None:
@@ -171,4 +173,42 @@ async def test_a_body_that_is_not_an_object_is_refused_by_name() -> None:
             assert r.status_code == 400
             assert r.json()["error"].startswith("the body is not JSON: ")
         assert env.api.calls == []
+        await ctl.close()
+
+
+def test_rfc3339_times(shanghai_local_time: None) -> None:  # noqa: F811
+    expected = datetime(2027, 3, 1, 9, tzinfo=UTC)
+    for text in ("2027-03-01T09:00:00Z", "2027-03-01T09:00:00z", " 2027-03-01T10:00:00+01:00 "):
+        parsed = parse_rfc3339(text)
+        assert parsed == expected and parsed.utcoffset() == timedelta(0), text
+    with pytest.raises(ValueError) as caught:
+        parse_rfc3339("2027-03-01T09:00:00")
+    assert str(caught.value) == "'2027-03-01T09:00:00' has no UTC offset (add Z or +HH:MM)"
+    with pytest.raises(ValueError) as caught:
+        parse_rfc3339("tomorrow")
+    assert str(caught.value) == "'tomorrow' is not an RFC 3339 time (e.g. 2027-03-01T18:00:00Z)"
+
+
+async def test_the_plan_horizon_is_the_days_asked_within_bounds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.hooks")
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)  # Monday noon
+        async with serving(ctl, TOKEN) as http:
+
+            async def upcoming(days: str) -> int:
+                r = await http.get("/hooks/plan", params={"days": days}, headers=auth())
+                assert r.status_code == 200, r.text
+                return len(r.json()["clusters"][0]["next"])
+
+            assert await upcoming("0") == 0
+            assert await upcoming("-3") == 0
+            assert await upcoming("1") == 2  # 20:00 tonight, 08:00 tomorrow
+            assert await upcoming("7") == 10
+            # Bounded at 366 days: the 367th adds nothing.
+            assert await upcoming("366") == await upcoming("10000")
+            r = await http.get("/hooks/plan", params={"days": "soon"}, headers=auth())
+            assert (r.status_code, r.json()) == (400, {"error": "days='soon' is not a number"})
+        assert "-> 200 plan" in caplog.text
         await ctl.close()
