@@ -109,4 +109,35 @@ EQUIVALENT: dict[str, str] = {
     "exporter.ha.sharding.xǁShardConfigǁregistry__mutmut_3": (
         "auto_describe only checks names at registration; these two are distinct"
     ),
+    "exporter.cce.auth.xǁPasswordAuthǁasync_auth_flow__mutmut_4": _HEADER_CASE,
+    "exporter.cce.auth.xǁPasswordAuthǁasync_auth_flow__mutmut_5": _HEADER_CASE,
+    "exporter.cce.auth.xǁPasswordAuthǁasync_auth_flow__mutmut_13": _HEADER_CASE,
+    "exporter.cce.auth.xǁPasswordAuthǁasync_auth_flow__mutmut_14": _HEADER_CASE,
+    "exporter.cce.auth.xǁPasswordAuthǁ_request_token__mutmut_32": _HEADER_CASE,
+    "exporter.cce.auth.xǁPasswordAuthǁ_request_token__mutmut_41": (
+        "the endpoint only names the call in a parse error, which is caught and dropped here"
+    ),
+    "exporter.cce.auth.xǁPasswordAuthǁ_request_token__mutmut_44": (
+        "the endpoint only names the call in a parse error, which is caught and dropped here"
+    ),
+    "exporter.cce.auth.xǁPasswordAuthǁ_request_token__mutmut_59": (
+        "a lifetime of zero or less makes the token stale at once either way (the refresh "
+        "instant is not after now)"
+    ),
+    "exporter.cce.auth.xǁPasswordAuthǁ_request_token__mutmut_66": (
+        "for a lifetime of exactly zero both branches give a zero margin"
+    ),
+    "exporter.cce.auth.xǁPasswordAuthǁ_valid_token__mutmut_1": (
+        "skipping the check before the lock only costs the lock: the token is checked again "
+        "under it"
+    ),
+    "exporter.cce.auth.xǁPasswordAuthǁ__init____mutmut_45": (
+        "'' and None both mean no token: the refresh instant, still None, decides first"
+    ),
+    "exporter.cce.auth.xǁPasswordAuthǁ__init____mutmut_46": (
+        "never compared before the first token, which sets it with the token"
+    ),
+    "exporter.webconfig.xǁBasicAuthVerifierǁverify__mutmut_40": (
+        "popitem(last=None) pops the oldest entry, as last=False does (None is false)"
+    ),
 }
