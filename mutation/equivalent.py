@@ -140,4 +140,13 @@ EQUIVALENT: dict[str, str] = {
     "exporter.webconfig.xǁBasicAuthVerifierǁverify__mutmut_40": (
         "popitem(last=None) pops the oldest entry, as last=False does (None is false)"
     ),
+    "exporter.hibernation.hooks.xǁ_Hooksǁdispatch__mutmut_49": (
+        "the routes end in the verb: every split of the path on '/' ends with it"
+    ),
+    "exporter.hibernation.hooks.xǁ_Hooksǁdispatch__mutmut_52": (
+        "the routes end in the verb: every split of the path on '/' ends with it"
+    ),
+    "exporter.hibernation.hooks.xǁ_Hooksǁdispatch__mutmut_53": (
+        "rsplit('/', 1) has two parts: [+1] and [-1] are the same one"
+    ),
 }

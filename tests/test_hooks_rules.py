@@ -212,3 +212,58 @@ async def test_the_plan_horizon_is_the_days_asked_within_bounds(
             assert (r.status_code, r.json()) == (400, {"error": "days='soon' is not a number"})
         assert "-> 200 plan" in caplog.text
         await ctl.close()
+
+
+async def test_awake_and_skip_routes_in_full() -> None:
+    async with environment(["dev-a", "dev-b", "prod-x"]) as env:
+        ctl = await _setup(env)
+        a, b, prod = env.ids["dev-a"], env.ids["dev-b"], env.ids["prod-x"]
+        env.sim.world.set_phase("cluster", a, "Hibernation")
+        async with serving(ctl, TOKEN) as http:
+            r = await http.post(
+                f"/hooks/clusters/{a}/awake",
+                headers=auth(),
+                json={"until": "2027-03-01T18:00:00Z"},
+            )
+            assert (r.status_code, r.json()["action"], r.json()["result"]) == (
+                202,
+                "awake",
+                "started",
+            )
+            await ctl.wait_idle()
+            assert [(act, n) for _, act, n in env.api.calls] == [("awake", "dev-a")]
+            entry = ctl.state["history"][f"sim/{a}"][-1]
+            assert (entry["action"], entry["result"], entry["source"]) == (
+                "awake",
+                "success",
+                "hook",
+            )
+            plan = (await http.get("/hooks/plan", headers=auth())).json()
+            row = next(c for c in plan["clusters"] if c["cluster_id"] == a)
+            assert row["override"] == {
+                "kind": "keep_awake",
+                "until": "2027-03-01T18:00:00Z",
+                "reason": "",
+            }
+            for body, message in [
+                ({"until": 5}, "'until' must be an RFC 3339 string"),
+                ({"reason": 5}, "'reason' must be a string"),
+            ]:
+                r = await http.post(f"/hooks/clusters/{b}/awake", headers=auth(), json=body)
+                assert (r.status_code, r.json()) == (400, {"error": message})
+            # Skip: set, refused for a cluster no policy governs, unknown cluster.
+            r = await http.post(f"/hooks/clusters/{b}/skip", headers=auth())
+            assert (r.status_code, r.json()) == (200, {"cluster_id": b, "override": "skip_next"})
+            r = await http.post(f"/hooks/clusters/{prod}/skip", headers=auth())
+            assert (r.status_code, r.json()) == (
+                409,
+                {"error": "no policy selects cluster 'prod-x'; it is never acted on"},
+            )
+            r = await http.post("/hooks/clusters/nope/skip", headers=auth())
+            assert (r.status_code, r.json()) == (404, {"error": "cluster 'nope' is not known"})
+            # A cluster created since the controller last listed: found by listing again.
+            late = env.sim.world.add_cluster(name="dev-late", phase="Available").uid
+            r = await http.post(f"/hooks/clusters/{late}/skip", headers=auth())
+            assert (r.status_code, r.json()) == (200, {"cluster_id": late, "override": "skip_next"})
+        assert env.phase("dev-b") == "Available"
+        await ctl.close()
