@@ -182,3 +182,24 @@ async def test_an_iam_timeout_names_itself() -> None:
             await auth._valid_token()
         await auth.aclose()
     assert str(caught.value) == "IAM token request timed out (ReadTimeout)"
+
+
+@pytest.mark.parametrize(
+    ("body", "lifetime"),
+    [
+        ([1, 2], timedelta(hours=24)),  # a body that is no token: the default lifetime
+        ({"token": {"expires_at": (T0 + timedelta(hours=1)).isoformat()}}, timedelta(hours=1)),
+    ],
+    ids=["unreadable-body", "no-issued-at"],
+)
+async def test_the_token_header_is_what_matters(
+    served: Served, body: Any, lifetime: timedelta
+) -> None:
+    served.cloud.iam_send_token = False
+    served.cloud.iam_body = body
+    served.cloud.iam_headers = {"X-Subject-Token": "tok-from-header"}
+    served.cloud.valid_tokens.add("tok-from-header")
+    auth = _password_auth(served.base, clock=lambda: T0)
+    assert await auth._valid_token() == "tok-from-header"
+    assert auth.expires_at == T0 + lifetime
+    await auth.aclose()
