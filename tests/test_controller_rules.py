@@ -251,3 +251,71 @@ async def test_a_failed_listing_is_reported_by_target(error: CCEError, reason: s
     )
     assert await ctl.refresh() == {"t": reason}
     await ctl.close()
+
+
+async def test_requests_answer_in_full() -> None:
+    head, _, tail = POLICIES.partition("pricing:")
+    doc = head + "  - name: also-dev\n    clusters: {names: ['dev-c']}\n    awake: ['Sat']\n"
+    doc += (
+        "  - name: dry\n    clusters: {names: ['dry-*']}\n    awake: ['Sat']\n    dry_run: true\n"
+    )
+    doc += "pricing:" + tail
+    async with environment(["dev-a", "dev-c", "prod-x", "dry-a"], doc) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        await ctl.tick()
+        ids = env.ids
+
+        def answer(outcome: Any) -> tuple[str, str, str, str, str]:
+            d = outcome.as_dict()
+            return (d["result"], d["cluster_id"], d["action"], d["cluster"], d["reason"])
+
+        assert answer(await ctl.request("nope", "hibernate")) == (
+            "not_found",
+            "nope",
+            "hibernate",
+            "",
+            "cluster 'nope' is not known",
+        )
+        assert answer(await ctl.request(ids["prod-x"], "hibernate")) == (
+            "skipped",
+            ids["prod-x"],
+            "hibernate",
+            "prod-x",
+            "no policy selects cluster 'prod-x'; it is never acted on",
+        )
+        past = datetime(2027, 3, 1, 11, tzinfo=UTC)
+        assert answer(await ctl.request(ids["dev-a"], "hibernate", until=past)) == (
+            "skipped",
+            ids["dev-a"],
+            "hibernate",
+            "dev-a",
+            "'until' is in the past",
+        )
+        # A policy in dry run, or a request asking for one: nothing is called.
+        assert (await ctl.request(ids["dry-a"], "hibernate")).result == "dry_run"
+        assert (await ctl.request(ids["dev-a"], "hibernate", dry_run=True)).result == "dry_run"
+        assert env.api.calls == []
+        # The phase is read again for the answer; a failed read leaves the listed one.
+        env.sim.faults.add("http_500", count=1, path=ids["dev-a"] + "$")
+        outcome = await ctl.request(ids["dev-a"], "hibernate", wait=True)
+        assert env.sim.faults.injected["http_500"] == 1
+        assert outcome.result == "success"
+        assert [c[1:] for c in env.api.calls] == [("hibernate", "dev-a")]
+        # A cluster created since the last listing is found by listing again.
+        late = env.sim.world.add_cluster(name="dev-late", phase="Available").uid
+        outcome = await ctl.request(late, "hibernate", wait=True)
+        assert (outcome.result, outcome.cluster) == ("success", "dev-late")
+        entry = ctl.state["history"][f"sim/{late}"][-1]
+        assert (entry["source"], entry["result"]) == ("hook", "success")  # the default source
+        await ctl.close()
+
+
+async def test_a_controller_in_dry_run_calls_nothing_on_request() -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller(dry_run=True)
+        await ctl.tick()
+        assert (await ctl.request(env.ids["dev-a"], "hibernate")).result == "dry_run"
+        assert env.api.calls == []
+        await ctl.close()

@@ -267,3 +267,49 @@ async def test_awake_and_skip_routes_in_full() -> None:
             assert (r.status_code, r.json()) == (200, {"cluster_id": late, "override": "skip_next"})
         assert env.phase("dev-b") == "Available"
         await ctl.close()
+
+
+async def test_refusals_answer_and_log_in_full(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.hooks")
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        cid = env.ids["dev-a"]
+        async with serving(ctl, TOKEN) as http:
+            r = await http.get("/hooks/plan", headers={"Authorization": "Bearer nope"})
+            assert (r.status_code, r.json()) == (401, {"error": "a valid bearer token is required"})
+            r = await http.post(f"/hooks/clusters/{cid}/hibernate", headers=auth(), content=b"[")
+            assert r.status_code == 400
+            assert (await http.get("/hooks/plan", headers=auth())).status_code == 200
+        lines = [r.getMessage() for r in caplog.records if r.name == "exporter.hibernation.hooks"]
+        assert lines[0] == "hook GET /hooks/plan cluster=- -> 401 unauthorized"
+        assert lines[1].startswith(
+            f"hook POST /hooks/clusters/{cid}/hibernate cluster={cid} -> 400 bad request: "
+            "the body is not JSON: "
+        )
+        assert lines[2] == "hook GET /hooks/plan cluster=- -> 200 plan"
+        await ctl.close()
+
+
+async def test_a_token_with_inner_spaces_and_one_from_a_non_utf8_environment() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        async with serving(ctl, "two words") as http:
+            ok = await http.get("/hooks/plan", headers={"Authorization": "Bearer two words"})
+            assert ok.status_code == 200
+            bad = await http.get("/hooks/plan", headers={"Authorization": "Bearer words"})
+            assert bad.status_code == 401
+        # os.environ decodes undecodable bytes to surrogates: such a token must not crash.
+        async with serving(ctl, "tok-\udcff") as http:
+            r = await http.get("/hooks/plan", headers={"Authorization": "Bearer tok-"})
+            assert r.status_code == 401
+        await ctl.close()
+
+
+async def test_hooks_off_answer_404_to_every_method() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        async with serving(ctl, None) as http:
+            for method in ("GET", "POST", "DELETE", "PUT"):
+                r = await http.request(method, "/hooks/anything", headers=auth())
+                assert (r.status_code, r.json()) == (404, {"error": "not found"}), method
+        await ctl.close()
