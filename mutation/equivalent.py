@@ -14,6 +14,8 @@ _LOCALE = (
     "locale cannot be set for one test without changing the whole process)"
 )
 _HEADER_CASE = "HTTP header names are case-insensitive (httpx's Headers and every server)"
+_METHODS = "Starlette upper-cases a route's methods"
+_KNOWN_ID = "a known cluster always has an ID (refresh keeps only clusters with one)"
 
 EQUIVALENT: dict[str, str] = {
     # auth
@@ -42,7 +44,7 @@ EQUIVALENT: dict[str, str] = {
     "exporter.cce.signing.x__signature__mutmut_34": _UTF8,
     # controller
     "exporter.hibernation.controller.xǁHibernationControllerǁclear_override__mutmut_19": (
-        "a known cluster always has an ID (refresh keeps only clusters with one)"
+        _KNOWN_ID
     ),
     # hooks
     "exporter.hibernation.hooks.x_load_hook_token__mutmut_30": _LOCALE,
@@ -148,5 +150,23 @@ EQUIVALENT: dict[str, str] = {
     ),
     "exporter.hibernation.hooks.xǁ_Hooksǁdispatch__mutmut_53": (
         "rsplit('/', 1) has two parts: [+1] and [-1] are the same one"
+    ),
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_11": _METHODS,
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_13": _METHODS,
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_15": _METHODS,
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_17": _METHODS,
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_33": _METHODS,
+    "exporter.hibernation.hooks.xǁ_Hooksǁauthorized__mutmut_7": (
+        "Starlette's request headers are looked up case-insensitively"
+    ),
+    "exporter.hibernation.hooks.xǁ_Hooksǁauthorized__mutmut_8": (
+        "a missing header reads as a token that never matches either way (the hooks are off "
+        "without a non-empty token)"
+    ),
+    "exporter.hibernation.hooks.x__digest__mutmut_7": _UTF8,
+    "exporter.hibernation.controller.xǁHibernationControllerǁ_governed__mutmut_9": _KNOWN_ID,
+    "exporter.hibernation.controller.xǁHibernationControllerǁrequest__mutmut_29": _KNOWN_ID,
+    "exporter.hibernation.controller.xǁHibernationControllerǁrequest__mutmut_26": (
+        "ident[0] is not read on the refusal path, the only one that uses this ident"
     ),
 }
