@@ -169,4 +169,12 @@ EQUIVALENT: dict[str, str] = {
     "exporter.hibernation.controller.xǁHibernationControllerǁrequest__mutmut_26": (
         "ident[0] is not read on the refusal path, the only one that uses this ident"
     ),
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_41": _METHODS,
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_49": _METHODS,
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_57": _METHODS,
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_67": _METHODS,
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_77": _METHODS,
+    "exporter.hibernation.controller.xǁHibernationControllerǁ_follow__mutmut_3": (
+        "None and False are both false, the only way it is read"
+    ),
 }

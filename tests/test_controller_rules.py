@@ -19,6 +19,7 @@ from exporter.hibernation.controller import (
     MemoryStateStore,
 )
 from exporter.hibernation.policy import parse_policy_file
+from exporter.hibernation.schedule import Action
 from tests.test_hibernation_controller import POLICIES, Env, environment
 
 
@@ -319,3 +320,72 @@ async def test_a_controller_in_dry_run_calls_nothing_on_request() -> None:
         assert (await ctl.request(env.ids["dev-a"], "hibernate")).result == "dry_run"
         assert env.api.calls == []
         await ctl.close()
+
+
+async def _scripted(
+    env: Env, script: list[tuple[str, str | None]], action: Action = "hibernate"
+) -> tuple[Any, list[str]]:
+    """Act on dev-a by request while each poll first sets the next scripted phase."""
+    env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+    ctl = env.controller()
+    cid = env.ids["dev-a"]
+    if action == "awake":
+        env.sim.world.set_phase("cluster", cid, "Hibernation")
+
+    async def sleep(seconds: float) -> None:
+        if seconds == ctl.options.poll_seconds and script:
+            phase, reason = script.pop(0)
+            env.sim.world.set_phase("cluster", cid, phase, reason=reason)
+        env.sim.advance(seconds)
+        await asyncio.sleep(0)
+
+    ctl.sleep = sleep
+    await ctl.tick()
+    seen: list[str] = []
+    outcome = await ctl.request(cid, action, wait=True, progress=seen.append)
+    await ctl.close()
+    return outcome, seen
+
+
+async def test_following_reports_each_phase_once() -> None:
+    async with environment(["dev-a"]) as env:
+        outcome, seen = await _scripted(env, [])
+        assert outcome.result == "success"
+        assert seen == ["Hibernating", "Hibernation"]
+
+
+async def test_following_waits_while_the_api_still_shows_the_old_phase() -> None:
+    async with environment(["dev-a"]) as env:
+        outcome, _ = await _scripted(env, [("Available", None), ("Hibernation", None)])
+        assert outcome.result == "success"
+        assert len(env.api.calls) == 1  # not retried: the API was just late
+
+
+@pytest.mark.parametrize(
+    ("action", "script"),
+    [
+        ("hibernate", [("Hibernating", None), ("Available", None)]),  # went back after moving
+        ("awake", [("Hibernation", "WakeupFailed")]),  # never moved, and says it failed
+    ],
+    ids=["went-back", "failed-reason"],
+)
+async def test_following_sees_a_failure_at_once(
+    action: Action, script: list[tuple[str, str | None]]
+) -> None:
+    async with environment(["dev-a"]) as env:
+        outcome, _ = await _scripted(env, script, action)
+        assert outcome.result == "success"  # the second attempt
+        first, second = (at for at, _, _ in env.api.calls)
+        # Detected at the poll that saw it, not at the 900 s action timeout.
+        assert second - first < 300
+
+
+async def test_following_a_cluster_without_a_phase() -> None:
+    async with environment(["dev-a"]) as env:
+        outcome, seen = await _scripted(env, [("", None)])
+        assert seen == []  # no phase is no news
+        assert (outcome.result, outcome.reason) == (
+            "failed",
+            "the cluster went to ; then the cluster is in an unknown phase; "
+            "hibernate needs Available",
+        )

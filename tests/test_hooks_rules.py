@@ -208,6 +208,7 @@ async def test_the_plan_horizon_is_the_days_asked_within_bounds(
             assert await upcoming("7") == 10
             # Bounded at 366 days: the 367th adds nothing.
             assert await upcoming("366") == await upcoming("10000")
+            assert (await http.post("/hooks/plan", headers=auth())).status_code == 405
             r = await http.get("/hooks/plan", params={"days": "soon"}, headers=auth())
             assert (r.status_code, r.json()) == (400, {"error": "days='soon' is not a number"})
         assert "-> 200 plan" in caplog.text
