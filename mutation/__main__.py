@@ -2,6 +2,8 @@
 
 ``python -m mutation run``     mutmut over the functions below (``mutants/`` is rebuilt), then
                                the report
+``python -m mutation survivors`` the last run's survivors again (after new tests), other
+                               verdicts kept, then the report
 ``python -m mutation report``  the report of the last run: a Markdown table per module, then
                                every survivor (its diff, or the reason it is equivalent)
 
@@ -201,20 +203,62 @@ def run(children: int, modules: list[str]) -> int:
     return done.returncode
 
 
+def rerun_survivors(children: int, modules: list[str]) -> int:
+    """Run the last run's survivors again (after new tests) and keep every other verdict.
+
+    mutmut forgets all verdicts when its test selection changed, so they are kept here and the
+    new verdicts of the survivors laid over them.
+    """
+    found = results()
+    names = [
+        name
+        for row, statuses in found.items()
+        if not modules or row in modules
+        for name, status in statuses.items()
+        if status == "survived" and name not in EQUIVALENT
+    ]
+    if not names:
+        print("no survivors to run again")
+        return 0
+    saved = {
+        path: json.loads(meta.read_text(encoding="utf-8"))
+        for path, meta in ((p, Path("mutants") / (p + ".meta")) for p, _ in MODULES.values())
+        if meta.exists()
+    }
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    done = subprocess.run(
+        [*_mutmut(), "run", "--max-children", str(children), *names], env=env, check=False
+    )
+    for path, old in saved.items():
+        meta = Path("mutants") / (path + ".meta")
+        new = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else old
+        codes = old["exit_code_by_key"]
+        for name, code in new["exit_code_by_key"].items():
+            if code is not None and name in codes:
+                codes[name] = code
+        new["exit_code_by_key"] = codes
+        meta.write_text(json.dumps(new, indent=4), encoding="utf-8")
+    return done.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__)
-    parser.add_argument("command", choices=["run", "report"])
+    parser.add_argument("command", choices=["run", "survivors", "report"])
     parser.add_argument(
         "modules", nargs="*", metavar="MODULE", help=f"report rows to run: {', '.join(MODULES)}"
     )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--no-diffs", action="store_true", help="survivors without their diff")
     args = parser.parse_intermixed_args(argv)
+    unknown = sorted(set(args.modules) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
     if args.command == "run":
-        unknown = sorted(set(args.modules) - set(MODULES))
-        if unknown:
-            parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
         code = run(args.max_children, args.modules)
+        if code:
+            return code
+    if args.command == "survivors":
+        code = rerun_survivors(args.max_children, args.modules)
         if code:
             return code
     found = results()
