@@ -389,3 +389,68 @@ async def test_following_a_cluster_without_a_phase() -> None:
             "the cluster went to ; then the cluster is in an unknown phase; "
             "hibernate needs Available",
         )
+
+
+@pytest.mark.parametrize(
+    ("action", "phase", "reason"),
+    [
+        (
+            "awake",
+            ("Hibernation", "WakeupFailed", "no capacity"),
+            "gave up after 3 attempts: the cluster went back to Hibernation: WakeupFailed "
+            "no capacity",
+        ),
+        (
+            "hibernate",
+            ("Upgrading", "UpgradeStarted", "by hand"),
+            "the cluster went to Upgrading: UpgradeStarted by hand; then the cluster is "
+            "Upgrading; hibernate needs Available",
+        ),
+    ],
+    ids=["went-back", "went-elsewhere"],
+)
+async def test_the_reasons_of_a_failed_action(
+    action: Action, phase: tuple[str, str, str], reason: str
+) -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        cid = env.ids["dev-a"]
+        if action == "awake":
+            env.sim.world.set_phase("cluster", cid, "Hibernation")
+
+        async def sleep(seconds: float) -> None:
+            if seconds == ctl.options.poll_seconds:
+                env.sim.world.set_phase("cluster", cid, phase[0], reason=phase[1], message=phase[2])
+            env.sim.advance(seconds)
+            await asyncio.sleep(0)
+
+        ctl.sleep = sleep
+        await ctl.tick()
+        outcome = await ctl.request(cid, action, wait=True)
+        assert (outcome.result, outcome.reason) == ("failed", reason)
+        await ctl.close()
+
+
+async def test_an_action_times_out_at_its_deadline() -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        cid = env.ids["dev-a"]
+
+        async def sleep(seconds: float) -> None:
+            if seconds == ctl.options.poll_seconds:
+                env.sim.world.set_phase("cluster", cid, "Available")  # the API never moves
+            env.sim.advance(seconds)
+            await asyncio.sleep(0)
+
+        ctl.sleep = sleep
+        await ctl.tick()
+        outcome = await ctl.request(cid, "hibernate", wait=True)
+        assert (outcome.result, outcome.reason) == (
+            "failed",
+            "gave up after 3 attempts: not Hibernation 900s after the call (last phase Available)",
+        )
+        first, second, third = (at for at, _, _ in env.api.calls)
+        assert (second - first, third - second) == (900 + 60, 900 + 120)
+        await ctl.close()
