@@ -454,3 +454,42 @@ async def test_an_action_times_out_at_its_deadline() -> None:
         first, second, third = (at for at, _, _ in env.api.calls)
         assert (second - first, third - second) == (900 + 60, 900 + 120)
         await ctl.close()
+
+
+async def test_an_unreadable_cluster_times_out_with_an_unknown_phase(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller(dry_run=False)
+        cid = env.ids["dev-a"]
+        ctl.options = ctl.options.model_copy(update={"max_attempts": 1})
+        await ctl.tick()
+        original = env.api.hibernate
+
+        async def hibernate_then_vanish(cluster_id: str) -> str | None:
+            job = await original(cluster_id)
+            env.sim.faults.add("http_500", rate=1.0, path=cid + "$")  # every read fails now
+            return job
+
+        env.api.hibernate = hibernate_then_vanish  # type: ignore[method-assign]
+        outcome = await ctl.request(cid, "hibernate", wait=True)
+        assert (outcome.result, outcome.reason) == (
+            "failed",
+            "gave up after 1 attempts: not Hibernation 900s after the call (last phase unknown)",
+        )
+        await ctl.close()
+
+
+async def test_a_cluster_without_a_name_is_named_by_its_id() -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        await ctl.tick()
+        nameless = env.sim.world.add_cluster(name="", phase="Available").uid
+        listing = await env.api.list_clusters()
+        assert {c.id: c.name for c in listing}[nameless] in (None, "")
+        ctl.policy_file.policies[0].clusters.ids.append(nameless)  # governed by ID
+        outcome = await ctl.request(nameless, "hibernate", wait=True)
+        assert (outcome.result, outcome.cluster) == ("success", nameless)
+        await ctl.close()
