@@ -20,6 +20,7 @@ from exporter.hibernation.controller import (
 )
 from exporter.hibernation.policy import parse_policy_file
 from exporter.hibernation.schedule import Action
+from tests.test_e2e_exporter import until
 from tests.test_hibernation_controller import POLICIES, Env, environment
 
 
@@ -410,7 +411,7 @@ async def test_following_a_cluster_without_a_phase() -> None:
     ids=["went-back", "went-elsewhere"],
 )
 async def test_the_reasons_of_a_failed_action(
-    action: Action, phase: tuple[str, str, str], reason: str
+    action: Action, phase: tuple[str, str, str], reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with environment(["dev-a"]) as env:
         env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
@@ -429,6 +430,7 @@ async def test_the_reasons_of_a_failed_action(
         await ctl.tick()
         outcome = await ctl.request(cid, action, wait=True)
         assert (outcome.result, outcome.reason) == ("failed", reason)
+        assert f"hibernation: {action} of dev-a, attempt 1/3: the cluster went" in caplog.text
         await ctl.close()
 
 
@@ -492,4 +494,21 @@ async def test_a_cluster_without_a_name_is_named_by_its_id() -> None:
         ctl.policy_file.policies[0].clusters.ids.append(nameless)  # governed by ID
         outcome = await ctl.request(nameless, "hibernate", wait=True)
         assert (outcome.result, outcome.cluster) == ("success", nameless)
+        await ctl.close()
+
+
+async def test_a_cancelled_action_frees_its_cluster() -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        await ctl.tick()
+        cid = env.ids["dev-a"]
+        assert (await ctl.request(cid, "hibernate")).result == "started"
+        await until(lambda: env.api.calls, "the hibernate call")  # running, not just created
+        running = list(ctl._tasks)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        again = await ctl.request(cid, "hibernate")
+        assert again.reason != "another action on this cluster is still running"
         await ctl.close()
