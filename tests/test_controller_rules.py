@@ -512,3 +512,27 @@ async def test_a_cancelled_action_frees_its_cluster() -> None:
         again = await ctl.request(cid, "hibernate")
         assert again.reason != "another action on this cluster is still running"
         await ctl.close()
+
+
+async def test_a_crash_in_an_action_is_a_failure_not_a_dead_controller() -> None:
+    async with environment(["dev-a", "dev-b"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        await ctl.tick()
+        original = env.api.hibernate
+
+        async def broken(cluster_id: str) -> str | None:
+            if cluster_id == env.ids["dev-a"]:
+                raise RuntimeError("a bug")
+            return await original(cluster_id)
+
+        env.api.hibernate = broken  # type: ignore[method-assign]
+        outcome = await ctl.request(env.ids["dev-a"], "hibernate", wait=True)
+        assert (outcome.result, outcome.reason) == ("failed", "a bug")
+        entry = ctl.state["history"][f"sim/{env.ids['dev-a']}"][-1]
+        assert (entry["result"], entry["reason"]) == ("failed", "a bug")
+        assert ctl.state["in_flight"] == {}
+        # The controller goes on: the other cluster is hibernated.
+        assert (await ctl.request(env.ids["dev-b"], "hibernate", wait=True)).result == "success"
+        assert ctl.state["in_flight"] == {}
+        await ctl.close()
