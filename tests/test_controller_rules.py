@@ -4,6 +4,7 @@ decision, how long it waits between attempts, and its overrides' edges."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -514,7 +515,10 @@ async def test_a_cancelled_action_frees_its_cluster() -> None:
         await ctl.close()
 
 
-async def test_a_crash_in_an_action_is_a_failure_not_a_dead_controller() -> None:
+async def test_a_crash_in_an_action_is_a_failure_not_a_dead_controller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.controller")
     async with environment(["dev-a", "dev-b"]) as env:
         env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
         ctl = env.controller()
@@ -535,4 +539,15 @@ async def test_a_crash_in_an_action_is_a_failure_not_a_dead_controller() -> None
         # The controller goes on: the other cluster is hibernated.
         assert (await ctl.request(env.ids["dev-b"], "hibernate", wait=True)).result == "success"
         assert ctl.state["in_flight"] == {}
+        levels = {
+            r.getMessage(): r.levelno
+            for r in caplog.records
+            if r.getMessage().startswith(
+                ("hibernation: hibernate of dev-a: ", "hibernation: hibernate of dev-b: ")
+            )
+        }
+        assert levels == {
+            "hibernation: hibernate of dev-a: failed (a bug)": logging.WARNING,
+            "hibernation: hibernate of dev-b: success": logging.INFO,
+        }
         await ctl.close()
