@@ -177,4 +177,16 @@ EQUIVALENT: dict[str, str] = {
     "exporter.hibernation.controller.xǁHibernationControllerǁ_follow__mutmut_3": (
         "None and False are both false, the only way it is read"
     ),
+    "exporter.hibernation.controller.xǁHibernationControllerǁ_attempts__mutmut_4": (
+        "every path to a later attempt or to giving up sets the reason first"
+    ),
+    "exporter.hibernation.controller.xǁHibernationControllerǁ_attempts__mutmut_5": (
+        "every path to a later attempt or to giving up sets the reason first"
+    ),
+    "exporter.hibernation.controller.xǁHibernationControllerǁ_attempts__mutmut_6": (
+        "the last error is only asked whether it is a RateLimited; '' and None are not"
+    ),
+    "exporter.hibernation.controller.xǁHibernationControllerǁ_attempts__mutmut_21": (
+        "the last error is only asked whether it is a RateLimited; '' and None are not"
+    ),
 }

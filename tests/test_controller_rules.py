@@ -551,3 +551,128 @@ async def test_a_crash_in_an_action_is_a_failure_not_a_dead_controller(
             "hibernation: hibernate of dev-b: success": logging.INFO,
         }
         await ctl.close()
+
+
+class _Notes:
+    """A notifier that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def notify(self, event: Any) -> None:
+        self.events.append(dict(event))
+
+    async def drain(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_an_action_is_on_record_before_the_call_and_notified_around_it() -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        notes = _Notes()
+        ctl = env.controller(notifier=notes)
+        await ctl.tick()
+        cid = env.ids["dev-a"]
+        on_disk: list[Any] = []
+        original = env.api.hibernate
+
+        async def recording(cluster_id: str) -> str | None:
+            on_disk.append(env.store.value["in_flight"].get(f"sim/{cid}"))
+            return await original(cluster_id)
+
+        env.api.hibernate = recording  # type: ignore[method-assign]
+        started = env.sim.clock.now()
+        outcome = await ctl.request(cid, "hibernate", wait=True, reason="maintenance")
+        assert outcome.as_dict() == {
+            "result": "success",
+            "cluster_id": cid,
+            "cluster": "dev-a",
+            "action": "hibernate",
+            "reason": "",
+        }
+        assert on_disk == [{"action": "hibernate", "started": started, "attempt": 1}]
+        assert env.store.value["in_flight"] == {}
+        assert [
+            {k: e[k] for k in ("event", "cluster_id", "cluster", "result", "reason", "source")}
+            for e in notes.events
+        ] == [
+            {
+                "event": "hibernate.before",
+                "cluster_id": cid,
+                "cluster": "dev-a",
+                "result": "started",
+                "reason": "",
+                "source": "",
+            },
+            {
+                "event": "hibernate.after",
+                "cluster_id": cid,
+                "cluster": "dev-a",
+                "result": "success",
+                "reason": "",
+                "source": "hook",
+            },
+        ]
+        await ctl.close()
+
+
+async def test_a_failed_read_before_the_call_is_retried() -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        await ctl.tick()
+        cid = env.ids["dev-a"]
+        # The request's own read and the first attempt's read fail; the second attempt acts.
+        env.sim.faults.add("http_500", count=2, path=cid + "$")
+        outcome = await ctl.request(cid, "hibernate", wait=True)
+        assert (outcome.result, outcome.reason) == ("success", "")
+        assert len(env.api.calls) == 1
+        # Reads that always fail (the controller still believes it Available): given up.
+        env.sim.faults.add("http_500", rate=1.0, path=cid + "$")
+        outcome = await ctl.request(cid, "hibernate", wait=True)
+        assert outcome.result == "failed"
+        assert outcome.reason.startswith("gave up after 3 attempts: reading the cluster failed: ")
+        await ctl.close()
+
+
+async def test_the_target_phase_found_by_an_attempt() -> None:
+    async with environment(["dev-a", "dev-b"]) as env:
+        env.at(datetime(2027, 3, 1, 18, 59, tzinfo=UTC))
+        ctl = env.controller()
+        await ctl.tick()
+        # Listed Available; hibernated by someone else before the controller acts on it.
+        listing = await env.api.list_clusters()
+        env.sim.world.set_phase("cluster", env.ids["dev-a"], "Hibernation")
+        env.at(datetime(2027, 3, 1, 19, 0, 5, tzinfo=UTC))
+        await ctl.tick({"sim": listing})
+        await ctl.wait_idle()
+        entry = ctl.state["history"][f"sim/{env.ids['dev-a']}"][-1]
+        assert (entry["result"], entry["reason"]) == (
+            "skipped",
+            "the cluster is already Hibernation",
+        )
+        # Reached on a later attempt (the first went back, the API then caught up): a success.
+        cid = env.ids["dev-b"]
+        polls = 0
+
+        async def sleep(seconds: float) -> None:
+            nonlocal polls
+            if seconds == ctl.options.poll_seconds and polls == 0:
+                polls += 1
+                env.sim.world.set_phase("cluster", cid, "Hibernating")
+            elif seconds == ctl.options.poll_seconds and polls == 1:
+                polls += 1
+                env.sim.world.set_phase("cluster", cid, "Available")
+            elif seconds != ctl.options.poll_seconds:
+                env.sim.world.set_phase("cluster", cid, "Hibernation")
+            env.sim.advance(seconds)
+            await asyncio.sleep(0)
+
+        ctl.sleep = sleep
+        env.sim.world.set_phase("cluster", cid, "Available")
+        outcome = await ctl.request(cid, "hibernate", wait=True)
+        assert (outcome.result, outcome.reason) == ("success", "")
+        await ctl.close()
