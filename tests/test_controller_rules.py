@@ -213,7 +213,9 @@ async def test_the_wait_between_attempts_doubles_and_honours_retry_after() -> No
         await ctl.tick()
         await ctl.wait_idle()
         assert waits == [60, 120]  # retry_backoff_seconds, doubled; no polling after a refusal
-        assert ctl.state["history"][f"sim/{env.ids['dev-a']}"][-1]["result"] == "failed"
+        last = ctl.state["history"][f"sim/{env.ids['dev-a']}"][-1]
+        assert last["result"] == "failed"
+        assert last["reason"].startswith("gave up after 3 attempts: HTTP 500 from POST ")
         # A 429 whose Retry-After is longer than the backoff: the controller waits that long.
         waits.clear()
         env.sim.faults.add("http_429", count=1, path="operation/awake", retry_after=500)
@@ -299,6 +301,10 @@ async def test_requests_answer_in_full() -> None:
         assert (await ctl.request(ids["dry-a"], "hibernate")).result == "dry_run"
         assert (await ctl.request(ids["dev-a"], "hibernate", dry_run=True)).result == "dry_run"
         assert env.api.calls == []
+        assert {k: v for k, v in ctl.actions.items() if k[2] == "dry_run"} == {
+            (("sim", ids["dry-a"]), "hibernate", "dry_run"): 1,
+            (("sim", ids["dev-a"]), "hibernate", "dry_run"): 1,
+        }
         # The phase is read again for the answer; a failed read leaves the listed one.
         env.sim.faults.add("http_500", count=1, path=ids["dev-a"] + "$")
         outcome = await ctl.request(ids["dev-a"], "hibernate", wait=True)
@@ -594,6 +600,12 @@ async def test_an_action_is_on_record_before_the_call_and_notified_around_it() -
             "reason": "",
         }
         assert on_disk == [{"action": "hibernate", "started": started, "attempt": 1}]
+        done = ctl.state["history"][f"sim/{cid}"][-1]["at"]
+        duration = {"action": "hibernate"}
+        sample = ctl.registry.get_sample_value
+        assert sample("cce_hibernation_action_duration_seconds_count", duration) == 1
+        assert sample("cce_hibernation_action_duration_seconds_sum", duration) == done - started
+        assert done - started >= ctl.options.poll_seconds
         assert env.store.value["in_flight"] == {}
         assert [
             {k: e[k] for k in ("event", "cluster_id", "cluster", "result", "reason", "source")}
