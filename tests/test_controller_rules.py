@@ -334,6 +334,7 @@ async def _scripted(
     env: Env, script: list[tuple[str, str | None]], action: Action = "hibernate"
 ) -> tuple[Any, list[str]]:
     """Act on dev-a by request while each poll first sets the next scripted phase."""
+    script = list(script)  # a copy: the caller's list may be a shared parameter
     env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
     ctl = env.controller()
     cid = env.ids["dev-a"]
