@@ -189,4 +189,22 @@ EQUIVALENT: dict[str, str] = {
     "exporter.hibernation.controller.xǁHibernationControllerǁ_attempts__mutmut_21": (
         "the last error is only asked whether it is a RateLimited; '' and None are not"
     ),
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_60": (
+        "Starlette gives a function route without methods GET (and HEAD): the same route"
+    ),
+    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_63": (
+        "Starlette gives a function route without methods GET (and HEAD): the same route"
+    ),
+    "exporter.hibernation.hooks.x_parse_rfc3339__mutmut_15": (
+        "datetime.fromisoformat() reads a trailing Z itself since Python 3.11"
+    ),
+    "exporter.hibernation.hooks.x_parse_rfc3339__mutmut_16": (
+        "datetime.fromisoformat() reads a trailing Z itself since Python 3.11"
+    ),
+    "exporter.hibernation.hooks.xǁ_Hooksǁdispatch__mutmut_111": (
+        "'hook' is the default source: the same call"
+    ),
+    "exporter.hibernation.controller.xǁHibernationControllerǁ_follow__mutmut_33": (
+        "a missing reason read as 'XXXX' contains no 'fail' either"
+    ),
 }

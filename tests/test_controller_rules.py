@@ -21,7 +21,6 @@ from exporter.hibernation.controller import (
 )
 from exporter.hibernation.policy import parse_policy_file
 from exporter.hibernation.schedule import Action
-from tests.test_e2e_exporter import until
 from tests.test_hibernation_controller import POLICIES, Env, environment
 
 
@@ -301,6 +300,13 @@ async def test_requests_answer_in_full() -> None:
         assert (await ctl.request(ids["dry-a"], "hibernate")).result == "dry_run"
         assert (await ctl.request(ids["dev-a"], "hibernate", dry_run=True)).result == "dry_run"
         assert env.api.calls == []
+        entry = ctl.state["history"][f"sim/{ids['dev-a']}"][-1]
+        assert {k: entry[k] for k in ("action", "result", "reason", "source")} == {
+            "action": "hibernate",
+            "result": "dry_run",
+            "reason": "dry run: nothing called",
+            "source": "hook",
+        }
         assert {k: v for k, v in ctl.actions.items() if k[2] == "dry_run"} == {
             (("sim", ids["dry-a"]), "hibernate", "dry_run"): 1,
             (("sim", ids["dev-a"]), "hibernate", "dry_run"): 1,
@@ -511,12 +517,22 @@ async def test_a_cancelled_action_frees_its_cluster() -> None:
         ctl = env.controller()
         await ctl.tick()
         cid = env.ids["dev-a"]
+        entered, release = asyncio.Event(), asyncio.Event()
+        original = env.api.hibernate
+
+        async def held(cluster_id: str) -> str | None:
+            entered.set()
+            await release.wait()
+            return await original(cluster_id)
+
+        env.api.hibernate = held  # type: ignore[method-assign]
         assert (await ctl.request(cid, "hibernate")).result == "started"
-        await until(lambda: env.api.calls, "the hibernate call")  # running, not just created
+        await asyncio.wait_for(entered.wait(), 30)  # running, inside the call
         running = list(ctl._tasks)
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        release.set()
         again = await ctl.request(cid, "hibernate")
         assert again.reason != "another action on this cluster is still running"
         await ctl.close()
@@ -648,6 +664,7 @@ async def test_a_failed_read_before_the_call_is_retried() -> None:
         outcome = await ctl.request(cid, "hibernate", wait=True)
         assert outcome.result == "failed"
         assert outcome.reason.startswith("gave up after 3 attempts: reading the cluster failed: ")
+        assert "HTTP 500" in outcome.reason
         await ctl.close()
 
 
@@ -688,4 +705,32 @@ async def test_the_target_phase_found_by_an_attempt() -> None:
         env.sim.world.set_phase("cluster", cid, "Available")
         outcome = await ctl.request(cid, "hibernate", wait=True)
         assert (outcome.result, outcome.reason) == ("success", "")
+        await ctl.close()
+
+
+async def test_went_back_without_a_reason() -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        cid = env.ids["dev-a"]
+        polls = 0
+
+        async def sleep(seconds: float) -> None:
+            nonlocal polls
+            if seconds == ctl.options.poll_seconds:
+                polls += 1
+                env.sim.world.set_phase("cluster", cid, "Hibernating" if polls % 2 else "Available")
+            env.sim.advance(seconds)
+            await asyncio.sleep(0)
+
+        ctl.sleep = sleep
+        await ctl.tick()
+        assert ctl.set_override(cid, None, None) is None
+        assert ctl.state["overrides"][f"sim/{cid}"]["reason"] == ""
+        assert ctl.clear_override(cid)
+        outcome = await ctl.request(cid, "hibernate", wait=True)
+        assert (outcome.result, outcome.reason) == (
+            "failed",
+            "gave up after 3 attempts: the cluster went back to Available",
+        )
         await ctl.close()

@@ -314,3 +314,38 @@ async def test_hooks_off_answer_404_to_every_method() -> None:
                 r = await http.request(method, "/hooks/anything", headers=auth())
                 assert (r.status_code, r.json()) == (404, {"error": "not found"}), method
         await ctl.close()
+
+
+async def test_the_override_route_in_full(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.hooks")
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        cid = env.ids["dev-a"]
+        async with serving(ctl, TOKEN) as http:
+            r = await http.post(f"/hooks/clusters/{cid}/skip", headers=auth())
+            assert r.status_code == 200
+            plan = (await http.get("/hooks/plan", headers=auth())).json()
+            assert plan["clusters"][0]["override"]["reason"] == "skip requested by hook"
+            r = await http.delete(f"/hooks/clusters/{cid}/override", headers=auth())
+            assert (r.status_code, r.json()) == (200, {"cluster_id": cid, "removed": True})
+            r = await http.delete(f"/hooks/clusters/{cid}/override", headers=auth())
+            assert (r.status_code, r.json()) == (
+                404,
+                {"cluster_id": cid, "removed": False, "error": "no override"},
+            )
+            r = await http.post("/hooks/clusters/nope/skip", headers=auth())
+            assert r.status_code == 404
+        lines = [r.getMessage() for r in caplog.records if r.name == "exporter.hibernation.hooks"]
+        assert f"hook POST /hooks/clusters/{cid}/skip cluster={cid} -> 200 skip set" in lines
+        assert (
+            f"hook DELETE /hooks/clusters/{cid}/override cluster={cid} -> 200 override removed"
+            in lines
+        )
+        assert (
+            f"hook DELETE /hooks/clusters/{cid}/override cluster={cid} -> 404 no override" in lines
+        )
+        assert (
+            "hook POST /hooks/clusters/nope/skip cluster=nope -> 404 refused: "
+            "cluster 'nope' is not known"
+        ) in lines
+        await ctl.close()
