@@ -4,11 +4,24 @@ One client talks to one target (one project in one region) and returns models fr
 :mod:`exporter.cce.models`, never dicts. Every call goes through :meth:`CCEClient._send`, which
 owns the policies below; the typed methods only build paths and parse bodies.
 
-Hosts (API reference 1.1)
-    Cluster management, jobs and quotas use ``endpoint``. Add-ons use ``addon_endpoint``, a
-    template that may contain ``{cluster_id}``; by default ``https://{cluster_id}.<endpoint host>``
-    (the add-on manager is reached through a per-cluster host name). IAM uses ``iam_endpoint``,
-    or ``endpoint`` when it is not set.
+Hosts (API reference 1.1, and the SDK)
+    Cluster management, jobs and quotas use ``endpoint``. Add-ons use ``addon_endpoint`` when it
+    is given, a template that may contain ``{cluster_id}``. Without it both layouts are tried:
+    the SDK's (``ListAddonInstances``: ``{endpoint}/api/v3/addons?cluster_id=...``, the public
+    cloud) first, then the Stack reference's per-cluster host
+    ``https://{cluster_id}.<endpoint host>`` on a 404 or a connection error; the layout that
+    answered is remembered for the client's life (one target). IAM uses ``iam_endpoint``, or
+    ``endpoint`` when it is not set.
+
+Paging (the SDK's ``ListNodesRequest`` and ``NodePageInfo``)
+    Node lists come in pages of at most 2,000 nodes on the public cloud. The first request is
+    sent without ``limit`` or ``marker``; while an answer carries ``pageInfo.nextMarker`` the next
+    page is asked with ``marker``. A marker seen twice, or more than :data:`MAX_NODE_PAGES` pages,
+    raise :class:`~exporter.cce.errors.PagingError`. A list of one page costs one request.
+
+Upgrades (the SDK's ``ShowClusterUpgradeInfo`` and ``ListAddonTemplates``)
+    :meth:`CCEClient.get_upgrade_targets` and :meth:`CCEClient.list_addon_templates`; the
+    collector asks them on their own slow interval.
 
 Retries
     Retried, with exponential backoff and full jitter (``uniform(0, min(cap, base * 2**n))``):
@@ -25,6 +38,18 @@ Retries
     ``hibernate`` and ``awake`` are POSTs and not idempotent: they are retried only on 429 and on
     errors that prove the request never left (connect errors and connect/pool timeouts), never on
     read timeouts or 5xx answers after the request was sent.
+
+Bounds on each answer
+    Every attempt runs under a total deadline, ``request_deadline`` (connect, send, the auth
+    flow with its IAM token request, and every byte of the answer), apart from ``timeout``,
+    which bounds each silence: a server that trickles one byte a second is cut off at the
+    deadline (:class:`~exporter.cce.errors.RequestTimeout`, retried like a timeout). The answer
+    is read as raw bytes and decoded here, not by the transport: at most
+    ``max_response_bytes`` raw, and a ``gzip``/``deflate`` body is inflated step by step and
+    refused (:class:`~exporter.cce.errors.ResponseParseError`, not retried) as soon as it passes
+    ``max_response_bytes`` (see :func:`exporter.limits.inflate`); large compressed bodies are
+    inflated in a worker thread. A list answer with one unreadable object (a lone surrogate in
+    a name, a value of the wrong type) loses that object only (:mod:`exporter.cce.salvage`).
 
 Limits
     ``concurrency`` requests in flight at most, and ``requests_per_second`` (a token bucket with a
@@ -72,17 +97,22 @@ from exporter import __version__
 from exporter.cce.errors import (
     REQUEST_ID_HEADERS,
     CCEError,
+    NotFound,
+    PagingError,
     RateLimited,
     RequestTimeout,
     ResponseParseError,
     TransportError,
     error_from_response,
 )
+from exporter.cce.http import HttpOptions, build_http_client, scrub, tls_verify
 from exporter.cce.instrumentation import ApiMetrics
 from exporter.cce.memo import Memo, body_digest
 from exporter.cce.models import (
     Addon,
     AddonList,
+    AddonTemplate,
+    AddonTemplateList,
     Cluster,
     ClusterList,
     Job,
@@ -95,11 +125,15 @@ from exporter.cce.models import (
     ProjectList,
     Quota,
     QuotaList,
+    UpgradeInfo,
     extract_job_id,
+    page_marker,
+    parse_node_page,
     parse_node_summaries,
     parse_response,
 )
-from exporter.cce.transport import LeanTransport
+from exporter.cce.salvage import salvage_list
+from exporter.limits import CompressedBodyError, inflate
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +154,16 @@ THREAD_PARSE_BYTES = 64 * 1024
 #: from six only a seventh of it (measured at 500 clusters: node lists waited ~150 ms to be read
 #: instead of ~60, while six parses took turns).
 _PARSER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cce-parse")
+#: The one thread large compressed answers are inflated in (zlib releases the GIL meanwhile).
+_INFLATER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cce-inflate")
+
+#: Compressed bodies at least this large are inflated in a worker thread: gzip inflates up to a
+#: thousandfold, so 8 kB may be 8 MB of output.
+THREAD_INFLATE_BYTES = 8 * 1024
+
+#: Default total deadline of one attempt, and default cap on an answer's (decoded) size.
+DEFAULT_REQUEST_DEADLINE = 30.0
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -134,10 +178,23 @@ NODEPOOLS = "/api/v3/projects/{project_id}/clusters/{cluster_id}/nodepools"
 JOB = "/api/v3/projects/{project_id}/jobs/{job_id}"
 QUOTAS = "/api/v3/projects/{project_id}/quotas"
 ADDONS = "/api/v3/addons"
+ADDON_TEMPLATES = "/api/v3/addontemplates"
+UPGRADEINFO = "/api/v3/projects/{project_id}/clusters/{cluster_id}/upgradeinfo"
 PROJECTS = "/v3/projects"
+
+#: Pages of one node list followed at most (2,000 nodes a page on the public cloud: 100,000).
+MAX_NODE_PAGES = 50
 
 #: Statuses retried for idempotent calls (see the module docstring for 503 and 500).
 RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 502, 503, 504})
+
+#: List endpoints whose answers are salvaged object by object when the whole list cannot be read.
+_LIST_ITEMS: dict[str, type[BaseModel]] = {
+    CLUSTERS: Cluster,
+    NODES: Node,
+    NODEPOOLS: NodePool,
+    ADDONS: Addon,
+}
 
 # A cluster ID becomes a DNS label in the add-on host name; refuse anything that is not one.
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -229,7 +286,10 @@ class CCEClient:
     and ``errorStatus`` set, so that an ``Error`` cluster is not reported as ``Deleting``.
 
     ``ca_file`` replaces the system trust store with that bundle; ``insecure_skip_verify``
-    disables verification (and logs a WARNING once). ``transport``, ``clock``, ``sleep`` and
+    disables verification (and logs a WARNING once). ``proxy``: ``None`` follows the proxy
+    environment variables, a URL sends every call through that proxy, ``"none"`` goes direct (see
+    :mod:`exporter.cce.http`, which builds the HTTP client); ``http``, when given, replaces these
+    four and ``concurrency`` as the connection settings. ``transport``, ``clock``, ``sleep`` and
     ``rng`` (the jitter source) exist for tests.
     """
 
@@ -243,7 +303,11 @@ class CCEClient:
         iam_endpoint: str | None = None,
         ca_file: Path | None = None,
         insecure_skip_verify: bool = False,
+        proxy: str | None = None,
+        http: HttpOptions | None = None,
         timeout: float = 10,
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_retries: int = 3,
         retry_deadline: float = 30,
         backoff_base: float = 0.5,
@@ -261,16 +325,19 @@ class CCEClient:
         if max_retries < 0:
             raise ValueError("max_retries must not be negative")
         self.endpoint = _normalize_base(endpoint)
-        self.addon_endpoint = (
-            _normalize_base(addon_endpoint)
-            if addon_endpoint
-            else default_addon_endpoint(self.endpoint)
+        #: An explicit add-on endpoint is the only one used; None means "try both layouts".
+        self.addon_endpoint: str | None = (
+            _normalize_base(addon_endpoint) if addon_endpoint else None
         )
+        #: The layout that answered (the explicit endpoint, or the one found): a URL template.
+        self._addon_base_found: str | None = self.addon_endpoint
         # Without an IAM endpoint, IAM calls go to the CCE endpoint (one host serving both, as
         # the auth layer assumes too).
         self.iam_endpoint = _normalize_base(iam_endpoint) if iam_endpoint else self.endpoint
         self.project_id = project_id
         self.timeout = timeout
+        self.request_deadline = request_deadline
+        self.max_response_bytes = max_response_bytes
         self.max_retries = max_retries
         self.retry_deadline = retry_deadline
         self.backoff_base = backoff_base
@@ -285,31 +352,40 @@ class CCEClient:
             if requests_per_second
             else None
         )
-        verify: ssl.SSLContext | bool
-        if insecure_skip_verify:
+        if http is None:
+            http = HttpOptions(
+                timeout=timeout,
+                verify=tls_verify(ca_file, insecure_skip_verify),
+                proxy=proxy,
+                max_connections=concurrency,
+            )
+        if http.verify is False:
             log.warning(
                 "TLS certificate verification is disabled for %s: the API's identity is not "
                 "checked, and credentials could be sent to an impostor",
                 urlsplit(self.endpoint).netloc,
             )
-            verify = False
-        elif ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(ca_file))
-        else:
-            verify = True
+        self.http_options = http
         self._auth = auth
-        self._http = httpx.AsyncClient(
+        self._http = build_http_client(
+            self.http_options,
             auth=auth,
-            verify=verify,
-            timeout=timeout,
-            transport=transport if transport is not None else LeanTransport(concurrency, verify),
-            follow_redirects=False,
+            transport=transport,
             headers={
                 "Content-Type": "application/json",
                 "Accept": "application/json",
+                # Decoded by the client itself, under a size cap (see _read_body).
+                "Accept-Encoding": "gzip, deflate",
                 "User-Agent": f"cce-exporter/{__version__}",
             },
         )
+
+    def credentials_in_use(self) -> str:
+        """Which credentials the client signs or authenticates with, and when temporary ones
+        expire (no secret)."""
+        from exporter.cce.auth import describe_credentials
+
+        return describe_credentials(self._auth)
 
     def __repr__(self) -> str:
         # The auth object is deliberately left out: it holds the credentials.
@@ -355,9 +431,16 @@ class CCEClient:
         return await self._get(Cluster, CLUSTER, url, params=params)
 
     async def list_nodes(self, cluster_id: str) -> list[Node]:
-        """All nodes of a cluster."""
+        """All nodes of a cluster, every page of them."""
         url = self.endpoint + _path(NODES, project_id=self.project_id, cluster_id=cluster_id)
-        return (await self._get(NodeList, NODES, url)).items
+
+        def parse(content: bytes) -> tuple[list[Node], str | None]:
+            page = parse_response(NodeList, content, endpoint=NODES)
+            return page.items, page_marker(page.page_info.next_marker)
+
+        first = await self._send("GET", NODES, url, idempotent=True)
+        items, marker = await self._parse(first.content, parse, template=NODES)
+        return await self._more_pages(url, list(items), marker, parse)
 
     async def list_node_summaries(
         self, cluster_id: str, memo: Memo[list[NodeSummary]] | None = None
@@ -366,13 +449,54 @@ class CCEClient:
         straight from the JSON (see :func:`~exporter.cce.models.parse_node_summaries`).
 
         ``memo`` (here and below): the last answer of this call; an identical body is not
-        parsed again (see :mod:`exporter.cce.memo`)."""
+        parsed again (see :mod:`exporter.cce.memo`).
+
+        Paging (today's API, SDK ``ListNodesRequest``): the first request sends neither
+        ``limit`` nor ``marker`` (the server's default page, 2,000 nodes on the public cloud,
+        and what a Stack installation without paging expects); while an answer carries
+        ``pageInfo.nextMarker`` the next page is asked with ``marker``. A list of one page (nearly
+        all) costs one request and keeps the memo; a paged list is parsed whole each time. A
+        marker that repeats, or more than :data:`MAX_NODE_PAGES` pages, raises
+        :class:`~exporter.cce.errors.PagingError` (the last good list is then kept)."""
         url = self.endpoint + _path(NODES, project_id=self.project_id, cluster_id=cluster_id)
+        first = await self._send("GET", NODES, url, idempotent=True)
+        content = first.content
+        if b'"nextMarker"' not in content:
 
-        def parse(content: bytes) -> list[NodeSummary]:
-            return parse_node_summaries(content, endpoint=NODES)
+            def parse(content: bytes) -> list[NodeSummary]:
+                return parse_node_summaries(content, endpoint=NODES)
 
-        return await self._fetch(NODES, url, parse, memo=memo)
+            return await self._parse(content, parse, memo=memo, template=NODES)
+
+        def parse_page(content: bytes) -> tuple[list[NodeSummary], str | None]:
+            return parse_node_page(content, endpoint=NODES)
+
+        nodes, marker = await self._parse(content, parse_page, template=NODES)
+        return await self._more_pages(url, nodes, marker, parse_page)
+
+    async def _more_pages(
+        self,
+        url: str,
+        items: list[R],
+        marker: str | None,
+        parse: Callable[[bytes], tuple[list[R], str | None]],
+    ) -> list[R]:
+        """Follow ``marker`` through the next pages of a node list, appending to ``items``."""
+        seen: set[str] = set()
+        pages = 1
+        while marker is not None:
+            if marker in seen:
+                raise PagingError("pageInfo.nextMarker repeated", endpoint=NODES)
+            if pages >= MAX_NODE_PAGES:
+                raise PagingError(f"more than {MAX_NODE_PAGES} pages", endpoint=NODES)
+            seen.add(marker)
+            pages += 1
+            response = await self._send(
+                "GET", NODES, url, params={"marker": marker}, idempotent=True
+            )
+            more, marker = await self._parse(response.content, parse, template=NODES)
+            items.extend(more)
+        return items
 
     async def list_nodepools(
         self,
@@ -401,13 +525,59 @@ class CCEClient:
     async def list_addons(
         self, cluster_id: str, memo: Memo[list[Addon]] | None = None
     ) -> list[Addon]:
-        """The add-on instances of a cluster, from the add-on host (cluster in host and query)."""
-        url = self._addon_base(cluster_id) + ADDONS
+        """The add-on instances of a cluster (the cluster in the query, and in the host name on
+        the per-cluster layout); see the module docstring for the two layouts."""
 
         def parse(content: bytes) -> list[Addon]:
             return parse_response(AddonList, content, endpoint=ADDONS).items
 
-        return await self._fetch(ADDONS, url, parse, params={"cluster_id": cluster_id}, memo=memo)
+        response = await self._addon_get(ADDONS, cluster_id, {"cluster_id": cluster_id})
+        return await self._parse(response.content, parse, memo=memo, template=ADDONS)
+
+    async def _addon_get(
+        self, template: str, cluster_id: str, params: dict[str, str]
+    ) -> httpx.Response:
+        """GET an add-on manager path on the layout known to work, or find that layout."""
+        known = self._addon_base_found
+        if known is not None:
+            url = self._fill_addon_base(known, cluster_id) + template
+            return await self._send("GET", template, url, params=params, idempotent=True)
+        plain = self.endpoint
+        try:
+            response = await self._send(
+                "GET", template, plain + template, params=params, idempotent=True
+            )
+        except (NotFound, TransportError) as exc:
+            per_cluster = default_addon_endpoint(self.endpoint)
+            log.info(
+                "the add-on manager did not answer on %s (%s); trying %s",
+                urlsplit(plain).netloc,
+                type(exc).__name__,
+                urlsplit(per_cluster).netloc,
+            )
+            url = self._fill_addon_base(per_cluster, cluster_id) + template
+            response = await self._send("GET", template, url, params=params, idempotent=True)
+            self._addon_base_found = per_cluster
+            return response
+        self._addon_base_found = plain
+        return response
+
+    async def get_upgrade_targets(self, cluster_id: str) -> list[str]:
+        """The versions a cluster can be upgraded to (``GET .../upgradeinfo``, SDK
+        ``ShowClusterUpgradeInfo``; a Stack installation may answer 404)."""
+        url = self.endpoint + _path(UPGRADEINFO, project_id=self.project_id, cluster_id=cluster_id)
+        return (await self._get(UpgradeInfo, UPGRADEINFO, url)).target_versions
+
+    async def list_addon_templates(self, cluster_id: str) -> list[AddonTemplate]:
+        """The add-on templates (SDK ``ListAddonTemplates``), on the add-on manager's layout
+        (``cluster_id`` only fills a per-cluster host name; the templates are the project's)."""
+        response = await self._addon_get(ADDON_TEMPLATES, cluster_id, {})
+        return await self._parse(
+            response.content,
+            lambda content: (
+                parse_response(AddonTemplateList, content, endpoint=ADDON_TEMPLATES).items
+            ),
+        )
 
     async def get_quotas(self) -> list[Quota]:
         """The project's CCE quotas."""
@@ -454,14 +624,15 @@ class CCEClient:
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _addon_base(self, cluster_id: str) -> str:
-        if "{cluster_id}" not in self.addon_endpoint:
-            return self.addon_endpoint
+    @staticmethod
+    def _fill_addon_base(base: str, cluster_id: str) -> str:
+        if "{cluster_id}" not in base:
+            return base
         if not _HOST_LABEL.match(cluster_id):
             # A CCEError, not a ValueError: the ID came from the API, and the collector's error
             # boundary catches CCEError.
             raise CCEError("the cluster ID cannot be used in the add-on host name")
-        return self.addon_endpoint.replace("{cluster_id}", cluster_id)
+        return base.replace("{cluster_id}", cluster_id)
 
     async def _get(
         self,
@@ -485,17 +656,43 @@ class CCEClient:
         params: dict[str, str] | None = None,
         memo: Memo[R] | None = None,
     ) -> R:
-        """GET and ``parse`` the body: in a worker thread when it is large, so that the event
-        loop keeps serving scrapes and other calls meanwhile. With ``memo``, a body identical
-        to the last one is not parsed again."""
+        """GET and ``parse`` the body (see :meth:`_parse`)."""
         response = await self._send("GET", template, url, params=params, idempotent=True)
-        content = response.content
+        return await self._parse(response.content, parse, memo=memo, template=template)
+
+    async def _parse(
+        self,
+        content: bytes,
+        parse: Callable[[bytes], R],
+        *,
+        memo: Memo[R] | None = None,
+        template: str | None = None,
+    ) -> R:
+        """``parse`` a body: in a worker thread when it is large, so that the event loop keeps
+        serving scrapes and other calls meanwhile. With ``memo``, a body identical to the last
+        one is not parsed again. ``template``: the endpoint, for a list whose bad objects are
+        dropped rather than failing it whole."""
         digest = None
         if memo is not None:
             digest = body_digest(content)
             known = memo.recall(digest)
             if known is not None:
                 return known
+        item_model = _LIST_ITEMS.get(template) if template is not None else None
+        if item_model is not None and template is not None:
+            strict = parse
+
+            def parse(content: bytes) -> R:
+                try:
+                    return strict(content)
+                except ResponseParseError as original:
+                    # One bad object must not cost the whole list: drop it, keep the others.
+                    try:
+                        cleaned = salvage_list(content, item_model, endpoint=template)
+                    except ResponseParseError:
+                        raise original from None  # not a list with a bad object in it
+                    return strict(cleaned)
+
         if len(content) >= THREAD_PARSE_BYTES:
             loop = asyncio.get_running_loop()
             value = await loop.run_in_executor(_PARSER, parse, content)
@@ -536,7 +733,10 @@ class CCEClient:
         while True:
             left = deadline - self._clock()
             timeout = min(self.timeout, left) if retries and left > 0 else self.timeout
-            outcome = await self._attempt(method, template, url, params, timeout)
+            total = (
+                min(self.request_deadline, left) if retries and left > 0 else self.request_deadline
+            )
+            outcome = await self._attempt(method, template, url, params, timeout, total)
             error: CCEError
             reason: str
             wait: float | None = None
@@ -595,25 +795,40 @@ class CCEClient:
         url: str,
         params: dict[str, str] | None,
         attempt_timeout: float,
+        attempt_deadline: float,
     ) -> httpx.Response | tuple[CCEError, str, bool]:
         """One HTTP exchange under the limits; a response, or ``(error, reason, retryable)``.
 
         ``reason`` is ``not_sent`` when the request provably never left (connect failures), which
-        makes even a non-idempotent call safe to retry.
+        makes even a non-idempotent call safe to retry. The whole exchange, the auth flow and
+        every byte of the answer included, ends within ``attempt_deadline`` seconds.
         """
         async with self._slots:
             if self._bucket is not None:
                 await self._bucket.acquire()
             start = self._clock()
             try:
-                # The body is read once here (no streaming) and only ever used as bytes.
-                response = await self._http.request(
-                    method, _parsed_url(url), params=params, timeout=attempt_timeout
+                async with asyncio.timeout(attempt_deadline):
+                    request = self._http.build_request(
+                        method, _parsed_url(url), params=params, timeout=attempt_timeout
+                    )
+                    response = await self._http.send(request, stream=True)
+                    try:
+                        await self._read_body(response)
+                    finally:
+                        await response.aclose()
+            except TimeoutError:
+                # The total deadline (asyncio.timeout); the request may have been sent.
+                self._record(method, template, "timeout", start, None)
+                error: CCEError = RequestTimeout(
+                    f"{method} {template}: no complete answer within the "
+                    f"{attempt_deadline:g}s request deadline"
                 )
+                return error, "timeout", True
             except httpx.TimeoutException as exc:
                 self._record(method, template, "timeout", start, None)
                 not_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-                error: CCEError = RequestTimeout(
+                error = RequestTimeout(
                     f"{method} {template}: {type(exc).__name__} after {attempt_timeout:g}s"
                 )
                 return error, "not_sent" if not_sent else "timeout", True
@@ -622,12 +837,19 @@ class CCEClient:
                 if _tls_failure(exc):
                     # A certificate problem does not go away by asking again.
                     error = TransportError(
-                        f"{method} {template}: TLS certificate verification failed: {exc}"
+                        f"{method} {template}: TLS certificate verification failed: "
+                        + scrub(str(exc))
                     )
                     return error, "tls", False
                 not_sent = isinstance(exc, httpx.ConnectError)
-                error = TransportError(f"{method} {template}: {type(exc).__name__}: {exc}")
+                error = TransportError(
+                    f"{method} {template}: {type(exc).__name__}: {scrub(str(exc))}"
+                )
                 return error, "not_sent" if not_sent else "connection_error", True
+            except CompressedBodyError as exc:
+                # The server answered: counted under its status. Asking again gets the same body.
+                self._record(method, template, response.status_code, start, response)
+                return ResponseParseError(f"{method}: {exc}", endpoint=template), "body", False
             except CCEError:
                 # Raised by the auth flow (IAM refused the password, token file unreadable...):
                 # the auth layer already did its one retry.
@@ -639,6 +861,42 @@ class CCEClient:
             response.stream = httpx.ByteStream(b"")
             self._record(method, template, response.status_code, start, response)
             return response
+
+    async def _read_body(self, response: httpx.Response) -> None:
+        """Read the raw answer (at most ``max_response_bytes``) and decode its
+        ``Content-Encoding`` here, under the same cap; the result becomes ``response.content``.
+
+        Raises :class:`CompressedBodyError` for a body past the cap, corrupt or in a coding
+        not asked for."""
+        limit = self.max_response_bytes
+        if response.is_stream_consumed:
+            # Handed over read already (test transports): nothing is left to bound or decode.
+            if len(response.content) > limit:
+                raise CompressedBodyError(
+                    f"the answer is larger than {limit} bytes; refused", too_large=True
+                )
+            return
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > limit:
+                raise CompressedBodyError(
+                    f"the answer is larger than {limit} bytes; refused", too_large=True
+                )
+            chunks.append(chunk)
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        coding = response.headers.get("content-encoding", "").strip().lower()
+        if coding in ("", "identity") or not raw:
+            body = raw
+        elif len(raw) >= THREAD_INFLATE_BYTES:
+            # A large compressed body is inflated off the event loop: scrapes and health checks
+            # keep being served meanwhile.
+            loop = asyncio.get_running_loop()
+            body = await loop.run_in_executor(_INFLATER, inflate, raw, coding, limit)
+        else:
+            body = inflate(raw, coding, limit)
+        response._content = body
 
     def _record(
         self,
@@ -663,6 +921,7 @@ class CCEClient:
 
 __all__ = [
     "ADDONS",
+    "ADDON_TEMPLATES",
     "AWAKE",
     "CLUSTER",
     "CLUSTERS",
@@ -673,6 +932,7 @@ __all__ = [
     "PROJECTS",
     "QUOTAS",
     "RETRY_STATUSES",
+    "UPGRADEINFO",
     "CCEClient",
     "TokenBucket",
     "default_addon_endpoint",

@@ -24,14 +24,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter import __version__
-from exporter.cce.auth import AkSkAuth, PasswordAuth, TokenAuth
+from exporter.cce.auth import AgencyAuth, AkSkAuth, AssumeAgencyAuth, PasswordAuth, TokenAuth
 from exporter.cce.client import CCEClient
+from exporter.cce.http import HttpOptions
 from exporter.cce.instrumentation import ApiMetrics
 from exporter.cce.models import Cluster, Job
 from exporter.collect.statefile import StateFile
-from exporter.collect.target import RESOURCES, TargetCollector
+from exporter.collect.target import RESOURCES, SLOW_RESOURCES, TargetCollector
 from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.config import Settings, TargetConfig
+from exporter.limits import LimitsCollector, limits
 from exporter.memory import HeapFreezer
 from exporter.metrics.render import (
     Exposition,
@@ -51,6 +53,8 @@ GROUPS_OF: dict[str, tuple[str, ...]] = {
     "addons": ("addons",),
     "quotas": ("quotas",),
     "jobs": ("jobs",),
+    "cluster_upgrades": ("clusters",),
+    "addon_upgrades": ("addons",),
 }
 ALL_GROUPS = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "exporter")
 
@@ -101,31 +105,73 @@ class Target:
 
 
 def build_auth(target: TargetConfig, api_metrics: ApiMetrics) -> httpx.Auth:
-    """The ``httpx.Auth`` for a target's configured method."""
-    verify: Any = True
-    if target.insecure_skip_verify:
-        verify = False
-    elif target.ca_file is not None:
-        verify = str(target.ca_file)
+    """The ``httpx.Auth`` for a target's configured method (wrapped in an assume-agency token
+    when the target names another account's agency)."""
+    http = HttpOptions.for_target(target)
+    assume = target.assume_agency
+    iam = target.iam_endpoint or target.endpoint
+    # The exporter's own credentials: with assume_agency they identify the exporter's account,
+    # not the target's project.
+    own_project = None if assume is not None else target.project_id
+    base: httpx.Auth
     if target.auth_method == "aksk":
         assert target.ak is not None and target.sk is not None
-        return AkSkAuth(target.ak, target.sk.get_secret_value(), project_id=target.project_id)
-    if target.auth_method == "password":
+        base = AkSkAuth(target.ak, target.sk.get_secret_value(), project_id=own_project)
+    elif target.auth_method == "password":
         assert target.username and target.password is not None and target.domain
-        iam = target.iam_endpoint or target.endpoint
-        return PasswordAuth(
+        base = PasswordAuth(
             iam,
             target.username,
             target.password.get_secret_value(),
             target.domain,
-            project_name=target.project_name,
-            project_id=target.project_id,
-            verify=verify,
-            timeout=target.timeout,
+            project_name=None if assume is not None else target.project_name,
+            project_id=own_project,
+            domain_scope=assume is not None,
+            http=http,
             on_refresh=api_metrics.auth_refresh,
+            deadline=target.request_deadline,
         )
-    token = target.token.get_secret_value() if target.token is not None else None
-    return TokenAuth(token=token, token_file=target.token_file, on_refresh=api_metrics.auth_refresh)
+    elif target.auth_method == "agency":
+        base = AgencyAuth(
+            target.metadata_endpoint,
+            own_project,
+            http=http,
+            on_refresh=api_metrics.auth_refresh,
+            deadline=target.request_deadline,
+        )
+    else:
+        token = target.token.get_secret_value() if target.token is not None else None
+        base = TokenAuth(
+            token=token, token_file=target.token_file, on_refresh=api_metrics.auth_refresh
+        )
+    if assume is None:
+        return base
+    return AssumeAgencyAuth(
+        iam,
+        base,
+        assume.domain,
+        assume.agency,
+        project_id=target.project_id,
+        project_name=target.project_name,
+        duration=timedelta(seconds=assume.duration),
+        http=http,
+        on_refresh=api_metrics.auth_refresh,
+        deadline=target.request_deadline,
+    )
+
+
+def describe_auth(target: TargetConfig) -> str:
+    """Which credentials a target uses, in words (no secret)."""
+    own = {
+        "aksk": "access key",
+        "password": f"IAM user {target.username}",
+        "token": "token file" if target.token_file is not None else "token",
+        "agency": f"the instance agency's temporary credentials ({target.metadata_endpoint})",
+    }[target.auth_method]
+    if target.assume_agency is not None:
+        a = target.assume_agency
+        return f"agency {a.agency} of domain {a.domain}, assumed with {own}"
+    return own
 
 
 def build_client(
@@ -135,11 +181,12 @@ def build_client(
         target.endpoint,
         build_auth(target, api_metrics),
         project_id or target.project_id or "",
-        addon_endpoint=target.addon_endpoint,
+        addon_endpoint=target.explicit_addon_endpoint,
         iam_endpoint=target.iam_endpoint,
-        ca_file=target.ca_file,
-        insecure_skip_verify=target.insecure_skip_verify,
+        http=HttpOptions.for_target(target),
         timeout=target.timeout,
+        request_deadline=target.request_deadline,
+        max_response_bytes=target.max_response_bytes,
         max_retries=target.max_retries,
         retry_deadline=target.retry_deadline,
         concurrency=target.concurrency,
@@ -174,6 +221,9 @@ class ExporterService:
         self.stats_registry = CollectorRegistry(auto_describe=True)
         self.job_histogram = JobDurationHistogram(self.stats_registry)
         self.counters = CollectorCounters(self.stats_registry, self.job_histogram)
+        limits.label_value_max = settings.label_value_max_length
+        limits.log_field_max = settings.log_field_max_length
+        self.stats_registry.register(LimitsCollector())
         self.extra_registries: list[CollectorRegistry] = [self.api_registry, self.stats_registry]
         self.statefile = StateFile(Path(settings.state_file)) if settings.state_file else None
         self.targets: list[Target] = []
@@ -186,6 +236,7 @@ class ExporterService:
         self._semaphore = asyncio.Semaphore(settings.collect_concurrency)
         self.scheduler: AsyncIOScheduler | None = None
         self._state_sections: dict[str, Any] = {}
+        self.last_save_error: str | None = None
         self.after_collect: list[Callable[[Target, str], Any]] = []
 
     # --- set-up ----------------------------------------------------------------------------------
@@ -199,6 +250,12 @@ class ExporterService:
         for target_cfg in self.settings.targets:
             project_id = target_cfg.project_id
             client = build_client(target_cfg, self.api_metrics, project_id)
+            log.info(
+                "target %s: %s, proxy: %s",
+                target_cfg.name,
+                describe_auth(target_cfg),
+                client.http_options.route(),
+            )
             if not project_id:
                 try:
                     project_id = await client.resolve_project_id(target_cfg.project_name or "")
@@ -228,6 +285,9 @@ class ExporterService:
                 concurrency=asyncio.Semaphore(2 * target_cfg.concurrency),
                 clock=self.clock,
             )
+            collector.slow_intervals = {
+                r: float(target_cfg.resources.get(r).interval) for r in SLOW_RESOURCES
+            }
             self.targets.append(Target(target_cfg, client, collector))
         await self.render(ALL_GROUPS)
 
@@ -364,6 +424,10 @@ class ExporterService:
         for index, target in enumerate(self.targets):
             for resource in self.enabled(target):
                 interval = self.interval(target, resource)
+                if resource in SLOW_RESOURCES and "clusters" in self.enabled(target):
+                    # Asked at the clusters' pace; the collector acts once its own (slow)
+                    # interval has passed, and soon after a first listing that came late.
+                    interval = min(interval, self.interval(target, "clusters"))
                 # Spread the first runs a little so that targets don't all start at once; clusters
                 # go first, since the per-cluster resources need the cluster list.
                 delay = 0.0 if resource == "clusters" else 1.0 + 0.2 * index
@@ -408,9 +472,11 @@ class ExporterService:
     def set_state_section(self, name: str, value: Any) -> None:
         self._state_sections[name] = value
 
-    def save_state(self) -> None:
+    def save_state(self) -> bool:
+        """Write the state file; False when it could not be written (``last_save_error`` says
+        why; logged at ERROR)."""
         if self.statefile is None:
-            return
+            return True
         self._state_sections["phases"] = {
             t.config.name: t.collector.phases.dump() for t in self.targets
         }
@@ -420,7 +486,13 @@ class ExporterService:
         try:
             self.statefile.save(self._state_sections)
         except OSError as exc:
+            self.last_save_error = f"cannot write the state file {self.statefile.path}: " + (
+                exc.strerror or type(exc).__name__
+            )
             log.error("could not write the state file %s: %s", self.statefile.path, exc)
+            return False
+        self.last_save_error = None
+        return True
 
     async def close(self) -> None:
         if self.scheduler is not None and self.scheduler.running:

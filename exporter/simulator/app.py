@@ -12,8 +12,12 @@ clock (advancing the clock 24 hours expires every token). Anything else is a 401
 API-gateway body. The project in a CCE path must be the simulator's project (else 403).
 
 Error bodies: ``{"error_code", "error_msg"}`` everywhere except the add-on manager's routes, which
-answer ``{"code", "message"}``. ``errorStatus`` is honoured on the cluster list as well as on
-get (the reference leaves the list open); without it an ``Error`` cluster reads ``Deleting``.
+answer ``{"code", "message"}`` with ``error_code``/``error_msg`` beside them (the SDK's
+``CceExceptionHandler`` reads no ``code``), and the node list's paging and ``upgradeinfo`` errors,
+which answer today's ``{"errorCode", "errorMessage"}``. ``errorStatus`` is honoured on the cluster
+list as well as on get (the reference leaves the list open); without it an ``Error`` cluster reads
+``Deleting``. The cluster list takes the SDK's ``status``, ``type`` and ``version`` filters; the
+node list pages (``limit``, ``marker``, ``pageInfo.nextMarker``).
 
 Control API (JSON, no authentication, never faulted)::
 
@@ -24,12 +28,30 @@ Control API (JSON, no authentication, never faulted)::
     DELETE /_sim/clusters/{id}/nodes/{node_id}
     POST   /_sim/clusters/{id}/fail-next-wakeup     the next awake fails for lack of capacity
     POST   /_sim/phase                              {"kind": cluster|node|nodepool|addon, "id",
-                                                     "phase", "cluster_id"?, "reason"?, "message"?}
+                                                     "phase", "cluster_id"?, "reason"?, "message"?,
+                                                     "version"? (an add-on's installed version)}
+    POST   /_sim/clusters/{id}/status               {"certificate"?: CertificateValid|...Expired,
+                                                     "rotation"?: RotationFailed|...|null,
+                                                     "agency"?, "lock"?: {"scene", "source"}|null}
+    POST   /_sim/clusters/{id}/nodes/{node}/status  {"probe_age_seconds"?: n|null,
+                                                     "configuration_up_to_date"?}
+    POST   /_sim/clusters/{id}/nodepools/{pool}/conditions  {"conditions": [{"type", "status",
+                                                     "reason"}]}
+    POST   /_sim/features                           {"upgradeinfo"?, "addontemplates"?,
+                                                     "plain_addons"?, "node_page_max"?}
     POST   /_sim/faults                             {"kind", "rate" | "count", "path"? (regex),
-                                                     "latency_ms"?, "hang_seconds"?, "retry_after"?}
+                                                     "latency_ms"?, "hang_seconds"?, "retry_after"?,
+                                                     "drip_ms"?, "bomb_mb"?, "name_bytes"?}
     DELETE /_sim/faults                             clear every rule and the global rate
     POST   /_sim/clock/advance                      {"seconds"}
     POST   /_sim/tokens/expire                      expire every token issued so far
+    POST   /_sim/securitykeys                       {"lifetime_seconds"}: of new temporary keys
+    POST   /_sim/securitykeys/expire                expire every temporary AK/SK issued so far
+
+The metadata service (``GET /openstack/latest/securitykey``, no authentication) hands out
+temporary AK/SKs with a security token (see :mod:`exporter.simulator.identity`); IAM's
+``assume_role`` token method returns a token acting in another account's project, whose
+clusters are a world of their own.
 """
 
 from __future__ import annotations
@@ -50,7 +72,16 @@ from urllib.parse import parse_qsl
 
 from exporter.cce import signing
 from exporter.simulator.clock import NS, SimClock
-from exporter.simulator.faults import FAULT_KINDS, FaultRule, Faults
+from exporter.simulator.faults import (
+    ALL_FAULT_KINDS,
+    FaultRule,
+    Faults,
+    gzip_bomb,
+    loop_marker,
+    pad_names,
+    spoil_objects,
+)
+from exporter.simulator.identity import DEFAULT_TEMPORARY_SECONDS, Agency, TemporaryKeys
 from exporter.simulator.world import Cluster, SimError, World, dump_json, iam_time
 
 logger = logging.getLogger(__name__)
@@ -114,11 +145,13 @@ class Tokens:
         self._tokens: dict[str, TokenEntry] = {}
         self.issued_total = 0
 
-    def issue(self, project_id: str | None) -> tuple[str, TokenEntry]:
+    def issue(
+        self, project_id: str | None, lifetime_ns: int = TOKEN_LIFETIME_NS
+    ) -> tuple[str, TokenEntry]:
         now = self._clock.now_ns()
         # Real tokens are long opaque PKI blobs starting with MII; the length does not matter here.
         token = "MIIsim" + secrets.token_urlsafe(96)
-        entry = TokenEntry(project_id=project_id, issued=now, expires=now + TOKEN_LIFETIME_NS)
+        entry = TokenEntry(project_id=project_id, issued=now, expires=now + lifetime_ns)
         self._tokens[token] = entry
         self.issued_total += 1
         return token, entry
@@ -188,8 +221,20 @@ class SimulatorApp:
         credentials: Credentials,
         latency_ms: float = 0.0,
         max_skew: timedelta = timedelta(minutes=15),
+        temporary_seconds: float = DEFAULT_TEMPORARY_SECONDS,
+        agency: Agency | None = None,
+        agency_world: World | None = None,
     ) -> None:
         self.world = world
+        #: Temporary AK/SKs of the metadata service; another account's agency and its world.
+        self.temporary = TemporaryKeys(clock, temporary_seconds)
+        self.agency = agency
+        self.agency_world = agency_world
+        #: Requests by the kind of credentials they carried (aksk, temporary, token, agency).
+        self.auth_kinds: Counter[str] = Counter()
+        #: Metadata session tokens handed out; security keys asked for with one.
+        self.metadata_sessions: set[str] = set()
+        self.metadata_with_session = 0
         self.clock = clock
         self.faults = faults
         self.credentials = credentials
@@ -209,6 +254,7 @@ class SimulatorApp:
             ("POST", _C + r"/operation/hibernate", "hibernate", self._hibernate, False),
             ("POST", _C + r"/operation/awake", "awake", self._awake, False),
             ("GET", _C + r"/nodes", "nodes", self._nodes, False),
+            ("GET", _C + r"/upgradeinfo", "upgradeinfo", self._upgradeinfo, False),
             ("GET", _C + r"/nodes/(?P<node_id>[^/]+)", "node", self._node, False),
             ("GET", _C + r"/nodepools", "nodepools", self._nodepools, False),
             ("GET", _C + r"/nodepools/(?P<nodepool_id>[^/]+)", "nodepool", self._nodepool, False),
@@ -217,6 +263,8 @@ class SimulatorApp:
             ("GET", r"/api/v3/addons", "addons", self._addons, True),
             ("GET", r"/api/v3/addons/(?P<addon_id>[^/]+)", "addon", self._addon, True),
             ("GET", r"/api/v3/addontemplates", "addontemplates", self._addontemplates, True),
+            ("GET", r"/openstack/latest/securitykey", "securitykey", self._securitykey, False),
+            ("PUT", r"/meta-data/latest/api/token", "metadata_token", self._metadata_token, False),
         ]
         self._routes = [(m, re.compile(f"^{rx}/?$"), n, h, a) for m, rx, n, h, a in api]
         control: list[tuple[str, str, Handler]] = [
@@ -235,10 +283,24 @@ class SimulatorApp:
                 self._c_fail_wakeup,
             ),
             ("POST", r"/_sim/phase", self._c_phase),
+            ("POST", r"/_sim/clusters/(?P<cluster_id>[^/]+)/status", self._c_cluster_status),
+            (
+                "POST",
+                r"/_sim/clusters/(?P<cluster_id>[^/]+)/nodes/(?P<node_id>[^/]+)/status",
+                self._c_node_status,
+            ),
+            (
+                "POST",
+                r"/_sim/clusters/(?P<cluster_id>[^/]+)/nodepools/(?P<nodepool_id>[^/]+)/conditions",
+                self._c_pool_conditions,
+            ),
+            ("POST", r"/_sim/features", self._c_features),
             ("POST", r"/_sim/faults", self._c_add_fault),
             ("DELETE", r"/_sim/faults", self._c_clear_faults),
             ("POST", r"/_sim/clock/advance", self._c_advance),
             ("POST", r"/_sim/tokens/expire", self._c_expire_tokens),
+            ("POST", r"/_sim/securitykeys", self._c_securitykeys),
+            ("POST", r"/_sim/securitykeys/expire", self._c_expire_securitykeys),
         ]
         self._control = [(m, re.compile(f"^{rx}/?$"), h) for m, rx, h in control]
 
@@ -303,13 +365,52 @@ class SimulatorApp:
                 await self._send(send, early)
                 return
         response = self._dispatch(request)
-        if fault is not None and response.status == 200 and response.body:
+        if fault is not None and fault.kind == "gzip_bomb":
+            response = Response(
+                200, gzip_bomb(fault.bomb_mb), [_JSON, (b"content-encoding", b"gzip")]
+            )
+        elif fault is not None and 200 <= response.status < 300 and response.body:
             if fault.kind == "malformed_json":
                 cut = len(response.body) // 2
                 response.body = response.body[:cut] + b'",}{' + response.body[cut:]
             elif fault.kind == "truncated_json":
                 response.body = response.body[: max(1, len(response.body) // 2)]
+            elif fault.kind == "oversized_names":
+                response.body = pad_names(response.body, fault.name_bytes)
+            elif fault.kind == "bad_object":
+                response.body = spoil_objects(response.body)
+            elif fault.kind == "marker_loop":
+                response.body = loop_marker(response.body, request.query.get("marker"))
+            elif fault.kind == "drip":
+                await self._drip(send, receive, response, fault.drip_ms / 1000)
+                return
         await self._send(send, response)
+
+    async def _drip(self, send: Send, receive: Receive, response: Response, every: float) -> None:
+        """Send ``response`` one byte every ``every`` seconds, until done or the client leaves."""
+        assert self._stopping is not None
+        self._request_seq += 1
+        headers = [
+            *response.headers,
+            (b"content-length", str(len(response.body)).encode()),
+            (b"x-request-id", f"{self._request_seq:032x}".encode()),
+        ]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        gone = asyncio.ensure_future(receive())
+        try:
+            body = response.body
+            for i in range(len(body)):
+                last = i == len(body) - 1
+                await send(
+                    {"type": "http.response.body", "body": body[i : i + 1], "more_body": not last}
+                )
+                if last:
+                    return
+                await asyncio.wait({gone}, timeout=every)
+                if gone.done() or self._stopping.is_set():
+                    return
+        finally:
+            gone.cancel()
 
     async def _early_fault(
         self, fault: FaultRule, request: Request, receive: Receive
@@ -332,7 +433,8 @@ class SimulatorApp:
         if status == 500:
             if addon:
                 return _ok(
-                    dump_json({"code": "SVCSTG.CCE-ADDONMGR.500", "message": "internal error"}), 500
+                    SimError(500, "SVCSTG.CCE-ADDONMGR.500", "internal error", addon=True).body(),
+                    500,
                 )
             return _error(500, "CCE.01500001", "Internal server error")
         if status in (502, 503, 504):
@@ -368,8 +470,10 @@ class SimulatorApp:
             request.params = m.groupdict()
             self.requests[name] += 1
             try:
-                if name != "iam_tokens":
-                    self._authenticate(request)
+                if name not in ("iam_tokens", "securitykey", "metadata_token"):
+                    scope = self._authenticate(request)
+                    if self.agency_world is not None and scope == self._agency_project():
+                        return self._in_world(self.agency_world, handler, request)
                 return handler(request)
             except SimError as exc:
                 if addon and not exc.addon:
@@ -384,9 +488,23 @@ class SimulatorApp:
 
     # --- authentication ---------------------------------------------------------------------
 
-    def _authenticate(self, request: Request) -> None:
+    def _agency_project(self) -> str | None:
+        return self.agency.project_id if self.agency is not None else None
+
+    def _in_world(self, world: World, handler: Handler, request: Request) -> Response:
+        """Run a handler on another account's world (handlers are synchronous: nothing else
+        runs while the world is swapped)."""
+        own, self.world = self.world, world
+        try:
+            return handler(request)
+        finally:
+            self.world = own
+
+    def _authenticate(self, request: Request) -> str | None:
+        """Check the request's credentials; the project they act in (None: domain scope)."""
         token = request.headers.get("x-auth-token")
         project_id = request.params.get("project_id")
+        scope: str | None = self.credentials.project_id
         if token:
             entry = self.tokens.get(token)
             if entry is None:
@@ -397,32 +515,73 @@ class SimulatorApp:
                 raise SimError(
                     403, "CCE.01403001", "The token is not scoped to the project in the path"
                 )
+            scope = entry.project_id
+            agency = scope is not None and scope == self._agency_project()
+            self.auth_kinds["agency" if agency else "token"] += 1
         elif "authorization" in request.headers:
             host = request.headers.get("host", "")
             url = f"http://{host}{request.raw_path}"
             if request.query_string:
                 url += "?" + request.query_string
             credentials = self.credentials
+
+            def lookup(ak: str) -> str | None:
+                if ak == credentials.ak:
+                    return credentials.sk
+                key = self.temporary.get(ak)
+                return key.secret if key is not None else None
+
             try:
-                signing.verify(
+                ak = signing.verify(
                     request.method,
                     url,
                     request.headers,
                     request.body,
-                    lambda ak: credentials.sk if ak == credentials.ak else None,
+                    lookup,
                     datetime.now(UTC),
                     self.max_skew,
                 )
+                if ak != credentials.ak:
+                    self._check_security_token(ak, request.headers)
             except signing.SignatureError as exc:
                 raise SimError(
                     401, "APIGW.0301", f"Incorrect IAM authentication information: {exc}"
                 ) from None
+            self.auth_kinds["aksk" if ak == credentials.ak else "temporary"] += 1
         else:
             raise SimError(
                 401, "APIGW.0301", "Incorrect IAM authentication information: no credentials"
             )
-        if project_id is not None and project_id != self.credentials.project_id:
+        if project_id is not None and project_id != scope:
             raise SimError(403, "CCE.01403001", "No permission on the project in the path")
+        return scope
+
+    def _check_security_token(self, ak: str, headers: dict[str, str]) -> None:
+        """A temporary AK is valid only with its own security token, signed, before expiry."""
+        key = self.temporary.get(ak)
+        assert key is not None  # verify() found its secret
+        _, signed, _ = signing.parse_authorization(headers.get("authorization", ""))
+        if "x-security-token" not in signed:
+            raise signing.SignatureError("x-security-token is not a signed header")
+        if not secrets.compare_digest(headers.get("x-security-token", ""), key.security_token):
+            raise signing.SignatureError("security token mismatch")
+        if self.temporary.expired(key):
+            raise SimError(401, "APIGW.0307", "The security token has expired.")
+
+    # --- metadata service ---------------------------------------------------------------------
+
+    def _metadata_token(self, request: Request) -> Response:
+        token = secrets.token_urlsafe(32)
+        self.metadata_sessions.add(token)
+        return Response(200, token.encode(), [(b"content-type", b"text/plain")])
+
+    def _securitykey(self, request: Request) -> Response:
+        # Like a metadata service that accepts both: no session token, or a valid one.
+        session = request.headers.get("x-metadata-token")
+        if session is not None and session not in self.metadata_sessions:
+            return _error(401, "Metadata.0401", "The metadata token is invalid or expired.")
+        self.metadata_with_session += 1 if session else 0
+        return _ok(dump_json(self.temporary.issue()))
 
     # --- IAM --------------------------------------------------------------------------------
 
@@ -431,6 +590,8 @@ class SimulatorApp:
         try:
             auth = json.loads(request.body)["auth"]
             identity = auth["identity"]
+            if "assume_role" in identity.get("methods", []):
+                return self._assume_role(request, auth)
             user = identity["password"]["user"]
             if "password" not in identity.get("methods", []):
                 raise KeyError("methods")
@@ -479,6 +640,45 @@ class SimulatorApp:
         response.headers.append((b"x-subject-token", token.encode()))
         return response
 
+    def _assume_role(self, request: Request, auth: dict[str, Any]) -> Response:
+        """IAM's assume-role token: the caller (this account's own credentials) acts as another
+        account's agency in one of that account's projects."""
+        self._authenticate(request)  # raises for missing or bad credentials
+        agency = self.agency
+        if agency is None or not agency.matches(auth["identity"].get("assume_role")):
+            return _error(403, "IAM.0003", "The agency does not exist or is not delegated to you.")
+        project = (auth.get("scope") or {}).get("project") or {}
+        if not isinstance(project, dict) or not (
+            project.get("id") == agency.project_id
+            or (project.get("id") is None and project.get("name") == agency.project_name)
+        ):
+            return _error(401, "IAM.0102", "The project does not exist or is not accessible.")
+        try:
+            seconds = int(auth["identity"]["assume_role"].get("duration_seconds", 3600))
+        except (TypeError, ValueError):
+            return _error(400, "IAM.0001", "The request body is invalid")
+        if not 900 <= seconds <= 86400:
+            return _error(400, "IAM.0001", "duration_seconds must be between 900 and 86400")
+        token, entry = self.tokens.issue(agency.project_id, seconds * NS)
+        body = {
+            "token": {
+                "expires_at": iam_time(entry.expires),
+                "issued_at": iam_time(entry.issued),
+                "methods": ["assume_role"],
+                "project": {
+                    "id": agency.project_id,
+                    "name": agency.project_name,
+                    "domain": {"id": agency.domain_id, "name": agency.domain},
+                },
+                "assumed_by": {"user": {"name": self.credentials.username}},
+                "catalog": [],
+                "roles": [{"id": "0", "name": "cce_adm"}],
+            }
+        }
+        response = _ok(dump_json(body), 201)
+        response.headers.append((b"x-subject-token", token.encode()))
+        return response
+
     def _iam_projects(self, request: Request) -> Response:
         creds = self.credentials
         projects = [
@@ -510,8 +710,14 @@ class SimulatorApp:
             self.world.cluster_list_bytes(
                 error_status=bool(request.query.get("errorStatus")),
                 detail=request.query.get("detail", "").lower() == "true",
+                status=request.query.get("status") or None,
+                type=request.query.get("type") or None,
+                version=request.query.get("version") or None,
             )
         )
+
+    def _upgradeinfo(self, request: Request) -> Response:
+        return _ok(self.world.upgradeinfo_bytes(request.params["cluster_id"]))
 
     def _cluster(self, request: Request) -> Response:
         return _ok(
@@ -531,7 +737,19 @@ class SimulatorApp:
         return Response(200, b"", [_JSON])
 
     def _nodes(self, request: Request) -> Response:
-        return _ok(self.world.node_list_bytes(request.params["cluster_id"]))
+        raw_limit = request.query.get("limit")
+        limit: int | None = None
+        if raw_limit is not None:
+            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 2000:
+                raise SimError(
+                    400, "CCE.01400001", "limit must be an integer from 1 to 2000", camel=True
+                )
+            limit = int(raw_limit)
+        return _ok(
+            self.world.node_list_bytes(
+                request.params["cluster_id"], limit=limit, marker=request.query.get("marker")
+            )
+        )
 
     def _node(self, request: Request) -> Response:
         return _ok(self.world.node_bytes(request.params["cluster_id"], request.params["node_id"]))
@@ -562,13 +780,20 @@ class SimulatorApp:
         raise SimError(400, "SVCSTG.CCE-ADDONMGR.4000003", "Request Body Error", addon=True)
 
     def _addons(self, request: Request) -> Response:
-        return _ok(self.world.addon_list_bytes(self._addon_cluster_id(request)))
+        cluster_id = self._addon_cluster_id(request)
+        on_cluster_host = request.headers.get("host", "").split(".", 1)[0] == cluster_id
+        if not on_cluster_host and not self.world.features.get("plain_addons", True):
+            # A Stack installation: the add-on manager answers only on {cluster_id}.<host>.
+            raise SimError(404, "SVCSTG.CCE-ADDONMGR.4040000", "Not Found", addon=True)
+        return _ok(self.world.addon_list_bytes(cluster_id))
 
     def _addon(self, request: Request) -> Response:
         cluster_id = request.query.get("cluster_id") or None
         return _ok(self.world.addon_bytes(request.params["addon_id"], cluster_id))
 
     def _addontemplates(self, request: Request) -> Response:
+        if not self.world.features.get("addontemplates", True):
+            raise SimError(404, "SVCSTG.CCE-ADDONMGR.4040000", "Not Found", addon=True)
         return _ok(self.world.addontemplates_bytes(request.query.get("addon_template_name")))
 
     # --- control API ------------------------------------------------------------------------
@@ -609,8 +834,14 @@ class SimulatorApp:
             "project_id": self.credentials.project_id,
             "world": self.world.summary(),
             "faults": self.faults.state(),
-            "fault_kinds": list(FAULT_KINDS),
+            "fault_kinds": list(ALL_FAULT_KINDS),
             "tokens": {"issued": self.tokens.issued_total, "active": self.tokens.active()},
+            "temporary_credentials": {
+                "issued": self.temporary.issued_total,
+                "active": self.temporary.active(),
+                "lifetime_seconds": self.temporary.lifetime_seconds,
+            },
+            "auth_kinds": dict(self.auth_kinds),
             "requests": dict(self.requests),
         }
 
@@ -659,8 +890,62 @@ class SimulatorApp:
             cluster_id=data.get("cluster_id"),
             reason=data.get("reason"),
             message=data.get("message"),
+            version=data.get("version"),
         )
         return _control_json({"ok": True})
+
+    def _c_cluster_status(self, request: Request) -> Response:
+        data = self._json_body(request)
+        lock = data.get("lock", ...)
+        if lock is not ... and lock and not isinstance(lock, dict):
+            raise ValueError("lock is an object {scene, source} or null")
+        self.world.set_cluster_status(
+            request.params["cluster_id"],
+            certificate=data.get("certificate"),
+            rotation=data.get("rotation", ...),
+            agency=data.get("agency"),
+            lock=(
+                ...
+                if lock is ...
+                else None
+                if not lock
+                else (str(lock.get("scene", "")), str(lock.get("source", "")))
+            ),
+        )
+        return _control_json({"ok": True})
+
+    def _c_node_status(self, request: Request) -> Response:
+        data = self._json_body(request)
+        self.world.set_node_status(
+            request.params["cluster_id"],
+            request.params["node_id"],
+            probe_age_seconds=data.get("probe_age_seconds", ...),
+            configuration_up_to_date=data.get("configuration_up_to_date"),
+        )
+        return _control_json({"ok": True})
+
+    def _c_pool_conditions(self, request: Request) -> Response:
+        data = self._json_body(request)
+        conditions = {
+            str(c["type"]): (str(c.get("status", "True")), str(c.get("reason", "")))
+            for c in data.get("conditions", [])
+        }
+        self.world.set_pool_conditions(
+            request.params["cluster_id"], request.params["nodepool_id"], conditions
+        )
+        return _control_json({"ok": True})
+
+    def _c_features(self, request: Request) -> Response:
+        data = self._json_body(request)
+        for key, value in data.items():
+            if key == "node_page_max":
+                self.world.node_page_max = max(1, min(2000, int(value)))
+            elif key in ("upgradeinfo", "addontemplates", "plain_addons"):
+                self.world.features[key] = bool(value)
+            else:
+                raise ValueError(f"unknown feature {key!r}")
+        self.world.invalidate()
+        return _control_json({**self.world.features, "node_page_max": self.world.node_page_max})
 
     def _c_add_fault(self, request: Request) -> Response:
         data = self._json_body(request)
@@ -672,6 +957,9 @@ class SimulatorApp:
             latency_ms=data.get("latency_ms"),
             hang_seconds=data.get("hang_seconds"),
             retry_after=data.get("retry_after"),
+            drip_ms=data.get("drip_ms"),
+            bomb_mb=data.get("bomb_mb"),
+            name_bytes=data.get("name_bytes"),
         )
         return _control_json(rule.describe(), 201)
 
@@ -688,3 +976,14 @@ class SimulatorApp:
 
     def _c_expire_tokens(self, request: Request) -> Response:
         return _control_json({"expired": self.tokens.expire_all()})
+
+    def _c_securitykeys(self, request: Request) -> Response:
+        data = self._json_body(request)
+        lifetime = float(data["lifetime_seconds"])
+        if not lifetime > 0:
+            raise ValueError("lifetime_seconds must be positive")
+        self.temporary.lifetime_seconds = lifetime
+        return _control_json({"lifetime_seconds": lifetime})
+
+    def _c_expire_securitykeys(self, request: Request) -> Response:
+        return _control_json({"expired": self.temporary.expire_all()})
