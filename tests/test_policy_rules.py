@@ -145,3 +145,16 @@ def test_policy_errors_name_the_policy_and_the_field(doc: str, message: str) -> 
     with pytest.raises(PolicyError) as caught:
         parse_policy_file(doc, "<p>")
     assert str(caught.value) == message
+
+
+def test_a_holiday_ends_into_the_state_its_first_instant_set() -> None:
+    # Awake every Monday at midnight and never hibernated by the cron; Monday to Wednesday are
+    # holidays. Asked about Wednesday noon onwards, the Monday firing lies at the very start of
+    # the range the schedule looks back over: the cluster still wakes when the holidays end.
+    p = policy(
+        "    schedules: [{awake: '0 0 * * 1'}]\n"
+        "    holidays: {dates: ['2027-03-01', '2027-03-02', '2027-03-03']}\n"
+    )
+    assert pairs(transitions(p, utc(2027, 3, 3, 12), utc(2027, 3, 4, 12))) == [
+        ("awake", utc(2027, 3, 4)),
+    ]
