@@ -225,6 +225,7 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
             await service.close()
             return 1
         service.extra_registries.append(hibernation.registry)
+        service.hibernation = hibernation  # the status console shows its schedule
         token = load_hook_token(settings)
         routes = build_hook_routes(hibernation, token)
         shutdown.append(hibernation.close)
@@ -243,8 +244,13 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
         from exporter.webconfig import load_web_config
 
         web_config = load_web_config(Path(settings.web_config_file))
+    from exporter.status.routes import status_routes
+
     app = build_app(
-        service, web_config=web_config, extra_routes=routes, on_shutdown=[*shutdown, service.close]
+        service,
+        web_config=web_config,
+        extra_routes=[*status_routes(service), *routes],
+        on_shutdown=[*shutdown, service.close],
     )
 
     def started(server: Any) -> None:

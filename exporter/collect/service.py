@@ -187,6 +187,7 @@ class ExporterService:
         self.scheduler: AsyncIOScheduler | None = None
         self._state_sections: dict[str, Any] = {}
         self.after_collect: list[Callable[[Target, str], Any]] = []
+        self.hibernation: Any = None  # the HibernationController, when a policy file is set
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -480,6 +481,7 @@ class ExporterService:
                     last_duration=c.health[r].duration,
                     success=c.health[r].success if c.health[r].attempted else None,
                     error=c.health[r].error,
+                    last_attempt=c.health[r].last_attempt,
                 )
                 for r in self.enabled(target)
             ]

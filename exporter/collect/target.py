@@ -117,6 +117,9 @@ class TargetCollector:
         self.state = TargetState()
         self.health: dict[str, Health] = {r: Health() for r in RESOURCES}
         self.errors: dict[str, str] = {}  # "<resource>/<cluster_id>" -> last error text
+        # "<resource>" and "<resource>/<cluster_id>" -> the last error's class, HTTP status, API
+        # error code and message (the status page shows the cause; no traceback is kept)
+        self.last_errors: dict[str, dict[str, Any]] = {}
         # "<resource>/<cluster_id>" and "job/<job_id>" -> the last answer (exporter.cce.memo)
         self.memos: dict[str, Memo[Any]] = {}
 
@@ -160,6 +163,12 @@ class TargetCollector:
             extra=self._where(cluster, resource),
         )
         self.stats.error(self.project_id, resource, type(exc).__name__)
+        self.last_errors[resource if cluster is None else f"{resource}/{cluster.id}"] = {
+            "error": type(exc).__name__,
+            "status_code": getattr(exc, "status_code", None),
+            "code": getattr(exc, "code", None),
+            "message": getattr(exc, "message", None),
+        }
         return text
 
     async def _timed(self, resource: str, work: Callable[[], Awaitable[bool]]) -> bool:
@@ -299,6 +308,7 @@ class TargetCollector:
                 self.errors[f"{resource}/{cluster.id}"] = self._log_error(resource, exc, cluster)
                 return
             self.errors.pop(f"{resource}/{cluster.id}", None)
+            self.last_errors.pop(f"{resource}/{cluster.id}", None)
             results[cluster.id] = items
             after(cluster, items, self.clock())
 
