@@ -410,6 +410,10 @@ class TargetCollector:
         return ok
 
     async def _jobs(self, new_only: bool = False) -> bool:
+        if not self.state.clusters_listed:
+            # Jobs are found in the listings: with none yet, "nothing to poll" is not a success.
+            self.health["jobs"].error = "no cluster listing has succeeded yet: no job is known"
+            return False
         now = self.clock()
         self.jobs.expire(now)
         failed = 0
