@@ -912,9 +912,16 @@ def _env_target_layer(items: Mapping[str, str], env_prefix: str, problems: list[
     return layer
 
 
+#: Alternatives: a more specific layer that sets one drops the other one inherited.
+_ALTERNATIVES = ((("project_id",), ("project_name",)), (("project_name",), ("project_id",)))
+
+
 def _merge(*layers: Layer) -> Layer:
     merged: Layer = {}
     for layer in layers:
+        for one, other in _ALTERNATIVES:
+            if one in layer and other not in layer:
+                merged.pop(other, None)
         for path, entry in layer.items():
             # A whole-value override (a malformed `resources: 3`, say) replaces the nested keys.
             for old in [p for p in merged if p[: len(path)] == path and p != path]:

@@ -375,3 +375,17 @@ def test_demo_on_a_busy_port_says_so(busy_port: int) -> None:
         assert demo.wait(timeout=30) == 0
     finally:
         stop_process(demo)
+
+
+def test_a_more_specific_project_setting_replaces_the_other(tmp_path: Path) -> None:
+    from exporter.config import ConfigError, load_settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "endpoint: http://127.0.0.1:1\nak: AKAKAKAK\nsk: SKSKSKSKSK\nproject_id: p-file\n"
+    )
+    settings = load_settings(config, {"CCE_EXPORTER_PROJECT_NAME": "ap-1"})
+    assert (settings.targets[0].project_id, settings.targets[0].project_name) == (None, "ap-1")
+    config.write_text(config.read_text() + "project_name: ap-2\n")
+    with pytest.raises(ConfigError, match="are both set: set only one"):
+        load_settings(config, {})

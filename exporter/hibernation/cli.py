@@ -8,13 +8,13 @@
     run_action(args, settings, "hibernate") -> int
 
 ``plan --output json`` prints ``{"transitions": [{"cluster_id", "cluster", "policy", "action",
-"at"}]}`` with ``at`` in RFC 3339 UTC, sorted by time, then cluster. Excluded clusters and
-clusters in a policy conflict have no transitions (conflicts are reported on stderr).
+"at", "dry_run"}]}`` with ``at`` in RFC 3339 UTC, sorted by time, then cluster. Excluded clusters
+and clusters in a policy conflict have no transitions (conflicts are reported on stderr).
 
 The one-off action follows the same safety rules as the daemon (the cluster must be governed by a
-policy and in the right phase), waits for the target phase printing each phase change, and prints
-the outcome. Exit codes: 0 done (or dry run), 1 failed, 2 usage or configuration error, 3 refused
-(not governed, wrong phase, unknown cluster).
+policy, or ``--force`` given, and in the right phase), waits for the target phase printing each
+phase change, and prints the outcome. Exit codes: 0 done (or dry run), 1 failed, 2 usage or
+configuration error, 3 refused (not governed, wrong phase, unknown cluster).
 """
 
 from __future__ import annotations
