@@ -426,6 +426,10 @@ class _Target:
         self.clusters = [cl for cl in self.state.clusters if cl.id]
         self.names = {cl.id: cl.name or cl.id for cl in self.clusters}
         self.last_errors: Mapping[str, Mapping[str, Any]] = getattr(c, "last_errors", {}) or {}
+        self.running: dict[str, int] = {}  # jobs Initializing or Running, per cluster
+        for entry in c.jobs.entries.values():
+            if entry.job is not None and entry.job.phase in JOB_RUNNING:
+                self.running[entry.cluster_id] = self.running.get(entry.cluster_id, 0) + 1
 
     def phase_since(self, key: str) -> At | None:
         return _at(self.collector.phases.since(key))
@@ -836,11 +840,7 @@ def _cluster_row(t: _Target, cluster: Any, now: float, problems: int) -> Cluster
         active = sum(1 for n in nodes if n.phase == "Active")
     pools = t.state.nodepools.get(cid, ())
     addons = t.state.addons.get(cid, ())
-    running = sum(
-        1
-        for e in t.collector.jobs.entries.values()
-        if e.cluster_id == cid and e.job is not None and e.job.phase in JOB_RUNNING
-    )
+    running = t.running.get(cid, 0)
     return ClusterRow(
         target=t.name,
         id=cid,
