@@ -220,7 +220,8 @@ def test_demo_serves_within_10_seconds_and_stops_on_sigint(
     with httpx.Client(base_url=base, timeout=5.0) as http:
         while True:
             metrics = http.get("/metrics")
-            if metrics.status_code == 200:
+            # The exposition rendered at start-up has no cluster yet: wait for the first listing.
+            if metrics.status_code == 200 and "cce_cluster_info{" in metrics.text:
                 break
             assert time.monotonic() - started < 10.0, "no exposition within 10 s"
         assert "cce_cluster_info{" in metrics.text
