@@ -395,3 +395,66 @@ async def test_browser_renders_the_problems_at_1400_and_420_px(
             target = ROOT / "docs" / "img" / shot.name
             target.parent.mkdir(exist_ok=True)
             shutil.copyfile(shot, target)
+
+
+async def test_failed_wake_up_override_and_target_wide_failure(tmp_path: Path) -> None:
+    config = SimulatorConfig(clusters=2, nodes_per_cluster=1, seed=2, transition_seconds=0.3)
+    async with running_simulator(config) as sim:
+        ids = {}
+        async with httpx.AsyncClient(base_url=sim.base_url, timeout=10.0) as ctl:
+            for name in ("dev-a", "dev-b"):
+                r = await ctl.post("/_sim/clusters", json={"name": name, "phase": "Hibernation"})
+                ids[name] = r.json()["uid"]
+            await ctl.post(f"/_sim/clusters/{ids['dev-a']}/fail-next-wakeup")
+            await ctl.post(
+                "/_sim/faults", json={"kind": "http_500", "rate": 1.0, "path": "/quotas"}
+            )
+        env = dict(sim.settings)
+        env.update({"CCE_EXPORTER_LISTEN": "127.0.0.1:0", "CCE_EXPORTER_MAX_RETRIES": "0"})
+        service = ExporterService(load_settings(None, env))
+        await service.setup()
+        await service.collect_all()
+        policies = tmp_path / "policy.yaml"
+        policies.write_text(
+            "policies: [{name: days, clusters: {names: [dev-*]}, timezone: Asia/Tokyo,"
+            " awake: ['Mon-Sun 00:00-24:00']}]\n"
+            "controller: {poll_seconds: 0.1, max_attempts: 1, retry_backoff_seconds: 0}\n"
+        )
+        controller = HibernationController(
+            load_policy_file(policies), targets_from_service(service), clock=service.clock
+        )
+        service.hibernation = controller
+        try:
+            await controller.refresh()
+            outcome = await controller.request("dev-a", "awake", source="test", wait=True)
+            assert outcome.result == "failed", outcome
+            until = datetime.now(ZoneInfo("UTC")) + timedelta(hours=2)
+            assert controller.set_override("dev-b", "hibernated", until, "<i>offsite</i>") is None
+            app = build_app(service, extra_routes=status_routes(service))
+            server = Server(app, "127.0.0.1:0")
+            await server.start()
+            try:
+                async with httpx.AsyncClient(base_url=server.url, timeout=10.0) as http:
+                    data = (await http.get("/status.json")).json()
+                    page = (await http.get("/")).text
+            finally:
+                await server.stop()
+        finally:
+            await controller.close()
+            await service.close()
+    problems = {(p["kind"], p["cluster"]): p for p in data["problems"]}
+    failed = problems[("hibernation_failed", "dev-a")]
+    assert failed["severity"] == "critical" and "awake failed" in failed["summary"]
+    quotas = problems[("collection_failed", None)]
+    assert quotas["subject"] == "quotas" and quotas["cause"]["status_code"] == 500
+    rows = {r["cluster"]: r for r in data["hibernation"]}
+    assert rows["dev-a"]["last_action"]["result"] == "failed"
+    assert rows["dev-b"]["override"]["kind"] == "keep_hibernated"
+    assert rows["dev-b"]["desired"] == "hibernated" and rows["dev-b"]["policy_desired"] == "awake"
+    assert not rows["dev-b"]["pending"]  # kept hibernated on purpose
+    assert rows["dev-b"]["timezone"] == "Asia/Tokyo"
+    assert data["counts"]["hibernation_actions_24h"] == 1
+    hibernation = "".join(parse_sections(page).sections["hibernation"])
+    assert "keep hibernated until" in hibernation and "<i>offsite</i>" in hibernation
+    assert "&lt;i&gt;offsite&lt;/i&gt;" in page
+    assert "failed" in hibernation and "AwakeFailed" in hibernation
