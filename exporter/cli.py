@@ -31,6 +31,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 def _log_level(value: str) -> str:
     """``--log-level``, checked here so that a bad value is blamed on the flag."""
     level = value.strip().upper()
+    level = "WARNING" if level == "WARN" else level
     if level not in LOG_LEVELS:
         raise argparse.ArgumentTypeError(
             f"invalid log level {value!r}: use one of {', '.join(LOG_LEVELS)}"

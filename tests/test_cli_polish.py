@@ -110,6 +110,8 @@ def test_a_bad_log_level_flag_is_blamed_on_the_flag() -> None:
     # A good flag in any case is taken.
     result = run("check-config", "--log-level", "debug", env=env_with(**OFFLINE))
     assert result.returncode == 0 and "log_level: DEBUG" in result.stdout
+    result = run("check-config", "--log-level", "warn", env=env_with(**OFFLINE))
+    assert result.returncode == 0 and "log_level: WARNING" in result.stdout
 
 
 def test_project_id_and_name_together_are_refused() -> None:
