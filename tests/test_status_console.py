@@ -37,6 +37,7 @@ from exporter.hibernation.controller import (
 )
 from exporter.hibernation.policy import load_policy_file
 from exporter.simulator import Simulator, SimulatorConfig, running_simulator
+from exporter.status.html import render_status
 from exporter.status.model import (
     ADDON_UNHEALTHY,
     CLUSTER_STUCK_SECONDS,
@@ -458,3 +459,21 @@ async def test_failed_wake_up_override_and_target_wide_failure(tmp_path: Path) -
     assert "keep hibernated until" in hibernation and "<i>offsite</i>" in hibernation
     assert "&lt;i&gt;offsite&lt;/i&gt;" in page
     assert "failed" in hibernation and "AwakeFailed" in hibernation
+
+
+async def test_before_the_first_collection(tmp_path: Path) -> None:
+    config = SimulatorConfig(clusters=1, nodes_per_cluster=1, seed=3)
+    async with running_simulator(config) as sim:
+        env = {**sim.settings, "CCE_EXPORTER_LISTEN": "127.0.0.1:0"}
+        service = ExporterService(load_settings(None, env))
+        await service.setup()
+        try:
+            model = build_status(service)
+        finally:
+            await service.close()
+    assert model.data_updated_at is None and not model.ready
+    assert model.problems_total == 0 and model.counts.clusters_total == 0
+    assert all(c.success is None and c.last_attempt is None for c in model.collections)
+    page = render_status(model)
+    assert "no collection yet" in page and "No problems" in page
+    assert "No hibernation policy file is configured." in page

@@ -73,6 +73,12 @@ TRANSITIONING = frozenset(
 )
 FAILING = frozenset({"Unavailable", "Error", "RollbackFailed"})
 GROUPS = ("healthy", "transitioning", "hibernated", "failing", "other")
+#: Phases in which a cluster is not yet in the wanted state but on its way or able to get there
+#: (other phases are problems of their own, or are left alone by the safety rules).
+PENDING_FROM = {
+    "hibernated": frozenset({"Available", "Hibernating"}),
+    "awake": frozenset({"Hibernation", "Awaking"}),
+}
 
 #: The page lists at most this many problems (the count says how many there are).
 MAX_PROBLEMS = 500
@@ -750,12 +756,7 @@ def _hibernation(controller: Any, now: float) -> tuple[list[HibernationRow], lis
                 and h.get("result") != "skipped"
             ):
                 recent += 1
-        wants_phase = {"hibernated": ("Hibernation", "Available", "Hibernating")}
-        wants_phase["awake"] = ("Available", "Hibernation", "Awaking")
-        pending = False
-        if desired in wants_phase and not match.excluded:
-            target_phase, *away = wants_phase[desired]
-            pending = phase != target_phase and phase in away
+        pending = not match.excluded and phase in PENDING_FROM.get(desired or "", ())
         row = HibernationRow(
             target=ident[0],
             cluster_id=ident[1],
