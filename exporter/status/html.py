@@ -36,6 +36,23 @@ from exporter.status.model import (
 __all__ = ["cluster_href", "filter_clusters", "format_age", "render_cluster", "render_status"]
 
 MAX_QUERY = 100  # characters of a filter value kept
+#: Up to this many problems of one kind are listed as they are; more fold under a summary line.
+GROUP_OPEN = 3
+KIND_LABELS = {
+    "cluster_failing": "failing clusters",
+    "cluster_stuck": "clusters stuck in a transition",
+    "node_abnormal": "abnormal nodes",
+    "nodepool_cannot_scale": "node pools that cannot scale",
+    "addon_unhealthy": "unhealthy add-ons",
+    "job_stuck": "stuck CCE jobs",
+    "job_failed": "failed CCE jobs",
+    "quota_exhausted": "quotas used up",
+    "quota_near_limit": "quotas nearly used up",
+    "collection_failed": "collection failures",
+    "hibernation_failed": "failed hibernation actions",
+    "policy_conflict": "clusters two policies select",
+    "hibernation_pending": "pending hibernations or wake-ups",
+}
 
 
 def e(value: object) -> str:
@@ -139,6 +156,11 @@ ul.problems li.sev-critical{border-left-color:#cf222e}
 ul.problems li.sev-warning{border-left-color:#bf8700}
 ul.problems li.sev-info{border-left-color:#0969da}
 .cause{display:block;color:var(--muted);font-size:.9em}
+details.group{border:1px solid var(--line);border-left-width:6px;border-radius:6px;
+margin:.25em 0;padding:.25em .6em}
+details.group.sev-warning{border-left-color:#bf8700}details.group.sev-info{border-left-color:#0969da}
+details.group summary{cursor:pointer;font-weight:600}
+details.group ul.problems li{border-left-width:1px}
 form.filters{display:flex;flex-wrap:wrap;gap:.5em 1em;align-items:end;margin:.4em 0}
 form.filters label{display:flex;flex-direction:column;font-size:.9em}
 input,select,button{font:inherit;padding:.25em .4em}
@@ -216,9 +238,22 @@ def _problems(
             "<p class=ok-msg>No problems: every cluster, collection and schedule is fine.</p>"
         )
     else:
-        out.append("<ul class=problems>")
-        out.extend(_problem_item(p, now, show_target) for p in problems)
-        out.append("</ul>")
+        # Problems of one kind stay together (they are sorted so); past GROUP_OPEN of a kind that
+        # is not critical, they fold into a <details> that says how many there are.
+        groups: dict[str, list[Problem]] = {}
+        for p in problems:
+            groups.setdefault(p.kind, []).append(p)
+        for kind, items in groups.items():
+            listed = "".join(_problem_item(p, now, show_target) for p in items)
+            severity = items[0].severity
+            if len(items) <= GROUP_OPEN or severity == "critical":
+                out.append(f"<ul class=problems>{listed}</ul>")
+                continue
+            label = KIND_LABELS.get(kind, kind.replace("_", " "))
+            out.append(
+                f'<details class="group sev-{e(severity)}"><summary>{_badge(severity, severity)} '
+                f"{len(items)} {e(label)}</summary><ul class=problems>{listed}</ul></details>"
+            )
         if total > len(problems):
             out.append(f"<p class=muted>{total - len(problems)} more not shown.</p>")
     out.append("</section>")
