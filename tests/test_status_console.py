@@ -477,3 +477,18 @@ async def test_before_the_first_collection(tmp_path: Path) -> None:
     page = render_status(model)
     assert "no collection yet" in page and "No problems" in page
     assert "No hibernation policy file is configured." in page
+
+
+async def test_a_cluster_failure_shows_when_the_pass_as_a_whole_succeeded(world: Console) -> None:
+    # One broken cluster need not fail the resource (a pass over the clusters may count as a
+    # success): the console still lists that cluster's failure, and the collection as partial.
+    world.service.targets[0].collector.health["nodes"].success = True
+    data = (await world.http.get("/status.json")).json()
+    assert any(
+        p["kind"] == "collection_failed" and p["cluster"] == BROKEN and p["severity"] == "warning"
+        for p in data["problems"]
+    )
+    nodes = next(c for c in data["collections"] if c["resource"] == "nodes")
+    assert nodes["success"] is True and [e["cluster"] for e in nodes["errors"]] == [BROKEN]
+    page = (await world.http.get("/")).text
+    assert "partial: 1 failed" in page

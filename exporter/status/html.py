@@ -444,6 +444,8 @@ def _collection_rows(collections: Sequence[Collection], now: float) -> list[str]
     for c in collections:
         if c.success is None:
             result = _badge("pending", "pending")
+        elif c.success and c.errors:
+            result = _badge(f"partial: {len(c.errors)} failed", "warning")
         elif c.success:
             result = _badge("ok", "ok")
         else:

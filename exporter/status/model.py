@@ -649,7 +649,8 @@ def _collections(t: _Target) -> list[Collection]:
                 last_success=_at(h.last_success),
                 duration=h.duration,
                 success=h.success if h.attempted else None,
-                error=h.error if h.attempted and h.success is False else None,
+                # A pass over the clusters may succeed with some of them failed: say so too.
+                error=h.error if h.attempted and (h.success is False or errors) else None,
                 errors=tuple(errors),
             )
         )
@@ -659,7 +660,9 @@ def _collections(t: _Target) -> list[Collection]:
 def _collection_problems(collections: Sequence[Collection]) -> list[Problem]:
     out = []
     for c in collections:
-        if c.success is not False:
+        # Per-cluster failures count whatever the resource's outcome (one broken cluster may not
+        # fail the whole pass); a target-wide failure only when the collection failed.
+        if c.success is not False and not any(e.cluster_id for e in c.errors):
             continue
         for e in c.errors:
             where = f" of cluster {e.cluster or e.cluster_id}" if e.cluster_id else ""
@@ -676,7 +679,7 @@ def _collection_problems(collections: Sequence[Collection]) -> list[Problem]:
                     cause=e.cause,
                 )
             )
-        if not c.errors:
+        if not c.errors and c.success is False:
             out.append(
                 Problem(
                     "collection_failed",
