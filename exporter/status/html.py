@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from exporter.status.model import (
+    ADDON_UNHEALTHY,
     GROUPS,
     At,
     Cause,
@@ -710,8 +711,6 @@ def _pool_phase(phase: str) -> str:
 
 
 def _addon_status(status: str) -> str:
-    from exporter.status.model import ADDON_UNHEALTHY
-
     css = (
         "healthy"
         if status in ("running", "available")

@@ -524,13 +524,12 @@ def _job_rows(t: _Target, now: float, cluster_id: str | None = None) -> list[tup
         job = entry.job
         if job is None or (cluster_id is not None and entry.cluster_id != cluster_id):
             continue
-        created = job.metadata.creation_timestamp
-        created_at = _at(created)
-        end = job.metadata.update_timestamp if job.finished else None
+        created_at = _at(job.metadata.creation_timestamp)
+        # Running: until now; finished: until its last update (when it completed).
+        end = _at(job.metadata.update_timestamp) if job.finished else None
         duration = None
         if created_at is not None:
-            stop = _at(end) if end is not None else now
-            duration = max(0.0, float(stop if stop is not None else now) - created_at)
+            duration = max(0.0, (now if end is None else end) - created_at)
         failed = [s.status.reason for s in job.failed_sub_jobs if s.status.reason]
         reason = job.status.reason or ("; ".join(failed) if failed else None)
         rows.append(
