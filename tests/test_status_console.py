@@ -323,12 +323,28 @@ def test_problem_thresholds_are_the_alert_rules() -> None:
     assert set(alerts["CCEAddonUnhealthy"]["statuses"]) == ADDON_UNHEALTHY
 
 
-def test_json_schema_doc_names_every_top_level_field() -> None:
+def test_json_schema_doc_names_every_field() -> None:
     doc = (ROOT / "docs" / "status.md").read_text()
-    from exporter.status.model import StatusModel
+    from exporter.status import model
 
-    for name in StatusModel.__dataclass_fields__:
-        assert f"`{name}`" in doc, f"docs/status.md does not document {name}"
+    classes = (
+        model.StatusModel,
+        model.Counts,
+        model.Problem,
+        model.Cause,
+        model.HibernationRow,
+        model.NextTransition,
+        model.OverrideView,
+        model.ActionRecord,
+        model.ClusterRow,
+        model.QuotaRow,
+        model.Collection,
+        model.CollectionError,
+        model.TargetInfo,
+    )
+    for cls in classes:
+        for name in cls.__dataclass_fields__:
+            assert f"`{name}`" in doc, f"docs/status.md does not document {cls.__name__}.{name}"
 
 
 # --- the browser ---------------------------------------------------------------------------------
