@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo test lint typecheck fmt bench bench-quick soak prometheus chromium clean docs
+.PHONY: help demo test lint typecheck fmt bench bench-quick soak prometheus chromium clean docs mutate
 
 help:
 	@echo "make demo    run the exporter against the built-in simulator"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench   the benchmark (prints a table, writes bench/results.json)"
 	@echo "make soak    a bounded fault soak (SOAK_SECONDS, default 180)"
 	@echo "make docs    regenerate docs/metrics.md, the alert rules, dashboards and deploy files"
+	@echo "make mutate  mutation testing of the safety-critical modules (report: mutants/report.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,5 +83,11 @@ SOAK_SECONDS ?= 180
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
 
+# Mutation testing of the safety-critical modules with mutmut (docs/testing.md); MUTATE_CHILDREN
+# mutants run at once. The report is printed and kept in mutants/report.md.
+MUTATE_CHILDREN ?= 2
+mutate: $(STAMP)
+	$(BIN)/python -m mutation run --max-children $(MUTATE_CHILDREN)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
+	rm -rf mutants $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

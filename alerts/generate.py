@@ -166,6 +166,22 @@ def build_alerts(cfg: Mapping[str, Any]) -> list[Alert]:
     )
     add(
         "cce-exporter",
+        "CCEExporterClusterCollectFailing",
+        "cce_exporter_cluster_collect_success == 0",
+        summary="The CCE exporter fails to collect {{ $labels.resource }} of cluster "
+        "{{ $labels.cluster }}.",
+        description=(
+            "Every collection of {{ $labels.resource }} for cluster {{ $labels.cluster }} "
+            "({{ $labels.cluster_id }}, project {{ $labels.project_id }}) on "
+            "{{ $labels.instance }} has failed for more than "
+            + a["CCEExporterClusterCollectFailing"]["for"]
+            + "; the other clusters are collected, and this one keeps its last good data."
+        ),
+        threshold="last collection for the cluster failed",
+        meaning="One cluster's resource keeps failing (a cluster in error often answers 500).",
+    )
+    add(
+        "cce-exporter",
         "CCEExporterDataStale",
         stale_expr,
         summary="CCE {{ $labels.resource }} data is stale.",

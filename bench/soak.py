@@ -12,10 +12,28 @@ The exporter (collector, scheduler and web server, in this process) runs against
   gzip stream, a complete last line, and every metric family seen in the first full answer
   present (a partial state would miss some).
 
-For the last part of the run the faults stop; every resource of the target must then succeed
-again within two collection intervals. The report (printed, and returned by :func:`soak`) counts
-cycles, faults by kind, scrapes, failed and partial scrapes, crashes and RSS at start and end.
-Exit status 0 only when failed scrapes, partial scrapes and crashes are all 0 and data recovered.
+Then the random faults stop; every resource of the target must succeed again within two
+collection intervals. After that come the hostile kinds, one episode each (an attack of
+``attack`` seconds, then the time until everything succeeds again is measured):
+
+* ``drip``: node lists and IAM token answers trickle one byte every 300 ms (and every token is
+  expired, so each collection needs a new one): the request deadline must cut them off;
+* ``gzip_bomb``: node-pool lists are 1 MB gzip answers inflating to 1 GB: refused at the
+  decompressed-size cap, with the peak RSS of the episode reported;
+* ``oversized_labels``: every cluster name is 100 KB: label values are cut, and the largest
+  ``/metrics`` of the episode is reported;
+* ``cluster_failing``: one cluster's node listing answers 500 for the rest of the run: the
+  target must stay ready (``/readyz``), the cluster shown failing;
+* ``hangups``, ``connection_flood``, ``login_flood``: the client attacks of :mod:`bench.attacks`
+  (clients hanging up mid-scrape, 1,100 half-open connections, 150 clients sending wrong
+  basic-auth passwords to a second listener with basic auth), each in its own process.
+
+During the API-side episodes no scrape may fail; during the client attacks the scraper's failures
+are counted for the episode, and the server must answer again afterwards. The report (printed,
+and returned by :func:`soak`) counts cycles, faults by kind, scrapes, failed and partial scrapes,
+crashes, RSS at start and end, and lists each hostile kind with "survived / recovered in N s".
+Exit status 0 only when failed scrapes, partial scrapes and crashes are all 0, data recovered,
+and every hostile kind was survived and recovered from.
 """
 
 from __future__ import annotations
@@ -26,6 +44,7 @@ import gzip
 import http.client
 import json
 import logging
+import os
 import random
 import socket
 import sys
@@ -41,11 +60,55 @@ from bench.procs import SimProcess
 from bench.worker import rss_mb
 from exporter.collect.service import ExporterService
 from exporter.config import load_settings
+from exporter.limits import counts
 from exporter.memory import HeapFreezer
+from exporter.simulator.faults import FAULT_KINDS
 from exporter.web import Server, build_app
 
 MAX_SECONDS = 600.0
 RESOURCES = ("clusters", "nodes", "nodepools", "addons", "quotas", "jobs")
+#: The hostile kinds, in the order they run (one cluster failing stays so to the end).
+HOSTILE_KINDS: tuple[str, ...] = (
+    "drip",
+    "gzip_bomb",
+    "oversized_labels",
+    "cluster_failing",
+    "hangups",
+    "connection_flood",
+    "login_flood",
+)
+CLIENT_KINDS = frozenset({"hangups", "connection_flood", "login_flood"})
+DESCRIPTIONS = {
+    "drip": "dripping answers (nodes, IAM tokens)",
+    "gzip_bomb": "gzip bombs (1 MB -> 1 GB)",
+    "oversized_labels": "oversized labels (100 KB names)",
+    "cluster_failing": "one cluster failing for good",
+    "hangups": "clients hanging up mid-scrape",
+    "connection_flood": "connection flood",
+    "login_flood": "failed-login flood",
+}
+
+
+@dataclass
+class Episode:
+    """One hostile kind: whether the exporter survived it, and how long it took to recover."""
+
+    kind: str
+    survived: bool = False
+    recovered: bool = False
+    recovery_seconds: float | None = None
+    note: str = ""
+
+    def cell(self) -> str:
+        if not self.survived:
+            return f"FAILED ({self.note})" if self.note else "FAILED"
+        if self.kind == "cluster_failing":
+            outcome = "survived / target stayed ready"
+        elif not self.recovered:
+            outcome = "survived / NOT recovered"
+        else:
+            outcome = f"survived / recovered in {self.recovery_seconds or 0.0:.1f} s"
+        return f"{outcome} ({self.note})" if self.note else outcome
 
 
 @dataclass
@@ -69,6 +132,8 @@ class SoakReport:
     recovered: bool = False
     recovery_seconds: float | None = None
     interval_seconds: float = 0.0
+    episodes: list[Episode] = field(default_factory=list)
+    largest_scrape_bytes: int = 0
 
     @property
     def passed(self) -> bool:
@@ -78,6 +143,9 @@ class SoakReport:
             and self.crashes == 0
             and self.recovered
             and self.scrapes > 0
+            and all(
+                e.survived and (e.recovered or e.kind == "cluster_failing") for e in self.episodes
+            )
         )
 
     def text(self) -> str:
@@ -101,7 +169,9 @@ class SoakReport:
                 ("yes" if self.recovered else "NO")
                 + ("" if self.recovery_seconds is None else f" ({self.recovery_seconds:.1f} s)"),
             ),
+            ("largest /metrics", f"{self.largest_scrape_bytes / 1e6:.2f} MB"),
         ]
+        rows += [(f"hostile: {DESCRIPTIONS[e.kind]}", e.cell()) for e in self.episodes]
         width = max(len(k) for k, _ in rows)
         lines = [f"| {'':<{width}} | soak |", f"|{'-' * (width + 2)}|------|"]
         lines += [f"| {k:<{width}} | {v} |" for k, v in rows]
@@ -136,9 +206,16 @@ class Scraper(threading.Thread):
         self.stop_event = threading.Event()
         self.families: set[str] | None = None
         self.lock = threading.Lock()
+        # During a client attack the server may shed load: failures are counted here instead.
+        self.lenient = False
+        self.lenient_failures = 0
+        self.last_ok = 0.0
 
     def problem(self, kind: str, text: str) -> None:
         with self.lock:
+            if self.lenient:
+                self.lenient_failures += 1
+                return
             if kind == "failed":
                 self.report.failed_scrapes += 1
             else:
@@ -160,6 +237,9 @@ class Scraper(threading.Thread):
         if not text.endswith("\n"):
             self.problem("partial", "last line incomplete")
             return
+        with self.lock:
+            self.report.largest_scrape_bytes = max(self.report.largest_scrape_bytes, len(text))
+            self.last_ok = time.time()
         lines = text.splitlines()
         families = {line.split(" ", 3)[2] for line in lines if line.startswith("# TYPE ")}
         if self.families is None:
@@ -208,13 +288,20 @@ async def soak(
     token_every: float | None = None,
     seed: int = 7,
     log_level: int = logging.CRITICAL,
+    hostile: tuple[str, ...] = (),
+    attack: float | None = None,
 ) -> SoakReport:
-    """Run the soak for ``seconds`` (capped at 600) and return its report."""
+    """Run the soak for ``seconds`` (capped at 600) and return its report. ``hostile``: the
+    hostile kinds to run after the random faults, ``attack`` seconds each (default two
+    intervals, at least 6 s)."""
     seconds = min(seconds, MAX_SECONDS)
     report = SoakReport(interval_seconds=interval)
     rng = random.Random(seed)
-    fault_phase = max(seconds - 4 * interval, seconds * 0.6)
-    token_every = token_every or max(seconds / 4, 3 * interval)
+    attack = attack or max(2 * interval, 6.0)
+    # Each hostile kind takes its attack and at most about three intervals to recover.
+    hostile_budget = len(hostile) * (attack + 3 * interval)
+    fault_phase = max(seconds - 4 * interval - hostile_budget, seconds * 0.25)
+    token_every = token_every or max(fault_phase / 3, 2 * interval)
     faults: Counter[str] = Counter()
     churn: Counter[str] = Counter()
     crash_counter = _CrashCounter()
@@ -247,6 +334,7 @@ async def soak(
             env.pop(f"CCE_EXPORTER_{name}", None)
         env.update(
             CCE_EXPORTER_TIMEOUT="2",
+            CCE_EXPORTER_REQUEST_DEADLINE=f"{min(3.0, interval):g}",
             CCE_EXPORTER_MAX_RETRIES="2",
             CCE_EXPORTER_RETRY_DEADLINE=str(interval * 1.5),
             CCE_EXPORTER_CONCURRENCY="8",
@@ -278,7 +366,7 @@ async def soak(
         scheduler.add_listener(on_error, EVENT_JOB_ERROR)
         # The global rate picks kinds at random; one explicit fault of every kind makes sure each
         # is seen at least once (a hang among them: the client's timeout must end it).
-        for kind in sim.state()["fault_kinds"]:
+        for kind in FAULT_KINDS:
             await ctl("POST", "/_sim/faults", {"kind": kind, "count": 1, "hang_seconds": 30})
         report.rss_start_mb = rss_mb()
         scraper = Scraper(server.port, report)
@@ -317,6 +405,9 @@ async def soak(
                 report.recovery_seconds = time.time() - stopped
                 break
             await asyncio.sleep(0.1)
+        for kind in hostile:
+            episode = await _episode(kind, ctl, service, server, scraper, attack, interval)
+            report.episodes.append(episode)
         remaining = seconds - (loop.time() - started)
         if remaining > 0:
             await asyncio.sleep(remaining)
@@ -341,6 +432,196 @@ async def soak(
     report.faults_by_kind = dict(faults)
     report.churn_actions = dict(churn)
     return report
+
+
+async def _recovery(service: ExporterService, since: float, within: float) -> float | None:
+    """Seconds from ``since`` until every resource succeeded after it, or None."""
+    deadline = time.time() + within
+    while time.time() < deadline:
+        if _all_recovered(service, since):
+            return time.time() - since
+        await asyncio.sleep(0.1)
+    return None
+
+
+async def _episode(
+    kind: str,
+    ctl: Any,
+    service: ExporterService,
+    server: Server,
+    scraper: Scraper,
+    attack: float,
+    interval: float,
+) -> Episode:
+    """Run one hostile kind (see the module docstring) and measure survival and recovery."""
+    episode = Episode(kind)
+    report = scraper.report
+    failures_before = report.failed_scrapes + report.partial_scrapes
+    crashes_before = report.crashes
+    url = f"http://127.0.0.1:{server.port}"
+    within = 3 * interval + 2.0
+    if kind in CLIENT_KINDS:
+        scraper.lenient = True
+        try:
+            result = await _client_attack(kind, url, service, attack)
+        finally:
+            scraper.lenient = False
+        ended = time.time()
+        # Recovered: a complete scrape of /metrics answered again after the attack.
+        for _ in range(int(within / 0.05)):  # the scraper is a thread: polled
+            if scraper.last_ok >= ended:
+                break
+            await asyncio.sleep(0.05)
+        episode.survived = bool(result.get("survived")) and report.crashes == crashes_before
+        episode.recovered = scraper.last_ok >= ended
+        episode.recovery_seconds = scraper.last_ok - ended if episode.recovered else None
+        numbers = result.get("numbers", {})
+        episode.note = _client_note(kind, numbers, scraper.lenient_failures)
+        scraper.lenient_failures = 0
+        return episode
+    peak = rss_mb()
+    stop_sampling = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not stop_sampling.is_set():
+            peak = max(peak, rss_mb())
+            await asyncio.sleep(0.1)
+
+    sampler = asyncio.create_task(sample())
+    rss_before = rss_mb()
+    cut_before = counts()[0].get("label_value", 0)
+    largest_before = report.largest_scrape_bytes
+    report.largest_scrape_bytes = 0
+    try:
+        if kind == "drip":
+            for path in ("/nodes$", "/v3/auth/tokens$"):
+                await ctl(
+                    "POST",
+                    "/_sim/faults",
+                    {"kind": "drip", "rate": 1.0, "path": path, "drip_ms": 300},
+                )
+            await ctl("POST", "/_sim/tokens/expire")
+        elif kind == "gzip_bomb":
+            await ctl(
+                "POST",
+                "/_sim/faults",
+                {"kind": "gzip_bomb", "rate": 1.0, "path": "/nodepools$", "bomb_mb": 1024},
+            )
+        elif kind == "oversized_labels":
+            await ctl(
+                "POST",
+                "/_sim/faults",
+                {
+                    "kind": "oversized_names",
+                    "rate": 1.0,
+                    "path": "/clusters(/[^/]+)?$",
+                    "name_bytes": 100_000,
+                },
+            )
+        elif kind == "cluster_failing":
+            state = service.targets[0].collector.state
+            victim = next(c for c in state.clusters if c.id)
+            await ctl(
+                "POST",
+                "/_sim/faults",
+                {"kind": "http_500", "rate": 1.0, "path": f"/clusters/{victim.id}/nodes$"},
+            )
+        await asyncio.sleep(attack)
+        if kind == "cluster_failing":
+            ready, reasons = service.readiness()
+            failing = service.targets[0].collector.cluster_success.get("nodes", {})
+            episode.survived = ready and failing.get(victim.id or "") is False
+            episode.note = "cluster shown failing" if episode.survived else "; ".join(reasons)
+            episode.recovered = episode.survived
+            return episode
+        cleared = time.time()
+        await ctl("DELETE", "/_sim/faults")
+        episode.recovery_seconds = await _recovery(service, cleared, within)
+        episode.recovered = episode.recovery_seconds is not None
+    finally:
+        stop_sampling.set()
+        await sampler
+        largest = report.largest_scrape_bytes
+        report.largest_scrape_bytes = max(largest, largest_before)
+    episode.survived = (
+        report.failed_scrapes + report.partial_scrapes == failures_before
+        and report.crashes == crashes_before
+    )
+    if kind == "gzip_bomb":
+        episode.note = f"peak RSS {peak:.0f} MB, {rss_before:.0f} MB before"
+    elif kind == "oversized_labels":
+        cut = counts()[0].get("label_value", 0) - cut_before
+        episode.note = f"largest /metrics {largest / 1e6:.2f} MB, {cut} label values cut"
+    elif kind == "drip":
+        episode.note = "cut off at the request deadline"
+    return episode
+
+
+async def _client_attack(
+    kind: str, url: str, service: ExporterService, attack: float
+) -> dict[str, Any]:
+    """One attack of :mod:`bench.attacks`, in its own process (it must not share this
+    process's CPU and event loop with the server it attacks)."""
+    args = [sys.executable, "-m", "bench.attacks"]
+    extra: list[str] = []
+    login: Server | None = None
+    if kind == "hangups":
+        args.append("hangup")
+    elif kind == "connection_flood":
+        args.append("flood")
+    else:
+        # A second listener of the same exporter, with basic auth.
+        import bcrypt
+
+        from exporter.webconfig import parse_web_config
+
+        password = "soak-" + str(random.random())
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+        web = parse_web_config({"basic_auth_users": {"soak": hashed}})
+        login = Server(build_app(service, web_config=web), "127.0.0.1:0", web, grace=1)
+        await login.start()
+        url = f"http://127.0.0.1:{login.port}"
+        args.append("login-flood")
+        extra = ["--user", "soak", "--password", password]
+    args += ["--url", url, "--pid", str(os.getpid()), *extra]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 120 + attack)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return {"survived": False, "numbers": {}, "notes": ["the attack did not end"]}
+        try:
+            result: dict[str, Any] = json.loads(out)
+        except ValueError:
+            return {"survived": False, "numbers": {}, "notes": ["no result from the attack"]}
+        return result
+    finally:
+        if login is not None:
+            await login.stop()
+
+
+def _client_note(kind: str, numbers: dict[str, float], scrape_failures: int) -> str:
+    if kind == "hangups":
+        size = numbers.get("metrics_bytes", 0) / 1e6
+        text = f"{numbers.get('hangups', 0):.0f} hang-ups of a {size:.1f} MB /metrics"
+    elif kind == "connection_flood":
+        text = (
+            f"{numbers.get('connections_opened', 0):.0f} half-open connections, "
+            f"/healthz {numbers.get('healthz_answered', 0):.0f}"
+            f"/{numbers.get('healthz_probes', 0):.0f} answered, "
+            f"max {numbers.get('healthz_max_seconds', -1):.2f} s"
+        )
+    else:
+        text = (
+            f"{numbers.get('clients', 0):.0f} clients; a real login took "
+            f"{numbers.get('first_login_seconds', -1):.2f} s"
+        )
+    return text + (f"; {scrape_failures} scrapes failed during it" if scrape_failures else "")
 
 
 def _all_recovered(service: ExporterService, since: float) -> bool:
@@ -390,6 +671,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clusters", type=int, default=30)
     parser.add_argument("--nodes-per-cluster", type=int, default=30)
     parser.add_argument("--fault-rate", type=float, default=0.1)
+    parser.add_argument(
+        "--hostile",
+        default=",".join(HOSTILE_KINDS),
+        help="hostile kinds to run, comma-separated ('' for none); default: all of them",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON too")
     args = parser.parse_args(argv)
     report = asyncio.run(
@@ -399,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
             nodes_per_cluster=args.nodes_per_cluster,
             interval=args.interval,
             fault_rate=args.fault_rate,
+            hostile=tuple(k for k in args.hostile.split(",") if k),
         )
     )
     print(report.text())

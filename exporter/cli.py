@@ -254,6 +254,8 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
             routes = gate.routes(routes, token)
             await elector.start()
             shutdown.append(elector.stop)  # after hibernation.close: its last save still leads
+        # Scheduled transitions on a timer of their own, not at the next cluster collection.
+        hibernation.start_timer(ready=None if election is None else gate.ready)
     service.start_scheduler()
     web_config = None
     if settings.web_config_file:

@@ -391,6 +391,9 @@ class TargetConfig(_Model):
     retry_deadline: PositiveDuration = 30.0
     concurrency: int = Field(default=8, ge=1)
     requests_per_second: float | None = Field(default=None, gt=0)
+    # Bounds on one API answer: its whole exchange, and its size once decoded.
+    request_deadline: PositiveDuration = 30.0
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
     @field_validator("name")
     @classmethod
@@ -485,6 +488,9 @@ class Settings(_Model):
     shard: int = Field(default=0, ge=0)
     total_shards: int = Field(default=1, ge=1)
     collect_concurrency: int = Field(default=4, ge=1)
+    # Lengths past which a label value or a log field is cut (marker appended, counted).
+    label_value_max_length: int = Field(default=256, ge=32)
+    log_field_max_length: int = Field(default=1024, ge=64)
     leader_election: Literal["none", "file", "lease"] = "none"
     leader_election_lock_file: Path | None = None
     leader_election_namespace: str | None = None

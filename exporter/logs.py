@@ -3,6 +3,8 @@
 Third-party HTTP loggers (httpx, httpcore, uvicorn's access log) are held at WARNING whatever the
 level: they would print a line per API call or scrape, and at DEBUG they can show request details.
 The exporter logs its own API calls (method, templated endpoint, status) at DEBUG instead.
+Every argument and ``extra=`` field of a record is cut to ``log_field_max_length`` characters
+(:class:`exporter.limits.TruncatingFilter`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import logging
 import sys
 import time
 from typing import Any, TextIO
+
+from exporter.limits import TruncatingFilter
 
 _QUIET = ("httpx", "httpcore", "uvicorn.access", "apscheduler", "hpack", "asyncio")
 
@@ -47,6 +51,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None 
             root.removeHandler(handler)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._cce_exporter = True  # type: ignore[attr-defined]
+    # Every argument and field cut to a bounded length: one hostile name, one line of bounded size.
+    handler.addFilter(TruncatingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -26,6 +26,7 @@ TESTS_DIR = ROOT / "alerts" / "tests"
 ALERTS = {
     "CCEExporterDown",
     "CCEExporterCollectFailing",
+    "CCEExporterClusterCollectFailing",
     "CCEExporterDataStale",
     "CCEExporterShardsInconsistent",
     "CCEClusterUnavailable",

@@ -210,24 +210,28 @@ def test_a_bad_config_file_is_named(tmp_path: Path, sim7: SimProcess) -> None:
     assert "nope.yaml" in missing.stderr
 
 
-def test_demo_serves_within_10_seconds_and_stops_on_sigint(
+def test_demo_serves_the_cluster_listing_and_stops_on_sigint(
     processes: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
-    started = time.monotonic()
+    """The demo prints its URLs, serves the clusters' exposition and the page, and stops on ^C.
+
+    The first exposition may predate the cluster listing (readiness follows the first render), so
+    the test polls until the clusters are in it, within a generous deadline; it asserts what is
+    served, never how fast.
+    """
     demo = processes("demo", "--listen", "127.0.0.1:0", env=clean_env(), stderr=False)
-    match, _ = read_until(demo, r"metrics\s+(http://127\.0\.0\.1:\d+)/metrics", deadline=10.0)
+    match, _ = read_until(demo, r"metrics\s+(http://127\.0\.0\.1:\d+)/metrics", deadline=DEADLINE)
     base = match.group(1)
+    end = time.monotonic() + DEADLINE
     with httpx.Client(base_url=base, timeout=5.0) as http:
         while True:
             metrics = http.get("/metrics")
-            # The exposition rendered at start-up has no cluster yet: wait for the first listing.
             if metrics.status_code == 200 and "cce_cluster_info{" in metrics.text:
                 break
-            assert time.monotonic() - started < 10.0, "no exposition within 10 s"
-        assert "cce_cluster_info{" in metrics.text
+            assert time.monotonic() < end, "the demo served no cluster listing"
+            time.sleep(0.2)  # polling interval, not a wait for an outcome
         page = http.get("/")
         assert page.status_code == 200 and "cce-exporter" in page.text
-    assert time.monotonic() - started < 10.0
     os.kill(demo.pid, signal.SIGINT)
     assert demo.wait(timeout=20) == 0
 

@@ -421,11 +421,20 @@ async def test_node_listing_failing_for_one_cluster_keeps_the_rest(
     ]
     for _ in range(2):
         exporter.clock.advance(30)
-        assert not await exporter.collect("nodes")
+        # Partial failure is not total failure: the pass succeeds, the cluster shows failing.
+        assert await exporter.collect("nodes")
         scrape = await exporter.scrape()
-        assert scrape.value("cce_exporter_collect_success", resource="nodes", project_id=pid) == 0
+        assert scrape.value("cce_exporter_collect_success", resource="nodes", project_id=pid) == 1
         assert (
-            scrape.value("cce_exporter_last_success_timestamp_seconds", resource="nodes") == last_ok
+            scrape.value("cce_exporter_last_success_timestamp_seconds", resource="nodes")
+            == exporter.clock.now
+            > last_ok
+        )
+        assert (
+            scrape.value(
+                "cce_exporter_cluster_collect_success", resource="nodes", cluster_id=broken
+            )
+            == 0
         )
         # The failing cluster keeps its last good nodes, the others are current.
         for c in clusters:
@@ -440,6 +449,10 @@ async def test_node_listing_failing_for_one_cluster_keeps_the_rest(
     assert await exporter.collect("nodes")
     scrape = await exporter.scrape()
     assert scrape.value("cce_exporter_collect_success", resource="nodes") == 1
+    assert (
+        scrape.value("cce_exporter_cluster_collect_success", resource="nodes", cluster_id=broken)
+        == 1
+    )
     assert scrape.value("cce_exporter_last_success_timestamp_seconds", resource="nodes") == (
         exporter.clock.now
     )

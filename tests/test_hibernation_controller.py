@@ -242,10 +242,17 @@ async def test_catch_up_once_after_restart_and_not_beyond_the_window() -> None:
         await second.tick()
         await second.wait_idle()
         await second.close()
+        key = f"sim/{env.ids['dev-a']}"
+        history = second.state["history"][key]
+        assert [(h["action"], h["result"]) for h in history] == [("hibernate", "success")]
         third = env.controller()  # a restart does not repeat the action
-        await third.tick()
+        # Not even as a "skipped, already Hibernation": the transition was handled before the
+        # restart, so the restarted controller decides nothing about it and records nothing.
+        assert await third.tick() == []
         await third.wait_idle()
         assert len(env.api.calls) == 1
+        assert third.state["history"][key] == history
+        assert third.actions == {}  # nothing counted either (no skipped, no success)
         await third.close()
 
         # Down over the 08:00 (07:00Z) wake-up and back 2 hours later: beyond the 1 h window.

@@ -163,6 +163,7 @@ def example_target() -> TargetData:
             ResourceHealth("clusters", True, 0.25, NOW - 5),
             ResourceHealth("nodes", False, None, None),
         ],
+        cluster_success={"nodes": {EXAMPLE_CLUSTER: True}, "addons": {EXAMPLE_CLUSTER: False}},
     )
 
 
@@ -202,6 +203,8 @@ def every_value_target() -> TargetData:
         quotas=quotas,
         phase_since={f"cluster/{cid}": NOW - 7200, "node/n-05": NOW - 30.5},
         health=[ResourceHealth("quotas", True, 1.5, NOW - 1)],
+        # A cluster no longer listed has no per-cluster outcome series.
+        cluster_success={"nodes": {cid: False, "gone-cluster": True}},
     )
 
 
@@ -347,6 +350,7 @@ def test_every_contract_family_is_rendered_with_its_type_and_labels() -> None:
         ],
         phase_since={"cluster/c1": NOW, f"node/{EXAMPLE_CLUSTER}": NOW},
         health=[ResourceHealth("nodes", True, 0.1, NOW)],
+        cluster_success={"nodes": {"c1": True}},
     )
     text, _ = render_all([full])
     types = {fam.name: fam.type for fam in parse_text(text)}

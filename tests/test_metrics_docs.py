@@ -66,6 +66,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "cce_exporter_collect_duration_seconds": ("gauge", ("project_id", "resource")),
     "cce_exporter_collect_success": ("gauge", ("project_id", "resource")),
     "cce_exporter_last_success_timestamp_seconds": ("gauge", ("project_id", "resource")),
+    "cce_exporter_cluster_collect_success": ("gauge", (*C, "resource")),
     "cce_exporter_api_requests_total": ("counter", ("endpoint", "method", "code")),
     "cce_exporter_api_request_duration_seconds": ("histogram", ("endpoint", "method")),
     "cce_exporter_api_retries_total": ("counter", ("endpoint", "reason")),

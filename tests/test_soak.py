@@ -24,3 +24,20 @@ async def test_short_soak_survives_every_fault_kind() -> None:
     assert report.cycles >= 5, summary
     assert report.churn_actions, summary
     assert report.passed
+
+
+async def test_short_soak_survives_the_hostile_api_kinds() -> None:
+    kinds = ("drip", "gzip_bomb", "oversized_labels", "cluster_failing")
+    report = await soak(
+        30, clusters=6, nodes_per_cluster=6, interval=2.0, seed=5, hostile=kinds, attack=4.0
+    )
+    summary = report.text()
+    assert [e.kind for e in report.episodes] == list(kinds), summary
+    for episode in report.episodes:
+        assert episode.survived, summary
+        assert episode.recovered, summary
+    assert report.failed_scrapes == 0 and report.partial_scrapes == 0, summary
+    assert report.crashes == 0, summary
+    assert "label values cut" in report.episodes[2].note, summary
+    assert not report.episodes[2].note.endswith(", 0 label values cut"), summary
+    assert report.passed, summary

@@ -14,8 +14,10 @@ from exporter.collect.tracking import JobTracker, PhaseTracker
 
 def test_round_trip_and_no_temporary_files_left(tmp_path: Path) -> None:
     state = StateFile(tmp_path / "sub" / "state.json")
-    state.save({"phases": {"cluster/a": ["Available", 12.5]}, "hibernation": {"x": 1}})
-    assert state.load() == {"phases": {"cluster/a": ["Available", 12.5]}, "hibernation": {"x": 1}}
+    hibernation = {"handled": {"t/c": 1.0}, "overrides": {}, "history": {}, "in_flight": {}}
+    sections = {"phases": {"t": {"cluster/a": ["Available", 12.5]}}, "hibernation": hibernation}
+    state.save(sections)
+    assert state.load() == sections
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["state.json"]
 
 
@@ -62,7 +64,7 @@ def test_phase_tracker_keeps_first_sight_until_the_phase_changes() -> None:
     assert t.renderer_snapshot() == {
         "cluster/a": 200.0,
         "node/n2": 100.0,
-        "nodepool/p1": 100.0,
+        "nodepool/a/p1": 100.0,
     }
     t.retain_clusters(["b"])  # cluster a is gone: its pools go with it
     assert t.since("nodepool/a/p1") is None and t.since("node/b/n2") == 100.0

@@ -145,7 +145,8 @@ class PasswordAuth(httpx.Auth):
 
     The token is scoped to one project, by name or by ID (the ID wins when both are given). It is
     refreshed ``refresh_margin`` before it expires (at most half its lifetime before, so a short
-    lived token is not refetched on every request). Works with ``httpx.AsyncClient`` only; IAM is
+    lived token is not refetched on every request). ``deadline`` bounds each token request as a
+    whole (the answer's every byte included). Works with ``httpx.AsyncClient`` only; IAM is
     called through a client of its own, so the token request never runs through this flow.
     """
 
@@ -165,6 +166,7 @@ class PasswordAuth(httpx.Auth):
         refresh_margin: timedelta = timedelta(minutes=10),
         on_refresh: RefreshCallback | None = None,
         clock: Clock = _utcnow,
+        deadline: float | None = None,
     ) -> None:
         if not iam_endpoint:
             raise CredentialsError("password authentication needs the IAM endpoint")
@@ -190,6 +192,9 @@ class PasswordAuth(httpx.Auth):
             )
         self._verify: ssl.SSLContext | bool = verify
         self._timeout = timeout
+        # The total time a token request may take, every byte of IAM's answer included (the
+        # timeout bounds each silence only): a dripping answer must not hold every request.
+        self._deadline = deadline
         self._refresh_margin = refresh_margin
         self._on_refresh = on_refresh
         self._clock = clock
@@ -316,7 +321,12 @@ class PasswordAuth(httpx.Auth):
     async def _request_token(self) -> tuple[str, datetime, datetime]:
         url = self.iam_endpoint + IAM_TOKEN_PATH
         try:
-            response = await self._iam_client().post(url, json=self.token_request_body())
+            async with asyncio.timeout(self._deadline):
+                response = await self._iam_client().post(url, json=self.token_request_body())
+        except TimeoutError:
+            raise RequestTimeout(
+                f"IAM token request: no complete answer within the {self._deadline:g}s deadline"
+            ) from None
         except httpx.TimeoutException as exc:
             raise RequestTimeout(f"IAM token request timed out ({type(exc).__name__})") from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:

@@ -26,6 +26,18 @@ Retries
     errors that prove the request never left (connect errors and connect/pool timeouts), never on
     read timeouts or 5xx answers after the request was sent.
 
+Bounds on each answer
+    Every attempt runs under a total deadline, ``request_deadline`` (connect, send, the auth
+    flow with its IAM token request, and every byte of the answer), apart from ``timeout``,
+    which bounds each silence: a server that trickles one byte a second is cut off at the
+    deadline (:class:`~exporter.cce.errors.RequestTimeout`, retried like a timeout). The answer
+    is read as raw bytes and decoded here, not by the transport: at most
+    ``max_response_bytes`` raw, and a ``gzip``/``deflate`` body is inflated step by step and
+    refused (:class:`~exporter.cce.errors.ResponseParseError`, not retried) as soon as it passes
+    ``max_response_bytes`` (see :func:`exporter.limits.inflate`); large compressed bodies are
+    inflated in a worker thread. A list answer with one unreadable object (a lone surrogate in
+    a name, a value of the wrong type) loses that object only (:mod:`exporter.cce.salvage`).
+
 Limits
     ``concurrency`` requests in flight at most, and ``requests_per_second`` (a token bucket with a
     one-second burst) when set; both shared by every call of the client. A call waiting for its
@@ -99,7 +111,9 @@ from exporter.cce.models import (
     parse_node_summaries,
     parse_response,
 )
+from exporter.cce.salvage import salvage_list
 from exporter.cce.transport import LeanTransport
+from exporter.limits import CompressedBodyError, inflate
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +134,16 @@ THREAD_PARSE_BYTES = 64 * 1024
 #: from six only a seventh of it (measured at 500 clusters: node lists waited ~150 ms to be read
 #: instead of ~60, while six parses took turns).
 _PARSER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cce-parse")
+#: The one thread large compressed answers are inflated in (zlib releases the GIL meanwhile).
+_INFLATER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cce-inflate")
+
+#: Compressed bodies at least this large are inflated in a worker thread: gzip inflates up to a
+#: thousandfold, so 8 kB may be 8 MB of output.
+THREAD_INFLATE_BYTES = 8 * 1024
+
+#: Default total deadline of one attempt, and default cap on an answer's (decoded) size.
+DEFAULT_REQUEST_DEADLINE = 30.0
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -138,6 +162,14 @@ PROJECTS = "/v3/projects"
 
 #: Statuses retried for idempotent calls (see the module docstring for 503 and 500).
 RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 502, 503, 504})
+
+#: List endpoints whose answers are salvaged object by object when the whole list cannot be read.
+_LIST_ITEMS: dict[str, type[BaseModel]] = {
+    CLUSTERS: Cluster,
+    NODES: Node,
+    NODEPOOLS: NodePool,
+    ADDONS: Addon,
+}
 
 # A cluster ID becomes a DNS label in the add-on host name; refuse anything that is not one.
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -244,6 +276,8 @@ class CCEClient:
         ca_file: Path | None = None,
         insecure_skip_verify: bool = False,
         timeout: float = 10,
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_retries: int = 3,
         retry_deadline: float = 30,
         backoff_base: float = 0.5,
@@ -271,6 +305,8 @@ class CCEClient:
         self.iam_endpoint = _normalize_base(iam_endpoint) if iam_endpoint else self.endpoint
         self.project_id = project_id
         self.timeout = timeout
+        self.request_deadline = request_deadline
+        self.max_response_bytes = max_response_bytes
         self.max_retries = max_retries
         self.retry_deadline = retry_deadline
         self.backoff_base = backoff_base
@@ -307,6 +343,8 @@ class CCEClient:
             headers={
                 "Content-Type": "application/json",
                 "Accept": "application/json",
+                # Decoded by the client itself, under a size cap (see _read_body).
+                "Accept-Encoding": "gzip, deflate",
                 "User-Agent": f"cce-exporter/{__version__}",
             },
         )
@@ -496,6 +534,21 @@ class CCEClient:
             known = memo.recall(digest)
             if known is not None:
                 return known
+        item_model = _LIST_ITEMS.get(template)
+        if item_model is not None:
+            strict = parse
+
+            def parse(content: bytes) -> R:
+                try:
+                    return strict(content)
+                except ResponseParseError as original:
+                    # One bad object must not cost the whole list: drop it, keep the others.
+                    try:
+                        cleaned = salvage_list(content, item_model, endpoint=template)
+                    except ResponseParseError:
+                        raise original from None  # not a list with a bad object in it
+                    return strict(cleaned)
+
         if len(content) >= THREAD_PARSE_BYTES:
             loop = asyncio.get_running_loop()
             value = await loop.run_in_executor(_PARSER, parse, content)
@@ -536,7 +589,10 @@ class CCEClient:
         while True:
             left = deadline - self._clock()
             timeout = min(self.timeout, left) if retries and left > 0 else self.timeout
-            outcome = await self._attempt(method, template, url, params, timeout)
+            total = (
+                min(self.request_deadline, left) if retries and left > 0 else self.request_deadline
+            )
+            outcome = await self._attempt(method, template, url, params, timeout, total)
             error: CCEError
             reason: str
             wait: float | None = None
@@ -595,25 +651,40 @@ class CCEClient:
         url: str,
         params: dict[str, str] | None,
         attempt_timeout: float,
+        attempt_deadline: float,
     ) -> httpx.Response | tuple[CCEError, str, bool]:
         """One HTTP exchange under the limits; a response, or ``(error, reason, retryable)``.
 
         ``reason`` is ``not_sent`` when the request provably never left (connect failures), which
-        makes even a non-idempotent call safe to retry.
+        makes even a non-idempotent call safe to retry. The whole exchange, the auth flow and
+        every byte of the answer included, ends within ``attempt_deadline`` seconds.
         """
         async with self._slots:
             if self._bucket is not None:
                 await self._bucket.acquire()
             start = self._clock()
             try:
-                # The body is read once here (no streaming) and only ever used as bytes.
-                response = await self._http.request(
-                    method, _parsed_url(url), params=params, timeout=attempt_timeout
+                async with asyncio.timeout(attempt_deadline):
+                    request = self._http.build_request(
+                        method, _parsed_url(url), params=params, timeout=attempt_timeout
+                    )
+                    response = await self._http.send(request, stream=True)
+                    try:
+                        await self._read_body(response)
+                    finally:
+                        await response.aclose()
+            except TimeoutError:
+                # The total deadline (asyncio.timeout); the request may have been sent.
+                self._record(method, template, "timeout", start, None)
+                error: CCEError = RequestTimeout(
+                    f"{method} {template}: no complete answer within the "
+                    f"{attempt_deadline:g}s request deadline"
                 )
+                return error, "timeout", True
             except httpx.TimeoutException as exc:
                 self._record(method, template, "timeout", start, None)
                 not_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-                error: CCEError = RequestTimeout(
+                error = RequestTimeout(
                     f"{method} {template}: {type(exc).__name__} after {attempt_timeout:g}s"
                 )
                 return error, "not_sent" if not_sent else "timeout", True
@@ -628,6 +699,10 @@ class CCEClient:
                 not_sent = isinstance(exc, httpx.ConnectError)
                 error = TransportError(f"{method} {template}: {type(exc).__name__}: {exc}")
                 return error, "not_sent" if not_sent else "connection_error", True
+            except CompressedBodyError as exc:
+                # The server answered: counted under its status. Asking again gets the same body.
+                self._record(method, template, response.status_code, start, response)
+                return ResponseParseError(f"{method}: {exc}", endpoint=template), "body", False
             except CCEError:
                 # Raised by the auth flow (IAM refused the password, token file unreadable...):
                 # the auth layer already did its one retry.
@@ -639,6 +714,42 @@ class CCEClient:
             response.stream = httpx.ByteStream(b"")
             self._record(method, template, response.status_code, start, response)
             return response
+
+    async def _read_body(self, response: httpx.Response) -> None:
+        """Read the raw answer (at most ``max_response_bytes``) and decode its
+        ``Content-Encoding`` here, under the same cap; the result becomes ``response.content``.
+
+        Raises :class:`CompressedBodyError` for a body past the cap, corrupt or in a coding
+        not asked for."""
+        limit = self.max_response_bytes
+        if response.is_stream_consumed:
+            # Handed over read already (test transports): nothing is left to bound or decode.
+            if len(response.content) > limit:
+                raise CompressedBodyError(
+                    f"the answer is larger than {limit} bytes; refused", too_large=True
+                )
+            return
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > limit:
+                raise CompressedBodyError(
+                    f"the answer is larger than {limit} bytes; refused", too_large=True
+                )
+            chunks.append(chunk)
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        coding = response.headers.get("content-encoding", "").strip().lower()
+        if coding in ("", "identity") or not raw:
+            body = raw
+        elif len(raw) >= THREAD_INFLATE_BYTES:
+            # A large compressed body is inflated off the event loop: scrapes and health checks
+            # keep being served meanwhile.
+            loop = asyncio.get_running_loop()
+            body = await loop.run_in_executor(_INFLATER, inflate, raw, coding, limit)
+        else:
+            body = inflate(raw, coding, limit)
+        response._content = body
 
     def _record(
         self,

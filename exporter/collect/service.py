@@ -32,6 +32,7 @@ from exporter.collect.statefile import StateFile
 from exporter.collect.target import RESOURCES, TargetCollector
 from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.config import Settings, TargetConfig
+from exporter.limits import LimitsCollector, limits
 from exporter.memory import HeapFreezer
 from exporter.metrics.render import (
     Exposition,
@@ -123,6 +124,7 @@ def build_auth(target: TargetConfig, api_metrics: ApiMetrics) -> httpx.Auth:
             verify=verify,
             timeout=target.timeout,
             on_refresh=api_metrics.auth_refresh,
+            deadline=target.request_deadline,
         )
     token = target.token.get_secret_value() if target.token is not None else None
     return TokenAuth(token=token, token_file=target.token_file, on_refresh=api_metrics.auth_refresh)
@@ -140,6 +142,8 @@ def build_client(
         ca_file=target.ca_file,
         insecure_skip_verify=target.insecure_skip_verify,
         timeout=target.timeout,
+        request_deadline=target.request_deadline,
+        max_response_bytes=target.max_response_bytes,
         max_retries=target.max_retries,
         retry_deadline=target.retry_deadline,
         concurrency=target.concurrency,
@@ -174,6 +178,9 @@ class ExporterService:
         self.stats_registry = CollectorRegistry(auto_describe=True)
         self.job_histogram = JobDurationHistogram(self.stats_registry)
         self.counters = CollectorCounters(self.stats_registry, self.job_histogram)
+        limits.label_value_max = settings.label_value_max_length
+        limits.log_field_max = settings.log_field_max_length
+        self.stats_registry.register(LimitsCollector())
         self.extra_registries: list[CollectorRegistry] = [self.api_registry, self.stats_registry]
         self.statefile = StateFile(Path(settings.state_file)) if settings.state_file else None
         self.targets: list[Target] = []
@@ -186,6 +193,7 @@ class ExporterService:
         self._semaphore = asyncio.Semaphore(settings.collect_concurrency)
         self.scheduler: AsyncIOScheduler | None = None
         self._state_sections: dict[str, Any] = {}
+        self.last_save_error: str | None = None
         self.after_collect: list[Callable[[Target, str], Any]] = []
         self.hibernation: Any = None  # the HibernationController, when a policy file is set
 
@@ -409,9 +417,11 @@ class ExporterService:
     def set_state_section(self, name: str, value: Any) -> None:
         self._state_sections[name] = value
 
-    def save_state(self) -> None:
+    def save_state(self) -> bool:
+        """Write the state file; False when it could not be written (``last_save_error`` says
+        why; logged at ERROR)."""
         if self.statefile is None:
-            return
+            return True
         self._state_sections["phases"] = {
             t.config.name: t.collector.phases.dump() for t in self.targets
         }
@@ -421,7 +431,13 @@ class ExporterService:
         try:
             self.statefile.save(self._state_sections)
         except OSError as exc:
+            self.last_save_error = f"cannot write the state file {self.statefile.path}: " + (
+                exc.strerror or type(exc).__name__
+            )
             log.error("could not write the state file %s: %s", self.statefile.path, exc)
+            return False
+        self.last_save_error = None
+        return True
 
     async def close(self) -> None:
         if self.scheduler is not None and self.scheduler.running:

@@ -4,7 +4,12 @@ Each ``collect_<resource>`` method lists one kind of resource through the API cl
 the target's last good data. Errors are caught here, at the job boundary: they are logged with the
 target and cluster, counted, and the last good data is kept (marked by
 ``cce_exporter_collect_success`` = 0 and an ageing ``cce_exporter_last_success_timestamp_seconds``).
-A cluster whose node listing fails does not lose the other clusters' data.
+
+Partial failure is not total failure: a per-cluster resource (nodes, node pools, add-ons) and the
+jobs succeed when their pass ran over the listed clusters, even if some clusters failed. Each
+cluster's own outcome is kept per resource (``cce_exporter_cluster_collect_success``), its last
+good data is kept, and the other clusters' data is never lost. Only when every cluster of a pass
+failed (the API is down, not one cluster) does the resource fail.
 """
 
 from __future__ import annotations
@@ -120,6 +125,8 @@ class TargetCollector:
         # "<resource>" and "<resource>/<cluster_id>" -> the last error's class, HTTP status, API
         # error code and message (the status page shows the cause; no traceback is kept)
         self.last_errors: dict[str, dict[str, Any]] = {}
+        # resource -> cluster_id -> whether that cluster's last collection of it succeeded
+        self.cluster_success: dict[str, dict[str, bool]] = {}
         # "<resource>/<cluster_id>" and "job/<job_id>" -> the last answer (exporter.cce.memo)
         self.memos: dict[str, Memo[Any]] = {}
 
@@ -177,9 +184,9 @@ class TargetCollector:
         started = time.perf_counter()
         now = self.clock()
         health.last_attempt = now
+        health.error = None
         try:
             ok = await work()
-            health.error = None if ok else health.error
         except CCEError as exc:
             ok = False
             health.error = self._log_error(resource, exc)
@@ -233,6 +240,9 @@ class TargetCollector:
             quotas=state.quotas,
         )
         self.phases.retain_clusters(ids)
+        for outcomes in self.cluster_success.values():
+            for gone in [cid for cid in outcomes if cid not in ids]:
+                del outcomes[gone]
         for key in [k for k in self.memos if not k.startswith("job/")]:
             if key.partition("/")[2] not in ids:
                 del self.memos[key]
@@ -289,24 +299,31 @@ class TargetCollector:
         after: Callable[[Cluster, Sequence[T], float], None],
     ) -> bool:
         if not self.state.clusters_listed:
+            self.health[resource].error = "the cluster list is not available yet"
             return False
         clusters = self.governed_clusters()
         skip = SKIP_PHASES.get(resource, frozenset())
         results: dict[str, Sequence[T]] = {}
-        failed = 0
+        outcomes = self.cluster_success.setdefault(resource, {})
+        failed = attempted = 0
 
         async def one(cluster: Cluster) -> None:
-            nonlocal failed
+            nonlocal failed, attempted
             assert cluster.id is not None
             if cluster.phase in skip:
+                # Not asked (a hibernated cluster cannot answer): no outcome, so no alert.
+                outcomes.pop(cluster.id, None)
                 return
+            attempted += 1
             try:
                 async with self.concurrency:
                     items = await fetch(cluster.id)
             except CCEError as exc:
                 failed += 1
+                outcomes[cluster.id] = False
                 self.errors[f"{resource}/{cluster.id}"] = self._log_error(resource, exc, cluster)
                 return
+            outcomes[cluster.id] = True
             self.errors.pop(f"{resource}/{cluster.id}", None)
             self.last_errors.pop(f"{resource}/{cluster.id}", None)
             results[cluster.id] = items
@@ -319,8 +336,9 @@ class TargetCollector:
         store(self.state).clear()
         store(self.state).update(merged)
         if failed:
-            self.health[resource].error = f"{failed} of {len(clusters)} clusters failed"
-        return failed == 0
+            self.health[resource].error = f"{failed} of {attempted} clusters failed"
+        # The pass succeeded unless no cluster could be read at all.
+        return not attempted or failed < attempted
 
     def _track_phases(self, kind: str, cluster: Cluster, objs: Sequence[Any], now: float) -> None:
         assert cluster.id is not None
@@ -416,13 +434,15 @@ class TargetCollector:
             return False
         now = self.clock()
         self.jobs.expire(now)
-        failed = 0
+        failed = attempted = 0
+        outcomes: dict[str, bool] = {}
 
         async def poll(entry_id: str) -> None:
-            nonlocal failed
+            nonlocal failed, attempted
             entry = self.jobs.entries.get(entry_id)
             if entry is None:
                 return
+            attempted += 1
             try:
                 async with self.concurrency:
                     job = await self.client.get_job(
@@ -439,12 +459,15 @@ class TargetCollector:
                 )
                 self.jobs.drop(entry.job_id, gone=True)
                 self.stats.job_dropped(self.project_id, "not_found")
+                outcomes.setdefault(entry.cluster_id, True)
                 return
             except CCEError as exc:
                 failed += 1
+                outcomes[entry.cluster_id] = False
                 cluster = next((c for c in self.state.clusters if c.id == entry.cluster_id), None)
                 self._log_error("jobs", exc, cluster)
                 return
+            outcomes.setdefault(entry.cluster_id, True)
             if self.jobs.update(entry, job, self.clock()) and not entry.observed:
                 entry.observed = True
                 self.stats.job_finished(job)
@@ -460,7 +483,14 @@ class TargetCollector:
             entry = self.jobs.entries.get(key[4:])
             if entry is None or entry.finished_at is not None:
                 del self.memos[key]
-        return failed == 0
+        known = self.cluster_success.setdefault("jobs", {})
+        if not new_only:
+            known.clear()  # clusters with no job left to poll have no outcome
+        known.update(outcomes)
+        if failed:
+            self.health["jobs"].error = f"{failed} of {attempted} job polls failed"
+        # As for the per-cluster listings: failed polls are shown per cluster, not target-wide.
+        return not attempted or failed < attempted
 
     # --- output ----------------------------------------------------------------------------------
 
@@ -497,4 +527,5 @@ class TargetCollector:
             quotas=state.quotas,
             phase_since=self.phases.renderer_snapshot(),
             health=health,
+            cluster_success={r: dict(o) for r, o in self.cluster_success.items() if o},
         )

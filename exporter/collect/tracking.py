@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 #: Kinds whose keys are qualified by their cluster: ``<kind>/<cluster_id>/<id>``.
 PER_CLUSTER_KINDS = frozenset({"node", "nodepool", "addon"})
+#: Kinds the renderer looks up with their cluster: a default node pool's ID, <az>#<flavor>#<os>,
+#: is the same in every cluster that has one. Node and add-on IDs are UUIDs.
+SCOPED_IN_RENDER = frozenset({"nodepool"})
 
 
 def _group_of(key: str) -> tuple[str, str]:
@@ -44,7 +47,8 @@ class PhaseTracker:
         self._groups: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}
         # The renderer's flat view, rebuilt after a change. Not patched in place: object IDs
         # are not unique across clusters (a default node pool's ID is <az>#<flavor>#<os>), so a
-        # key removed for one cluster may still stand for another.
+        # key removed for one cluster may still stand for another. Node pools keep their
+        # cluster in the key for that reason (see SCOPED_IN_RENDER).
         self._snapshot: dict[str, float] | None = None
 
     def observe(self, key: str, phase: str | None, now: float) -> float:
@@ -118,11 +122,12 @@ class PhaseTracker:
                 self._snapshot = None
 
     def renderer_snapshot(self) -> dict[str, float]:
-        """``{"<kind>/<id>": since}``, the renderer's keys (cached until the next change)."""
+        """``{"<kind>/<id>": since}``, the renderer's keys (cached until the next change);
+        ``"nodepool/<cluster_id>/<id>"`` for node pools, whose IDs repeat across clusters."""
         if self._snapshot is None:
             out: dict[str, float] = {}
             for (kind, scope), group in self._groups.items():
-                if scope:
+                if scope and kind not in SCOPED_IN_RENDER:
                     cut = len(kind) + len(scope) + 2
                     for key, (_, since) in group.items():
                         out[f"{kind}/{key[cut:]}"] = since

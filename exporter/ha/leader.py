@@ -88,6 +88,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporter.cce.errors import CCEError
 from exporter.cce.models import Cluster
+from exporter.collect.statefile import clean_hibernation
 from exporter.hibernation.controller import ControllerTarget, HibernationController
 
 log = logging.getLogger(__name__)
@@ -682,12 +683,7 @@ class SharedFileStateStore:
 def reload_state(controller: HibernationController) -> None:
     """Replace the controller's state with what its store holds now (a new leader's first step).
     Raises :class:`StateStoreError` when the store cannot be read."""
-    raw = controller.store.load()
-    state: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    for section in ("handled", "overrides", "history", "in_flight"):
-        if not isinstance(state.get(section), dict):
-            state[section] = {}
-    controller.state = state
+    controller.state = clean_hibernation(controller.store.load(), "shared hibernation state")
 
 
 class _Fenced:

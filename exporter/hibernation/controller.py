@@ -7,6 +7,14 @@ Edge-triggered with catch-up
     woke by hand between transitions is left alone until the next one; a transition missed while
     the exporter was down is caught up on start-up only if it is within the catch-up window.
 
+Its own timer
+    :meth:`HibernationController.start_timer` runs the ticks on a timer of their own: it sleeps
+    until the next scheduled transition of any governed cluster (or the end of a keep override),
+    at most ``TIMER_MAX_WAIT`` seconds, and ticks then with the clusters it last saw. A transition
+    is acted on within a second of its time, not at the next cluster collection, and a
+    collection that hangs does not hold hibernation up. Cluster collections still feed it fresh
+    lists (:meth:`on_collect`).
+
 Precedence
     A temporary override (keep awake / keep hibernated until T, skip the next transition) beats an
     exclusion, which beats the policy. When a keep-override expires and the policy then wants the
@@ -20,7 +28,11 @@ Safety
     refused for lack of capacity, timeout) is retried with exponential backoff up to
     ``max_attempts``, with the phase checked again before every call, then given up: counted
     ``failed`` and logged with the API's reason. An action is recorded in the state (and the state
-    saved) before it is started or reported, so a restart never repeats it. ``dry_run`` (per policy
+    saved) before it is started or reported, so a restart never repeats it; an action cut short by a
+    shutdown (its ``in_flight`` record left behind) is resolved after the restart by reading the
+    cluster's phase (following it while it is still in transit), and its result recorded. A
+    requested change that cannot be saved (:class:`StateNotSaved`) is refused and undone, so a
+    hook answers 503 rather than a success that a restart would forget. ``dry_run`` (per policy
     or global) computes, logs and counts ``dry_run`` and calls nothing that changes a cluster.
 
 Metrics (a private registry, :attr:`HibernationController.registry`)::
@@ -53,6 +65,7 @@ from prometheus_client.registry import Collector
 
 from exporter.cce.errors import CCEError, RateLimited
 from exporter.cce.models import Cluster
+from exporter.collect.statefile import clean_hibernation
 from exporter.hibernation.notify import Notifier
 from exporter.hibernation.policy import Conflict, Match, PolicyFile, match_policies
 from exporter.hibernation.schedule import (
@@ -63,6 +76,7 @@ from exporter.hibernation.schedule import (
     next_transitions,
     transitions,
 )
+from exporter.limits import truncate_label
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +88,7 @@ __all__ = [
     "MemoryStateStore",
     "Outcome",
     "ServiceStateStore",
+    "StateNotSaved",
     "StateStore",
 ]
 
@@ -86,6 +101,10 @@ STATE_OF: dict[str, State] = {"hibernate": "hibernated", "awake": "awake"}
 ACTION_FOR: dict[str, Action] = {"hibernated": "hibernate", "awake": "awake"}
 RESULTS = ("success", "failed", "skipped", "dry_run")
 HISTORY = 20
+#: Longest sleep of the timer between two looks at the schedule (policies and overrides change).
+TIMER_MAX_WAIT = 30.0
+#: How far ahead the timer looks for the next transition.
+TIMER_HORIZON = timedelta(days=2)
 #: Longest gap between two observations still counted as time in ``Hibernation``.
 OBSERVATION_CAP = 3600.0
 
@@ -106,6 +125,10 @@ class StateStore(Protocol):
 
     def load(self) -> Any: ...
     def save(self, value: Any) -> None: ...
+
+
+class StateNotSaved(Exception):
+    """The state could not be written (the message says why); the change was not made."""
 
 
 class MemoryStateStore:
@@ -137,7 +160,8 @@ class ServiceStateStore:
 
     def save(self, value: Any) -> None:
         self.service.set_state_section(self.section, value)
-        self.service.save_state()
+        if self.service.save_state() is False:
+            raise StateNotSaved(getattr(self.service, "last_save_error", None) or "not written")
 
 
 @dataclass
@@ -230,6 +254,8 @@ class HibernationController:
         self.registry.register(_HibernationCollector(self))
         self._slots = {name: asyncio.Semaphore(self.options.max_in_flight) for name in self.targets}
         self._tasks: set[asyncio.Task[Outcome]] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._listed: set[str] = set()  # targets whose clusters were seen at least once
         self._active: set[str] = set()  # cluster keys with an action running
         self.clusters: dict[tuple[str, str], Cluster] = {}
         self.matches: dict[tuple[str, str], Match] = {}
@@ -240,11 +266,8 @@ class HibernationController:
         self.savings: dict[tuple[str, str], float] = {}
         self._observed: dict[tuple[str, str], tuple[float, str]] = {}
         self._snapshot: list[Metric] = []
-        raw = self.store.load()
-        self.state: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        for section in ("handled", "overrides", "history", "in_flight"):
-            if not isinstance(self.state.get(section), dict):
-                self.state[section] = {}
+        # Validated entry by entry: a mistyped entry is dropped (one WARNING), never fatal.
+        self.state: dict[str, Any] = clean_hibernation(self.store.load(), "hibernation state")
 
     # --- keys, lookups --------------------------------------------------------------------------
 
@@ -262,8 +285,14 @@ class HibernationController:
                 return target, cluster
         return None
 
-    def _save(self) -> None:
-        self.store.save(self.state)
+    def _save(self, *, strict: bool = False) -> None:
+        """Save the state; with ``strict``, raise :class:`StateNotSaved` when it cannot be
+        written (else the store has logged it, and the next save tries again)."""
+        try:
+            self.store.save(self.state)
+        except StateNotSaved:
+            if strict:
+                raise
 
     # --- observing ------------------------------------------------------------------------------
 
@@ -286,6 +315,7 @@ class HibernationController:
         for name, items in given.items():
             if name not in self.targets:
                 continue
+            self._listed.add(name)
             for key in [k for k in self.clusters if k[0] == name]:
                 del self.clusters[key]
             for cluster in items:
@@ -327,6 +357,7 @@ class HibernationController:
         """Refresh, expire overrides, and start the actions due now. Returns the outcomes of the
         actions decided in this tick (``started`` for those now running in the background)."""
         await self.refresh(clusters)
+        self._resolve_interrupted()
         now = self.clock()
         outcomes: list[Outcome] = []
         for ident, match in sorted(self.matches.items()):
@@ -336,6 +367,57 @@ class HibernationController:
         self._expire_overrides(now)
         self._rebuild_snapshot(now)
         return outcomes
+
+    # --- the timer ------------------------------------------------------------------------------
+
+    def next_due(self, now: float) -> float | None:
+        """The next instant after ``now`` at which a tick has something to do: a transition of
+        a policy that governs a cluster, or the end of a keep override."""
+        due: float | None = None
+        seen: set[str] = set()
+        for match in self.matches.values():
+            if match.excluded or match.policy.name in seen:
+                continue
+            seen.add(match.policy.name)
+            upcoming = next_transitions(match.policy, _dt(now), TIMER_HORIZON)
+            if upcoming:
+                at = _ts(upcoming[0].at)
+                due = at if due is None else min(due, at)
+        for override in self.state["overrides"].values():
+            until = override.get("until") if isinstance(override, dict) else None
+            if isinstance(until, int | float) and until > now:
+                due = float(until) if due is None else min(due, float(until))
+        return due
+
+    def start_timer(self, ready: Callable[[], bool] | None = None) -> asyncio.Task[None]:
+        """Run :meth:`run_timer` in the background (stopped by :meth:`close`)."""
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(
+                self.run_timer(ready), name="hibernation-timer"
+            )
+        return self._timer
+
+    async def run_timer(self, ready: Callable[[], bool] | None = None) -> None:
+        """Sleep until the next transition (at most ``TIMER_MAX_WAIT``), then tick with the
+        clusters last seen; forever. ``ready``: whether this replica may act (the leader gate).
+        A tick never lists clusters itself for a target already seen, so a hanging API does not
+        hold the timer."""
+        while True:
+            due = self.next_due(self.clock())
+            # The clock read again: working out the schedule takes time of its own.
+            left = None if due is None else due - self.clock()
+            wait = TIMER_MAX_WAIT if left is None else min(TIMER_MAX_WAIT, max(0.0, left))
+            await self.sleep(wait)
+            if not self._listed or (ready is not None and not ready()):
+                continue  # the first cluster collection starts things; a follower waits
+            known: dict[str, list[Cluster]] = {name: [] for name in self._listed}
+            for (name, _), cluster in self.clusters.items():
+                if name in known:
+                    known[name].append(cluster)
+            try:
+                await self.tick(known)
+            except Exception:  # the timer must outlive any one tick
+                log.exception("hibernation: a scheduled tick failed")
 
     async def on_collect(self, target: Any, resource: str) -> None:
         """The service's ``after_collect`` hook: tick with the cluster list just collected."""
@@ -458,14 +540,24 @@ class HibernationController:
         now = self.clock()
         if until is not None and _ts(until) <= now:
             return "'until' is in the past"
-        self.state["overrides"][self.key(*ident)] = {
+        key = self.key(*ident)
+        previous = self.state["overrides"].get(key)
+        self.state["overrides"][key] = {
             "kind": "skip" if state is None else "keep",
             "state": state,
             "until": None if until is None else _ts(until),
             "reason": reason[:200],
             "created": now,
         }
-        self._save()
+        try:
+            self._save(strict=True)
+        except StateNotSaved:
+            # Not on disk, so not made: a restart would forget it without a word.
+            if previous is None:
+                del self.state["overrides"][key]
+            else:
+                self.state["overrides"][key] = previous
+            raise
         self._rebuild_snapshot(now)
         return None
 
@@ -473,9 +565,14 @@ class HibernationController:
         found = self.find(cluster_id)
         if found is None:
             return False
-        removed = self.state["overrides"].pop(self.key(found[0], found[1].id or ""), None)
+        key = self.key(found[0], found[1].id or "")
+        removed = self.state["overrides"].pop(key, None)
         if removed is not None:
-            self._save()
+            try:
+                self._save(strict=True)
+            except StateNotSaved:
+                self.state["overrides"][key] = removed
+                raise
             self._rebuild_snapshot(self.clock())
         return removed is not None
 
@@ -526,6 +623,9 @@ class HibernationController:
             # A fresh phase, so that the answer to the request is right (the run checks again).
             self.clusters[ident] = await self.targets[ident[0]].client.get_cluster(ident[1])
         dry_run = dry_run or self.dry_run or policy_dry_run
+        if not dry_run:
+            # An action whose record cannot be written is not started (StateNotSaved).
+            self._save(strict=True)
         if until is not None and not dry_run:
             error = self.set_override(ident[1], STATE_OF[action], until, reason)
             if error:
@@ -614,6 +714,14 @@ class HibernationController:
         except Exception as exc:  # the boundary of a background task: log, count, keep going
             log.exception("hibernation: %s of %s crashed", action, name)
             result, reason = "failed", _reason(exc)
+        return self._finish(ident, action, result, reason, source)
+
+    def _finish(
+        self, ident: tuple[str, str], action: str, result: str, reason: str, source: str
+    ) -> Outcome:
+        key = self.key(*ident)
+        cluster = self.clusters.get(ident)
+        name = (cluster.name if cluster else None) or ident[1]
         self._active.discard(key)
         self.state["in_flight"].pop(key, None)
         self._count(ident, action, result)
@@ -630,6 +738,65 @@ class HibernationController:
         )
         self._notify("after", ident, action, result, reason, source)
         return Outcome(result, ident[1], action, name, reason)  # type: ignore[arg-type]
+
+    # --- actions cut short by a shutdown ----------------------------------------------------------
+
+    def _resolve_interrupted(self) -> None:
+        """Start resolving every ``in_flight`` record no running action owns: left behind by a
+        shutdown during the action (the call may or may not have reached CCE)."""
+        for key, entry in list(self.state["in_flight"].items()):
+            if key in self._active:
+                continue
+            name, _, cid = key.partition("/")
+            ident = (name, cid)
+            if name not in self.targets or name not in self._listed:
+                continue  # not known yet; a later tick resolves it
+            action = entry.get("action")
+            if ident not in self.clusters:
+                self._finish(
+                    ident,
+                    action,
+                    "failed",
+                    "interrupted by a shutdown; the cluster is gone",
+                    "restart",
+                )
+                continue
+            self._active.add(key)
+            task = asyncio.get_running_loop().create_task(
+                self._resolve(ident, action, float(entry.get("started", 0.0))), name=key
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _resolve(self, ident: tuple[str, str], action: Action, started: float) -> Outcome:
+        key = self.key(*ident)
+        target = self.targets[ident[0]]
+        try:
+            try:
+                cluster = await target.client.get_cluster(ident[1])
+            except CCEError as exc:
+                # Unknown for now: the record stays, and the next tick asks again.
+                self._active.discard(key)
+                log.info(
+                    "hibernation: cannot resolve the interrupted %s of %s yet: %s", action, key, exc
+                )
+                return Outcome("skipped", ident[1], action, reason=_reason(exc))
+            phase = cluster.phase or ""
+            if phase == TARGET[action]:
+                result, reason = "success", f"interrupted by a shutdown; {phase} after the restart"
+            elif phase == TRANSIT[action]:
+                try:
+                    await self._follow(target, ident[1], action, started, None)
+                    result, reason = "success", "interrupted by a shutdown; followed to the end"
+                except _Failure as exc:
+                    result, reason = "failed", f"interrupted by a shutdown; then {exc}"
+            else:
+                result = "failed"
+                reason = f"interrupted by a shutdown; the cluster is {phase or 'in no phase'}"
+        except asyncio.CancelledError:
+            self._active.discard(key)
+            raise
+        return self._finish(ident, action, result, reason, "restart")
 
     async def _attempts(
         self,
@@ -770,6 +937,10 @@ class HibernationController:
             await self.notifier.drain()
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._timer
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(BaseException):
@@ -888,7 +1059,7 @@ class HibernationController:
         labels.update(
             project_id=target.project_id,
             cluster_id=ident[1],
-            cluster=(cluster.name if cluster else None) or "",
+            cluster=truncate_label((cluster.name if cluster else None) or ""),
         )
         return labels
 

@@ -16,7 +16,8 @@ the token's content nor its length leaks through timing. With no token configure
 route, cluster and outcome, never with the token.
 
 Status codes: 202 an action started, 200 a dry run / override / plan, 409 refused by a safety rule
-(wrong phase, not governed, conflict), 404 unknown cluster, 400 malformed body, 401 bad token.
+(wrong phase, not governed, conflict), 404 unknown cluster, 400 malformed body, 401 bad token,
+503 a change that could not be saved (the state file is not writable; nothing was changed).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from exporter.hibernation.controller import HibernationController, Outcome
+from exporter.hibernation.controller import HibernationController, Outcome, StateNotSaved
 from exporter.hibernation.schedule import Action
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,10 @@ class _Hooks:
             return await self.dispatch(request)
         except _BadRequest as exc:
             return self._done(request, 400, {"error": str(exc)}, f"bad request: {exc}")
+        except StateNotSaved as exc:
+            # Not saved, so not made: a 200 would be forgotten by the next restart.
+            error = f"the change could not be saved: {exc}"
+            return self._done(request, 503, {"error": error}, error)
 
     async def dispatch(self, request: Request) -> Response:
         path = request.url.path

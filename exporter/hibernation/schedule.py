@@ -157,7 +157,8 @@ def _cron_events(policy: Policy, first: date, last: date) -> list[tuple[datetime
         return events
     kept = [e for e in events if not any(s <= e[0] < t for s, t in runs)]
     for h_start, h_end in runs:
-        before = [a for at, a in events if at <= h_start]
+        # The state the holiday finds: firings at its first instant are dropped with the rest.
+        before = [a for at, a in events if at < h_start]
         if before and before[-1] == "awake":
             kept.append((h_start, "hibernate"))
         at_end = [a for at, a in events if at <= h_end]

@@ -31,7 +31,7 @@ GROUP_TABLES: dict[str, tuple[Table[Any], ...]] = {
     "addons": (addons.TABLE,),
     "jobs": (jobs.TABLE,),
     "quotas": (quotas.TABLE,),
-    "exporter": (selfmetrics.BUILD_TABLE, selfmetrics.TABLE),
+    "exporter": (selfmetrics.BUILD_TABLE, selfmetrics.TABLE, selfmetrics.CLUSTER_TABLE),
 }
 
 #: Label names a target's static labels cannot use: identity and property labels of any table (a
@@ -165,6 +165,23 @@ EXTERNAL_FAMILIES: tuple[FamilyDoc, ...] = (
         "counter",
         ("result",),
         "IAM token fetches.",
+        "exporter",
+        external=True,
+    ),
+    # Bounds on what comes from outside (exporter.limits).
+    FamilyDoc(
+        "cce_exporter_truncations_total",
+        "counter",
+        ("kind",),
+        "Values cut to their configured length (label_value, log_field).",
+        "exporter",
+        external=True,
+    ),
+    FamilyDoc(
+        "cce_exporter_objects_dropped_total",
+        "counter",
+        ("endpoint",),
+        "Objects dropped from an API list because they could not be read; the rest is kept.",
         "exporter",
         external=True,
     ),

@@ -8,7 +8,7 @@ is frozen so a snapshot can be shared between the collection task and a render w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.cce.models import Addon, Cluster, Job, NodeLike, NodePool, Quota
 
@@ -47,7 +47,9 @@ class TargetData:
     addons: Mapping[str, Sequence[Addon]]
     jobs: Sequence[TrackedJob]
     quotas: Sequence[Quota]
-    # "cluster/<id>", "node/<id>", "nodepool/<id>", "addon/<id>", "job/<id>" -> unix seconds when
-    # the current phase was first seen
+    # "cluster/<id>", "node/<id>", "nodepool/<cluster_id>/<id>", "addon/<id>", "job/<id>" -> unix
+    # seconds when the current phase was first seen
     phase_since: Mapping[str, float]
     health: Sequence[ResourceHealth]
+    # resource -> cluster_id -> the last collection of that resource for that cluster succeeded
+    cluster_success: Mapping[str, Mapping[str, bool]] = field(default_factory=dict)

@@ -15,6 +15,7 @@ are emitted. Sample exposition::
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from exporter.cce.models import NODEPOOL_PHASES, NodePool
 from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
@@ -25,7 +26,16 @@ from exporter.metrics.spec import Gauge, Info, StateSet, Table, escape_label_val
 __all__ = ["TABLE"]
 
 
-def _items(target: TargetData) -> Iterator[tuple[str, NodePool]]:
+@dataclass(frozen=True, slots=True)
+class ScopedPool:
+    """A node pool with the cluster it belongs to: default pool IDs (``<az>#<flavor>#<os>``)
+    repeat across clusters, so the pool alone does not find its phase-since time."""
+
+    cluster_id: str
+    pool: NodePool
+
+
+def _items(target: TargetData) -> Iterator[tuple[str, ScopedPool]]:
     esc = escape_label_value
     for cluster_ident, cluster in present_clusters(target):
         pools = target.nodepools.get(cluster.id or "")
@@ -40,10 +50,10 @@ def _items(target: TargetData) -> Iterator[tuple[str, NodePool]]:
             ident = f'{cluster_ident},nodepool_id="{esc(pid)}"'
             if pool.name:
                 ident += f',nodepool="{esc(pool.name)}"'
-            yield ident, pool
+            yield ident, ScopedPool(cluster.id or "", pool)
 
 
-TABLE: Table[NodePool] = Table(
+TABLE: Table[ScopedPool] = Table(
     group="nodepools",
     resource="node pool",
     identity=(*CLUSTER_IDENTITY, "nodepool_id", "nodepool"),
@@ -53,48 +63,48 @@ TABLE: Table[NodePool] = Table(
             "cce_nodepool_info",
             "Static properties of a node pool (from its node template).",
             ("flavor", "az", "os"),
-            lambda p: (
-                p.spec.node_template.flavor,
-                p.spec.node_template.az,
-                p.spec.node_template.os,
+            lambda s: (
+                s.pool.spec.node_template.flavor,
+                s.pool.spec.node_template.az,
+                s.pool.spec.node_template.os,
             ),
         ),
         Gauge(
             "cce_nodepool_nodes",
             "Nodes currently in the pool (status.currentNode).",
-            lambda p, ctx: p.status.current_node,
+            lambda s, ctx: s.pool.status.current_node,
         ),
         Gauge(
             "cce_nodepool_initial_nodes",
             "Initial node count of the pool (spec.initialNodeCount), where given.",
-            lambda p, ctx: p.spec.initial_node_count,
+            lambda s, ctx: s.pool.spec.initial_node_count,
         ),
         Gauge(
             "cce_nodepool_autoscaling_enabled",
             "1 if autoscaling is enabled for the pool, else 0.",
-            lambda p, ctx: 1 if p.spec.autoscaling.enable else 0,
+            lambda s, ctx: 1 if s.pool.spec.autoscaling.enable else 0,
         ),
         Gauge(
             "cce_nodepool_autoscaling_min_nodes",
             "Autoscaling lower bound of the pool, where given.",
-            lambda p, ctx: p.spec.autoscaling.min_node_count,
+            lambda s, ctx: s.pool.spec.autoscaling.min_node_count,
         ),
         Gauge(
             "cce_nodepool_autoscaling_max_nodes",
             "Autoscaling upper bound of the pool, where given.",
-            lambda p, ctx: p.spec.autoscaling.max_node_count,
+            lambda s, ctx: s.pool.spec.autoscaling.max_node_count,
         ),
         StateSet(
             "cce_nodepool_status_phase",
             "Current phase of the node pool; the API's empty phase is Normal.",
             "phase",
             NODEPOOL_PHASES,
-            lambda p: p.phase,
+            lambda s: s.pool.phase,
         ),
         Gauge(
             "cce_nodepool_status_phase_since_timestamp_seconds",
             "When the exporter first saw the node pool's current phase (Unix time).",
-            lambda p, ctx: ctx.since(f"nodepool/{p.id}"),
+            lambda s, ctx: ctx.since(f"nodepool/{s.cluster_id}/{s.pool.id}"),
         ),
     ),
 )

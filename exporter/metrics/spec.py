@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
+from exporter.limits import limits, truncate_label
 from exporter.metrics.inputs import TargetData
 
 __all__ = [
@@ -57,7 +58,10 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def escape_label_value(value: str) -> str:
-    """Escape a label value for both exposition formats (backslash, double quote, newline)."""
+    """Escape a label value for both exposition formats (backslash, double quote, newline),
+    cut to the configured length first (:func:`exporter.limits.truncate_label`)."""
+    if len(value) > limits.label_value_max:
+        value = truncate_label(value)
     if "\\" in value or '"' in value or "\n" in value:
         return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
     return value
@@ -206,7 +210,12 @@ class Info(Generic[T]):
             vals = extract(obj)
             if all(vals):
                 joined = "".join(vals)  # type: ignore[arg-type]  # all() ruled out None
-                if "\\" not in joined and '"' not in joined and "\n" not in joined:
+                if (
+                    "\\" not in joined
+                    and '"' not in joined
+                    and "\n" not in joined
+                    and len(joined) <= limits.label_value_max
+                ):
                     return head + prefix + template % vals
             extra = "".join([f',{k}="{esc(v)}"' for k, v in zip(names, vals, strict=True) if v])
             return f"{head}{prefix}{extra}}} 1\n"

@@ -26,7 +26,8 @@ Control API (JSON, no authentication, never faulted)::
     POST   /_sim/phase                              {"kind": cluster|node|nodepool|addon, "id",
                                                      "phase", "cluster_id"?, "reason"?, "message"?}
     POST   /_sim/faults                             {"kind", "rate" | "count", "path"? (regex),
-                                                     "latency_ms"?, "hang_seconds"?, "retry_after"?}
+                                                     "latency_ms"?, "hang_seconds"?, "retry_after"?,
+                                                     "drip_ms"?, "bomb_mb"?, "name_bytes"?}
     DELETE /_sim/faults                             clear every rule and the global rate
     POST   /_sim/clock/advance                      {"seconds"}
     POST   /_sim/tokens/expire                      expire every token issued so far
@@ -50,7 +51,14 @@ from urllib.parse import parse_qsl
 
 from exporter.cce import signing
 from exporter.simulator.clock import NS, SimClock
-from exporter.simulator.faults import FAULT_KINDS, FaultRule, Faults
+from exporter.simulator.faults import (
+    ALL_FAULT_KINDS,
+    FaultRule,
+    Faults,
+    gzip_bomb,
+    pad_names,
+    spoil_objects,
+)
 from exporter.simulator.world import Cluster, SimError, World, dump_json, iam_time
 
 logger = logging.getLogger(__name__)
@@ -303,13 +311,50 @@ class SimulatorApp:
                 await self._send(send, early)
                 return
         response = self._dispatch(request)
-        if fault is not None and response.status == 200 and response.body:
+        if fault is not None and fault.kind == "gzip_bomb":
+            response = Response(
+                200, gzip_bomb(fault.bomb_mb), [_JSON, (b"content-encoding", b"gzip")]
+            )
+        elif fault is not None and 200 <= response.status < 300 and response.body:
             if fault.kind == "malformed_json":
                 cut = len(response.body) // 2
                 response.body = response.body[:cut] + b'",}{' + response.body[cut:]
             elif fault.kind == "truncated_json":
                 response.body = response.body[: max(1, len(response.body) // 2)]
+            elif fault.kind == "oversized_names":
+                response.body = pad_names(response.body, fault.name_bytes)
+            elif fault.kind == "bad_object":
+                response.body = spoil_objects(response.body)
+            elif fault.kind == "drip":
+                await self._drip(send, receive, response, fault.drip_ms / 1000)
+                return
         await self._send(send, response)
+
+    async def _drip(self, send: Send, receive: Receive, response: Response, every: float) -> None:
+        """Send ``response`` one byte every ``every`` seconds, until done or the client leaves."""
+        assert self._stopping is not None
+        self._request_seq += 1
+        headers = [
+            *response.headers,
+            (b"content-length", str(len(response.body)).encode()),
+            (b"x-request-id", f"{self._request_seq:032x}".encode()),
+        ]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        gone = asyncio.ensure_future(receive())
+        try:
+            body = response.body
+            for i in range(len(body)):
+                last = i == len(body) - 1
+                await send(
+                    {"type": "http.response.body", "body": body[i : i + 1], "more_body": not last}
+                )
+                if last:
+                    return
+                await asyncio.wait({gone}, timeout=every)
+                if gone.done() or self._stopping.is_set():
+                    return
+        finally:
+            gone.cancel()
 
     async def _early_fault(
         self, fault: FaultRule, request: Request, receive: Receive
@@ -609,7 +654,7 @@ class SimulatorApp:
             "project_id": self.credentials.project_id,
             "world": self.world.summary(),
             "faults": self.faults.state(),
-            "fault_kinds": list(FAULT_KINDS),
+            "fault_kinds": list(ALL_FAULT_KINDS),
             "tokens": {"issued": self.tokens.issued_total, "active": self.tokens.active()},
             "requests": dict(self.requests),
         }
@@ -672,6 +717,9 @@ class SimulatorApp:
             latency_ms=data.get("latency_ms"),
             hang_seconds=data.get("hang_seconds"),
             retry_after=data.get("retry_after"),
+            drip_ms=data.get("drip_ms"),
+            bomb_mb=data.get("bomb_mb"),
+            name_bytes=data.get("name_bytes"),
         )
         return _control_json(rule.describe(), 201)
 

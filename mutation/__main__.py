@@ -1,0 +1,219 @@
+"""Mutation testing of the safety-critical modules (``make mutate``).
+
+``python -m mutation run``     mutmut over the functions below (``mutants/`` is rebuilt), then
+                               the report
+``python -m mutation report``  the report of the last run: a Markdown table per module, then
+                               every survivor (its diff, or the reason it is equivalent)
+
+Which files are mutated and which tests guard them is ``[tool.mutmut]`` in pyproject.toml;
+mutmut runs, for each mutant, only the tests that cover the function it changed. ``MODULES``
+names, per module of the report, the mutants that are run (globs on mutmut's mutant names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from mutation.equivalent import EQUIVALENT
+
+#: Report row -> (source file, mutant-name globs). Whole modules where the whole module is a
+#: safety rule; elsewhere the functions that decide (the controller's metric snapshot, plan and
+#: notifications, the policy's error wording and the client's plumbing are left out).
+C = "exporter.hibernation.controller.xǁHibernationControllerǁ"
+P = "exporter.hibernation.policy."
+MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "signing": ("exporter/cce/signing.py", ("exporter.cce.signing.*",)),
+    "auth": ("exporter/cce/auth.py", ("exporter.cce.auth.*",)),
+    "client retry rules": (
+        "exporter/cce/client.py",
+        (
+            "exporter.cce.client.x__tls_failure__mutmut_*",
+            "exporter.cce.client.xǁCCEClientǁ_backoff__mutmut_*",
+            "exporter.cce.client.xǁCCEClientǁ_send__mutmut_*",
+        ),
+    ),
+    "hibernation policy": (
+        "exporter/hibernation/policy.py",
+        (
+            P + "x__day__mutmut_*",
+            P + "x__minutes__mutmut_*",
+            P + "x_parse_window__mutmut_*",
+            P + "x_match_policies__mutmut_*",
+            P + "xǁClusterSelectorǁ*",
+            P + "xǁHolidaysǁ*",
+            P + "xǁPolicyǁ*",
+            P + "xǁPolicyFileǁ*",
+            P + "xǁCronPairǁ*",
+        ),
+    ),
+    "hibernation schedule": (
+        "exporter/hibernation/schedule.py",
+        ("exporter.hibernation.schedule.*",),
+    ),
+    "hibernation controller": (
+        "exporter/hibernation/controller.py",
+        tuple(
+            f"{C}{name}__mutmut_*"
+            for name in (
+                "__init__",
+                "find",
+                "refresh",
+                "tick",
+                "_due",
+                "_record_skip",
+                "_expire_overrides",
+                "_governed",
+                "set_override",
+                "clear_override",
+                "request",
+                "_start",
+                "_run",
+                "_attempts",
+                "_backoff",
+                "_follow",
+                "_count",
+                "_history",
+            )
+        ),
+    ),
+    "hooks": ("exporter/hibernation/hooks.py", ("exporter.hibernation.hooks.*",)),
+    "web config": ("exporter/webconfig.py", ("exporter.webconfig.*",)),
+    "sharding": ("exporter/ha/sharding.py", ("exporter.ha.sharding.*",)),
+    "readiness": (
+        "exporter/collect/service.py",
+        ("exporter.collect.service.xǁExporterServiceǁreadiness__mutmut_*",),
+    ),
+}
+
+#: mutmut's exit codes (mutmut/stats.py); anything else is "suspicious".
+STATUS = {
+    0: "survived",
+    1: "killed",
+    3: "killed",
+    5: "no tests",
+    33: "no tests",
+    34: "skipped",
+    36: "timeout",
+    24: "timeout",
+    -24: "timeout",
+    152: "timeout",
+    255: "timeout",
+    None: "not checked",
+}
+
+
+def _mutmut() -> list[str]:
+    return [str(Path(sys.executable).with_name("mutmut"))]
+
+
+def results(root: Path = Path()) -> dict[str, dict[str, str]]:
+    """Report row -> {mutant name -> status} from the last run's ``mutants/*.meta``."""
+    out: dict[str, dict[str, str]] = {}
+    for row, (path, globs) in MODULES.items():
+        meta = root / "mutants" / (path + ".meta")
+        codes: dict[str, int | None] = {}
+        if meta.exists():
+            codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        out[row] = {
+            name: STATUS.get(code, "suspicious")
+            for name, code in sorted(codes.items())
+            if any(fnmatch.fnmatchcase(name, g) for g in globs)
+        }
+    return out
+
+
+def diff(name: str) -> str:
+    shown = subprocess.run(
+        [*_mutmut(), "show", name], capture_output=True, text=True, check=False
+    ).stdout
+    lines = [
+        line
+        for line in shown.splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+    return " / ".join(line.strip() for line in lines) or shown.strip()
+
+
+def report(found: dict[str, dict[str, str]], *, diffs: bool = True) -> str:
+    head = [
+        "| module | mutants | killed | timeout | survived | equivalent | no tests | kill rate |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    total: Counter[str] = Counter()
+    rows = []
+    survivors: list[tuple[str, str]] = []
+    for row, statuses in found.items():
+        count: Counter[str] = Counter()
+        for name, status in statuses.items():
+            if status == "survived" and name in EQUIVALENT:
+                status = "equivalent"
+            elif status == "survived":
+                survivors.append((row, name))
+            count[status] += 1
+        count["mutants"] = len(statuses)
+        total.update(count)
+        rows.append(_row(row, count))
+    rows.append(_row("**all**", total))
+    text = "\n".join(head + rows) + "\n"
+    text += (
+        "\nKill rate: (killed + timeout) / (mutants - equivalent); a mutant no selected test "
+        "runs counts as not killed.\n"
+    )
+    if survivors:
+        text += "\nSurvivors:\n\n"
+        for row, name in survivors:
+            text += f"- {row}: `{name}`" + (f": `{diff(name)}`" if diffs else "") + "\n"
+    equivalent = [(row, n) for row, st in found.items() for n in st if n in EQUIVALENT]
+    if equivalent:
+        text += "\nEquivalent mutants (they survive; the reason each cannot be told apart):\n\n"
+        for row, name in equivalent:
+            text += f"- {row}: `{name}`: {EQUIVALENT[name]}\n"
+    return text
+
+
+def _row(name: str, count: Counter[str]) -> str:
+    judged = count["mutants"] - count["equivalent"]
+    rate = (count["killed"] + count["timeout"]) / judged * 100 if judged else 100.0
+    return (
+        f"| {name} | {count['mutants']} | {count['killed']} | {count['timeout']} | "
+        f"{count['survived']} | {count['equivalent']} | {count['no tests']} | {rate:.1f}% |"
+    )
+
+
+def run(children: int) -> int:
+    globs = [g for _, gs in MODULES.values() for g in gs]
+    # A fresh mutants/ each time: a result cached from other code or tests would be a lie.
+    subprocess.run(["rm", "-rf", "mutants"], check=True)
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    done = subprocess.run(
+        [*_mutmut(), "run", "--max-children", str(children), *globs], env=env, check=False
+    )
+    return done.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__)
+    parser.add_argument("command", choices=["run", "report"])
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--no-diffs", action="store_true", help="survivors without their diff")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        code = run(args.max_children)
+        if code:
+            return code
+    text = report(results(), diffs=not args.no_diffs)
+    Path("mutants").mkdir(exist_ok=True)
+    Path("mutants/report.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The web config's rules at their edges: every refusal names the key, in the words the operator
+reads; the values that pass are the ones the server uses; the basic-auth cache keeps its bound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+
+from exporter.webconfig import (
+    BasicAuthVerifier,
+    WebConfigError,
+    load_web_config,
+    parse_web_config,
+)
+from tests.test_webconfig import tls_dir  # noqa: F401  (a fixture)
+
+CERTS = {"cert_file": "c.crt", "key_file": "c.key"}
+TOP = "basic_auth_users, http_server_config, tls_server_config"
+VERSIONS = "TLS10, TLS11, TLS12, TLS13"
+HEADERS = (
+    "Content-Security-Policy, X-Frame-Options, X-Content-Type-Options, X-XSS-Protection, "
+    "Strict-Transport-Security"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([1], "web config: expected a mapping, got list"),
+        ({1: "x"}, "web config: keys must be strings, got 1"),
+        ({"bogus": 1}, f"bogus: unknown key; expected one of {TOP}"),
+        ({"tls_server_config": "x"}, "tls_server_config: expected a mapping, got str"),
+        ({"http_server_config": 5}, "http_server_config: expected a mapping, got int"),
+        (
+            {"http_server_config": {"http2": "yes"}},
+            "http_server_config.http2: expected true or false",
+        ),
+        (
+            {"http_server_config": {"headers": []}},
+            "http_server_config.headers: expected a mapping, got list",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "", "key_file": "k"}},
+            "tls_server_config.cert_file: expected a non-empty string",
+        ),
+        (
+            {"tls_server_config": {"cert_file": 5, "key_file": "k"}},
+            "tls_server_config.cert_file: expected a non-empty string",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "c", "key_file": ""}},
+            "tls_server_config.key_file: expected a non-empty string",
+        ),
+        (
+            {"tls_server_config": {**CERTS, "client_ca_file": ""}},
+            "tls_server_config.client_ca_file: expected a non-empty string",
+        ),
+        (
+            {"tls_server_config": {**CERTS, "min_version": "TLS14"}},
+            f"tls_server_config.min_version: unknown value 'TLS14'; use one of {VERSIONS}",
+        ),
+        (
+            {"tls_server_config": {**CERTS, "max_version": ""}},
+            "tls_server_config.max_version: expected a non-empty string",
+        ),
+        (
+            {"tls_server_config": {**CERTS, "prefer_server_cipher_suites": "yes"}},
+            "tls_server_config.prefer_server_cipher_suites: expected true or false",
+        ),
+        (
+            {"tls_server_config": {**CERTS, "client_auth_type": "RequestClientCert"}},
+            "tls_server_config.client_auth_type: RequestClientCert is not supported (Python's "
+            "TLS cannot request a client certificate without verifying it); use "
+            "VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file",
+        ),
+        (
+            {"http_server_config": {"headers": {"Server": "x"}}},
+            f"http_server_config.headers.Server: this header cannot be configured; "
+            f"allowed: {HEADERS}",
+        ),
+        (
+            {"http_server_config": {"headers": {"X-Frame-Options": "allow"}}},
+            "http_server_config.headers.X-Frame-Options: 'allow' is not accepted; "
+            "use deny or sameorigin",
+        ),
+        (
+            {"basic_auth_users": {"u": "plain"}},
+            "basic_auth_users.u: expected a bcrypt hash ($2a$/$2b$/$2y$...), e.g. from "
+            "htpasswd -nBC 10 \"\" | tr -d ':\\n'",
+        ),
+    ],
+)
+def test_refusals_name_the_key(data: Any, message: str) -> None:
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(data)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "value", ["a\nb", "a\rb", "line\r\n", 5], ids=["lf", "cr", "crlf", "not-a-string"]
+)
+def test_a_header_value_is_one_line_of_text(value: Any) -> None:
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config({"http_server_config": {"headers": {"Content-Security-Policy": value}}})
+    assert str(caught.value) == (
+        "http_server_config.headers.Content-Security-Policy: expected a single-line string"
+    )
+
+
+def test_blank_headers_are_unset_and_the_others_kept() -> None:
+    config = parse_web_config(
+        {
+            "http_server_config": {
+                "headers": {
+                    "X-Frame-Options": "",
+                    "x-xss-protection": None,
+                    "x-content-type-options": "nosniff",
+                    "X-Frame-options": "DENY",
+                }
+            }
+        }
+    )
+    assert config.headers == {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+
+
+def test_every_bcrypt_prefix_is_accepted() -> None:
+    users = {f"u{v}": f"${v}$10$" + "a" * 53 for v in ("2a", "2b", "2y")}
+    assert parse_web_config({"basic_auth_users": users}).basic_auth_users == users
+
+
+def test_tls_settings_are_kept_and_paths_resolve_against_the_base(
+    tls_dir: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = {
+        "tls_server_config": {
+            "cert_file": "server.crt",
+            "key_file": str(tls_dir / "server.key"),
+            "min_version": "TLS12",
+            "max_version": "TLS12",
+            "prefer_server_cipher_suites": True,
+        }
+    }
+    tls = parse_web_config(data, base_dir=tls_dir).tls
+    assert tls is not None
+    assert (tls.cert_file, tls.key_file) == (tls_dir / "server.crt", tls_dir / "server.key")
+    assert (tls.min_version, tls.max_version) == ("TLS12", "TLS12")
+    # Without a base directory, relative paths are relative to the working directory.
+    monkeypatch.chdir(tls_dir)
+    tls = parse_web_config(data).tls
+    assert tls is not None and tls.cert_file == Path("server.crt")
+
+
+def test_unloadable_files_say_why(tls_dir: Path) -> None:  # noqa: F811
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(
+            {"tls_server_config": {"cert_file": "server.crt", "key_file": "no.key"}},
+            base_dir=tls_dir,
+        )
+    assert str(caught.value) == (
+        f"tls_server_config.cert_file/key_file: cannot load {tls_dir / 'server.crt'} with "
+        f"{tls_dir / 'no.key'}: No such file or directory"
+    )
+    data = {
+        "tls_server_config": {
+            "cert_file": "server.crt",
+            "key_file": "server.key",
+            "client_auth_type": "RequireAndVerifyClientCert",
+            "client_ca_file": "no-ca.crt",
+        }
+    }
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(data, base_dir=tls_dir)
+    assert str(caught.value) == (
+        f"tls_server_config.client_ca_file: cannot load {tls_dir / 'no-ca.crt'}: "
+        "No such file or directory"
+    )
+
+
+def test_load_errors_name_the_file_and_the_position(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yml"
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(missing)
+    assert str(caught.value) == f"web config {missing}: cannot read: No such file or directory"
+    binary = tmp_path / "binary.yml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(binary)
+    assert str(caught.value) == (
+        f"web config {binary}: cannot read: "
+        "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"
+    )
+    broken = tmp_path / "broken.yml"
+    broken.write_text("basic_auth_users:\n  u: [1, 2\n")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(broken)
+    assert str(caught.value) == f"web config {broken}: not valid YAML at line 3, column 1"
+    empty = tmp_path / "empty.yml"
+    empty.write_text("")
+    assert load_web_config(empty).basic_auth_users == {}
+
+
+async def test_the_credentials_cache_keeps_the_most_recent_256() -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    verifier = BasicAuthVerifier({f"user{i}": hashed for i in range(257)})
+    for i in range(257):
+        assert await verifier.verify(f"user{i}", "pw")
+    assert not verifier.cached("user0", "pw")  # the oldest went
+    assert verifier.cached("user1", "pw") and verifier.cached("user256", "pw")
+    assert not verifier.cached("nobody", "pw")
+
+
+async def test_a_password_that_is_not_utf8_is_checked_not_crashed() -> None:
+    raw = b"\xffpw"  # what a client sent, decoded with surrogateescape by the server
+    hashed = bcrypt.hashpw(raw, bcrypt.gensalt(4)).decode()
+    verifier = BasicAuthVerifier({"u": hashed})
+    password = raw.decode("utf-8", "surrogateescape")
+    assert await verifier.verify("u", password)
+    assert verifier.cached("u", password)
+    assert not await verifier.verify("u", "pw")
