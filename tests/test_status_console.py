@@ -254,9 +254,10 @@ async def test_seeded_world_problems_appear_in_page_and_json(world: Console) -> 
     assert rows[0]["next"]["local"].endswith(("CET", "CEST"))
     assert counts["hibernation_actions_24h"] >= len(pending)
     assert "dry run" in "".join(parse_sections(page).sections["hibernation"])
-    # Collections: the last attempt is shown even for a failed collection.
+    # Collections: one broken cluster is named with its cause, whatever the pass's outcome.
     nodes = next(c for c in data["collections"] if c["resource"] == "nodes")
-    assert nodes["success"] is False and nodes["last_attempt"] and nodes["last_success"] is None
+    assert nodes["last_attempt"] and [e["cluster"] for e in nodes["errors"]] == [BROKEN]
+    assert nodes["errors"][0]["cause"]["status_code"] == 500
 
 
 async def test_hostile_names_are_escaped_everywhere(world: Console) -> None:
@@ -464,6 +465,9 @@ async def test_failed_wake_up_override_and_target_wide_failure(tmp_path: Path) -
     assert failed["severity"] == "critical" and "awake failed" in failed["summary"]
     quotas = problems[("collection_failed", None)]
     assert quotas["subject"] == "quotas" and quotas["cause"]["status_code"] == 500
+    # The last attempt of a failed collection is shown (not "never").
+    row = next(c for c in data["collections"] if c["resource"] == "quotas")
+    assert row["success"] is False and row["last_attempt"] and row["last_success"] is None
     rows = {r["cluster"]: r for r in data["hibernation"]}
     assert rows["dev-a"]["last_action"]["result"] == "failed"
     assert rows["dev-b"]["override"]["kind"] == "keep_hibernated"
