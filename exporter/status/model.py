@@ -674,7 +674,8 @@ def _collection_problems(collections: Sequence[Collection]) -> list[Problem]:
                     e.cluster_id,
                     e.cluster or e.cluster_id,
                     subject=c.resource,
-                    since=c.last_success,
+                    # The resource's last success says nothing of one cluster's part of it.
+                    since=c.last_success if c.success is False and e.cluster_id is None else None,
                     cause=e.cause,
                 )
             )
