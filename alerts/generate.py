@@ -274,6 +274,61 @@ count by (job) (count_values by (job) ("ordinal", cce_exporter_shard_ordinal{sel
         threshold=f"nodes / max nodes > {_number(near['ratio'])}",
         meaning="The cluster flavor's node limit is nearly reached.",
     )
+    certificates = 'condition=~"ClusterCertificate|ClusterCustomCertificate"'
+    add(
+        "cce-clusters",
+        "CCEClusterCertificateExpiring",
+        "cce_cluster_status_condition_reason{"
+        + certificates
+        + ', reason="CertificateExpiringWithin30Days"} == 1',
+        summary="The certificate of CCE cluster {{ $labels.cluster }} expires within 30 days.",
+        description=(
+            f"The {{{{ $labels.condition }}}} of cluster {cluster} expires within 30 days; "
+            "once expired, clients can no longer reach the cluster's API."
+        ),
+        threshold="reason CertificateExpiringWithin30Days",
+        meaning="A cluster certificate expires within 30 days.",
+    )
+    add(
+        "cce-clusters",
+        "CCEClusterCertificateExpired",
+        "cce_cluster_status_condition_reason{"
+        + certificates
+        + ', reason="CertificateExpired"} == 1',
+        summary="The certificate of CCE cluster {{ $labels.cluster }} has expired.",
+        description=(
+            f"The {{{{ $labels.condition }}}} of cluster {cluster} has expired: clients can no "
+            "longer reach the cluster's API."
+        ),
+        threshold="reason CertificateExpired",
+        meaning="A cluster certificate has expired.",
+    )
+    add(
+        "cce-clusters",
+        "CCEClusterCertificateRotationFailed",
+        'cce_cluster_status_condition_reason{condition=~"CertificateRotation|'
+        'CustomCertificateRotation", reason="RotationFailed"} == 1',
+        summary="Rotating the certificate of CCE cluster {{ $labels.cluster }} failed.",
+        description=(
+            f"The last {{{{ $labels.condition }}}} of cluster {cluster} failed; the old "
+            "certificate stays in use."
+        ),
+        threshold="reason RotationFailed",
+        meaning="A cluster certificate rotation failed.",
+    )
+    add(
+        "cce-clusters",
+        "CCEClusterLocked",
+        "cce_cluster_locked == 1",
+        summary="CCE cluster {{ $labels.cluster }} is locked.",
+        description=(
+            f"Cluster {cluster} is locked{{{{ with $labels.lock_scene }}}} ({{{{ . }}}})"
+            "{{ end }}{{ with $labels.lock_source }} by {{ . }}{{ end }}: operations on it "
+            "are refused until the lock is lifted."
+        ),
+        threshold="status.isLocked",
+        meaning="Billing (arrears, an unpaid order) has locked a cluster.",
+    )
 
     # --- nodes, node pools, add-ons ------------------------------------------------------------
     node_phases = a["CCENodeAbnormal"]["phases"]
@@ -303,6 +358,59 @@ count by (job) (count_values by (job) ("ordinal", cce_exporter_shard_ordinal{sel
         ),
         threshold="phase SoldOut",
         meaning="The pool's flavor has no stock: scale-ups fail.",
+    )
+    blocked = a["CCENodePoolScaleBlocked"]["conditions"]
+    add(
+        "cce-nodes",
+        "CCENodePoolScaleBlocked",
+        f'cce_nodepool_status_condition{{condition=~"{_regex(blocked)}", status="true"}} == 1',
+        summary="CCE node pool {{ $labels.nodepool }} cannot scale up: {{ $labels.condition }}.",
+        description=(
+            "Node pool {{ $labels.nodepool }} ({{ $labels.nodepool_id }}) of cluster "
+            "{{ $labels.cluster }} (project {{ $labels.project_id }}) reports condition "
+            "{{ $labels.condition }} for more than "
+            + a["CCENodePoolScaleBlocked"]["for"]
+            + ": it cannot add nodes."
+        ),
+        threshold="condition " + ", ".join(blocked) + " true",
+        meaning="A pool condition (quota, stock, order lock, error) stops scale-ups.",
+    )
+    add(
+        "cce-nodes",
+        "CCENodeRepairFailed",
+        'cce_node_status_phase{phase="RepairFailed"} == 1',
+        summary="CCE node {{ $labels.node }} could not be repaired.",
+        description=(
+            "The self-healing of node {{ $labels.node }} ({{ $labels.node_id }}) of cluster "
+            "{{ $labels.cluster }} (project {{ $labels.project_id }}) failed more than "
+            + a["CCENodeRepairFailed"]["for"]
+            + " ago."
+        ),
+        threshold="phase RepairFailed",
+        meaning="A node pool's restart self-healing could not repair a node.",
+    )
+    stale = a["CCENodeStatusStale"]
+    add(
+        "cce-nodes",
+        "CCENodeStatusStale",
+        f"""
+(
+  time() - cce_node_status_last_probe_timestamp_seconds
+)
+> {_number(stale["threshold_seconds"])}
+and ignoring(node_id, node, phase)
+(
+  cce_cluster_status_phase{{phase="Available"}} == 1
+)
+""",
+        summary="CCE has not checked node {{ $labels.node }} for a while.",
+        description=(
+            "CCE last checked the status of node {{ $labels.node }} ({{ $labels.node_id }}) of "
+            "cluster {{ $labels.cluster }} (project {{ $labels.project_id }}) "
+            "{{ $value | humanizeDuration }} ago: its phase may be out of date."
+        ),
+        threshold=f"last probe older than {_seconds(stale['threshold_seconds'])}",
+        meaning="A node's status is no longer refreshed by CCE.",
     )
     add(
         "cce-nodes",

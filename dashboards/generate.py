@@ -65,6 +65,8 @@ NODE_PHASES = {
     "Abnormal": "red",
     "Deleting": "orange",
     "Error": "red",
+    "Repairing": "orange",
+    "RepairFailed": "red",
     "unknown": "text",
 }
 NODEPOOL_PHASES = {
@@ -89,8 +91,21 @@ ADDON_STATUSES = {
     "installFailed": "red",
     "upgradeFailed": "red",
     "deleteFailed": "red",
+    "rollbackFailed": "red",
     "unknown": "text",
 }
+#: Certificate stages (the SDK's ClusterCondition reasons), as coloured cells.
+CERTIFICATE_REASONS = {
+    "CertificateValid": "green",
+    "CertificateExpiringWithin180Days": "yellow",
+    "CertificateExpiringWithin30Days": "orange",
+    "CertificateExpired": "red",
+    "RotationInProgress": "blue",
+    "RotationSucceeded": "green",
+    "RotationFailed": "red",
+}
+#: Node-pool conditions that stop scale-ups (as the CCENodePoolScaleBlocked alert).
+SCALE_BLOCKING = "QuotaInsufficient|ResourceInsufficient|LockedByOrder|Error"
 JOB_PHASES = {
     "Initializing": "blue",
     "Running": "blue",
@@ -660,6 +675,140 @@ def overview() -> Dashboard:
         12,
         8,
     )
+    d.row("Certificates, locks, pool conditions and upgrades")
+    d.add(
+        table(
+            "Certificates and locks needing attention",
+            [
+                target(
+                    f'cce_cluster_status_condition_reason{{{CLUSTER}, reason=~"CertificateExpiring'
+                    'Within.*|CertificateExpired|RotationFailed"} == 1'
+                ),
+            ],
+            description=(
+                "Clusters whose certificate expires within 180 or 30 days, has expired, or "
+                "failed to rotate (status.conditions)."
+            ),
+            hide=["Value", "project_id"],
+            order=["cluster", "condition", "reason"],
+            columns={"reason": state_column(CERTIFICATE_REASONS)},
+        ),
+        12,
+        7,
+    )
+    d.add(
+        table(
+            "Locked clusters",
+            [target(f"cce_cluster_locked{{{CLUSTER}}} == 1")],
+            description="Clusters billing has locked (status.isLocked), with scene and source.",
+            hide=["Value", "project_id"],
+            order=["cluster", "lock_scene", "lock_source"],
+        ),
+        12,
+        7,
+    )
+    d.add(
+        table(
+            "Node pools that cannot scale up",
+            [
+                target(
+                    f'cce_nodepool_status_condition{{{CLUSTER}, condition=~"{SCALE_BLOCKING}", '
+                    'status="true"} == 1'
+                )
+            ],
+            description="Pool conditions that stop scale-ups (today's replacement of SoldOut).",
+            hide=["Value", "project_id", "status"],
+            order=["cluster", "nodepool", "condition"],
+        ),
+        12,
+        7,
+    )
+    d.add(
+        timeseries(
+            "Pool nodes by state",
+            [
+                target(
+                    f"sum by (state) (cce_nodepool_status_nodes{{{CLUSTER}}})",
+                    "{{state}}",
+                )
+            ],
+            description="Nodes of every pool by state (status.activeNode, creatingNode, ...).",
+            stack=True,
+        ),
+        12,
+        7,
+    )
+    d.add(
+        stat(
+            "Upgrades available",
+            [
+                target(
+                    f"count(cce_cluster_upgrade_available{{{CLUSTER}}} == 1) or vector(0)",
+                    "clusters",
+                    instant=True,
+                ),
+                target(
+                    f"count(cce_addon_upgrade_available{{{CLUSTER}}} == 1) or vector(0)",
+                    "add-ons",
+                    instant=True,
+                    ref="B",
+                ),
+            ],
+            description="Clusters and add-ons that can be upgraded (checked hourly).",
+            color_mode="none",
+        ),
+        6,
+        4,
+    )
+    d.add(
+        stat(
+            "Nodes with a stale status",
+            [
+                target(
+                    f"count(time() - cce_node_status_last_probe_timestamp_seconds{{{CLUSTER}}}"
+                    " > 600) or vector(0)",
+                    "nodes",
+                    instant=True,
+                )
+            ],
+            description="Nodes CCE has not probed for 10 minutes (status.lastProbeTime).",
+            thresholds=steps(("green", None), ("orange", 1)),
+        ),
+        6,
+        4,
+    )
+    d.add(
+        stat(
+            "Nodes behind their pool's template",
+            [
+                target(
+                    f"count(cce_node_configuration_up_to_date{{{CLUSTER}}} == 0) or vector(0)",
+                    "nodes",
+                    instant=True,
+                )
+            ],
+            description="Nodes whose OS or runtime no longer match their pool's (reset them).",
+            thresholds=steps(("green", None), ("yellow", 1)),
+        ),
+        6,
+        4,
+    )
+    d.add(
+        stat(
+            "Control-plane zones",
+            [
+                target(
+                    f"count by (az) (cce_cluster_control_plane_az_info{{{CLUSTER}}})",
+                    "{{az}}",
+                    instant=True,
+                )
+            ],
+            description="Clusters with a control-plane node in each availability zone.",
+            color_mode="none",
+        ),
+        6,
+        4,
+    )
     d.row("Alerts and hibernation")
     d.add(
         table(
@@ -826,6 +975,101 @@ def cluster() -> Dashboard:
         ),
         12,
         8,
+    )
+    d.row("Conditions, node counts and upgrades")
+    d.add(
+        table(
+            "Cluster conditions",
+            [
+                target(f"cce_cluster_status_condition{{{CLUSTER}}} == 1"),
+                target(f"cce_cluster_status_condition_reason{{{CLUSTER}}}"),
+            ],
+            description="status.conditions: certificate, rotation, agency (true/false/unknown).",
+            hide=["Value #A", "Value #B", "project_id", "cluster_id"],
+            order=["cluster", "condition", "status", "reason"],
+            columns={"reason": state_column(CERTIFICATE_REASONS)},
+        ),
+        12,
+        7,
+    )
+    d.add(
+        table(
+            "Lock, zones and upgrades",
+            [
+                target(f"cce_cluster_locked{{{CLUSTER}}}"),
+                target(f"cce_cluster_upgrade_available{{{CLUSTER}}}"),
+                target(f"cce_cluster_upgrade_target_info{{{CLUSTER}}}"),
+                target(f"cce_cluster_control_plane_az_info{{{CLUSTER}}}"),
+            ],
+            description="Billing lock, upgrade offered (hourly) with its target versions, and "
+            "the control plane's zones.",
+            hide=["Value #C", "Value #D", "project_id", "cluster_id"],
+            rename={"Value #A": "Locked", "Value #B": "Upgrade available"},
+            order=["cluster", "Locked", "Upgrade available", "target_version", "az"],
+        ),
+        12,
+        7,
+    )
+    d.add(
+        table(
+            "Node pool conditions",
+            [
+                target(f"cce_nodepool_status_condition{{{CLUSTER}}} == 1"),
+                target(f"cce_nodepool_status_condition_reason{{{CLUSTER}}}"),
+            ],
+            description="Scalable, QuotaInsufficient, ResourceInsufficient, LockedByOrder...",
+            hide=["Value #A", "Value #B", "project_id", "cluster_id", "nodepool_id"],
+            order=["cluster", "nodepool", "condition", "status", "reason"],
+        ),
+        12,
+        7,
+    )
+    d.add(
+        bars(
+            "Pool nodes by state",
+            [
+                target(
+                    f"cce_nodepool_status_nodes{{{CLUSTER}}}",
+                    "{{nodepool}} {{state}}",
+                    instant=True,
+                ),
+                target(
+                    f"cce_nodepool_status_configuration_synced_nodes{{{CLUSTER}}}",
+                    "{{nodepool}} synced",
+                    instant=True,
+                    ref="B",
+                ),
+                target(
+                    f"cce_nodepool_scalegroup_nodes{{{CLUSTER}}}",
+                    "{{nodepool}}/{{scalegroup}} {{state}}",
+                    instant=True,
+                    ref="C",
+                ),
+            ],
+            description="Pool counts by node state, nodes synced with the pool's configuration, "
+            "and each scale group's desired, existing and upcoming nodes.",
+        ),
+        12,
+        7,
+    )
+    d.add(
+        table(
+            "Node freshness",
+            [
+                target(f"time() - cce_node_status_last_probe_timestamp_seconds{{{CLUSTER}}}"),
+                target(f"cce_node_configuration_up_to_date{{{CLUSTER}}}"),
+                target(f"cce_addon_upgrade_available{{{CLUSTER}}} == 1"),
+            ],
+            description="Seconds since CCE last probed each node, whether it matches its "
+            "pool's template, and the add-ons that can be upgraded.",
+            hide=["Value #C", "project_id", "cluster_id", "node_id", "addon_id"],
+            rename={"Value #A": "Last probe age", "Value #B": "Up to date"},
+            order=["cluster", "node", "Last probe age", "Up to date", "addon"],
+            columns={"Last probe age": {"unit": "s"}},
+            sort_by="Last probe age",
+        ),
+        24,
+        7,
     )
     d.row("CCE jobs")
     d.add(

@@ -76,7 +76,16 @@ CONFIG_ENV = "CCE_EXPORTER_CONFIG"
 PER_TARGET_ENV_PREFIX = "CCE_EXPORTER_TARGETS__"
 REDACTED = "********"
 
-RESOURCE_NAMES: tuple[str, ...] = ("clusters", "nodes", "nodepools", "addons", "quotas", "jobs")
+RESOURCE_NAMES: tuple[str, ...] = (
+    "clusters",
+    "nodes",
+    "nodepools",
+    "addons",
+    "quotas",
+    "jobs",
+    "cluster_upgrades",
+    "addon_upgrades",
+)
 DEFAULT_INTERVALS: dict[str, float] = {
     "clusters": 30.0,
     "nodes": 60.0,
@@ -84,6 +93,9 @@ DEFAULT_INTERVALS: dict[str, float] = {
     "addons": 60.0,
     "quotas": 300.0,
     "jobs": 15.0,
+    # What can be upgraded changes slowly: upgradeinfo per cluster, add-on templates per target.
+    "cluster_upgrades": 3600.0,
+    "addon_upgrades": 3600.0,
 }
 
 #: Labels the exporter sets itself (see METRICS.md), plus the ones Prometheus gives a meaning to.
@@ -301,6 +313,8 @@ class ResourcesConfig(_Model):
     addons: ResourceConfig = Field(default_factory=_resource_default("addons"))
     quotas: ResourceConfig = Field(default_factory=_resource_default("quotas"))
     jobs: ResourceConfig = Field(default_factory=_resource_default("jobs"))
+    cluster_upgrades: ResourceConfig = Field(default_factory=_resource_default("cluster_upgrades"))
+    addon_upgrades: ResourceConfig = Field(default_factory=_resource_default("addon_upgrades"))
 
     @model_validator(mode="before")
     @classmethod
@@ -394,6 +408,9 @@ class TargetConfig(_Model):
     # Bounds on one API answer: its whole exchange, and its size once decoded.
     request_deadline: PositiveDuration = 30.0
     max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    #: Whether ``addon_endpoint`` was derived (not configured): the client then tries both
+    #: add-on layouts (the plain endpoint, then the per-cluster host).
+    _addon_endpoint_derived: bool = PrivateAttr(default=False)
 
     @field_validator("name")
     @classmethod
@@ -455,6 +472,7 @@ class TargetConfig(_Model):
     @model_validator(mode="after")
     def _derive_and_check(self) -> TargetConfig:
         if not self.addon_endpoint:
+            self._addon_endpoint_derived = True
             self.addon_endpoint = _default_addon_endpoint(self.endpoint)
         if self.iam_endpoint is None:
             self.iam_endpoint = _default_iam_endpoint(self.endpoint)
@@ -462,6 +480,11 @@ class TargetConfig(_Model):
         if problems:
             raise PydanticCustomError(_CHECK, "{problems}", {"problems": "; ".join(problems)})
         return self
+
+    @property
+    def explicit_addon_endpoint(self) -> str | None:
+        """The add-on endpoint as configured, None when it was left to the default."""
+        return None if self._addon_endpoint_derived else self.addon_endpoint
 
     def addon_url(self, cluster_id: str) -> str:
         """Base URL of the add-on manager for one cluster (the template with the ID filled in)."""

@@ -24,6 +24,13 @@ TESTS_DIR = ROOT / "alerts" / "tests"
 
 #: The alert names are a public interface (routes, silences and inhibitions refer to them).
 ALERTS = {
+    "CCEClusterCertificateExpiring",
+    "CCEClusterCertificateExpired",
+    "CCEClusterCertificateRotationFailed",
+    "CCEClusterLocked",
+    "CCENodePoolScaleBlocked",
+    "CCENodeRepairFailed",
+    "CCENodeStatusStale",
     "CCEExporterDown",
     "CCEExporterCollectFailing",
     "CCEExporterClusterCollectFailing",

@@ -260,15 +260,19 @@ async def test_default_addon_host_carries_the_cluster_id() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         hosts.append(request.url.host)
+        if request.url.host == "cce.test.invalid":  # a Stack installation: no plain layout
+            return json_response(404, {"code": "SVCSTG.CCE-ADDONMGR.4040000", "message": "no"})
         return json_response(200, {"items": []})
 
     async with CCEClient(
         BASE, HeaderAuth(), PROJECT, transport=httpx.MockTransport(handler)
     ) as client:
         assert await client.list_addons(CLUSTER_ID) == []
+        assert await client.list_addons(CLUSTER_ID) == []  # remembered: the cluster host only
         with pytest.raises(CCEError, match="host name"):
             await client.list_addons("evil.example.com/x")
-    assert hosts == [f"{CLUSTER_ID}.cce.test.invalid"]
+    on_cluster_host = f"{CLUSTER_ID}.cce.test.invalid"
+    assert hosts == ["cce.test.invalid", on_cluster_host, on_cluster_host]
 
 
 async def test_resolve_project_id(make_client: Callable[..., CCEClient]) -> None:

@@ -81,7 +81,15 @@ def test_env_only_single_target() -> None:
     assert target.labels == {"region": "ap-southeast-1", "env": "prod"}
     assert target.resources.nodes.interval == 120.0
     assert target.resources.quotas.enabled is False
-    assert target.resources.enabled() == ["clusters", "nodes", "nodepools", "addons", "jobs"]
+    assert target.resources.enabled() == [
+        "clusters",
+        "nodes",
+        "nodepools",
+        "addons",
+        "jobs",
+        "cluster_upgrades",
+        "addon_upgrades",
+    ]
     assert target.requests_per_second == 2.5
     assert settings.sources["sk"] == "environment variable CCE_EXPORTER_SK"
 
@@ -113,6 +121,8 @@ def test_defaults() -> None:
         "addons": 60.0,
         "quotas": 300.0,
         "jobs": 15.0,
+        "cluster_upgrades": 3600.0,
+        "addon_upgrades": 3600.0,
     }
     assert target.addon_endpoint == "https://{cluster_id}.cce.ap-southeast-1.myhuaweicloud.com"
     assert target.addon_url("c1") == "https://c1.cce.ap-southeast-1.myhuaweicloud.com"
@@ -707,7 +717,7 @@ def test_docs_list_every_setting() -> None:
     docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
     rows = set(re.findall(r"`(CCE_EXPORTER_[A-Z_<>]+)`", docs))
     for suffix in (*PROCESS_ENV, *TARGET_ENV):
-        if suffix.endswith(("_ENABLED", "_INTERVAL")) and suffix.split("_")[0].lower() in (
+        if suffix.endswith(("_ENABLED", "_INTERVAL")) and suffix.rsplit("_", 1)[0].lower() in (
             RESOURCE_NAMES
         ):
             continue  # documented once as CCE_EXPORTER_<RESOURCE>_INTERVAL / _ENABLED

@@ -27,10 +27,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import __version__
 from exporter.cce.models import (
     AddonList,
+    AddonTemplateList,
     ClusterList,
     Job,
     NodePoolList,
     QuotaList,
+    addon_upgrade_available,
     parse_node_summaries,
     parse_response,
     parse_timestamp,
@@ -78,6 +80,8 @@ class World:
     addons: dict[str, list[Raw]]
     jobs: list[tuple[str, Raw]]  # (cluster id, job)
     quotas: list[Raw]
+    upgrades: dict[str, list[str]]  # cluster id -> upgradeinfo's targetVersions
+    templates: list[Raw]  # the add-on templates
     since: dict[str, float]
     health: list[ResourceHealth]
     target: TargetData
@@ -118,7 +122,9 @@ def world() -> World:
         addon_models[cid] = parse_response(AddonList, body).items
         for kind, items in (("node", nodes[cid]), ("nodepool", pools[cid]), ("addon", addons[cid])):
             for item in items:
-                since[f"{kind}/{item['metadata']['uid']}"] = now - 10 - len(since)
+                # Pools by cluster and pool: default pool IDs repeat across clusters.
+                scope = f"{cid}/" if kind == "nodepool" else ""
+                since[f"{kind}/{scope}{item['metadata']['uid']}"] = now - 10 - len(since)
     job_ids = [
         (c["metadata"]["uid"], jid)
         for c in clusters
@@ -136,6 +142,21 @@ def world() -> World:
     phases = {field(j, "status.phase") for _, j in jobs}
     assert {"Running", "Success"} <= phases, f"pick another seed: jobs only {phases}"
     quotas_body = w.quotas_bytes()
+    upgrades = {
+        cid: json.loads(w.upgradeinfo_bytes(cid))["spec"]["versionInfo"]["targetVersions"]
+        for cid in nodes
+    }
+    templates_body = w.addontemplates_bytes()
+    templates = {
+        t.name: t for t in parse_response(AddonTemplateList, templates_body).items if t.name
+    }
+    by_id = {c.id: c for c in models}
+    addon_upgrades = {
+        a.id: up
+        for cid, items in addon_models.items()
+        for a in items
+        if a.id and (up := addon_upgrade_available(a, by_id[cid], templates)) is not None
+    }
     health = [
         ResourceHealth("clusters", True, 0.25, now - 5),
         ResourceHealth("nodes", False, 1.5, now - 300),
@@ -152,6 +173,9 @@ def world() -> World:
         quotas=parse_response(QuotaList, quotas_body).quotas,
         phase_since=since,
         health=health,
+        cluster_success={"nodes": {cid: index % 4 != 1 for index, cid in enumerate(nodes)}},
+        upgrades=upgrades,
+        addon_upgrades=addon_upgrades,
     )
     return World(
         now,
@@ -162,6 +186,8 @@ def world() -> World:
         addons,
         jobs,
         json.loads(quotas_body)["quotas"],
+        upgrades,
+        json.loads(templates_body)["items"],
         since,
         health,
         target,
@@ -291,6 +317,123 @@ def since(kind: str, objects: Objects) -> Callable[[World], Series]:
     return gauge(objects, lambda w, o: w.since.get(f"{kind}/{o['metadata']['uid']}"))
 
 
+def _pool_since(w: World) -> Series:
+    out: Series = {}
+    for ident, p in _pools(w):
+        value = w.since.get(f"nodepool/{ident['cluster_id']}/{p['metadata']['uid']}")
+        if value is not None:
+            out[_labels(**ident)] = float(value)
+    return out
+
+
+def conditions(objects: Objects, reasons: bool) -> Callable[[World], Series]:
+    """status.conditions: a true/false/unknown state set per type, or 1 per type's reason."""
+
+    def oracle(w: World) -> Series:
+        out: Series = {}
+        for ident, obj in objects(w):
+            for cond in field(obj, "status.conditions") or []:
+                kind, reason = cond.get("type"), cond.get("reason")
+                state = str(cond.get("status", "")).lower()
+                if reasons:
+                    if reason:
+                        out[_labels(**ident, condition=kind, reason=reason)] = 1.0
+                    continue
+                for value in ("true", "false", "unknown"):
+                    out[_labels(**ident, condition=kind, status=value)] = float(value == state)
+        return out
+
+    return oracle
+
+
+def _locked(w: World) -> Series:
+    return {
+        _labels(
+            **ident,
+            lock_scene=field(c, "status.lockScene"),
+            lock_source=field(c, "status.lockSource"),
+        ): float(bool(field(c, "status.isLocked")))
+        for ident, c in _clusters(w)
+        if field(c, "status.isLocked") is not None
+    }
+
+
+def _control_plane_azs(w: World) -> Series:
+    out: Series = {}
+    for ident, c in _clusters(w):
+        zones = {m.get("availabilityZone") for m in field(c, "spec.masters") or []} - {None}
+        for zone in zones or {field(c, "spec.extendParam.clusterAZ")}:
+            if zone:
+                out[_labels(**ident, az=zone)] = 1.0
+    return out
+
+
+def _upgrade_available(w: World) -> Series:
+    return {
+        _labels(**ident): float(bool(w.upgrades[c["metadata"]["uid"]]))
+        for ident, c in _clusters(w)
+        if c["metadata"]["uid"] in w.upgrades
+    }
+
+
+def _upgrade_targets(w: World) -> Series:
+    return {
+        _labels(**ident, target_version=version): 1.0
+        for ident, c in _clusters(w)
+        for version in w.upgrades.get(c["metadata"]["uid"], [])
+    }
+
+
+def _numbers(version: str) -> list[int]:
+    return [int(n) for n in "".join(ch if ch.isdigit() else " " for ch in version).split()]
+
+
+def _addon_upgrade(w: World) -> Series:
+    """1 where a template lists a stable version newer than the installed one (the simulator's
+    templates support every cluster type and version)."""
+    versions = {
+        field(t, "metadata.name"): [v["version"] for v in field(t, "spec.versions")]
+        for t in w.templates
+    }
+    out: Series = {}
+    for ident, a in _addons(w):
+        installed = field(a, "spec.version")
+        offered = versions.get(field(a, "spec.addonTemplateName"), [])
+        newer = any(_numbers(v) > _numbers(installed) for v in offered)
+        out[_labels(**ident)] = float(newer)
+    return out
+
+
+def _pool_states(w: World) -> Series:
+    keys = {
+        "active": "activeNode",
+        "creating": "creatingNode",
+        "deleting": "deletingNode",
+        "repairing": "repairingNode",
+        "repair_failed": "repairFailedNode",
+    }
+    return {
+        _labels(**ident, state=state): float(field(p, f"status.{key}"))
+        for ident, p in _pools(w)
+        for state, key in keys.items()
+        if field(p, f"status.{key}") is not None
+    }
+
+
+def _scalegroups(w: World) -> Series:
+    out: Series = {}
+    for ident, p in _pools(w):
+        for group in field(p, "status.scaleGroupStatuses") or []:
+            for state, value in (
+                ("desired", group.get("desiredNodeCount")),
+                ("existing", field(group, "existingNodeCount.total")),
+                ("upcoming", field(group, "upcomingNodeCount.total")),
+            ):
+                if value is not None:
+                    out[_labels(**ident, scalegroup=group["name"], state=state)] = float(value)
+    return out
+
+
 def _path(path: str) -> Callable[[Raw], Any]:
     return lambda obj: field(obj, path)
 
@@ -375,7 +518,29 @@ ORACLES: dict[str, Callable[[World], Series]] = {
         flavor=_path("spec.flavor"),
         version=_path("spec.version"),
         container_network_mode=_path("spec.containerNetwork.mode"),
+        category=_path("spec.category"),
+        billing_mode=_path("spec.billingMode"),
     ),
+    "cce_cluster_status_condition": conditions(_clusters, reasons=False),
+    "cce_cluster_status_condition_reason": conditions(_clusters, reasons=True),
+    "cce_cluster_locked": _locked,
+    "cce_cluster_control_plane_az_info": _control_plane_azs,
+    "cce_cluster_upgrade_available": _upgrade_available,
+    "cce_cluster_upgrade_target_info": _upgrade_targets,
+    "cce_node_status_last_probe_timestamp_seconds": gauge(
+        _nodes, lambda w, n: ts(field(n, "status.lastProbeTime"))
+    ),
+    "cce_node_configuration_up_to_date": gauge(
+        _nodes, lambda w, n: field(n, "status.configurationUpToDate")
+    ),
+    "cce_nodepool_status_condition": conditions(_pools, reasons=False),
+    "cce_nodepool_status_condition_reason": conditions(_pools, reasons=True),
+    "cce_nodepool_status_nodes": _pool_states,
+    "cce_nodepool_status_configuration_synced_nodes": gauge(
+        _pools, lambda w, p: field(p, "status.configurationSyncedNodeCount")
+    ),
+    "cce_nodepool_scalegroup_nodes": _scalegroups,
+    "cce_addon_upgrade_available": _addon_upgrade,
     "cce_cluster_status_phase": state_set(
         _clusters, "cce_cluster_status_phase", "phase", _path("status.phase")
     ),
@@ -421,7 +586,7 @@ ORACLES: dict[str, Callable[[World], Series]] = {
     "cce_nodepool_status_phase": state_set(
         _pools, "cce_nodepool_status_phase", "phase", _pool_phase
     ),
-    "cce_nodepool_status_phase_since_timestamp_seconds": since("nodepool", _pools),
+    "cce_nodepool_status_phase_since_timestamp_seconds": _pool_since,
     "cce_addon_info": info(
         _addons,
         version=lambda a: field(a, "spec.version") or field(a, "status.currentVersion.version"),

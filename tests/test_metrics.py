@@ -167,6 +167,73 @@ def example_target() -> TargetData:
     )
 
 
+def today_cluster(uid: str) -> Cluster:
+    """A cluster with today's status: conditions (one free-text reason), a lock, masters."""
+    return Cluster.model_validate(
+        {
+            "metadata": {"uid": uid, "name": f"today-{uid}"},
+            "spec": {
+                "type": "VirtualMachine",
+                "category": "Turbo",
+                "flavor": "cce.s3.medium",
+                "billingMode": 1,
+                "masters": [
+                    {"availabilityZone": "az2"},
+                    {"availabilityZone": "az1"},
+                    {"availabilityZone": "az2"},
+                ],
+            },
+            "status": {
+                "phase": "Available",
+                "isLocked": True,
+                "lockScene": "ARREAR",
+                "conditions": [
+                    {
+                        "type": "ClusterCertificate",
+                        "status": "False",
+                        "reason": "CertificateExpiringWithin30Days",
+                    },
+                    {"type": "CertificateRotation", "status": "False", "reason": "RotationFailed"},
+                    {"type": "AgencyAvailable", "status": "True"},
+                    {"type": "Odd", "status": "Maybe", "reason": "free text, not a word"},
+                ],
+            },
+        }
+    )
+
+
+def today_pool(uid: str) -> NodePool:
+    """A node pool with today's status: counts, conditions, a scale group."""
+    return NodePool.model_validate(
+        {
+            "metadata": {"uid": uid, "name": f"pool-{uid}"},
+            "spec": {"nodeTemplate": {"flavor": "c7.large.2"}},
+            "status": {
+                "currentNode": 4,
+                "activeNode": 2,
+                "creatingNode": 1,
+                "deletingNode": 0,
+                "repairingNode": 0,
+                "repairFailedNode": 1,
+                "configurationSyncedNodeCount": 3,
+                "phase": "",
+                "conditions": [
+                    {"type": "Scalable", "status": "False", "reason": "QuotaInsufficient"},
+                    {"type": "QuotaInsufficient", "status": "True", "reason": "ECS.quota"},
+                ],
+                "scaleGroupStatuses": [
+                    {
+                        "name": "default",
+                        "desiredNodeCount": 5,
+                        "existingNodeCount": {"total": 4, "postPaid": 4},
+                        "upcomingNodeCount": {"total": 1},
+                    }
+                ],
+            },
+        }
+    )
+
+
 def every_value_target() -> TargetData:
     """Hand-made models: one object per known phase/status, one unknown value, one missing."""
     cid = "c-every"
@@ -174,13 +241,23 @@ def every_value_target() -> TargetData:
     clusters += [
         cluster("c-zz-unknown", "weird", "Exploding"),
         cluster(cid, 'tricky "name"\\x\n', "Available", version="v1.28"),
+        today_cluster("c-today"),
     ]
     nodes = [node(f"n-{i:02d}", p, privateIP=f"10.0.0.{i}") for i, p in enumerate(NODE_PHASES)]
     nodes += [node("n-zz-unknown", "Melting"), node("n-zz-missing", None)]
+    nodes += [
+        node(
+            "n-today",
+            "Active",
+            lastProbeTime="2023-11-14 22:10:00 +0000 UTC",
+            configurationUpToDate=False,
+        )
+    ]
     pools = [pool(f"p-{i:02d}", p) for i, p in enumerate(NODEPOOL_PHASES)]
-    pools += [pool("p-empty", ""), pool("p-zz-unknown", "Sideways")]
+    pools += [pool("p-empty", ""), pool("p-zz-unknown", "Sideways"), today_pool("p-today")]
     addons = [addon(f"a-{i:02d}", s) for i, s in enumerate(ADDON_STATUSES)]
     addons.append(addon("a-zz-unknown", "confused"))
+    addons.append(addon("a-zz-sdk-unknown", "unknown"))
     jobs = [
         TrackedJob("p2", cid, job(f"j-{i}", p, NOW - 1000, NOW - 100, "CreateCluster"))
         for i, p in enumerate(JOB_PHASES)
@@ -205,6 +282,8 @@ def every_value_target() -> TargetData:
         health=[ResourceHealth("quotas", True, 1.5, NOW - 1)],
         # A cluster no longer listed has no per-cluster outcome series.
         cluster_success={"nodes": {cid: False, "gone-cluster": True}},
+        upgrades={cid: ["v1.29.1-r0", "v1.30.2-r0"], "c-today": []},
+        addon_upgrades={"a-00": True, "a-01": False},
     )
 
 
@@ -328,13 +407,40 @@ def test_every_contract_family_is_rendered_with_its_type_and_labels() -> None:
         project_id="p",
         labels={},
         clusters=[
-            cluster(
-                "c1", "one", "Available", containerNetwork={"mode": "vpc-router"}, version="v1.28"
+            Cluster.model_validate(
+                {
+                    **cluster(
+                        "c1",
+                        "one",
+                        "Available",
+                        containerNetwork={"mode": "vpc-router"},
+                        version="v1.28",
+                        category="CCE",
+                        billingMode=0,
+                        masters=[{"availabilityZone": "az1"}],
+                    ).model_dump(by_alias=True),
+                    "status": {
+                        "phase": "Available",
+                        "isLocked": True,
+                        "lockScene": "ARREAR",
+                        "lockSource": "CBC",
+                        "conditions": today_cluster("x").status.model_dump(by_alias=True)[
+                            "conditions"
+                        ],
+                    },
+                }
             )
         ],
-        nodes={"c1": parse_response(NodeList, (EXAMPLES / "nodes_list.json").read_bytes()).items},
-        nodepools={"c1": [pool("p1", "")]},
+        nodes={
+            "c1": [
+                *parse_response(NodeList, (EXAMPLES / "nodes_list.json").read_bytes()).items,
+                node("n-today", "Active", lastProbeTime=ts(NOW), configurationUpToDate=True),
+            ]
+        },
+        nodepools={"c1": [pool("p1", ""), today_pool("p2")]},
         addons={"c1": [addon("a1", "running")]},
+        upgrades={"c1": ["v1.29.1-r0"]},
+        addon_upgrades={"a1": True},
         jobs=[TrackedJob("p", "c1", job("j1", "Success", NOW - 100, NOW - 10, "CreateNode"))],
         quotas=[
             Quota.model_validate(

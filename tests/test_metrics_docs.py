@@ -20,13 +20,22 @@ C = ("project_id", "cluster_id", "cluster")
 #: Every family METRICS.md names, with its type and full label set (kept here so that this test
 #: cannot pass silently when METRICS.md is absent).
 EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
-    "cce_cluster_info": ("gauge", (*C, "type", "flavor", "version", "container_network_mode")),
+    "cce_cluster_info": (
+        "gauge",
+        (*C, "type", "flavor", "version", "container_network_mode", "category", "billing_mode"),
+    ),
     "cce_cluster_status_phase": ("gauge", (*C, "phase")),
     "cce_cluster_status_phase_since_timestamp_seconds": ("gauge", C),
     "cce_cluster_created_timestamp_seconds": ("gauge", C),
     "cce_cluster_nodes": ("gauge", C),
     "cce_cluster_nodes_active": ("gauge", C),
     "cce_cluster_max_nodes": ("gauge", C),
+    "cce_cluster_status_condition": ("gauge", (*C, "condition", "status")),
+    "cce_cluster_status_condition_reason": ("gauge", (*C, "condition", "reason")),
+    "cce_cluster_locked": ("gauge", (*C, "lock_scene", "lock_source")),
+    "cce_cluster_control_plane_az_info": ("gauge", (*C, "az")),
+    "cce_cluster_upgrade_available": ("gauge", C),
+    "cce_cluster_upgrade_target_info": ("gauge", (*C, "target_version")),
     "cce_node_info": (
         "gauge",
         (*C, "node_id", "node", "flavor", "az", "os", "nodepool_id", "private_ip"),
@@ -34,6 +43,8 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "cce_node_status_phase": ("gauge", (*C, "node_id", "node", "phase")),
     "cce_node_status_phase_since_timestamp_seconds": ("gauge", (*C, "node_id", "node")),
     "cce_node_created_timestamp_seconds": ("gauge", (*C, "node_id", "node")),
+    "cce_node_status_last_probe_timestamp_seconds": ("gauge", (*C, "node_id", "node")),
+    "cce_node_configuration_up_to_date": ("gauge", (*C, "node_id", "node")),
     "cce_nodepool_info": ("gauge", (*C, "nodepool_id", "nodepool", "flavor", "az", "os")),
     "cce_nodepool_nodes": ("gauge", (*C, "nodepool_id", "nodepool")),
     "cce_nodepool_initial_nodes": ("gauge", (*C, "nodepool_id", "nodepool")),
@@ -41,8 +52,23 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "cce_nodepool_autoscaling_min_nodes": ("gauge", (*C, "nodepool_id", "nodepool")),
     "cce_nodepool_autoscaling_max_nodes": ("gauge", (*C, "nodepool_id", "nodepool")),
     "cce_nodepool_status_phase": ("gauge", (*C, "nodepool_id", "nodepool", "phase")),
+    "cce_nodepool_status_condition": (
+        "gauge",
+        (*C, "nodepool_id", "nodepool", "condition", "status"),
+    ),
+    "cce_nodepool_status_condition_reason": (
+        "gauge",
+        (*C, "nodepool_id", "nodepool", "condition", "reason"),
+    ),
+    "cce_nodepool_status_nodes": ("gauge", (*C, "nodepool_id", "nodepool", "state")),
+    "cce_nodepool_status_configuration_synced_nodes": ("gauge", (*C, "nodepool_id", "nodepool")),
+    "cce_nodepool_scalegroup_nodes": (
+        "gauge",
+        (*C, "nodepool_id", "nodepool", "scalegroup", "state"),
+    ),
     "cce_addon_info": ("gauge", (*C, "addon_id", "addon", "version", "type")),
     "cce_addon_status": ("gauge", (*C, "addon_id", "addon", "status")),
+    "cce_addon_upgrade_available": ("gauge", (*C, "addon_id", "addon")),
     "cce_job_info": (
         "gauge",
         ("project_id", "cluster_id", "job_id", "type", "resource_id", "resource"),
@@ -80,11 +106,12 @@ STATE_SETS = {
     "Deleting, Upgrading, Resizing, RollingBack, RollbackFailed, Hibernating, Hibernation, "
     "Awaking, Empty, Error, unknown",
     "cce_node_status_phase": "Build, Installing, Installed, ShutDown, Upgrading, Active, "
-    "Abnormal, Deleting, Error, unknown",
+    "Abnormal, Deleting, Error, Repairing, RepairFailed, unknown",
     "cce_nodepool_status_phase": "Normal, Synchronizing, Synchronized, SoldOut, Deleting, Error, "
     "unknown",
     "cce_addon_status": "running, abnormal, installing, installFailed, upgrading, upgradeFailed, "
-    "deleting, deleteSuccess, deleteFailed, available, unavailable, rollbacking, unknown",
+    "deleting, deleteSuccess, deleteFailed, available, unavailable, rollbacking, rollbackFailed, "
+    "unknown",
     "cce_job_status_phase": "Initializing, Running, Failed, Success, unknown",
 }
 

@@ -147,7 +147,14 @@ _NODE_ITEMS = st.fixed_dictionaries(
         "status": st.one_of(
             _SCALARS,
             _casefolded_object(
-                {"phase": "phase", "jobID": "job_id", "privateIP": "private_ip"}, _JSON
+                {
+                    "phase": "phase",
+                    "jobID": "job_id",
+                    "privateIP": "private_ip",
+                    "lastProbeTime": "last_probe_time",
+                    "configurationUpToDate": "configuration_up_to_date",
+                },
+                st.one_of(_JSON, _TIMES),
             ),
         ),
     },

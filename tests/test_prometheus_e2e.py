@@ -683,6 +683,46 @@ def check_dashboards(stack: Stack, chosen: Mapping[str, str]) -> None:
     assert not stale, f"these queries now return data: drop them from NO_DATA: {stale}"
 
 
+def put_todays_states_into_play(stack: Stack, cluster_id: str) -> None:
+    """Give the chosen cluster what today's panels show: a certificate about to expire, a failed
+    rotation, a billing lock, a pool that cannot scale up and an add-on that can be upgraded."""
+    prom = stack.prometheus
+    http = stack.sim_http
+    status = {
+        "certificate": "CertificateExpiringWithin30Days",
+        "rotation": "RotationFailed",
+        "lock": {"scene": "ARREAR", "source": "CBC"},
+    }
+    response = http.post(f"/_sim/clusters/{cluster_id}/status", json=status)
+    assert response.status_code == 200, response.text
+    pools = poll(
+        lambda: prom.query(f'cce_nodepool_status_condition{{cluster_id="{cluster_id}"}}'),
+        "the chosen cluster's pool conditions",
+    )
+    pool_id = pools[0]["metric"]["nodepool_id"]
+    conditions = [
+        {"type": "Scalable", "status": "False", "reason": "QuotaInsufficient"},
+        {"type": "QuotaInsufficient", "status": "True", "reason": "ECSQuotaInsufficient"},
+    ]
+    response = http.post(
+        f"/_sim/clusters/{cluster_id}/nodepools/{pool_id}/conditions",
+        json={"conditions": conditions},
+    )
+    assert response.status_code == 200, response.text
+    addons = poll(
+        lambda: prom.query(f'cce_addon_info{{cluster_id="{cluster_id}", addon="coredns"}}'),
+        "the chosen cluster's coredns",
+    )
+    body = {
+        "kind": "addon",
+        "id": addons[0]["metric"]["addon_id"],
+        "phase": "running",
+        "version": "1.0.0",
+    }
+    response = http.post("/_sim/phase", json=body)
+    assert response.status_code == 200, response.text
+
+
 def finish_jobs(stack: Stack, cluster_id: str, previous: float) -> float:
     """Add two nodes (each with a CreateNode job) to the cluster, let the exporter track their
     jobs, then move the simulator clock past their end: the exporter sees the jobs finish.
@@ -764,5 +804,6 @@ def test_alerts_fire_and_dashboards_show_data(stack: Stack) -> None:
         "cluster": cluster["cluster"],
         "instance": stack.exporter_url.removeprefix("http://"),
     }
+    put_todays_states_into_play(stack, cluster["cluster_id"])
     check_dashboards(stack, chosen)
     check_alert_panel_filter(stack, chosen, cluster["cluster_id"])

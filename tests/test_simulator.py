@@ -322,7 +322,7 @@ async def test_not_found_bodies(simulator: Simulator, sim_client: httpx.AsyncCli
     job = await sim_client.get(project_path(simulator, "/jobs/nope"))
     assert job.status_code == 404 and "error_code" in job.json()
     addon = await sim_client.get("/api/v3/addons/nope", params={"cluster_id": "nope"})
-    assert addon.status_code == 404 and set(addon.json()) == {"code", "message"}
+    assert addon.status_code == 404 and {"code", "message"} <= set(addon.json())
 
 
 async def test_timestamps_follow_the_two_families(
@@ -630,12 +630,18 @@ async def test_control_api_mutations_show_in_listings(
     assert (await cluster_status(sim_client, simulator, cid))["phase"] == "Upgrading"
 
     pools_path = project_path(simulator, f"/clusters/{cid}/nodepools")
-    pool = (await get_json(sim_client, pools_path))["items"][0]
-    assert pool["status"]["phase"] == ""
+    pools = (await get_json(sim_client, pools_path))["items"]
+    index = 0
     await sim_client.post(
-        "/_sim/phase", json={"kind": "nodepool", "id": pool["metadata"]["uid"], "phase": "SoldOut"}
+        "/_sim/phase",
+        json={"kind": "nodepool", "id": pools[index]["metadata"]["uid"], "phase": "Normal"},
     )
-    assert (await get_json(sim_client, pools_path))["items"][0]["status"]["phase"] == "SoldOut"
+    assert (await get_json(sim_client, pools_path))["items"][index]["status"]["phase"] == ""
+    await sim_client.post(
+        "/_sim/phase",
+        json={"kind": "nodepool", "id": pools[index]["metadata"]["uid"], "phase": "SoldOut"},
+    )
+    assert (await get_json(sim_client, pools_path))["items"][index]["status"]["phase"] == "SoldOut"
 
     addons = await get_json(sim_client, "/api/v3/addons", params={"cluster_id": cid})
     addon_id = addons["items"][0]["metadata"]["uid"]

@@ -4,11 +4,24 @@ One client talks to one target (one project in one region) and returns models fr
 :mod:`exporter.cce.models`, never dicts. Every call goes through :meth:`CCEClient._send`, which
 owns the policies below; the typed methods only build paths and parse bodies.
 
-Hosts (API reference 1.1)
-    Cluster management, jobs and quotas use ``endpoint``. Add-ons use ``addon_endpoint``, a
-    template that may contain ``{cluster_id}``; by default ``https://{cluster_id}.<endpoint host>``
-    (the add-on manager is reached through a per-cluster host name). IAM uses ``iam_endpoint``,
-    or ``endpoint`` when it is not set.
+Hosts (API reference 1.1, and the SDK)
+    Cluster management, jobs and quotas use ``endpoint``. Add-ons use ``addon_endpoint`` when it
+    is given, a template that may contain ``{cluster_id}``. Without it both layouts are tried:
+    the SDK's (``ListAddonInstances``: ``{endpoint}/api/v3/addons?cluster_id=...``, the public
+    cloud) first, then the Stack reference's per-cluster host
+    ``https://{cluster_id}.<endpoint host>`` on a 404 or a connection error; the layout that
+    answered is remembered for the client's life (one target). IAM uses ``iam_endpoint``, or
+    ``endpoint`` when it is not set.
+
+Paging (the SDK's ``ListNodesRequest`` and ``NodePageInfo``)
+    Node lists come in pages of at most 2,000 nodes on the public cloud. The first request is
+    sent without ``limit`` or ``marker``; while an answer carries ``pageInfo.nextMarker`` the next
+    page is asked with ``marker``. A marker seen twice, or more than :data:`MAX_NODE_PAGES` pages,
+    raise :class:`~exporter.cce.errors.PagingError`. A list of one page costs one request.
+
+Upgrades (the SDK's ``ShowClusterUpgradeInfo`` and ``ListAddonTemplates``)
+    :meth:`CCEClient.get_upgrade_targets` and :meth:`CCEClient.list_addon_templates`; the
+    collector asks them on their own slow interval.
 
 Retries
     Retried, with exponential backoff and full jitter (``uniform(0, min(cap, base * 2**n))``):
@@ -84,6 +97,8 @@ from exporter import __version__
 from exporter.cce.errors import (
     REQUEST_ID_HEADERS,
     CCEError,
+    NotFound,
+    PagingError,
     RateLimited,
     RequestTimeout,
     ResponseParseError,
@@ -95,6 +110,8 @@ from exporter.cce.memo import Memo, body_digest
 from exporter.cce.models import (
     Addon,
     AddonList,
+    AddonTemplate,
+    AddonTemplateList,
     Cluster,
     ClusterList,
     Job,
@@ -107,7 +124,10 @@ from exporter.cce.models import (
     ProjectList,
     Quota,
     QuotaList,
+    UpgradeInfo,
     extract_job_id,
+    page_marker,
+    parse_node_page,
     parse_node_summaries,
     parse_response,
 )
@@ -158,7 +178,12 @@ NODEPOOLS = "/api/v3/projects/{project_id}/clusters/{cluster_id}/nodepools"
 JOB = "/api/v3/projects/{project_id}/jobs/{job_id}"
 QUOTAS = "/api/v3/projects/{project_id}/quotas"
 ADDONS = "/api/v3/addons"
+ADDON_TEMPLATES = "/api/v3/addontemplates"
+UPGRADEINFO = "/api/v3/projects/{project_id}/clusters/{cluster_id}/upgradeinfo"
 PROJECTS = "/v3/projects"
+
+#: Pages of one node list followed at most (2,000 nodes a page on the public cloud: 100,000).
+MAX_NODE_PAGES = 50
 
 #: Statuses retried for idempotent calls (see the module docstring for 503 and 500).
 RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 502, 503, 504})
@@ -295,11 +320,12 @@ class CCEClient:
         if max_retries < 0:
             raise ValueError("max_retries must not be negative")
         self.endpoint = _normalize_base(endpoint)
-        self.addon_endpoint = (
-            _normalize_base(addon_endpoint)
-            if addon_endpoint
-            else default_addon_endpoint(self.endpoint)
+        #: An explicit add-on endpoint is the only one used; None means "try both layouts".
+        self.addon_endpoint: str | None = (
+            _normalize_base(addon_endpoint) if addon_endpoint else None
         )
+        #: The layout that answered (the explicit endpoint, or the one found): a URL template.
+        self._addon_base_found: str | None = self.addon_endpoint
         # Without an IAM endpoint, IAM calls go to the CCE endpoint (one host serving both, as
         # the auth layer assumes too).
         self.iam_endpoint = _normalize_base(iam_endpoint) if iam_endpoint else self.endpoint
@@ -393,9 +419,16 @@ class CCEClient:
         return await self._get(Cluster, CLUSTER, url, params=params)
 
     async def list_nodes(self, cluster_id: str) -> list[Node]:
-        """All nodes of a cluster."""
+        """All nodes of a cluster, every page of them."""
         url = self.endpoint + _path(NODES, project_id=self.project_id, cluster_id=cluster_id)
-        return (await self._get(NodeList, NODES, url)).items
+
+        def parse(content: bytes) -> tuple[list[Node], str | None]:
+            page = parse_response(NodeList, content, endpoint=NODES)
+            return page.items, page_marker(page.page_info.next_marker)
+
+        first = await self._send("GET", NODES, url, idempotent=True)
+        items, marker = await self._parse(first.content, parse, template=NODES)
+        return await self._more_pages(url, list(items), marker, parse)
 
     async def list_node_summaries(
         self, cluster_id: str, memo: Memo[list[NodeSummary]] | None = None
@@ -404,13 +437,54 @@ class CCEClient:
         straight from the JSON (see :func:`~exporter.cce.models.parse_node_summaries`).
 
         ``memo`` (here and below): the last answer of this call; an identical body is not
-        parsed again (see :mod:`exporter.cce.memo`)."""
+        parsed again (see :mod:`exporter.cce.memo`).
+
+        Paging (today's API, SDK ``ListNodesRequest``): the first request sends neither
+        ``limit`` nor ``marker`` (the server's default page, 2,000 nodes on the public cloud,
+        and what a Stack installation without paging expects); while an answer carries
+        ``pageInfo.nextMarker`` the next page is asked with ``marker``. A list of one page (nearly
+        all) costs one request and keeps the memo; a paged list is parsed whole each time. A
+        marker that repeats, or more than :data:`MAX_NODE_PAGES` pages, raises
+        :class:`~exporter.cce.errors.PagingError` (the last good list is then kept)."""
         url = self.endpoint + _path(NODES, project_id=self.project_id, cluster_id=cluster_id)
+        first = await self._send("GET", NODES, url, idempotent=True)
+        content = first.content
+        if b'"nextMarker"' not in content:
 
-        def parse(content: bytes) -> list[NodeSummary]:
-            return parse_node_summaries(content, endpoint=NODES)
+            def parse(content: bytes) -> list[NodeSummary]:
+                return parse_node_summaries(content, endpoint=NODES)
 
-        return await self._fetch(NODES, url, parse, memo=memo)
+            return await self._parse(content, parse, memo=memo, template=NODES)
+
+        def parse_page(content: bytes) -> tuple[list[NodeSummary], str | None]:
+            return parse_node_page(content, endpoint=NODES)
+
+        nodes, marker = await self._parse(content, parse_page, template=NODES)
+        return await self._more_pages(url, nodes, marker, parse_page)
+
+    async def _more_pages(
+        self,
+        url: str,
+        items: list[R],
+        marker: str | None,
+        parse: Callable[[bytes], tuple[list[R], str | None]],
+    ) -> list[R]:
+        """Follow ``marker`` through the next pages of a node list, appending to ``items``."""
+        seen: set[str] = set()
+        pages = 1
+        while marker is not None:
+            if marker in seen:
+                raise PagingError("pageInfo.nextMarker repeated", endpoint=NODES)
+            if pages >= MAX_NODE_PAGES:
+                raise PagingError(f"more than {MAX_NODE_PAGES} pages", endpoint=NODES)
+            seen.add(marker)
+            pages += 1
+            response = await self._send(
+                "GET", NODES, url, params={"marker": marker}, idempotent=True
+            )
+            more, marker = await self._parse(response.content, parse, template=NODES)
+            items.extend(more)
+        return items
 
     async def list_nodepools(
         self,
@@ -439,13 +513,59 @@ class CCEClient:
     async def list_addons(
         self, cluster_id: str, memo: Memo[list[Addon]] | None = None
     ) -> list[Addon]:
-        """The add-on instances of a cluster, from the add-on host (cluster in host and query)."""
-        url = self._addon_base(cluster_id) + ADDONS
+        """The add-on instances of a cluster (the cluster in the query, and in the host name on
+        the per-cluster layout); see the module docstring for the two layouts."""
 
         def parse(content: bytes) -> list[Addon]:
             return parse_response(AddonList, content, endpoint=ADDONS).items
 
-        return await self._fetch(ADDONS, url, parse, params={"cluster_id": cluster_id}, memo=memo)
+        response = await self._addon_get(ADDONS, cluster_id, {"cluster_id": cluster_id})
+        return await self._parse(response.content, parse, memo=memo, template=ADDONS)
+
+    async def _addon_get(
+        self, template: str, cluster_id: str, params: dict[str, str]
+    ) -> httpx.Response:
+        """GET an add-on manager path on the layout known to work, or find that layout."""
+        known = self._addon_base_found
+        if known is not None:
+            url = self._fill_addon_base(known, cluster_id) + template
+            return await self._send("GET", template, url, params=params, idempotent=True)
+        plain = self.endpoint
+        try:
+            response = await self._send(
+                "GET", template, plain + template, params=params, idempotent=True
+            )
+        except (NotFound, TransportError) as exc:
+            per_cluster = default_addon_endpoint(self.endpoint)
+            log.info(
+                "the add-on manager did not answer on %s (%s); trying %s",
+                urlsplit(plain).netloc,
+                type(exc).__name__,
+                urlsplit(per_cluster).netloc,
+            )
+            url = self._fill_addon_base(per_cluster, cluster_id) + template
+            response = await self._send("GET", template, url, params=params, idempotent=True)
+            self._addon_base_found = per_cluster
+            return response
+        self._addon_base_found = plain
+        return response
+
+    async def get_upgrade_targets(self, cluster_id: str) -> list[str]:
+        """The versions a cluster can be upgraded to (``GET .../upgradeinfo``, SDK
+        ``ShowClusterUpgradeInfo``; a Stack installation may answer 404)."""
+        url = self.endpoint + _path(UPGRADEINFO, project_id=self.project_id, cluster_id=cluster_id)
+        return (await self._get(UpgradeInfo, UPGRADEINFO, url)).target_versions
+
+    async def list_addon_templates(self, cluster_id: str) -> list[AddonTemplate]:
+        """The add-on templates (SDK ``ListAddonTemplates``), on the add-on manager's layout
+        (``cluster_id`` only fills a per-cluster host name; the templates are the project's)."""
+        response = await self._addon_get(ADDON_TEMPLATES, cluster_id, {})
+        return await self._parse(
+            response.content,
+            lambda content: (
+                parse_response(AddonTemplateList, content, endpoint=ADDON_TEMPLATES).items
+            ),
+        )
 
     async def get_quotas(self) -> list[Quota]:
         """The project's CCE quotas."""
@@ -492,14 +612,15 @@ class CCEClient:
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _addon_base(self, cluster_id: str) -> str:
-        if "{cluster_id}" not in self.addon_endpoint:
-            return self.addon_endpoint
+    @staticmethod
+    def _fill_addon_base(base: str, cluster_id: str) -> str:
+        if "{cluster_id}" not in base:
+            return base
         if not _HOST_LABEL.match(cluster_id):
             # A CCEError, not a ValueError: the ID came from the API, and the collector's error
             # boundary catches CCEError.
             raise CCEError("the cluster ID cannot be used in the add-on host name")
-        return self.addon_endpoint.replace("{cluster_id}", cluster_id)
+        return base.replace("{cluster_id}", cluster_id)
 
     async def _get(
         self,
@@ -523,19 +644,30 @@ class CCEClient:
         params: dict[str, str] | None = None,
         memo: Memo[R] | None = None,
     ) -> R:
-        """GET and ``parse`` the body: in a worker thread when it is large, so that the event
-        loop keeps serving scrapes and other calls meanwhile. With ``memo``, a body identical
-        to the last one is not parsed again."""
+        """GET and ``parse`` the body (see :meth:`_parse`)."""
         response = await self._send("GET", template, url, params=params, idempotent=True)
-        content = response.content
+        return await self._parse(response.content, parse, memo=memo, template=template)
+
+    async def _parse(
+        self,
+        content: bytes,
+        parse: Callable[[bytes], R],
+        *,
+        memo: Memo[R] | None = None,
+        template: str | None = None,
+    ) -> R:
+        """``parse`` a body: in a worker thread when it is large, so that the event loop keeps
+        serving scrapes and other calls meanwhile. With ``memo``, a body identical to the last
+        one is not parsed again. ``template``: the endpoint, for a list whose bad objects are
+        dropped rather than failing it whole."""
         digest = None
         if memo is not None:
             digest = body_digest(content)
             known = memo.recall(digest)
             if known is not None:
                 return known
-        item_model = _LIST_ITEMS.get(template)
-        if item_model is not None:
+        item_model = _LIST_ITEMS.get(template) if template is not None else None
+        if item_model is not None and template is not None:
             strict = parse
 
             def parse(content: bytes) -> R:
@@ -774,6 +906,7 @@ class CCEClient:
 
 __all__ = [
     "ADDONS",
+    "ADDON_TEMPLATES",
     "AWAKE",
     "CLUSTER",
     "CLUSTERS",
@@ -784,6 +917,7 @@ __all__ = [
     "PROJECTS",
     "QUOTAS",
     "RETRY_STATUSES",
+    "UPGRADEINFO",
     "CCEClient",
     "TokenBucket",
     "default_addon_endpoint",

@@ -16,10 +16,13 @@ The hierarchy (catch the most specific class you can handle; everything derives 
      │    │    └── RateLimited       429 (retry_after seconds, when the server said)
      │    └── ServerError            5xx
      ├── ResponseParseError          the body is not JSON, or not the shape the model accepts
+     │    └── PagingError            a paged list repeated its marker or passed the page cap
      └── CredentialsError            credentials missing or unreadable, or IAM gave no token
 
-The API's two error-body shapes, ``{"error_code", "error_msg"}`` (IAM and cluster management) and
-``{"code", "message"}`` (add-on manager), are both parsed by :func:`error_from_response`. Messages
+The API's error-body shapes, ``{"error_code", "error_msg"}`` (IAM and cluster management),
+today's camel case ``{"errorCode", "errorMessage"}`` (what the SDK's ``CceExceptionHandler`` reads
+besides the first) and ``{"code", "message"}`` (add-on manager), are all parsed by
+:func:`error_from_response`. Messages
 never contain request headers or bodies that were sent, so no secret can leak through an exception.
 """
 
@@ -51,6 +54,10 @@ class ResponseParseError(CCEError):
     def __init__(self, message: str, *, endpoint: str | None = None) -> None:
         self.endpoint = endpoint
         super().__init__(f"{message} (endpoint {endpoint})" if endpoint else message)
+
+
+class PagingError(ResponseParseError):
+    """A paged list did not end: its ``pageInfo.nextMarker`` repeated, or it passed the page cap."""
 
 
 class APIError(CCEError):
@@ -138,8 +145,23 @@ REQUEST_ID_HEADERS = ("x-request-id", "x-openstack-request-id", "x-iam-trace-id"
 _MAX_MESSAGE = 300
 
 
+#: Where an error body keeps its code and message, in order of preference: the reference's
+#: snake case, today's camel case (the SDK's ``CceExceptionHandler`` reads ``errorCode`` and
+#: ``errorMessage``; its core handler ``errorMsg``), then the add-on manager's ``code``/``message``.
+_CODE_KEYS = ("error_code", "errorCode", "code")
+_MESSAGE_KEYS = ("error_msg", "errorMessage", "errorMsg", "message")
+
+
+def _first(data: dict[str, object], keys: tuple[str, ...]) -> object:
+    for key in keys:
+        value = data.get(key)
+        if value is not None:
+            return value
+    return None
+
+
 def parse_error_body(body: bytes) -> tuple[str | None, str | None]:
-    """Return ``(code, message)`` from either error-body shape; ``(None, None)`` if neither fits."""
+    """Return ``(code, message)`` from any error-body shape; ``(None, None)`` if none fits."""
     try:
         data = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError):
@@ -149,8 +171,8 @@ def parse_error_body(body: bytes) -> tuple[str | None, str | None]:
         data = data["error"]
     if not isinstance(data, dict):
         return None, None
-    code = data.get("error_code", data.get("code"))
-    message = data.get("error_msg", data.get("message"))
+    code = _first(data, _CODE_KEYS)
+    message = _first(data, _MESSAGE_KEYS)
     return (
         None if code is None else str(code)[:_MAX_MESSAGE],
         None if message is None else str(message)[:_MAX_MESSAGE],

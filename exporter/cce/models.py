@@ -15,6 +15,21 @@ Rules (see the API reference, sections 9, 11 and 14):
 
 Parse whole responses with :func:`parse_response` (``bytes`` in, model out): it validates the JSON
 text in one pass and raises :class:`~exporter.cce.errors.ResponseParseError`, never anything else.
+
+Today's API, as Huawei's SDK (``huaweicloudsdkcce.v3.model``) defines it, is read besides the
+Stack reference's (docs/cce-api.md lists every field, read or deliberately not):
+
+* ``ClusterStatus``: ``conditions`` (``ClusterCondition``: certificate expiry and rotation,
+  ``AgencyAvailable``), ``isLocked``/``lockScene``/``lockSource``; ``ClusterSpec``: ``masters``
+  (``MasterSpec.availabilityZone``), ``deletionProtection``; the SDK's flavor table
+  (``cce.s3.*``) in :data:`FLAVOR_MAX_NODES`.
+* ``NodeStatus``: ``lastProbeTime``, ``configurationUpToDate``, phases ``Repairing`` and
+  ``RepairFailed``; ``NodePageInfo.nextMarker`` (:func:`parse_node_page`).
+* ``NodePoolStatus``: the node counts, ``conditions`` (``NodePoolCondition``) and
+  ``scaleGroupStatuses`` (``ScaleGroupStatus``); the SDK deprecates ``phase``.
+* ``AddonInstanceStatus.status`` ``rollbackFailed`` (and ``unknown``, the state sets' fallback);
+  ``ShowClusterUpgradeInfoResponse`` (:class:`UpgradeInfo`) and ``AddonTemplate``/``Versions``
+  (:func:`addon_upgrade_available`).
 """
 
 from __future__ import annotations
@@ -74,6 +89,9 @@ NODE_PHASES: tuple[str, ...] = (
     "Abnormal",
     "Deleting",
     "Error",
+    # Today's API (SDK ``NodeStatus.phase``): only with a pool's node restart self-healing policy.
+    "Repairing",
+    "RepairFailed",
 )
 #: ``Normal`` stands for the API's empty (or absent) node-pool phase.
 NODEPOOL_PHASES: tuple[str, ...] = (
@@ -97,20 +115,50 @@ ADDON_STATUSES: tuple[str, ...] = (
     "available",
     "unavailable",
     "rollbacking",
+    # Today's API (SDK ``AddonInstanceStatus.status``). Its ``unknown`` (no template instance)
+    # is the state sets' own fallback value and is reported as such.
+    "rollbackFailed",
 )
 JOB_PHASES: tuple[str, ...] = ("Initializing", "Running", "Failed", "Success")
 JOB_TERMINAL_PHASES: frozenset[str] = frozenset({"Failed", "Success"})
 
-#: Node limit of each cluster flavor (reference 12.2); ``cce.dec.*`` share their size's limit.
+#: Node limit of each cluster flavor (reference 12.2, and the SDK's ``ClusterSpec.flavor``, which
+#: adds the five-control-plane ``cce.s3.*``); ``cce.dec.*`` share their size's limit (the SDK lists
+#: ``cce.dec.s1.xlarge``, hence ``cce.s1.xlarge``).
 FLAVOR_MAX_NODES: dict[str, int] = {
     "cce.s1.small": 50,
     "cce.s1.medium": 200,
     "cce.s1.large": 1000,
+    "cce.s1.xlarge": 2000,
     "cce.s2.small": 50,
     "cce.s2.medium": 200,
     "cce.s2.large": 1000,
     "cce.s2.xlarge": 2000,
+    "cce.s3.small": 50,
+    "cce.s3.medium": 200,
+    "cce.s3.large": 1000,
+    "cce.s3.xlarge": 2000,
 }
+
+#: Condition types of clusters (SDK ``ClusterCondition.type``) and node pools (SDK
+#: ``NodePoolCondition.type``) the dashboards and alerts name; others are exported as they come.
+CLUSTER_CONDITION_TYPES: tuple[str, ...] = (
+    "ClusterCertificate",
+    "ClusterCustomCertificate",
+    "CertificateRotation",
+    "CustomCertificateRotation",
+    "AgencyAvailable",
+)
+NODEPOOL_CONDITION_TYPES: tuple[str, ...] = (
+    "Scalable",
+    "QuotaInsufficient",
+    "ResourceInsufficient",
+    "UnexpectedError",
+    "LockedByOrder",
+    "Error",
+)
+#: Condition statuses (Kubernetes spelling ``True``/``False``), as the metric labels spell them.
+CONDITION_STATUSES: tuple[str, ...] = ("true", "false")
 
 
 def flavor_max_nodes(flavor: str | None) -> int | None:
@@ -473,6 +521,7 @@ class CaseInsensitive(Lenient):
 class ObjectMeta(Lenient):
     name: Str = None
     uid: Str = None
+    alias: Str = None
     creation_timestamp: Timestamp = Field(None, alias="creationTimestamp")
     update_timestamp: Timestamp = Field(None, alias="updateTimestamp")
     labels: StrMap = Field(default_factory=dict)
@@ -487,6 +536,32 @@ class ContainerNetwork(Lenient):
 class HostNetwork(Lenient):
     vpc: Str = None
     subnet: Str = None
+
+
+class Condition(CaseInsensitive):
+    """One entry of ``status.conditions`` (SDK ``ClusterCondition``, ``NodePoolCondition``)."""
+
+    type: Str = None
+    status: Str = None
+    reason: Str = None
+    message: Str = None
+    last_probe_time: Timestamp = Field(None, alias="lastProbeTime")
+    last_transit_time: Timestamp = Field(None, alias="lastTransitTime")
+
+    @property
+    def state(self) -> str | None:
+        """``true``/``false`` for the API's ``True``/``False`` (any case); else the raw value."""
+        raw = self.status
+        if raw is None:
+            return None
+        lowered = raw.strip().lower()
+        return lowered if lowered in ("true", "false", "unknown") else raw
+
+
+class MasterSpec(CaseInsensitive):
+    """A control-plane node's placement (SDK ``MasterSpec``)."""
+
+    availability_zone: Str = Field(None, alias="availabilityZone")
 
 
 class ClusterSpec(CaseInsensitive):
@@ -504,6 +579,22 @@ class ClusterSpec(CaseInsensitive):
     )
     billing_mode: Int = Field(None, alias="billingMode")
     extend_param: ExtendParam = Field(None, alias="extendParam")
+    masters: Annotated[list[MasterSpec], _objects()] = Field(default_factory=list)
+    deletion_protection: Bool = Field(None, alias="deletionProtection")
+
+    @property
+    def control_plane_azs(self) -> str | None:
+        """The control plane's zones, sorted and comma-separated: ``masters[].availabilityZone``,
+        else ``extendParam.clusterAZ`` (``multi_az`` included as sent)."""
+        zones = sorted({m.availability_zone for m in self.masters if m.availability_zone})
+        if zones:
+            return ",".join(zones)
+        param = self.extend_param
+        if isinstance(param, dict):
+            value = param.get("clusterAZ")
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        return None
 
 
 class ClusterEndpoint(Lenient):
@@ -517,6 +608,10 @@ class ClusterStatus(CaseInsensitive):
     reason: Str = None
     message: Str = None
     endpoints: Annotated[list[ClusterEndpoint], _objects()] = Field(default_factory=list)
+    is_locked: Bool = Field(None, alias="isLocked")
+    lock_scene: Str = Field(None, alias="lockScene")
+    lock_source: Str = Field(None, alias="lockSource")
+    conditions: Annotated[list[Condition], _objects()] = Field(default_factory=list)
 
 
 class Cluster(Lenient):
@@ -604,6 +699,8 @@ class NodeStatus(CaseInsensitive):
     private_ip: Str = Field(None, alias="privateIP")
     reason: Str = None
     message: Str = None
+    last_probe_time: Timestamp = Field(None, alias="lastProbeTime")
+    configuration_up_to_date: Bool = Field(None, alias="configurationUpToDate")
 
 
 NODE_POOL_ANNOTATION = "kubernetes.io/node-pool.id"
@@ -658,6 +755,17 @@ class Node(Lenient):
         moment = self.metadata.creation_timestamp
         return None if moment is None else moment.timestamp()
 
+    @property
+    def last_probe(self) -> float | None:
+        """``status.lastProbeTime`` in Unix seconds (the SDK: older than 5 minutes means stale)."""
+        moment = self.status.last_probe_time
+        return None if moment is None else moment.timestamp()
+
+    @property
+    def configuration_up_to_date(self) -> bool | None:
+        """``status.configurationUpToDate``: the node matches its pool's current template."""
+        return self.status.configuration_up_to_date
+
 
 class NodeLike(Protocol):
     """What the exporter keeps of a node: a :class:`Node`, or its :class:`NodeSummary`."""
@@ -682,6 +790,10 @@ class NodeLike(Protocol):
     def job_id(self) -> str | None: ...
     @property
     def created(self) -> float | None: ...
+    @property
+    def last_probe(self) -> float | None: ...
+    @property
+    def configuration_up_to_date(self) -> bool | None: ...
 
 
 def _shared(value: str | None) -> str | None:
@@ -707,6 +819,8 @@ class NodeSummary:
     private_ip: str | None
     job_id: str | None
     created: float | None
+    last_probe: float | None = None
+    configuration_up_to_date: bool | None = None
 
     @classmethod
     def of(cls, node: Node) -> NodeSummary:
@@ -721,12 +835,24 @@ class NodeSummary:
             private_ip=node.private_ip,
             job_id=node.job_id,
             created=node.created,
+            last_probe=node.last_probe,
+            configuration_up_to_date=node.configuration_up_to_date,
         )
+
+
+class PageInfo(Lenient):
+    """SDK ``NodePageInfo``: the page's size and the marker of the next page, if any."""
+
+    current_count: Int = Field(None, alias="currentCount")
+    next_marker: Str = Field(None, alias="nextMarker")
 
 
 class NodeList(Lenient):
     kind: Str = None
     items: Annotated[list[Node], _objects()] = Field(default_factory=list)
+    page_info: Annotated[PageInfo, _nested(PageInfo)] = Field(
+        default_factory=PageInfo, alias="pageInfo"
+    )
 
 
 # --- node pools ---------------------------------------------------------------------------------
@@ -762,10 +888,46 @@ class NodePoolSpec(CaseInsensitive):
     autoscaling: Annotated[Autoscaling, _nested(Autoscaling)] = Field(default_factory=Autoscaling)
 
 
-class NodePoolStatus(CaseInsensitive):
-    current_node: Int = Field(None, alias="currentNode")
+class NodeCount(Lenient):
+    """A scale group's node count split by billing (SDK ``ScaleGroupStatusExistingNodeCount``)."""
+
+    total: Int = None
+
+
+class ScaleGroupStatus(CaseInsensitive):
+    """One scale group of a pool (SDK ``ScaleGroupStatus``); the default group is ``default``."""
+
+    name: Str = None
+    uid: Str = None
     phase: Str = None
+    desired_node_count: Int = Field(None, alias="desiredNodeCount")
+    existing_node_count: Annotated[NodeCount, _nested(NodeCount)] = Field(
+        default_factory=NodeCount, alias="existingNodeCount"
+    )
+    upcoming_node_count: Annotated[NodeCount, _nested(NodeCount)] = Field(
+        default_factory=NodeCount, alias="upcomingNodeCount"
+    )
+    conditions: Annotated[list[Condition], _objects()] = Field(default_factory=list)
+
+
+class NodePoolStatus(CaseInsensitive):
+    """SDK ``NodePoolStatus``: ``phase`` is deprecated there in favour of the node counts and
+    ``conditions`` (``Scalable`` replaces ``SoldOut``); both are read."""
+
+    current_node: Int = Field(None, alias="currentNode")
+    creating_node: Int = Field(None, alias="creatingNode")
+    deleting_node: Int = Field(None, alias="deletingNode")
+    active_node: Int = Field(None, alias="activeNode")
+    repairing_node: Int = Field(None, alias="repairingNode")
+    repair_failed_node: Int = Field(None, alias="repairFailedNode")
+    configuration_synced_node_count: Int = Field(None, alias="configurationSyncedNodeCount")
+    phase: Str = None
+    # The Stack reference spells it jobID, the SDK jobId: keys are matched case-insensitively.
     job_id: Str = Field(None, alias="jobID")
+    conditions: Annotated[list[Condition], _objects()] = Field(default_factory=list)
+    scale_group_statuses: Annotated[list[ScaleGroupStatus], _objects()] = Field(
+        default_factory=list, alias="scaleGroupStatuses"
+    )
 
 
 class NodePool(Lenient):
@@ -894,6 +1056,122 @@ class AddonList(Lenient):
         default_factory=dict
     )
     items: Annotated[list[Addon], _objects()] = Field(default_factory=list)
+
+
+# --- upgrades -----------------------------------------------------------------------------------
+
+
+class UpgradeVersionInfo(CaseInsensitive):
+    """SDK ``UpgradeVersionInfo``: the cluster's release and the versions it can move to."""
+
+    release: Str = None
+    patch: Str = None
+    suggest_patch: Str = Field(None, alias="suggestPatch")
+    target_versions: StrList = Field(default_factory=list, alias="targetVersions")
+
+
+class UpgradeInfoSpec(Lenient):
+    version_info: Annotated[UpgradeVersionInfo, _nested(UpgradeVersionInfo)] = Field(
+        default_factory=UpgradeVersionInfo, alias="versionInfo"
+    )
+
+
+class UpgradeInfo(Lenient):
+    """``GET .../clusters/{id}/upgradeinfo`` (SDK ``ShowClusterUpgradeInfoResponse``)."""
+
+    kind: Str = None
+    spec: Annotated[UpgradeInfoSpec, _nested(UpgradeInfoSpec)] = Field(
+        default_factory=UpgradeInfoSpec
+    )
+
+    @property
+    def target_versions(self) -> list[str]:
+        return [v for v in self.spec.version_info.target_versions if v.strip()]
+
+
+class SupportVersion(Lenient):
+    """SDK ``SupportVersions``: cluster type and version patterns a template version fits."""
+
+    cluster_type: Str = Field(None, alias="clusterType")
+    cluster_version: StrList = Field(default_factory=list, alias="clusterVersion")
+
+
+class TemplateVersion(Lenient):
+    """SDK ``Versions``: one version of an add-on template."""
+
+    version: Str = None
+    stable: Bool = None
+    support_versions: Annotated[list[SupportVersion], _objects()] = Field(
+        default_factory=list, alias="supportVersions"
+    )
+
+
+class AddonTemplateSpec(Lenient):
+    type: Str = None
+    versions: Annotated[list[TemplateVersion], _objects()] = Field(default_factory=list)
+
+
+class AddonTemplate(Lenient):
+    """SDK ``AddonTemplate`` (``GET /api/v3/addontemplates``)."""
+
+    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+    spec: Annotated[AddonTemplateSpec, _nested(AddonTemplateSpec)] = Field(
+        default_factory=AddonTemplateSpec
+    )
+
+    @property
+    def name(self) -> str | None:
+        return self.metadata.name or self.metadata.uid
+
+
+class AddonTemplateList(Lenient):
+    items: Annotated[list[AddonTemplate], _objects()] = Field(default_factory=list)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Numbers of a version (``v1.28.3-r0`` -> (1, 28, 3, 0)), for ordering."""
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:8])
+
+
+_PATTERN_MAX = 128
+
+
+def _fits(pattern: str, value: str) -> bool:
+    """Whether a ``clusterVersion`` pattern (a regular expression such as ``v1.*``) matches."""
+    if len(pattern) > _PATTERN_MAX:
+        return False
+    try:
+        return re.fullmatch(pattern, value) is not None
+    except re.error:
+        return pattern == value
+
+
+def addon_upgrade_available(
+    addon: Addon, cluster: Cluster, templates: dict[str, AddonTemplate]
+) -> bool | None:
+    """Whether a stable template version newer than the add-on's fits its cluster's type and
+    version; None when the template or a version is unknown."""
+    template = templates.get(addon.name or "")
+    installed = addon.version
+    version = cluster.spec.version
+    if template is None or not installed or not version:
+        return None
+    current = version_key(installed)
+    for candidate in template.spec.versions:
+        if not candidate.version or candidate.stable is False:
+            continue
+        if version_key(candidate.version) <= current:
+            continue
+        for support in candidate.support_versions:
+            if (
+                support.cluster_type
+                and cluster.spec.type
+                and support.cluster_type != cluster.spec.type
+            ):
+                continue
+            if any(_fits(p, version) for p in support.cluster_version):
+                return True
+    return False
 
 
 # --- quotas -------------------------------------------------------------------------------------
@@ -1041,10 +1319,16 @@ def _summary_from_dict(item: dict[str, Any]) -> NodeSummary:
             "phase": _ci_get(status, "phase", "phase"),
             "jobID": _ci_get(status, "jobID", "job_id"),
             "privateIP": _ci_get(status, "privateIP", "private_ip"),
+            "lastProbeTime": _ci_get(status, "lastProbeTime", "last_probe_time"),
+            "configurationUpToDate": _ci_get(
+                status, "configurationUpToDate", "configuration_up_to_date"
+            ),
         }
     annotations = meta.get("annotations")
     pool = _to_str_map(annotations).get(NODE_POOL_ANNOTATION) if annotations else None
     moment = parse_timestamp(_by_alias(meta, "creationTimestamp", "creation_timestamp"))
+    probe = status.get("lastProbeTime")
+    probed = None if probe is None else parse_timestamp(probe)
     return NodeSummary(
         id=_to_str(meta.get("uid")),
         name=_to_str(meta.get("name")),
@@ -1056,6 +1340,8 @@ def _summary_from_dict(item: dict[str, Any]) -> NodeSummary:
         private_ip=_to_str(status.get("privateIP")),
         job_id=_to_str(status.get("jobID")),
         created=None if moment is None else moment.timestamp(),
+        last_probe=None if probed is None else probed.timestamp(),
+        configuration_up_to_date=_to_bool(status.get("configurationUpToDate")),
     )
 
 
@@ -1096,8 +1382,43 @@ _STATUS_PLAIN: frozenset[str] = frozenset(
         "message",
         "lastProbeTime",
         "deleteStatus",
+        "configurationUpToDate",
+        "privateIPv6IP",
     }
 )
+
+
+def next_marker(data: object) -> str | None:
+    """``pageInfo.nextMarker`` of a decoded list (SDK ``NodePageInfo``), if it names a next page."""
+    if type(data) is not dict:
+        return None
+    info = data.get("pageInfo")
+    if type(info) is not dict:
+        return None
+    return page_marker(info.get("nextMarker"))
+
+
+def page_marker(value: object) -> str | None:
+    """A ``nextMarker`` value as the next page's marker; None when it names no next page."""
+    marker = _to_str(value)
+    return marker if marker and marker.strip() else None
+
+
+def parse_node_page(
+    payload: bytes | str, *, endpoint: str | None = None
+) -> tuple[list[NodeSummary], str | None]:
+    """One page of a node list: its :class:`NodeSummary` objects and ``pageInfo.nextMarker``."""
+    try:
+        data = from_json(payload, cache_strings="keys")
+    except ValueError as exc:
+        raise ResponseParseError(
+            f"malformed NodeList response: {str(exc)[:120]}", endpoint=endpoint
+        ) from None
+    if type(data) is not dict:
+        raise ResponseParseError("response is not a JSON object", endpoint=endpoint)
+    with gc_paused():
+        nodes = [_summary_from_dict(item) for item in _to_object_list(data.get("items"))]
+    return nodes, next_marker(data)
 
 
 def parse_node_summaries(payload: bytes | str, *, endpoint: str | None = None) -> list[NodeSummary]:
@@ -1108,16 +1429,7 @@ def parse_node_summaries(payload: bytes | str, *, endpoint: str | None = None) -
     first: at 100,000 nodes that is about a quarter of the CPU. Raises
     :class:`ResponseParseError` for what ``parse_response`` refuses.
     """
-    try:
-        data = from_json(payload, cache_strings="keys")
-    except ValueError as exc:
-        raise ResponseParseError(
-            f"malformed NodeList response: {str(exc)[:120]}", endpoint=endpoint
-        ) from None
-    if type(data) is not dict:
-        raise ResponseParseError("response is not a JSON object", endpoint=endpoint)
-    with gc_paused():
-        return [_summary_from_dict(item) for item in _to_object_list(data.get("items"))]
+    return parse_node_page(payload, endpoint=endpoint)[0]
 
 
 def extract_job_id(data: object) -> str | None:

@@ -29,7 +29,7 @@ from exporter.cce.client import CCEClient
 from exporter.cce.instrumentation import ApiMetrics
 from exporter.cce.models import Cluster, Job
 from exporter.collect.statefile import StateFile
-from exporter.collect.target import RESOURCES, TargetCollector
+from exporter.collect.target import RESOURCES, SLOW_RESOURCES, TargetCollector
 from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.config import Settings, TargetConfig
 from exporter.limits import LimitsCollector, limits
@@ -52,6 +52,8 @@ GROUPS_OF: dict[str, tuple[str, ...]] = {
     "addons": ("addons",),
     "quotas": ("quotas",),
     "jobs": ("jobs",),
+    "cluster_upgrades": ("clusters",),
+    "addon_upgrades": ("addons",),
 }
 ALL_GROUPS = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "exporter")
 
@@ -137,7 +139,7 @@ def build_client(
         target.endpoint,
         build_auth(target, api_metrics),
         project_id or target.project_id or "",
-        addon_endpoint=target.addon_endpoint,
+        addon_endpoint=target.explicit_addon_endpoint,
         iam_endpoint=target.iam_endpoint,
         ca_file=target.ca_file,
         insecure_skip_verify=target.insecure_skip_verify,
@@ -237,6 +239,9 @@ class ExporterService:
                 concurrency=asyncio.Semaphore(2 * target_cfg.concurrency),
                 clock=self.clock,
             )
+            collector.slow_intervals = {
+                r: float(target_cfg.resources.get(r).interval) for r in SLOW_RESOURCES
+            }
             self.targets.append(Target(target_cfg, client, collector))
         await self.render(ALL_GROUPS)
 
@@ -373,6 +378,10 @@ class ExporterService:
         for index, target in enumerate(self.targets):
             for resource in self.enabled(target):
                 interval = self.interval(target, resource)
+                if resource in SLOW_RESOURCES and "clusters" in self.enabled(target):
+                    # Asked at the clusters' pace; the collector acts once its own (slow)
+                    # interval has passed, and soon after a first listing that came late.
+                    interval = min(interval, self.interval(target, "clusters"))
                 # Spread the first runs a little so that targets don't all start at once; clusters
                 # go first, since the per-cluster resources need the cluster list.
                 delay = 0.0 if resource == "clusters" else 1.0 + 0.2 * index

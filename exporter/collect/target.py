@@ -23,13 +23,40 @@ from typing import Any, Protocol, TypeVar
 
 from exporter.cce.errors import CCEError, NotFound
 from exporter.cce.memo import Memo, reuse_unchanged
-from exporter.cce.models import Addon, Cluster, Job, NodePool, NodeSummary, Quota
+from exporter.cce.models import (
+    Addon,
+    AddonTemplate,
+    Cluster,
+    Job,
+    NodePool,
+    NodeSummary,
+    Quota,
+    addon_upgrade_available,
+)
 from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.metrics.inputs import ResourceHealth, TargetData, TrackedJob
 
 log = logging.getLogger(__name__)
 
-RESOURCES: tuple[str, ...] = ("clusters", "nodes", "nodepools", "addons", "quotas", "jobs")
+RESOURCES: tuple[str, ...] = (
+    "clusters",
+    "nodes",
+    "nodepools",
+    "addons",
+    "quotas",
+    "jobs",
+    "cluster_upgrades",
+    "addon_upgrades",
+)
+#: Resources checked at most once per their own (slow) interval, even when a full collection
+#: (``collect_all``) asks sooner: a cycle's request count does not grow by them.
+SLOW_RESOURCES: tuple[str, ...] = ("cluster_upgrades", "addon_upgrades")
+#: How long a slow resource's first run waits for the first cluster listing.
+FIRST_LISTING_WAIT_SECONDS = 300.0
+#: Clusters whose upgrade information is not asked: no control plane to answer, or going away.
+UPGRADE_SKIP_PHASES: frozenset[str] = frozenset(
+    {"Hibernation", "Hibernating", "Awaking", "Creating", "Deleting"}
+)
 
 #: Per-cluster resources are not listed for clusters in these phases: the API cannot answer for a
 #: control plane that is asleep or not there yet, and the last good data is more useful.
@@ -58,6 +85,8 @@ class Client(Protocol):
     ) -> list[Addon]: ...
     async def get_quotas(self) -> list[Quota]: ...
     async def get_job(self, job_id: str, memo: Memo[Job] | None = None) -> Job: ...
+    async def get_upgrade_targets(self, cluster_id: str) -> list[str]: ...
+    async def list_addon_templates(self, cluster_id: str) -> list[AddonTemplate]: ...
 
 
 class CollectorStats(Protocol):
@@ -88,6 +117,11 @@ class TargetState:
     nodepools: dict[str, Sequence[NodePool]] = field(default_factory=dict)
     addons: dict[str, Sequence[Addon]] = field(default_factory=dict)
     quotas: tuple[Quota, ...] = ()
+    # cluster_id -> versions upgradeinfo offers; add-on template name -> template
+    upgrades: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    templates: dict[str, AddonTemplate] = field(default_factory=dict)
+    # addon_id -> whether a newer template version fits (from addons and templates)
+    addon_upgrades: dict[str, bool] = field(default_factory=dict)
 
 
 class TargetCollector:
@@ -129,6 +163,13 @@ class TargetCollector:
         self.cluster_success: dict[str, dict[str, bool]] = {}
         # "<resource>/<cluster_id>" and "job/<job_id>" -> the last answer (exporter.cce.memo)
         self.memos: dict[str, Memo[Any]] = {}
+        #: Seconds between two checks of each slow resource (set from the configuration).
+        self.slow_intervals: dict[str, float] = dict.fromkeys(SLOW_RESOURCES, 3600.0)
+        #: Slow resources this installation does not offer (a 404 on every call): not asked again.
+        self.unsupported: set[str] = set()
+        #: Set once the clusters were first asked for: a slow resource's first run waits for that
+        #: rather than an hour for its next run.
+        self.clusters_asked = asyncio.Event()
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -213,7 +254,10 @@ class TargetCollector:
     # --- clusters --------------------------------------------------------------------------------
 
     async def collect_clusters(self) -> bool:
-        return await self._timed("clusters", self._clusters)
+        try:
+            return await self._timed("clusters", self._clusters)
+        finally:
+            self.clusters_asked.set()
 
     async def _clusters(self) -> bool:
         clusters = await self.client.list_clusters()
@@ -238,6 +282,9 @@ class TargetCollector:
             nodepools={k: v for k, v in state.nodepools.items() if k in ids},
             addons={k: v for k, v in state.addons.items() if k in ids},
             quotas=state.quotas,
+            upgrades={k: v for k, v in state.upgrades.items() if k in ids},
+            templates=state.templates,
+            addon_upgrades=state.addon_upgrades,
         )
         self.phases.retain_clusters(ids)
         for outcomes in self.cluster_success.values():
@@ -387,7 +434,7 @@ class TargetCollector:
         def after(cluster: Cluster, addons: Sequence[Addon], now: float) -> None:
             self._track_phases("addon", cluster, addons, now)
 
-        return await self._timed(
+        ok = await self._timed(
             "addons",
             lambda: self._per_cluster(
                 "addons",
@@ -396,6 +443,131 @@ class TargetCollector:
                 after,
             ),
         )
+        self._compare_addon_versions()
+        return ok
+
+    # --- what can be upgraded (slow) -------------------------------------------------------------
+
+    async def _listed(self, resource: str) -> bool:
+        """Whether the clusters are listed, waiting a bounded while for the first listing."""
+        if self.state.clusters_listed:
+            return True
+        wait = min(self.slow_intervals.get(resource, 3600.0), FIRST_LISTING_WAIT_SECONDS)
+        try:
+            await asyncio.wait_for(self.clusters_asked.wait(), wait)
+        except TimeoutError:
+            return False
+        return self.state.clusters_listed
+
+    def _due(self, resource: str) -> bool:
+        """Whether a slow resource is to be checked now."""
+        last = self.health[resource].last_attempt
+        # A tenth of slack: the scheduler's own run, an interval after the last, is never early.
+        interval = self.slow_intervals.get(resource, 3600.0)
+        return last is None or self.clock() - last >= 0.9 * interval
+
+    def _not_offered(self, resource: str, call: str, exc: BaseException) -> None:
+        self.unsupported.add(resource)
+        log.info(
+            "this installation does not offer %s (%s: %s); %s is not checked again (%s)",
+            call,
+            type(exc).__name__,
+            exc,
+            resource,
+            self._where_text(),
+            extra=self._where(None, resource),
+        )
+
+    async def _nothing_offered(self, resource: str) -> bool:
+        """A resource the installation does not offer is collected as nothing, successfully:
+        its data (none) stays current, so readiness and the staleness alert leave it alone."""
+
+        async def nothing() -> bool:
+            return True
+
+        return await self._timed(resource, nothing)
+
+    async def collect_cluster_upgrades(self) -> bool:
+        """The versions each cluster can be upgraded to (``upgradeinfo``), once per interval."""
+        if "cluster_upgrades" in self.unsupported:
+            return await self._nothing_offered("cluster_upgrades")
+        if not self._due("cluster_upgrades") or not await self._listed("cluster_upgrades"):
+            return True
+        return await self._timed("cluster_upgrades", self._cluster_upgrades)
+
+    async def _cluster_upgrades(self) -> bool:
+        clusters = [c for c in self.governed_clusters() if c.phase not in UPGRADE_SKIP_PHASES]
+        found: dict[str, tuple[str, ...]] = {}
+        missing = 0
+        failed = 0
+
+        async def one(cluster: Cluster) -> None:
+            nonlocal missing, failed
+            assert cluster.id is not None
+            try:
+                async with self.concurrency:
+                    found[cluster.id] = tuple(await self.client.get_upgrade_targets(cluster.id))
+            except NotFound:
+                missing += 1
+            except CCEError as exc:
+                failed += 1
+                self._log_error("cluster_upgrades", exc, cluster)
+
+        await asyncio.gather(*(one(c) for c in clusters))
+        if missing and not found and not failed:
+            # Every cluster answered 404: the call is not there, not the clusters.
+            self._not_offered(
+                "cluster_upgrades", "GET .../clusters/{id}/upgradeinfo", NotFound(404)
+            )
+            return True
+        ids = {c.id for c in self.state.clusters}
+        merged = {k: v for k, v in self.state.upgrades.items() if k in ids}
+        merged.update(found)
+        self.state.upgrades = merged
+        return failed == 0
+
+    async def collect_addon_upgrades(self) -> bool:
+        """The add-on templates (``addontemplates``), once per interval: which add-on has a newer
+        version that fits its cluster."""
+        if "addon_upgrades" in self.unsupported:
+            return await self._nothing_offered("addon_upgrades")
+        if not self._due("addon_upgrades") or not await self._listed("addon_upgrades"):
+            return True
+        clusters = [c for c in self.governed_clusters() if c.phase not in UPGRADE_SKIP_PHASES]
+        if not clusters:
+            return True
+        cluster = clusters[0]
+
+        async def work() -> bool:
+            assert cluster.id is not None
+            try:
+                templates = await self.client.list_addon_templates(cluster.id)
+            except NotFound as exc:
+                self._not_offered("addon_upgrades", "GET /api/v3/addontemplates", exc)
+                return True
+            self.state.templates = {t.name: t for t in templates if t.name}
+            self._compare_addon_versions()
+            return True
+
+        return await self._timed("addon_upgrades", work)
+
+    def _compare_addon_versions(self) -> None:
+        templates = self.state.templates
+        if not templates:
+            self.state.addon_upgrades = {}
+            return
+        by_id = {c.id: c for c in self.state.clusters if c.id}
+        out: dict[str, bool] = {}
+        for cluster_id, addons in self.state.addons.items():
+            cluster = by_id.get(cluster_id)
+            if cluster is None:
+                continue
+            for addon in addons:
+                if addon.id:
+                    available = addon_upgrade_available(addon, cluster, templates)
+                    if available is not None:
+                        out[addon.id] = available
+        self.state.addon_upgrades = out
 
     # --- quotas and jobs -------------------------------------------------------------------------
 
@@ -528,4 +700,6 @@ class TargetCollector:
             phase_since=self.phases.renderer_snapshot(),
             health=health,
             cluster_success={r: dict(o) for r, o in self.cluster_success.items() if o},
+            upgrades=dict(state.upgrades),
+            addon_upgrades=state.addon_upgrades,
         )

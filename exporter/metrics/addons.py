@@ -5,6 +5,11 @@ Only add-ons of clusters still present are emitted. Sample exposition::
     cce_addon_info{project_id="p1",cluster_id="0c0e...",cluster="mycluster",
         addon_id="8ca2...",addon="storage-driver",version="1.0.10",type="helm"} 1
     cce_addon_status{...,addon="storage-driver",status="running"} 1
+    cce_addon_upgrade_available{...} 0
+
+Statuses follow the SDK's ``AddonInstanceStatus``: ``available`` means *partially ready* there
+(some instances run), ``rollbackFailed`` is today's, and the SDK's own ``unknown`` (the template
+instance does not exist) is the state set's ``unknown``.
 """
 
 from __future__ import annotations
@@ -62,5 +67,15 @@ TABLE: Table[Addon] = Table(
             "When the exporter first saw the add-on's current status (Unix time).",
             lambda a, ctx: ctx.since(f"addon/{a.id}"),
         ),
+        Gauge(
+            "cce_addon_upgrade_available",
+            "1 if an add-on template offers a newer version that fits the cluster, else 0; "
+            "checked on a slow interval, absent where the installation does not offer the call.",
+            lambda a, ctx: _upgrade(ctx.target.addon_upgrades.get(a.id or "")),
+        ),
     ),
 )
+
+
+def _upgrade(available: bool | None) -> int | None:
+    return None if available is None else int(available)

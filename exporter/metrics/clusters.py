@@ -14,25 +14,102 @@ Sample exposition::
 
 ``cce_cluster_nodes`` and ``_nodes_active`` come from the ``detail=true`` annotations when the API
 sent them, else they are counted from the cluster's last good node list, else omitted.
+
+Today's API (the SDK's ``ClusterStatus``, ``ClusterCondition``, ``ClusterSpec``)::
+
+    cce_cluster_status_condition{...,condition="ClusterCertificate",status="false"} 1
+    cce_cluster_status_condition_reason{...,condition="ClusterCertificate",
+        reason="CertificateExpiringWithin30Days"} 1
+    cce_cluster_locked{...,lock_scene="ARREAR",lock_source="CBC"} 1
+    cce_cluster_control_plane_az_info{...,az="az1.dc1"} 1
+    cce_cluster_upgrade_available{...} 1
+    cce_cluster_upgrade_target_info{...,target_version="v1.28.3-r0"} 1
+
+A condition's status is a state set over ``true``, ``false`` and ``unknown`` (a value the SDK does
+not document reads ``unknown``). A reason becomes a label only when it is a machine word (letters,
+digits, ``.``, ``_``, ``-``, at most 64 characters, as the SDK's enumerated reasons are); any other
+text reads ``other``, so free text never becomes a label value. The control plane's zones are one
+series each, from ``spec.masters[].availabilityZone``, else ``extendParam.clusterAZ``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping, Sequence
 
-from exporter.cce.models import CLUSTER_PHASES, Cluster
+from exporter.cce.models import CLUSTER_PHASES, Cluster, Condition
 from exporter.metrics.inputs import TargetData
 from exporter.metrics.spec import (
     Gauge,
     Info,
     RenderContext,
+    Samples,
     StateSet,
     Table,
+    Value,
     epoch,
     escape_label_value,
 )
 
-__all__ = ["TABLE", "cluster_identity", "present_clusters"]
+__all__ = [
+    "CONDITION_STATES",
+    "MAX_PER_OBJECT",
+    "TABLE",
+    "cluster_identity",
+    "condition_reason_samples",
+    "condition_samples",
+    "machine_word",
+    "present_clusters",
+]
+
+#: The states of a condition's status, as its state set spells them.
+CONDITION_STATES: tuple[str, ...] = ("true", "false", "unknown")
+#: At most this many condition types, scale groups or target versions per object: a hostile or
+#: broken answer must not multiply the series.
+MAX_PER_OBJECT = 32
+_MACHINE_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+Labelled = Sequence[tuple[Mapping[str, str | None], Value]]
+
+
+def machine_word(text: str | None) -> str | None:
+    """``text`` when it is a machine word (an enumerated reason), ``other`` for any other text,
+    None when empty: API free text never becomes a label value."""
+    if not text or not text.strip():
+        return None
+    return text if _MACHINE_WORD.match(text) else "other"
+
+
+def condition_samples(conditions: Sequence[Condition]) -> Labelled:
+    """A state set per condition type (the last of duplicates wins)."""
+    by_type: dict[str, str] = {}
+    for cond in conditions:
+        kind = machine_word(cond.type)
+        if kind is None:
+            continue
+        if kind not in by_type and len(by_type) >= MAX_PER_OBJECT:
+            continue
+        state = cond.state
+        by_type[kind] = state if state in CONDITION_STATES else "unknown"
+    return [
+        ({"condition": kind, "status": s}, 1 if s == state else 0)
+        for kind, state in sorted(by_type.items())
+        for s in CONDITION_STATES
+    ]
+
+
+def condition_reason_samples(conditions: Sequence[Condition]) -> Labelled:
+    """1 for each condition's current reason, where it gives one."""
+    by_type: dict[str, str] = {}
+    for cond in conditions:
+        kind = machine_word(cond.type)
+        reason = machine_word(cond.reason)
+        if kind is not None and reason is not None:
+            if kind not in by_type and len(by_type) >= MAX_PER_OBJECT:
+                continue
+            by_type[kind] = reason
+    return [({"condition": k, "reason": r}, 1) for k, r in sorted(by_type.items())]
+
 
 IDENTITY = ("project_id", "cluster_id", "cluster")
 
@@ -77,6 +154,44 @@ def _nodes_active(c: Cluster, ctx: RenderContext) -> int | None:
     return None if nodes is None else sum(1 for n in nodes if n.phase == "Active")
 
 
+def _locked(c: Cluster, ctx: RenderContext) -> Labelled:
+    status = c.status
+    if status.is_locked is None:
+        return []
+    return [
+        (
+            {
+                "lock_scene": machine_word(status.lock_scene),
+                "lock_source": machine_word(status.lock_source),
+            },
+            1 if status.is_locked else 0,
+        )
+    ]
+
+
+def _control_plane_azs(c: Cluster, ctx: RenderContext) -> Labelled:
+    zones = c.spec.control_plane_azs
+    if not zones:
+        return []
+    return [({"az": zone}, 1) for zone in zones.split(",")]
+
+
+def _upgrade_available(c: Cluster, ctx: RenderContext) -> int | None:
+    targets = ctx.target.upgrades.get(c.id or "")
+    return None if targets is None else (1 if targets else 0)
+
+
+def _upgrade_targets(c: Cluster, ctx: RenderContext) -> Labelled:
+    targets = ctx.target.upgrades.get(c.id or "") or ()
+    words = sorted({machine_word(t) or "other" for t in targets})[:MAX_PER_OBJECT]
+    return [({"target_version": w}, 1) for w in words]
+
+
+def _billing_mode(c: Cluster) -> str | None:
+    mode = c.spec.billing_mode
+    return None if mode is None else str(mode)
+
+
 TABLE: Table[Cluster] = Table(
     group="clusters",
     resource="cluster",
@@ -85,9 +200,17 @@ TABLE: Table[Cluster] = Table(
     families=(
         Info(
             "cce_cluster_info",
-            "Static properties of a CCE cluster.",
-            ("type", "flavor", "version", "container_network_mode"),
-            lambda c: (c.spec.type, c.spec.flavor, c.spec.version, c.spec.container_network.mode),
+            "Static properties of a CCE cluster (category: CCE or Turbo; billing_mode: 0 "
+            "pay-per-use, 1 yearly/monthly).",
+            ("type", "flavor", "version", "container_network_mode", "category", "billing_mode"),
+            lambda c: (
+                c.spec.type,
+                c.spec.flavor,
+                c.spec.version,
+                c.spec.container_network.mode,
+                c.spec.category,
+                _billing_mode(c),
+            ),
         ),
         StateSet(
             "cce_cluster_status_phase",
@@ -120,6 +243,50 @@ TABLE: Table[Cluster] = Table(
             "cce_cluster_max_nodes",
             "Node limit of the cluster's flavor.",
             lambda c, ctx: c.max_nodes,
+        ),
+        Samples(
+            "cce_cluster_status_condition",
+            "Status of each condition in the cluster's status.conditions (1 for the current "
+            "status of true, false, unknown).",
+            "gauge",
+            ("condition", "status"),
+            lambda c, ctx: condition_samples(c.status.conditions),
+        ),
+        Samples(
+            "cce_cluster_status_condition_reason",
+            "Current reason of each cluster condition (certificate expiry and rotation live "
+            "here); other for free text.",
+            "gauge",
+            ("condition", "reason"),
+            lambda c, ctx: condition_reason_samples(c.status.conditions),
+        ),
+        Samples(
+            "cce_cluster_locked",
+            "1 if billing has locked the cluster (status.isLocked), else 0; where reported.",
+            "gauge",
+            ("lock_scene", "lock_source"),
+            _locked,
+        ),
+        Samples(
+            "cce_cluster_control_plane_az_info",
+            "Availability zones of the cluster's control plane, one series each "
+            "(masters[].availabilityZone, else extendParam.clusterAZ such as multi_az).",
+            "gauge",
+            ("az",),
+            _control_plane_azs,
+        ),
+        Gauge(
+            "cce_cluster_upgrade_available",
+            "1 if upgradeinfo offers the cluster a newer version, else 0; checked on a slow "
+            "interval, absent where the installation does not offer the call.",
+            _upgrade_available,
+        ),
+        Samples(
+            "cce_cluster_upgrade_target_info",
+            "The versions upgradeinfo offers the cluster, one series each.",
+            "gauge",
+            ("target_version",),
+            _upgrade_targets,
         ),
     ),
 )

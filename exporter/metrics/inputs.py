@@ -53,3 +53,7 @@ class TargetData:
     health: Sequence[ResourceHealth]
     # resource -> cluster_id -> the last collection of that resource for that cluster succeeded
     cluster_success: Mapping[str, Mapping[str, bool]] = field(default_factory=dict)
+    # cluster_id -> the versions ``upgradeinfo`` offers (absent: not known, or not offered)
+    upgrades: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # addon_id -> whether a newer template version fits its cluster (absent: not known)
+    addon_upgrades: Mapping[str, bool] = field(default_factory=dict)

@@ -10,20 +10,47 @@ are emitted. Sample exposition::
     cce_nodepool_autoscaling_enabled{...} 1
     cce_nodepool_autoscaling_max_nodes{...} 50
     cce_nodepool_status_phase{...,phase="Normal"} 1
+
+Today's API (the SDK's ``NodePoolStatus``, which deprecates ``phase``): conditions as for clusters
+(``Scalable`` replaces ``SoldOut``; ``QuotaInsufficient``, ``ResourceInsufficient``,
+``LockedByOrder`` and ``Error`` say why a pool cannot grow), node counts by state, and each scale
+group's desired, existing and upcoming nodes::
+
+    cce_nodepool_status_condition{...,condition="Scalable",status="false"} 1
+    cce_nodepool_status_condition_reason{...,condition="Scalable",reason="QuotaInsufficient"} 1
+    cce_nodepool_status_nodes{...,state="creating"} 2
+    cce_nodepool_status_configuration_synced_nodes{...} 5
+    cce_nodepool_scalegroup_nodes{...,scalegroup="default",state="upcoming"} 2
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from exporter.cce.models import NODEPOOL_PHASES, NodePool
 from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
-from exporter.metrics.clusters import present_clusters
+from exporter.metrics.clusters import (
+    MAX_PER_OBJECT,
+    Labelled,
+    condition_reason_samples,
+    condition_samples,
+    machine_word,
+    present_clusters,
+)
 from exporter.metrics.inputs import TargetData
-from exporter.metrics.spec import Gauge, Info, StateSet, Table, escape_label_value
+from exporter.metrics.spec import (
+    Gauge,
+    Info,
+    RenderContext,
+    Samples,
+    StateSet,
+    Table,
+    Value,
+    escape_label_value,
+)
 
-__all__ = ["TABLE"]
+__all__ = ["NODE_STATES", "TABLE"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +78,43 @@ def _items(target: TargetData) -> Iterator[tuple[str, ScopedPool]]:
             if pool.name:
                 ident += f',nodepool="{esc(pool.name)}"'
             yield ident, ScopedPool(cluster.id or "", pool)
+
+
+#: ``state`` label -> the SDK's NodePoolStatus field.
+NODE_STATES: tuple[tuple[str, str], ...] = (
+    ("active", "active_node"),
+    ("creating", "creating_node"),
+    ("deleting", "deleting_node"),
+    ("repairing", "repairing_node"),
+    ("repair_failed", "repair_failed_node"),
+)
+
+
+def _node_states(s: ScopedPool, ctx: RenderContext) -> Labelled:
+    out: list[tuple[Mapping[str, str | None], Value]] = []
+    for state, attr in NODE_STATES:
+        count = getattr(s.pool.status, attr)
+        if count is not None:
+            out.append(({"state": state}, count))
+    return out
+
+
+def _scalegroups(s: ScopedPool, ctx: RenderContext) -> Labelled:
+    out: list[tuple[Mapping[str, str | None], Value]] = []
+    seen: set[str] = set()
+    for group in s.pool.status.scale_group_statuses:
+        name = machine_word(group.name or group.uid)
+        if name is None or name in seen or len(seen) >= MAX_PER_OBJECT:
+            continue
+        seen.add(name)
+        for state, count in (
+            ("desired", group.desired_node_count),
+            ("existing", group.existing_node_count.total),
+            ("upcoming", group.upcoming_node_count.total),
+        ):
+            if count is not None:
+                out.append(({"scalegroup": name, "state": state}, count))
+    return out
 
 
 TABLE: Table[ScopedPool] = Table(
@@ -105,6 +169,43 @@ TABLE: Table[ScopedPool] = Table(
             "cce_nodepool_status_phase_since_timestamp_seconds",
             "When the exporter first saw the node pool's current phase (Unix time).",
             lambda s, ctx: ctx.since(f"nodepool/{s.cluster_id}/{s.pool.id}"),
+        ),
+        Samples(
+            "cce_nodepool_status_condition",
+            "Status of each condition in the pool's status.conditions (1 for the current "
+            "status of true, false, unknown).",
+            "gauge",
+            ("condition", "status"),
+            lambda s, ctx: condition_samples(s.pool.status.conditions),
+        ),
+        Samples(
+            "cce_nodepool_status_condition_reason",
+            "Current reason of each node-pool condition; other for free text.",
+            "gauge",
+            ("condition", "reason"),
+            lambda s, ctx: condition_reason_samples(s.pool.status.conditions),
+        ),
+        Samples(
+            "cce_nodepool_status_nodes",
+            "Nodes of the pool by state (status.activeNode, creatingNode, deletingNode, "
+            "repairingNode, repairFailedNode), where given.",
+            "gauge",
+            ("state",),
+            _node_states,
+        ),
+        Gauge(
+            "cce_nodepool_status_configuration_synced_nodes",
+            "Nodes of the pool whose configuration matches the pool's "
+            "(status.configurationSyncedNodeCount), where given.",
+            lambda s, ctx: s.pool.status.configuration_synced_node_count,
+        ),
+        Samples(
+            "cce_nodepool_scalegroup_nodes",
+            "Nodes of each scale group of the pool (status.scaleGroupStatuses): desired, "
+            "existing and upcoming.",
+            "gauge",
+            ("scalegroup", "state"),
+            _scalegroups,
         ),
     ),
 )

@@ -9,6 +9,12 @@ node list must not linger. Sample exposition::
     cce_node_status_phase{...,node="myhost",phase="Active"} 1
     cce_node_status_phase_since_timestamp_seconds{...} 1.7e+09
     cce_node_created_timestamp_seconds{...} 1533195444.005071
+    cce_node_status_last_probe_timestamp_seconds{...} 1.7e+09
+    cce_node_configuration_up_to_date{...} 1
+
+``lastProbeTime`` and ``configurationUpToDate`` are today's API (the SDK's ``NodeStatus``): a
+status probed more than five minutes ago means nothing, and a node not up to date no longer
+matches its pool's template (its OS or runtime changed since). Both are omitted where not given.
 """
 
 from __future__ import annotations
@@ -71,6 +77,18 @@ TABLE: Table[NodeLike] = Table(
             "cce_node_created_timestamp_seconds",
             "Creation time of the node (Unix time).",
             lambda n, ctx: n.created,
+        ),
+        Gauge(
+            "cce_node_status_last_probe_timestamp_seconds",
+            "When CCE last checked the node's status (status.lastProbeTime, Unix time); a "
+            "status older than five minutes means nothing.",
+            lambda n, ctx: n.last_probe,
+        ),
+        Gauge(
+            "cce_node_configuration_up_to_date",
+            "1 if the node matches its pool's current template (status.configurationUpToDate), "
+            "else 0; where given.",
+            lambda n, ctx: n.configuration_up_to_date,
         ),
     ),
 )

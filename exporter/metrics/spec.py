@@ -256,7 +256,8 @@ class StateSet(Generic[T]):
             raw = current(obj)
             i = index.get(raw) if raw is not None else None
             if i is None:
-                report(name, raw)
+                if raw != UNKNOWN:  # the API's own "unknown" is the fallback, not a surprise
+                    report(name, raw)
                 return unknown
             return i
 

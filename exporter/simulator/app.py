@@ -12,8 +12,12 @@ clock (advancing the clock 24 hours expires every token). Anything else is a 401
 API-gateway body. The project in a CCE path must be the simulator's project (else 403).
 
 Error bodies: ``{"error_code", "error_msg"}`` everywhere except the add-on manager's routes, which
-answer ``{"code", "message"}``. ``errorStatus`` is honoured on the cluster list as well as on
-get (the reference leaves the list open); without it an ``Error`` cluster reads ``Deleting``.
+answer ``{"code", "message"}`` with ``error_code``/``error_msg`` beside them (the SDK's
+``CceExceptionHandler`` reads no ``code``), and the node list's paging and ``upgradeinfo`` errors,
+which answer today's ``{"errorCode", "errorMessage"}``. ``errorStatus`` is honoured on the cluster
+list as well as on get (the reference leaves the list open); without it an ``Error`` cluster reads
+``Deleting``. The cluster list takes the SDK's ``status``, ``type`` and ``version`` filters; the
+node list pages (``limit``, ``marker``, ``pageInfo.nextMarker``).
 
 Control API (JSON, no authentication, never faulted)::
 
@@ -24,7 +28,17 @@ Control API (JSON, no authentication, never faulted)::
     DELETE /_sim/clusters/{id}/nodes/{node_id}
     POST   /_sim/clusters/{id}/fail-next-wakeup     the next awake fails for lack of capacity
     POST   /_sim/phase                              {"kind": cluster|node|nodepool|addon, "id",
-                                                     "phase", "cluster_id"?, "reason"?, "message"?}
+                                                     "phase", "cluster_id"?, "reason"?, "message"?,
+                                                     "version"? (an add-on's installed version)}
+    POST   /_sim/clusters/{id}/status               {"certificate"?: CertificateValid|...Expired,
+                                                     "rotation"?: RotationFailed|...|null,
+                                                     "agency"?, "lock"?: {"scene", "source"}|null}
+    POST   /_sim/clusters/{id}/nodes/{node}/status  {"probe_age_seconds"?: n|null,
+                                                     "configuration_up_to_date"?}
+    POST   /_sim/clusters/{id}/nodepools/{pool}/conditions  {"conditions": [{"type", "status",
+                                                     "reason"}]}
+    POST   /_sim/features                           {"upgradeinfo"?, "addontemplates"?,
+                                                     "plain_addons"?, "node_page_max"?}
     POST   /_sim/faults                             {"kind", "rate" | "count", "path"? (regex),
                                                      "latency_ms"?, "hang_seconds"?, "retry_after"?,
                                                      "drip_ms"?, "bomb_mb"?, "name_bytes"?}
@@ -56,6 +70,7 @@ from exporter.simulator.faults import (
     FaultRule,
     Faults,
     gzip_bomb,
+    loop_marker,
     pad_names,
     spoil_objects,
 )
@@ -217,6 +232,7 @@ class SimulatorApp:
             ("POST", _C + r"/operation/hibernate", "hibernate", self._hibernate, False),
             ("POST", _C + r"/operation/awake", "awake", self._awake, False),
             ("GET", _C + r"/nodes", "nodes", self._nodes, False),
+            ("GET", _C + r"/upgradeinfo", "upgradeinfo", self._upgradeinfo, False),
             ("GET", _C + r"/nodes/(?P<node_id>[^/]+)", "node", self._node, False),
             ("GET", _C + r"/nodepools", "nodepools", self._nodepools, False),
             ("GET", _C + r"/nodepools/(?P<nodepool_id>[^/]+)", "nodepool", self._nodepool, False),
@@ -243,6 +259,18 @@ class SimulatorApp:
                 self._c_fail_wakeup,
             ),
             ("POST", r"/_sim/phase", self._c_phase),
+            ("POST", r"/_sim/clusters/(?P<cluster_id>[^/]+)/status", self._c_cluster_status),
+            (
+                "POST",
+                r"/_sim/clusters/(?P<cluster_id>[^/]+)/nodes/(?P<node_id>[^/]+)/status",
+                self._c_node_status,
+            ),
+            (
+                "POST",
+                r"/_sim/clusters/(?P<cluster_id>[^/]+)/nodepools/(?P<nodepool_id>[^/]+)/conditions",
+                self._c_pool_conditions,
+            ),
+            ("POST", r"/_sim/features", self._c_features),
             ("POST", r"/_sim/faults", self._c_add_fault),
             ("DELETE", r"/_sim/faults", self._c_clear_faults),
             ("POST", r"/_sim/clock/advance", self._c_advance),
@@ -325,6 +353,8 @@ class SimulatorApp:
                 response.body = pad_names(response.body, fault.name_bytes)
             elif fault.kind == "bad_object":
                 response.body = spoil_objects(response.body)
+            elif fault.kind == "marker_loop":
+                response.body = loop_marker(response.body, request.query.get("marker"))
             elif fault.kind == "drip":
                 await self._drip(send, receive, response, fault.drip_ms / 1000)
                 return
@@ -377,7 +407,8 @@ class SimulatorApp:
         if status == 500:
             if addon:
                 return _ok(
-                    dump_json({"code": "SVCSTG.CCE-ADDONMGR.500", "message": "internal error"}), 500
+                    SimError(500, "SVCSTG.CCE-ADDONMGR.500", "internal error", addon=True).body(),
+                    500,
                 )
             return _error(500, "CCE.01500001", "Internal server error")
         if status in (502, 503, 504):
@@ -555,8 +586,14 @@ class SimulatorApp:
             self.world.cluster_list_bytes(
                 error_status=bool(request.query.get("errorStatus")),
                 detail=request.query.get("detail", "").lower() == "true",
+                status=request.query.get("status") or None,
+                type=request.query.get("type") or None,
+                version=request.query.get("version") or None,
             )
         )
+
+    def _upgradeinfo(self, request: Request) -> Response:
+        return _ok(self.world.upgradeinfo_bytes(request.params["cluster_id"]))
 
     def _cluster(self, request: Request) -> Response:
         return _ok(
@@ -576,7 +613,19 @@ class SimulatorApp:
         return Response(200, b"", [_JSON])
 
     def _nodes(self, request: Request) -> Response:
-        return _ok(self.world.node_list_bytes(request.params["cluster_id"]))
+        raw_limit = request.query.get("limit")
+        limit: int | None = None
+        if raw_limit is not None:
+            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 2000:
+                raise SimError(
+                    400, "CCE.01400001", "limit must be an integer from 1 to 2000", camel=True
+                )
+            limit = int(raw_limit)
+        return _ok(
+            self.world.node_list_bytes(
+                request.params["cluster_id"], limit=limit, marker=request.query.get("marker")
+            )
+        )
 
     def _node(self, request: Request) -> Response:
         return _ok(self.world.node_bytes(request.params["cluster_id"], request.params["node_id"]))
@@ -607,13 +656,20 @@ class SimulatorApp:
         raise SimError(400, "SVCSTG.CCE-ADDONMGR.4000003", "Request Body Error", addon=True)
 
     def _addons(self, request: Request) -> Response:
-        return _ok(self.world.addon_list_bytes(self._addon_cluster_id(request)))
+        cluster_id = self._addon_cluster_id(request)
+        on_cluster_host = request.headers.get("host", "").split(".", 1)[0] == cluster_id
+        if not on_cluster_host and not self.world.features.get("plain_addons", True):
+            # A Stack installation: the add-on manager answers only on {cluster_id}.<host>.
+            raise SimError(404, "SVCSTG.CCE-ADDONMGR.4040000", "Not Found", addon=True)
+        return _ok(self.world.addon_list_bytes(cluster_id))
 
     def _addon(self, request: Request) -> Response:
         cluster_id = request.query.get("cluster_id") or None
         return _ok(self.world.addon_bytes(request.params["addon_id"], cluster_id))
 
     def _addontemplates(self, request: Request) -> Response:
+        if not self.world.features.get("addontemplates", True):
+            raise SimError(404, "SVCSTG.CCE-ADDONMGR.4040000", "Not Found", addon=True)
         return _ok(self.world.addontemplates_bytes(request.query.get("addon_template_name")))
 
     # --- control API ------------------------------------------------------------------------
@@ -704,8 +760,62 @@ class SimulatorApp:
             cluster_id=data.get("cluster_id"),
             reason=data.get("reason"),
             message=data.get("message"),
+            version=data.get("version"),
         )
         return _control_json({"ok": True})
+
+    def _c_cluster_status(self, request: Request) -> Response:
+        data = self._json_body(request)
+        lock = data.get("lock", ...)
+        if lock is not ... and lock and not isinstance(lock, dict):
+            raise ValueError("lock is an object {scene, source} or null")
+        self.world.set_cluster_status(
+            request.params["cluster_id"],
+            certificate=data.get("certificate"),
+            rotation=data.get("rotation", ...),
+            agency=data.get("agency"),
+            lock=(
+                ...
+                if lock is ...
+                else None
+                if not lock
+                else (str(lock.get("scene", "")), str(lock.get("source", "")))
+            ),
+        )
+        return _control_json({"ok": True})
+
+    def _c_node_status(self, request: Request) -> Response:
+        data = self._json_body(request)
+        self.world.set_node_status(
+            request.params["cluster_id"],
+            request.params["node_id"],
+            probe_age_seconds=data.get("probe_age_seconds", ...),
+            configuration_up_to_date=data.get("configuration_up_to_date"),
+        )
+        return _control_json({"ok": True})
+
+    def _c_pool_conditions(self, request: Request) -> Response:
+        data = self._json_body(request)
+        conditions = {
+            str(c["type"]): (str(c.get("status", "True")), str(c.get("reason", "")))
+            for c in data.get("conditions", [])
+        }
+        self.world.set_pool_conditions(
+            request.params["cluster_id"], request.params["nodepool_id"], conditions
+        )
+        return _control_json({"ok": True})
+
+    def _c_features(self, request: Request) -> Response:
+        data = self._json_body(request)
+        for key, value in data.items():
+            if key == "node_page_max":
+                self.world.node_page_max = max(1, min(2000, int(value)))
+            elif key in ("upgradeinfo", "addontemplates", "plain_addons"):
+                self.world.features[key] = bool(value)
+            else:
+                raise ValueError(f"unknown feature {key!r}")
+        self.world.invalidate()
+        return _control_json({**self.world.features, "node_page_max": self.world.node_page_max})
 
     def _c_add_fault(self, request: Request) -> Response:
         data = self._json_body(request)

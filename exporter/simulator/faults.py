@@ -27,6 +27,8 @@ Hostile kinds (only by rule, never picked by the global rate):
                    ``name_bytes`` characters
 ``bad_object``     the normal list answer with a lone surrogate (``\\ud800``) in the first
                    object's name and values of the wrong types in the second object
+``marker_loop``    a node page whose ``pageInfo.nextMarker`` points back at the page asked for (a
+                   paged list that never ends)
 """
 
 from __future__ import annotations
@@ -52,7 +54,13 @@ FAULT_KINDS: tuple[str, ...] = (
     "expired_token",
 )
 #: Kinds a rule can ask for but the global ``--fault-rate`` never picks.
-HOSTILE_KINDS: tuple[str, ...] = ("drip", "gzip_bomb", "oversized_names", "bad_object")
+HOSTILE_KINDS: tuple[str, ...] = (
+    "drip",
+    "gzip_bomb",
+    "oversized_names",
+    "bad_object",
+    "marker_loop",
+)
 ALL_FAULT_KINDS: tuple[str, ...] = FAULT_KINDS + HOSTILE_KINDS
 
 
@@ -211,6 +219,21 @@ def pad_names(body: bytes, size: int) -> bytes:
 
     data = json.loads(body)
     walk(data)
+    return json.dumps(data).encode()
+
+
+def loop_marker(body: bytes, marker: str | None) -> bytes:
+    """A list answer whose ``pageInfo.nextMarker`` names the page just asked for again: the
+    request's own marker, or (first page) the first item's UID; other bodies as they are."""
+    data = json.loads(body)
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items or not isinstance(items[0], dict):
+        return body
+    first = items[0].get("metadata", {})
+    again = marker or (first.get("uid") if isinstance(first, dict) else None)
+    if not isinstance(again, str):
+        return body
+    data["pageInfo"] = {"currentCount": len(items), "nextMarker": again}
     return json.dumps(data).encode()
 
 

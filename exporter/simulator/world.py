@@ -70,6 +70,8 @@ NODE_SPECIAL_PHASES: tuple[str, ...] = (
     "Abnormal",
     "Deleting",
     "Error",
+    "Repairing",
+    "RepairFailed",
 )
 NODEPOOL_SPECIAL_PHASES: tuple[str, ...] = (
     "SoldOut",
@@ -90,7 +92,33 @@ ADDON_SPECIAL_STATUSES: tuple[str, ...] = (
     "available",
     "unavailable",
     "rollbacking",
+    "rollbackFailed",
 )
+
+#: Today's cluster conditions (SDK ``ClusterCondition``): certificate stages in the order a
+#: certificate ages, and the outcomes of a certificate rotation.
+CERTIFICATE_REASONS: tuple[str, ...] = (
+    "CertificateValid",
+    "CertificateExpiringWithin180Days",
+    "CertificateExpiringWithin30Days",
+    "CertificateExpired",
+)
+ROTATION_REASONS: tuple[str, ...] = ("RotationInProgress", "RotationSucceeded", "RotationFailed")
+#: Node-pool conditions that block scaling up (SDK ``NodePoolCondition.type``).
+NODEPOOL_BLOCKING_CONDITIONS: tuple[str, ...] = (
+    "QuotaInsufficient",
+    "ResourceInsufficient",
+    "UnexpectedError",
+    "LockedByOrder",
+    "Error",
+)
+#: The largest node page the API serves (SDK ``ListNodesRequest.limit``: 1 to 2000, default 2000).
+NODE_PAGE_MAX = 2000
+#: Nodes report a probe at most this old (the SDK: a status older than 5 minutes means nothing).
+PROBE_STEP = 5 * 60 * 10**9
+#: Stands in each cached node JSON for the shared probe time, substituted when a list is served.
+_PROBE_MARK = "\x00probe"
+_PROBE_MARK_JSON = b'"\\u0000probe"'
 
 # Reference 12.2, with the dedicated-cloud variant; the node limit decides which flavors fit.
 CLUSTER_FLAVORS: tuple[tuple[str, int], ...] = (
@@ -144,17 +172,39 @@ _TEMPLATE_BY_NAME = {t.name: t for t in ADDON_TEMPLATES}
 class SimError(Exception):
     """An API error answer: HTTP status plus the body fields of the API's error shape."""
 
-    def __init__(self, status: int, code: str, message: str, *, addon: bool = False) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, addon: bool = False, camel: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.addon = addon
+        self.camel = camel
 
     def body(self) -> bytes:
         if self.addon:
-            return dump_json({"code": self.code, "message": self.message})
+            # The reference's add-on manager shape, plus the keys the SDK's CceExceptionHandler
+            # reads (it takes no "code": without error_code the SDK would show no code at all).
+            return dump_json(
+                {
+                    "code": self.code,
+                    "message": self.message,
+                    "error_code": self.code,
+                    "error_msg": self.message,
+                }
+            )
+        if self.camel:
+            return dump_json({"errorCode": self.code, "errorMessage": self.message})
         return dump_json({"error_code": self.code, "error_msg": self.message})
+
+
+def older_version(version: str) -> str:
+    """The version before ``version`` in the add-on templates (its last number one lower)."""
+    head, _, last = version.rpartition(".")
+    if not last.isdigit() or int(last) == 0:
+        return version
+    return f"{head}.{int(last) - 1}"
 
 
 # --- time formats -------------------------------------------------------------------------------
@@ -314,13 +364,20 @@ class Node:
     private_ip: str
     public_ip: str | None
     timeline: Timeline
+    #: ``status.configurationUpToDate``: False once the pool's template moved on.
+    config_up_to_date: bool = True
+    #: A probe frozen at this instant (a stale status); None: probed with everyone else.
+    probe_at: int | None = None
 
     def render(self, now: int, horizon: Horizon) -> dict[str, Any] | None:
+        """The node's JSON object; ``lastProbeTime`` is :data:`_PROBE_MARK` unless frozen (the
+        list substitutes the shared probe instant, so that cached nodes stay cached)."""
         seg, nxt = self.timeline.state(now)
         horizon.note(nxt)
         if seg.phase is None:
             return None
         status: dict[str, Any] = {"phase": seg.phase}
+        status["lastProbeTime"] = _PROBE_MARK if self.probe_at is None else go_time(self.probe_at)
         if seg.job_id:
             status["jobID"] = seg.job_id
         status["serverId"] = self.server_id
@@ -330,6 +387,7 @@ class Node:
         if seg.reason:
             status["reason"] = seg.reason
             status["message"] = seg.message or ""
+        status["configurationUpToDate"] = self.config_up_to_date
         return {
             "kind": "Node",
             "apiVersion": "v3",
@@ -344,7 +402,7 @@ class Node:
                 "flavor": self.flavor,
                 "az": self.az,
                 "os": self.os,
-                "login": {"sshKey": "KeyPair-sim", "userPassword": {}},
+                "login": {"sshKey": "KeyPair-sim"},
                 "rootVolume": {"volumetype": "SATA", "size": 40},
                 "dataVolumes": [{"volumetype": "SSD", "size": 100}],
                 "publicIP": {"eip": {"bandwidth": {}}},
@@ -365,15 +423,18 @@ class NodePool:
     initial_nodes: int | None
     autoscaling: dict[str, Any]
     default: bool = False
+    #: ``status.conditions`` (SDK ``NodePoolCondition``): type -> (status, reason).
+    conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
 
-    def render(self, current_nodes: int) -> dict[str, Any]:
+    def render(self, current_nodes: int, counts: Counter[str] | None = None) -> dict[str, Any]:
         template: dict[str, Any] = {
             "flavor": self.flavor,
             "az": self.az,
             "os": self.os,
-            "login": {"sshKey": "KeyPair-sim"} if not self.default else {"userPassword": {}},
+            # (A pool template's publicIP is the SDK's NodeEIPSpec, not a node's NodePublicIP;
+            # an empty userPassword lacks the SDK's required password: both left out.)
+            "login": {"sshKey": "KeyPair-sim"},
             "rootVolume": {"volumetype": "SATA", "size": 40} if not self.default else {},
-            "publicIP": {"eip": {"bandwidth": {}}},
             "billingMode": 0,
         }
         spec: dict[str, Any] = {}
@@ -398,6 +459,39 @@ class NodePool:
         # The default pool leaves the phase out altogether; the others send "" when normal.
         if not self.default:
             status["phase"] = self.phase
+            # Today's API (SDK NodePoolStatus): node counts, conditions and scale groups.
+            counts = counts if counts is not None else Counter()
+            status.update(
+                {
+                    "creatingNode": counts["creating"],
+                    "deletingNode": counts["deleting"],
+                    "activeNode": counts["active"],
+                    "repairingNode": counts["repairing"],
+                    "repairFailedNode": counts["repair_failed"],
+                    "configurationSyncedNodeCount": counts["synced"],
+                }
+            )
+            conditions = [
+                {"type": kind, "status": state, "reason": reason, "message": ""}
+                for kind, (state, reason) in self.conditions.items()
+            ]
+            status["conditions"] = conditions
+            upcoming = counts["creating"]
+            status["scaleGroupStatuses"] = [
+                {
+                    "name": "default",
+                    "uid": "default",
+                    "phase": self.phase,
+                    "desiredNodeCount": current_nodes + upcoming - counts["deleting"],
+                    "existingNodeCount": {
+                        "postPaid": current_nodes,
+                        "prePaid": 0,
+                        "total": current_nodes,
+                    },
+                    "upcomingNodeCount": {"postPaid": upcoming, "prePaid": 0, "total": upcoming},
+                    "conditions": conditions,
+                }
+            ]
         return {
             "kind": "NodePool",
             "apiVersion": "v3",
@@ -417,9 +511,12 @@ class Addon:
     status: str
     reason: str
     message: str
+    #: The installed version when older than the template's (an upgrade is available).
+    installed: str = ""
 
     def render(self) -> dict[str, Any]:
         t = self.template
+        version = self.installed or t.version
         return {
             "metadata": {
                 "uid": self.uid,
@@ -437,7 +534,7 @@ class Addon:
                 "description": t.description,
                 "addonTemplateLabels": list(t.labels),
                 "clusterID": self.cluster_uid,
-                "version": t.version,
+                "version": version,
             },
             "status": {
                 "message": self.message,
@@ -446,8 +543,11 @@ class Addon:
                     "input": {"basic": {}, "parameters": {}},
                     "stable": True,
                     "creationTimestamp": "2024-01-15T08:00:00Z",
-                    "version": t.version,
+                    "version": version,
                     "translate": {"en_US": {"addon": {"changeLog": "", "description": ""}}},
+                    "supportVersions": [
+                        {"clusterType": "VirtualMachine", "clusterVersion": ["v1.*"]}
+                    ],
                     "updateTimestamp": "2024-01-15T08:00:00Z",
                 },
                 "status": self.status,
@@ -477,6 +577,13 @@ class Cluster:
     pools: dict[str, NodePool] = field(default_factory=dict)
     addons: dict[str, Addon] = field(default_factory=dict)
     fail_next_wakeup: bool = False
+    #: Today's status (SDK ClusterStatus): the certificate's stage, the last rotation's outcome
+    #: (None: never rotated), the agency's state, and a billing lock (scene, source) or None.
+    certificate: str = "CertificateValid"
+    rotation: str | None = None
+    agency: bool = True
+    lock: tuple[str, str] | None = None
+    masters: int = 1
 
     def segment(self, now: int) -> Segment:
         return self.timeline.state(now)[0]
@@ -510,6 +617,14 @@ class Cluster:
         if self.external_ip:
             endpoints.append({"url": f"https://{self.external_ip}:5443", "type": "External"})
         status["endpoints"] = endpoints
+        status["isLocked"] = self.lock is not None
+        if self.lock is not None:
+            status["lockScene"], status["lockSource"] = self.lock
+        status["conditions"] = self._conditions()
+        spec_extra: dict[str, Any] = {}
+        if self.category == "Turbo":
+            # Required for CCE Turbo (SDK ClusterSpec.eniNetwork): the container subnets.
+            spec_extra["eniNetwork"] = {"subnets": [{"subnetID": self.subnet}]}
         return {
             "kind": "Cluster",
             "apiVersion": "v3",
@@ -526,9 +641,51 @@ class Cluster:
                 "billingMode": 0,
                 "kubernetesSvcIpRange": "10.247.0.0/16",
                 "extendParam": {"clusterAZ": self.az},
+                "masters": self._masters(),
+                **spec_extra,
             },
             "status": status,
         }
+
+    def _masters(self) -> list[dict[str, str]]:
+        """The control plane's nodes (SDK ``MasterSpec``): one zone each, spread over the AZs."""
+        if self.az in AZS:
+            return [{"availabilityZone": self.az} for _ in range(self.masters)]
+        return [{"availabilityZone": AZS[i % len(AZS)]} for i in range(self.masters)]
+
+    def _conditions(self) -> list[dict[str, str]]:
+        """``status.conditions`` (SDK ``ClusterCondition``)."""
+        valid = self.certificate == "CertificateValid"
+        out = [
+            {
+                "type": "ClusterCertificate",
+                "status": "True" if valid else "False",
+                "reason": self.certificate,
+                "message": "",
+            },
+            {
+                "type": "AgencyAvailable",
+                "status": "True" if self.agency else "False",
+                "reason": "" if self.agency else "AgencyNotFound",
+                "message": "",
+            },
+        ]
+        if self.rotation is not None:
+            out.append(
+                {
+                    "type": "CertificateRotation",
+                    "status": "False" if self.rotation == "RotationFailed" else "True",
+                    "reason": self.rotation,
+                    "message": "",
+                }
+            )
+        return out
+
+    def upgrade_targets(self) -> list[str]:
+        """Versions this cluster could be upgraded to: the later ones of :data:`K8S_VERSIONS`."""
+        if self.version not in K8S_VERSIONS:
+            return []
+        return list(K8S_VERSIONS[K8S_VERSIONS.index(self.version) + 1 :])
 
     def _detail_annotations(self, now: int, horizon: Horizon) -> dict[str, str]:
         total = active = cpu = memory = 0
@@ -546,7 +703,7 @@ class Cluster:
         installed = [
             {
                 "addonTemplateName": a.template.name,
-                "version": a.template.version,
+                "version": a.installed or a.template.version,
                 "status": a.status,
             }
             for a in self.addons.values()
@@ -568,8 +725,35 @@ class Cluster:
                 counts[node.pool_id] += 1
         return counts
 
+    def pool_states(self, now: int, horizon: Horizon) -> dict[str, Counter[str]]:
+        """Per pool, its nodes by the SDK's count names (creating, active, synced...)."""
+        states: dict[str, Counter[str]] = {}
+        for node in self.nodes.values():
+            seg, nxt = node.timeline.state(now)
+            horizon.note(nxt)
+            if seg.phase is None:
+                continue
+            counts = states.setdefault(node.pool_id, Counter())
+            state = _NODE_COUNT_STATES.get(seg.phase)
+            if state is not None:
+                counts[state] += 1
+            if node.config_up_to_date:
+                counts["synced"] += 1
+        return states
+
 
 # --- the world ----------------------------------------------------------------------------------
+
+#: Node phase -> the node-pool count it adds to (SDK NodePoolStatus creatingNode, activeNode...).
+_NODE_COUNT_STATES: dict[str, str] = {
+    "Build": "creating",
+    "Installing": "creating",
+    "Installed": "creating",
+    "Active": "active",
+    "Deleting": "deleting",
+    "Repairing": "repairing",
+    "RepairFailed": "repair_failed",
+}
 
 _JOB_SUBTYPES: dict[str, tuple[str, ...]] = {
     "CreateCluster": ("CreatePSMCert", "InstallMaster", "InstallAddons"),
@@ -611,6 +795,8 @@ _ADDON_REASONS: dict[str, tuple[str, str]] = {
     "deleteSuccess": ("Delete complete", ""),
     "deleteFailed": ("Delete failed", "helm uninstall failed"),
     "rollbacking": ("Rolling back", ""),
+    "rollbackFailed": ("Rollback failed", "helm rollback failed"),
+    "unknown": ("Unknown", "the add-on's template instance does not exist"),
 }
 
 RenderFn = Callable[[Horizon], object]
@@ -641,6 +827,11 @@ class World:
         self.wakeup_failures = 0
         self._cache: dict[tuple[object, ...], tuple[int, int | None, bytes]] = {}
         self._node_json: dict[str, tuple[int, Segment, bytes]] = {}
+        self._parts_cache: dict[str, tuple[int, int | None, list[tuple[str, bytes]]]] = {}
+        #: The largest node page served (the public cloud's is 2,000).
+        self.node_page_max = NODE_PAGE_MAX
+        #: Optional calls this installation offers (a Stack installation may lack some).
+        self.features: dict[str, bool] = {"upgradeinfo": True, "addontemplates": True}
         self._rng = random.Random(seed)
         self._counters: Counter[str] = Counter()
         self._node_seq = 0
@@ -829,6 +1020,19 @@ class World:
             else None,
             timeline=self._cluster_timeline(now, uid, name, created, phase),
         )
+        cluster.masters = {"s1": 1, "s2": 3, "s3": 5}.get(flavor.split(".")[-2], 1)
+        if index % 10 == 4:
+            cluster.certificate = "CertificateExpiringWithin180Days"
+        elif index % 15 == 7:
+            cluster.certificate = "CertificateExpiringWithin30Days"
+        elif index % 30 == 13:
+            cluster.certificate = "CertificateExpired"
+        if index % 30 == 22:
+            cluster.rotation = "RotationFailed"
+        elif index % 5 == 1:
+            cluster.rotation = "RotationSucceeded"
+        if index % 30 == 17:
+            cluster.lock = ("ARREAR", "CBC")
         self.clusters[uid] = cluster
         self._add_pools(cluster)
         if phase not in ("Creating", "Empty"):
@@ -861,6 +1065,20 @@ class World:
             phase = ""
             if seq % 4 == 3:
                 phase = NODEPOOL_SPECIAL_PHASES[(seq // 4) % len(NODEPOOL_SPECIAL_PHASES)]
+            conditions = {"Scalable": ("True", "")}
+            if phase == "SoldOut":
+                # What replaces SoldOut today: not scalable, and why.
+                conditions = {
+                    "Scalable": ("False", "ResourceInsufficient"),
+                    "ResourceInsufficient": ("True", "FlavorSoldOut"),
+                }
+            elif phase == "Error":
+                conditions = {"Scalable": ("False", "Error"), "Error": ("True", "DeleteFailed")}
+            elif seq % 9 == 5:
+                conditions = {
+                    "Scalable": ("False", "QuotaInsufficient"),
+                    "QuotaInsufficient": ("True", "ECSQuotaInsufficient"),
+                }
             minimum = rng.choice((0, 1, 2))
             pool = NodePool(
                 uid=self._uuid(),
@@ -875,6 +1093,7 @@ class World:
                     if seq % 2 == 0
                     else {"maxNodeCount": 20}
                 ),
+                conditions=conditions,
             )
             cluster.pools[pool.uid] = pool
 
@@ -900,6 +1119,8 @@ class World:
                 reason=reason,
                 message=message,
             )
+            if seq % 4 == 1:
+                addon.installed = older_version(addon.template.version)
             cluster.addons[addon.uid] = addon
 
     def _node_timeline(
@@ -908,9 +1129,15 @@ class World:
         rng = self._rng
         if phase == "Active":
             return Timeline(Segment(created, "Active"))
-        if phase in ("ShutDown", "Abnormal", "Error"):
+        if phase in ("ShutDown", "Abnormal", "Error", "Repairing", "RepairFailed"):
             since = max(created, now - rng.randrange(MINUTE, DAY))
-            reason = {"ShutDown": None, "Abnormal": "NodeNotReady", "Error": "NodeError"}[phase]
+            reason = {
+                "ShutDown": None,
+                "Abnormal": "NodeNotReady",
+                "Error": "NodeError",
+                "Repairing": "NodeRestarting",
+                "RepairFailed": "NodeRestartFailed",
+            }[phase]
             message = None if reason is None else "kubelet stopped posting node status"
             return Timeline(Segment(created, "Active"), Segment(since, phase, reason, message))
         if phase == "Installed":
@@ -1038,6 +1265,10 @@ class World:
                     else Timeline(Segment(created, node_phase))
                 ),
             )
+            if generated and seq % 11 == 4:
+                node.config_up_to_date = False  # the pool's template changed since
+            if generated and seq % 97 == 50:
+                node.probe_at = now - 20 * MINUTE  # a status that stopped being refreshed
             cluster.nodes[uid] = node
             added.append(node)
         if not generated:
@@ -1061,8 +1292,9 @@ class World:
         cluster_id: str | None = None,
         reason: str | None = None,
         message: str | None = None,
+        version: str | None = None,
     ) -> None:
-        """Hold a cluster/node/nodepool phase or an add-on status from now on."""
+        """Hold a cluster/node/nodepool phase or an add-on status (and installed version)."""
         now = self.now_ns()
         if kind == "cluster":
             self.cluster(uid).timeline.replace_from(now, Segment(now, phase, reason, message))
@@ -1077,6 +1309,8 @@ class World:
             addon.status = phase
             addon.reason, addon.message = _ADDON_REASONS.get(phase, (reason or "", message or ""))
             addon.updated = now
+            if version is not None:
+                addon.installed = str(version)
         else:
             raise SimError(400, "SIM.400", f"unknown kind {kind!r}")
         self._changed()
@@ -1135,6 +1369,59 @@ class World:
         cluster.timeline.replace_from(now, Segment(now, "Awaking"), final)
         self._changed()
 
+    def set_cluster_status(
+        self,
+        uid: str,
+        *,
+        certificate: str | None = None,
+        rotation: Any = ...,
+        agency: bool | None = None,
+        lock: Any = ...,
+    ) -> None:
+        """Set today's cluster status fields (``...``: leave as it is)."""
+        cluster = self.cluster(uid)
+        if certificate is not None:
+            cluster.certificate = str(certificate)
+        if rotation is not ...:
+            cluster.rotation = None if rotation is None else str(rotation)
+        if agency is not None:
+            cluster.agency = bool(agency)
+        if lock is not ...:
+            cluster.lock = lock
+        self._changed()
+
+    def set_node_status(
+        self,
+        cluster_uid: str,
+        node_uid: str,
+        *,
+        probe_age_seconds: Any = ...,
+        configuration_up_to_date: bool | None = None,
+    ) -> None:
+        """Freeze a node's probe ``probe_age_seconds`` ago (None: probed again), or mark it
+        (not) up to date with its pool's template."""
+        node = self.cluster(cluster_uid).nodes.get(node_uid)
+        if node is None:
+            raise SimError(404, "CCE.01404002", f"node {node_uid} not found")
+        if probe_age_seconds is not ...:
+            node.probe_at = (
+                None
+                if probe_age_seconds is None
+                else self.now_ns() - int(float(probe_age_seconds) * NS)
+            )
+        if configuration_up_to_date is not None:
+            node.config_up_to_date = bool(configuration_up_to_date)
+        self._changed()
+
+    def set_pool_conditions(
+        self, cluster_uid: str, pool_uid: str, conditions: dict[str, tuple[str, str]]
+    ) -> None:
+        pool = self.cluster(cluster_uid).pools.get(pool_uid)
+        if pool is None:
+            raise SimError(404, "CCE.01404003", f"node pool {pool_uid} not found")
+        pool.conditions = dict(conditions)
+        self._changed()
+
     def fail_next_wakeup(self, uid: str) -> None:
         self.cluster(uid).fail_next_wakeup = True
         self._changed()
@@ -1161,15 +1448,64 @@ class World:
         self._cache[key] = (self.version, horizon.until, payload)
         return payload
 
-    def cluster_list_bytes(self, *, error_status: bool = False, detail: bool = False) -> bytes:
+    def cluster_list_bytes(
+        self,
+        *,
+        error_status: bool = False,
+        detail: bool = False,
+        status: str | None = None,
+        type: str | None = None,
+        version: str | None = None,
+    ) -> bytes:
+        """The cluster list; ``status``, ``type`` and ``version`` filter it as the SDK's
+        ``ListClustersRequest`` does (exact match on the phase shown, type and version)."""
+
         def build(h: Horizon) -> object:
             items = [
                 c.render(h.now, h, error_status=error_status, detail=detail)
                 for c in self.clusters.values()
             ]
-            return {"kind": "Cluster", "apiVersion": "v3", "items": [i for i in items if i]}
+            kept = [
+                i
+                for i in items
+                if i
+                and (not status or i["status"]["phase"] == status)
+                and (not type or i["spec"]["type"] == type)
+                and (not version or i["spec"]["version"] == version)
+            ]
+            return {"kind": "Cluster", "apiVersion": "v3", "items": kept}
 
-        return self._cached(("clusters", error_status, detail), build)
+        return self._cached(("clusters", error_status, detail, status, type, version), build)
+
+    def upgradeinfo_bytes(self, uid: str) -> bytes:
+        """``GET .../clusters/{id}/upgradeinfo`` (SDK ``ShowClusterUpgradeInfoResponse``)."""
+        if not self.features.get("upgradeinfo", True):
+            raise SimError(404, "CCE.01404001", "the API does not offer upgradeinfo", camel=True)
+        cluster = self.cluster(uid)
+        targets = cluster.upgrade_targets()
+        release, _, patch = cluster.version.partition("-")
+        return dump_json(
+            {
+                "kind": "UpgradeInfo",
+                "apiVersion": "v3",
+                "metadata": {},
+                "spec": {
+                    "lastUpgradeInfo": {
+                        "phase": "Success",
+                        "progress": "100",
+                        "completionTime": go_time(cluster.created),
+                    },
+                    "versionInfo": {
+                        "release": release,
+                        "patch": patch,
+                        "suggestPatch": patch,
+                        "targetVersions": targets,
+                    },
+                    "upgradeFeatureGates": {},
+                },
+                "status": {"phase": "Success", "progress": "100"},
+            }
+        )
 
     def cluster_bytes(self, uid: str, *, detail: bool, error_status: bool) -> bytes:
         cluster = self.cluster(uid)
@@ -1179,44 +1515,92 @@ class World:
 
         return self._cached(("cluster", uid, detail, error_status), build)
 
-    def node_list_bytes(self, cluster_uid: str) -> bytes:
+    def probe_json(self, now: int) -> bytes:
+        """The shared ``lastProbeTime`` of nodes whose status is current, as JSON."""
+        return dump_json(go_time(now - now % PROBE_STEP))
+
+    def node_list_bytes(
+        self, cluster_uid: str, *, limit: int | None = None, marker: str | None = None
+    ) -> bytes:
+        """A page of the node list: at most ``limit`` nodes (the server's maximum,
+        :attr:`node_page_max`, when absent or larger) after the node ``marker``, with
+        ``pageInfo.nextMarker`` when more follow (SDK ``ListNodesRequest``/``NodePageInfo``)."""
         cluster = self.cluster(cluster_uid)
+        page = min(limit or self.node_page_max, self.node_page_max)
 
         def build(horizon: Horizon) -> bytes:
-            # Each node's JSON is kept until its own segment changes: when one node of a cluster
-            # moves on, the list is joined again, not rendered again (the benchmark asks for 500
-            # lists of 200 nodes a cycle, and must measure the exporter, not this simulator).
             now = horizon.now
-            parts: list[bytes] = []
-            for node in cluster.nodes.values():
-                seg, nxt = node.timeline.state(now)
-                horizon.note(nxt)
-                if seg.phase is None:
-                    continue
-                cached = self._node_json.get(node.uid)
-                if cached is None or cached[0] != self.version or cached[1] is not seg:
-                    cached = (self.version, seg, dump_json(node.render(now, Horizon(now))))
-                    self._node_json[node.uid] = cached
-                parts.append(cached[2])
-            return b'{"kind":"Node","apiVersion":"v3","items":[' + b",".join(parts) + b"]}"
+            parts, until = self._node_parts(cluster)
+            horizon.note(until)
+            horizon.note(now - now % PROBE_STEP + PROBE_STEP)
+            start = 0
+            if marker:
+                uids = [uid for uid, _ in parts]
+                if marker not in uids:
+                    raise SimError(
+                        400, "CCE.01400001", "the marker names no node of the cluster", camel=True
+                    )
+                start = uids.index(marker) + 1
+            chosen = parts[start : start + page]
+            info: dict[str, Any] = {"currentCount": len(chosen)}
+            if start + page < len(parts) and chosen:
+                info["nextMarker"] = chosen[-1][0]
+            body = b",".join(p for _, p in chosen).replace(_PROBE_MARK_JSON, self.probe_json(now))
+            return (
+                b'{"kind":"Node","apiVersion":"v3","items":['
+                + body
+                + b'],"pageInfo":'
+                + dump_json(info)
+                + b"}"
+            )
 
-        return self._cached_bytes(("nodes", cluster_uid), build)
+        return self._cached_bytes(("nodes", cluster_uid, page, marker), build)
+
+    def _node_parts(self, cluster: Cluster) -> tuple[list[tuple[str, bytes]], int | None]:
+        """(uid, JSON) of each node present, and until when that holds.
+
+        Each node's JSON is kept until its own segment changes: when one node of a cluster moves
+        on, the list is joined again, not rendered again (the benchmark asks for 500 lists of
+        200 nodes a cycle, and must measure the exporter, not this simulator).
+        """
+        now = self.now_ns()
+        entry = self._parts_cache.get(cluster.uid)
+        if entry is not None:
+            version, until, kept = entry
+            if version == self.version and (until is None or now < until):
+                return kept, until
+        horizon = Horizon(now)
+        parts: list[tuple[str, bytes]] = []
+        for node in cluster.nodes.values():
+            seg, nxt = node.timeline.state(now)
+            horizon.note(nxt)
+            if seg.phase is None:
+                continue
+            cached = self._node_json.get(node.uid)
+            if cached is None or cached[0] != self.version or cached[1] is not seg:
+                cached = (self.version, seg, dump_json(node.render(now, Horizon(now))))
+                self._node_json[node.uid] = cached
+            parts.append((node.uid, cached[2]))
+        self._parts_cache[cluster.uid] = (self.version, horizon.until, parts)
+        return parts, horizon.until
 
     def node_bytes(self, cluster_uid: str, node_uid: str) -> bytes:
         cluster = self.cluster(cluster_uid)
         node = cluster.nodes.get(node_uid)
-        rendered = node.render(self.now_ns(), Horizon(self.now_ns())) if node else None
+        now = self.now_ns()
+        rendered = node.render(now, Horizon(now)) if node else None
         if rendered is None:
             raise SimError(404, "CCE.01404002", f"node {node_uid} not found")
-        return dump_json(rendered)
+        return dump_json(rendered).replace(_PROBE_MARK_JSON, self.probe_json(now))
 
     def nodepool_list_bytes(self, cluster_uid: str, *, show_default: bool) -> bytes:
         cluster = self.cluster(cluster_uid)
 
         def build(h: Horizon) -> object:
             counts = cluster.pool_counts(h.now, h)
+            states = cluster.pool_states(h.now, h)
             items = [
-                p.render(counts[p.uid])
+                p.render(counts[p.uid], states.get(p.uid))
                 for p in cluster.pools.values()
                 if show_default or not p.default
             ]
@@ -1230,7 +1614,8 @@ class World:
         if pool is None:
             raise SimError(404, "CCE.01404003", f"node pool {pool_uid} not found")
         counts = cluster.pool_counts(self.now_ns(), Horizon(self.now_ns()))
-        return dump_json(pool.render(counts[pool.uid]))
+        states = cluster.pool_states(self.now_ns(), Horizon(self.now_ns()))
+        return dump_json(pool.render(counts[pool.uid], states.get(pool.uid)))
 
     def job_bytes(self, job_uid: str) -> bytes:
         job = self.jobs.get(job_uid)
@@ -1331,15 +1716,18 @@ class World:
                         "description": t.description,
                         "versions": [
                             {
-                                "version": t.version,
+                                "version": version,
                                 "input": {"basic": {}, "parameters": {}},
                                 "stable": True,
+                                "translate": {},
                                 "supportVersions": [
-                                    {"clusterType": "VirtualMachine", "clusterVersion": ["v1.*"]}
+                                    {"clusterType": kind, "clusterVersion": ["v1.*"]}
+                                    for kind in ("VirtualMachine", "ARM64")
                                 ],
                                 "creationTimestamp": "2024-01-15T08:00:00Z",
                                 "updateTimestamp": "2024-03-01T09:30:00Z",
                             }
+                            for version in (older_version(t.version), t.version)
                         ],
                     },
                 }
