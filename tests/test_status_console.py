@@ -42,6 +42,8 @@ from exporter.status.model import (
     ADDON_UNHEALTHY,
     CLUSTER_STUCK_SECONDS,
     JOB_STUCK_SECONDS,
+    NODE_ABNORMAL,
+    POOL_BLOCKING_CONDITIONS,
     QUOTA_RATIO,
     build_status,
 )
@@ -58,6 +60,8 @@ EXPECTED_KINDS = {
     "cluster_failing": "cluster is",
     "node_abnormal": "node",
     "nodepool_cannot_scale": "sold out",
+    "cluster_condition": "certificate",
+    "cluster_locked": "cluster is locked",
     "addon_unhealthy": "add-on",
     "job_stuck": "stuck in",
     "quota_exhausted": "used up",
@@ -322,6 +326,8 @@ def test_problem_thresholds_are_the_alert_rules() -> None:
     assert alerts["CCEJobStuck"]["threshold_seconds"] == JOB_STUCK_SECONDS
     assert alerts["CCEQuotaNearlyExhausted"]["ratio"] == QUOTA_RATIO
     assert set(alerts["CCEAddonUnhealthy"]["statuses"]) == ADDON_UNHEALTHY
+    assert set(alerts["CCENodeAbnormal"]["phases"]) | {"RepairFailed"} == NODE_ABNORMAL
+    assert set(alerts["CCENodePoolScaleBlocked"]["conditions"]) == POOL_BLOCKING_CONDITIONS
 
 
 def test_json_schema_doc_names_every_field() -> None:

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from exporter.status.model import (
     ADDON_UNHEALTHY,
     GROUPS,
+    NODE_ABNORMAL,
     At,
     Cause,
     ClusterDetail,
@@ -42,6 +43,8 @@ GROUP_OPEN = 3
 KIND_LABELS = {
     "cluster_failing": "failing clusters",
     "cluster_stuck": "clusters stuck in a transition",
+    "cluster_condition": "cluster certificate problems",
+    "cluster_locked": "locked clusters",
     "node_abnormal": "abnormal nodes",
     "nodepool_cannot_scale": "node pools that cannot scale",
     "addon_unhealthy": "unhealthy add-ons",
@@ -697,9 +700,7 @@ def render_cluster(detail: ClusterDetail, *, refresh: bool = True) -> str:
 
 
 def _node_phase(phase: str) -> str:
-    css = (
-        "healthy" if phase == "Active" else "failing" if phase in ("Abnormal", "Error") else "other"
-    )
+    css = "healthy" if phase == "Active" else "failing" if phase in NODE_ABNORMAL else "other"
     return _badge(phase or "unknown", css)
 
 

@@ -48,12 +48,22 @@ JOB_STUCK_SECONDS = 3600.0
 QUOTA_RATIO = 0.9
 #: ``CCEAddonUnhealthy``.
 ADDON_UNHEALTHY = frozenset(
-    {"abnormal", "installFailed", "upgradeFailed", "deleteFailed", "unavailable"}
+    {"abnormal", "installFailed", "upgradeFailed", "deleteFailed", "unavailable", "rollbackFailed"}
 )
-#: ``CCENodeAbnormal``.
-NODE_ABNORMAL = frozenset({"Abnormal", "Error"})
+#: ``CCENodeAbnormal``, and ``CCENodeRepairFailed``.
+NODE_ABNORMAL = frozenset({"Abnormal", "Error", "RepairFailed"})
 #: ``CCENodePoolSoldOut`` and ``CCENodePoolError``: pools that cannot scale.
 POOL_CANNOT_SCALE = frozenset({"SoldOut", "Error"})
+#: ``CCENodePoolScaleBlocked``: pool conditions that, true, stop scale-ups.
+POOL_BLOCKING_CONDITIONS = frozenset(
+    {"QuotaInsufficient", "ResourceInsufficient", "LockedByOrder", "Error"}
+)
+#: ``CCEClusterCertificate*``: condition reasons of a cluster (severity, what it means).
+CLUSTER_CONDITION_REASONS = {
+    "CertificateExpired": ("critical", "certificate has expired"),
+    "CertificateExpiringWithin30Days": ("warning", "certificate expires within 30 days"),
+    "RotationFailed": ("warning", "certificate rotation failed"),
+}
 JOB_RUNNING = frozenset({"Initializing", "Running"})
 
 HEALTHY = frozenset({"Available"})
@@ -92,10 +102,12 @@ KIND_ORDER = {
     for i, k in enumerate(
         (
             "cluster_failing",
+            "cluster_condition",
             "quota_exhausted",
             "hibernation_failed",
             "collection_failed",
             "cluster_stuck",
+            "cluster_locked",
             "node_abnormal",
             "nodepool_cannot_scale",
             "addon_unhealthy",
@@ -470,6 +482,38 @@ def _cluster_problems(t: _Target, cluster: Any, now: float) -> list[Problem]:
                 since=since,
             )
         )
+    for condition in getattr(cluster.status, "conditions", None) or ():
+        found = CLUSTER_CONDITION_REASONS.get(condition.reason or "")
+        if found is not None:
+            severity, what = found
+            out.append(
+                Problem(
+                    "cluster_condition",
+                    severity,
+                    t.name,
+                    f"{condition.type or 'cluster'}: {what}"
+                    + (f" ({condition.message})" if condition.message else ""),
+                    cid,
+                    name,
+                    subject=condition.type,
+                    since=_at(condition.last_transit_time),
+                )
+            )
+    if getattr(cluster.status, "is_locked", None):
+        scene, source = cluster.status.lock_scene, cluster.status.lock_source
+        out.append(
+            Problem(
+                "cluster_locked",
+                "warning",
+                t.name,
+                "cluster is locked"
+                + (f" ({scene})" if scene else "")
+                + (f" by {source}" if source else "")
+                + ": operations on it are refused",
+                cid,
+                name,
+            )
+        )
     for node in t.state.nodes.get(cid, ()):
         if node.phase in NODE_ABNORMAL:
             out.append(
@@ -485,14 +529,34 @@ def _cluster_problems(t: _Target, cluster: Any, now: float) -> list[Problem]:
                 )
             )
     for pool in t.state.nodepools.get(cid, ()):
-        if pool.phase in POOL_CANNOT_SCALE:
-            what = "sold out: scale-ups fail" if pool.phase == "SoldOut" else "in error"
+        blocking = _blocking_conditions(pool)
+        if blocking and pool.phase not in POOL_CANNOT_SCALE:
             out.append(
                 Problem(
                     "nodepool_cannot_scale",
                     "warning",
                     t.name,
-                    f"node pool {pool.name} is {what} ({pool.phase})",
+                    f"node pool {pool.name} cannot scale up: {', '.join(blocking)}",
+                    cid,
+                    name,
+                    subject=pool.name,
+                    since=t.phase_since(f"nodepool/{cid}/{pool.id}"),
+                )
+            )
+        if pool.phase in POOL_CANNOT_SCALE:
+            what = (
+                "sold out (SoldOut): scale-ups fail"
+                if pool.phase == "SoldOut"
+                else f"in error ({pool.phase})"
+            )
+            if blocking:
+                what += f"; conditions {', '.join(blocking)}"
+            out.append(
+                Problem(
+                    "nodepool_cannot_scale",
+                    "warning",
+                    t.name,
+                    f"node pool {pool.name} is {what}",
                     cid,
                     name,
                     subject=pool.name,
@@ -515,6 +579,15 @@ def _cluster_problems(t: _Target, cluster: Any, now: float) -> list[Problem]:
                     since=t.phase_since(f"addon/{cid}/{addon.id}"),
                 )
             )
+    return out
+
+
+def _blocking_conditions(pool: Any) -> list[str]:
+    """The pool's true conditions that stop scale-ups (with their reason when given)."""
+    out = []
+    for condition in getattr(pool.status, "conditions", None) or ():
+        if condition.type in POOL_BLOCKING_CONDITIONS and condition.state == "true":
+            out.append(condition.type + (f" ({condition.reason})" if condition.reason else ""))
     return out
 
 
@@ -857,7 +930,9 @@ def _cluster_row(t: _Target, cluster: Any, now: float, problems: int) -> Cluster
         nodes_total=total,
         nodes_active=active,
         nodepools=len(pools),
-        nodepools_cannot_scale=sum(1 for p in pools if p.phase in POOL_CANNOT_SCALE),
+        nodepools_cannot_scale=sum(
+            1 for p in pools if p.phase in POOL_CANNOT_SCALE or _blocking_conditions(p)
+        ),
         addons=len(addons),
         addons_unhealthy=sum(1 for a in addons if (a.status.status or "") in ADDON_UNHEALTHY),
         jobs_running=running,
