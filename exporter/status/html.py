@@ -244,10 +244,10 @@ def _problems(
     else:
         # Problems of one kind stay together (they are sorted so); past GROUP_OPEN of a kind that
         # is not critical, they fold into a <details> that says how many there are.
-        groups: dict[str, list[Problem]] = {}
+        groups: dict[tuple[str, str], list[Problem]] = {}
         for p in problems:
-            groups.setdefault(p.kind, []).append(p)
-        for kind, items in groups.items():
+            groups.setdefault((p.severity, p.kind), []).append(p)
+        for (_, kind), items in groups.items():
             listed = "".join(_problem_item(p, now, show_target) for p in items)
             severity = items[0].severity
             if len(items) <= GROUP_OPEN or severity == "critical":
