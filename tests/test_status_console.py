@@ -293,7 +293,8 @@ async def test_filters_and_the_cluster_page(world: Console) -> None:
     data = (await world.http.get("/status.json", params={"q": "CLUSTER-01"})).json()
     assert {c["name"] for c in data["clusters"]} == {f"sim-cluster-01{i}" for i in range(10)}
     # The cluster page: nodes, pools, add-ons, jobs and quota context of one cluster.
-    all_clusters = (await world.http.get("/status.json")).json()["clusters"]
+    data_all = (await world.http.get("/status.json")).json()
+    all_clusters = data_all["clusters"]
     upgrading = next(c for c in all_clusters if c["phase"] == "Upgrading")
     r = await world.http.get(
         "/cluster", params={"target": upgrading["target"], "id": upgrading["id"]}
@@ -303,6 +304,13 @@ async def test_filters_and_the_cluster_page(world: Console) -> None:
     assert {"problems", "nodes", "pools", "addons", "jobs", "quotas"} <= set(sections.sections)
     assert "UpgradeCluster" in "".join(sections.sections["jobs"])
     assert any("stuck in Running" in item for item in sections.items["problems"])
+    # A pool a condition blocks says which, on its cluster's page.
+    blocked = next(p for p in data_all["problems"] if "cannot scale up:" in p["summary"])
+    r = await world.http.get(
+        "/cluster", params={"target": blocked["target"], "id": blocked["cluster_id"]}
+    )
+    pools = "".join(parse_sections(r.text).sections["pools"])
+    assert "blocked by" in pools and "Insufficient" in pools
     r = await world.http.get("/cluster", params={"target": "nope", "id": "nope"})
     assert r.status_code == 404
 

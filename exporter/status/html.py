@@ -636,14 +636,15 @@ def render_cluster(detail: ClusterDetail, *, refresh: bool = True) -> str:
     pool_rows = [
         f"<tr><td>{e(p.name)}</td><td>{_pool_phase(p.phase)}</td>"
         f"<td class=num>{_dash(p.nodes)}</td>"
-        f"<td>{_dash(p.flavor)}</td><td>{e(p.autoscaling)}</td></tr>"
+        f"<td>{_dash(p.flavor)}</td><td>{e(p.autoscaling)}</td>"
+        f"<td>{_dash(', '.join(p.blocked_by))}</td></tr>"
         for p in detail.nodepools
     ]
     parts.append(
         f"<section aria-labelledby=pools><h2 id=pools>Node pools ({len(detail.nodepools)})</h2>"
         + _table(
             "Node pools",
-            ("pool", "phase", "nodes", "flavor", "autoscaling"),
+            ("pool", "phase", "nodes", "flavor", "autoscaling", "blocked by"),
             pool_rows,
             label="Node pools table",
         )

@@ -334,6 +334,7 @@ class PoolRow:
     nodes: int | None
     flavor: str | None
     autoscaling: str
+    blocked_by: Sequence[str] = ()  # true conditions that stop scale-ups
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1067,6 +1068,7 @@ def build_cluster_detail(
                 if p.spec.autoscaling.enable
                 else "off"
             ),
+            blocked_by=tuple(_blocking_conditions(p)),
         )
         for p in t.state.nodepools.get(cluster_id, ())
     ]
