@@ -391,3 +391,15 @@ def test_a_more_specific_project_setting_replaces_the_other(tmp_path: Path) -> N
     config.write_text(config.read_text() + "project_name: ap-2\n")
     with pytest.raises(ConfigError, match="are both set: set only one"):
         load_settings(config, {})
+
+
+def test_one_policy_problem_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "policies: [{name: x, clusters: {names: [a]}, awake: ['Mon 08:00-09:00'], dryrun: 1}]"
+    )
+    result = run("plan", env=env_with(**OFFLINE, CCE_EXPORTER_POLICY_FILE=str(path)))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert str(path) in lines[0] and "unknown key 'dryrun' (did you mean dry_run?)" in lines[0]

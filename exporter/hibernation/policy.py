@@ -389,9 +389,11 @@ def parse_policy_file(text: str, source: str = "<policy>") -> PolicyFile:
         return PolicyFile.model_validate(data)
     except ValidationError as exc:
         problems = _describe(exc, data)
-        count = f" ({len(problems)} problems)" if len(problems) > 1 else ""
+        if len(problems) == 1:  # one problem, one line
+            raise PolicyError(f"{source}: {problems[0]}") from None
         raise PolicyError(
-            f"{source}: invalid policy file{count}:\n" + "\n".join(f"  - {p}" for p in problems)
+            f"{source}: invalid policy file ({len(problems)} problems):\n"
+            + "\n".join(f"  - {p}" for p in problems)
         ) from None
 
 
