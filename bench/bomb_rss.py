@@ -26,18 +26,18 @@ def _peak_mb() -> float:
 
 
 async def _read(kind: str, endpoint: str, project_id: str, ak: str, sk: str) -> dict[str, object]:
-    import httpx
 
     from exporter.cce.auth import AkSkAuth
     from exporter.cce.client import CCEClient
     from exporter.cce.errors import CCEError
-    from exporter.cce.transport import LeanTransport
+    from exporter.cce.http import PROXY_OFF, HttpOptions, build_http_client
 
     before = _peak_mb()
     started = time.perf_counter()
     outcome: str
     if kind == "httpx":
-        async with httpx.AsyncClient(transport=LeanTransport(4, True), timeout=120) as http:
+        options = HttpOptions(timeout=120, proxy=PROXY_OFF, max_connections=4)
+        async with build_http_client(options) as http:
             response = await http.get(f"{endpoint}/api/v3/projects/{project_id}/clusters")
             outcome = f"read {len(response.content)} bytes"
     else:

@@ -9,10 +9,14 @@ measured alone), then:
    the calls form a chain of three dependent steps (the cluster list; then 3 calls per cluster and
    the quotas, all independent; then one call per live job), each step taking at least
    ``ceil(calls / concurrency) x latency``;
-2. runs one cycle under cProfile for the top functions by own time;
-3. runs more cycles (up to ``growth_cycles`` or ``growth_seconds``) and reports RSS growth from the
+2. records the URLs of one cycle and has a bare client (``bench.bare``: aiohttp, a token, no
+   parsing, its own process) fetch them ``cycles`` times in the same three steps at the same
+   concurrency: the exporter's cycle and CPU over the bare client's are the cost of its own work,
+   measured on the same machine at the same moment (absolute figures drift with the machine);
+3. runs one cycle under cProfile for the top functions by own time;
+4. runs more cycles (up to ``growth_cycles`` or ``growth_seconds``) and reports RSS growth from the
    first to the last of them;
-4. scrapes ``/metrics`` ``scrapes`` times from this process (gzip accepted, as Prometheus does),
+5. scrapes ``/metrics`` ``scrapes`` times from this process (gzip accepted, as Prometheus does),
    then the same for the baseline (``bench.baseline``: the same series in a prometheus_client
    registry, rendered on each scrape; capped by ``baseline_seconds``).
 """
@@ -53,6 +57,10 @@ RESULT_KEYS: tuple[str, ...] = (
     "baseline_scrape_p50_ms",
     "baseline_scrape_p99_ms",
     "rss_growth_pct",
+    "bare_cycle_seconds",
+    "bare_cpu_seconds",
+    "cycle_over_bare",
+    "cpu_over_bare",
 )
 
 PER_CLUSTER = ("nodes", "nodepools", "addons")
@@ -146,6 +154,28 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def bare_client(sim: SimProcess, urls: list[str], concurrency: int, cycles: int) -> dict[str, Any]:
+    """Run ``bench.bare`` over ``urls`` in its own process; its per-cycle wall and CPU times."""
+    config = {
+        "settings": sim.settings,
+        "urls": urls,
+        "concurrency": concurrency,
+        "cycles": max(1, cycles),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bare"],
+        input=json.dumps(config),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the bare client failed: {done.stderr.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 def run_size(opts: Options) -> SizeResult:
     size = f"{opts.clusters}x{opts.nodes_per_cluster}"
     with SimProcess(opts.clusters, opts.nodes_per_cluster, latency_ms=opts.latency_ms) as sim:
@@ -162,6 +192,9 @@ def run_size(opts: Options) -> SizeResult:
                 cycles.append(worker.call("cycle"))
                 requests.append(_delta(before, sim.state()["requests"]))
                 log(f"[{size}] cycle {i + 1}: {cycles[-1]['cycle_seconds']:.2f}s")
+            log(f"[{size}] bare client over the same URLs")
+            urls = worker.call("urls")["urls"]
+            bare = bare_client(sim, urls, opts.concurrency, opts.cycles)
             profiled = worker.call("profile", top=opts.top)
             log(f"[{size}] RSS growth over up to {opts.growth_cycles} cycles")
             rss: list[float] = []
@@ -203,6 +236,9 @@ def run_size(opts: Options) -> SizeResult:
                     if baseline.stdout is not None:
                         baseline.stdout.close()
     mid = statistics.median(c["cycle_seconds"] for c in cycles)
+    cpu = statistics.median(c["cpu_seconds"] for c in cycles)
+    bare_cycle = statistics.median(bare["cycle_seconds"])
+    bare_cpu = statistics.median(bare["cpu_seconds"])
     kinds = requests[-1]
     bound = lower_bound(kinds, opts.concurrency, opts.latency_ms / 1000)
     row = {
@@ -214,7 +250,7 @@ def run_size(opts: Options) -> SizeResult:
         "cycle_seconds": round(mid, 3),
         "lower_bound_seconds": round(bound, 3),
         "ratio_to_bound": round(mid / bound, 3) if bound else None,
-        "cpu_seconds": round(statistics.median(c["cpu_seconds"] for c in cycles), 3),
+        "cpu_seconds": round(cpu, 3),
         "peak_rss_mb": round(peak_rss, 1),
         "exposition_bytes": cycles[-1]["exposition_bytes"],
         "scrape_p50_ms": round(percentile(ours, 0.5) * 1000, 2),
@@ -222,6 +258,10 @@ def run_size(opts: Options) -> SizeResult:
         "baseline_scrape_p50_ms": round(percentile(base_times, 0.5) * 1000, 2),
         "baseline_scrape_p99_ms": round(percentile(base_times, 0.99) * 1000, 2),
         "rss_growth_pct": round((rss[-1] - rss[0]) / rss[0] * 100, 2) if len(rss) > 1 else None,
+        "bare_cycle_seconds": round(bare_cycle, 3),
+        "bare_cpu_seconds": round(bare_cpu, 3),
+        "cycle_over_bare": round(mid / bare_cycle, 3) if bare_cycle else None,
+        "cpu_over_bare": round(cpu / bare_cpu, 3) if bare_cpu else None,
     }
     assert tuple(row) == RESULT_KEYS
     return SizeResult(
@@ -256,6 +296,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("base p99", "{baseline_scrape_p99_ms:.1f}"),
     ("x faster", "{speedup:.0f}"),
     ("rss grow %", "{rss_growth_pct:+.2f}"),
+    ("bare s", "{bare_cycle_seconds:.2f}"),
+    ("cycle/bare", "{cycle_over_bare:.2f}"),
+    ("bare cpu s", "{bare_cpu_seconds:.2f}"),
+    ("cpu/bare", "{cpu_over_bare:.1f}"),
 )
 
 
@@ -271,8 +315,9 @@ def table(results: Sequence[SizeResult]) -> str:
         row["speedup"] = row["baseline_scrape_p99_ms"] / max(row["scrape_p99_ms"], 1e-9)
         if row["rss_growth_pct"] is None:
             row["rss_growth_pct"] = float("nan")
-        if row["ratio_to_bound"] is None:
-            row["ratio_to_bound"] = float("nan")
+        for key in ("ratio_to_bound", "cycle_over_bare", "cpu_over_bare"):
+            if row[key] is None:
+                row[key] = float("nan")
         lines.append("| " + " | ".join(fmt.format(**row) for _, fmt in COLUMNS) + " |")
     return "\n".join(lines)
 

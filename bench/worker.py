@@ -7,6 +7,7 @@ serves it with the real web server on a free loopback port and answers:
 ``{"cmd": "cycle"}``            one ``collect_all()``; wall and CPU seconds, RSS now and peak
 ``{"cmd": "cycles", "n": N}``   N cycles back to back; per-cycle figures and RSS after each
 ``{"cmd": "profile", "top": K}`` one cycle under cProfile; the top K functions by own time
+``{"cmd": "urls"}``             one cycle; the URLs of every GET it sent (for ``bench.bare``)
 ``{"cmd": "exposition", "path": P}`` write the current text exposition to P (for the baseline)
 ``{"cmd": "quit"}``
 
@@ -27,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from exporter.collect.service import ExporterService
 from exporter.config import load_settings
@@ -118,6 +121,23 @@ class Worker:
             profile.disable()
             result["top"] = top_functions(profile, int(command.get("top", 15)))
             return result
+        if cmd == "urls":
+            # One cycle, recording every GET the exporter sends (for the bare-client baseline).
+            urls: list[str] = []
+
+            async def record(request: httpx.Request) -> None:
+                if request.method == "GET":
+                    urls.append(str(request.url))
+
+            clients = [target.client._http for target in self.service.targets]
+            for client in clients:
+                client.event_hooks["request"].append(record)
+            try:
+                await self.service.collect_all()
+            finally:
+                for client in clients:
+                    client.event_hooks["request"].remove(record)
+            return {"urls": urls}
         if cmd == "exposition":
             exposition = self.service.exposition()
             assert exposition is not None

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,72 @@ def _load(args: argparse.Namespace, overrides: Mapping[str, str] | None = None) 
         raise SystemExit(2) from None
 
 
+class StartupError(Exception):
+    """A file the daemon needs is invalid; the message is one line naming the file and the key
+    (a policy file with several problems: a line naming the file, then one line per problem)."""
+
+
+@dataclass(frozen=True)
+class StartupFiles:
+    """The files ``run`` reads besides the configuration, validated."""
+
+    web_config: Any = None  # exporter.webconfig.WebConfig
+    policies: Any = None  # exporter.hibernation.policy.PolicyFile
+    hook_token: str | None = None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def load_startup_files(settings: Any) -> StartupFiles:
+    """Read and validate the web config file, the policy file and the hook token file as the
+    daemon uses them; :class:`StartupError` (one line: file, key, problem) on the first problem.
+
+    ``run`` calls it before anything is collected, and ``check-config`` calls it too, so that
+    check-config accepts exactly what run accepts."""
+    web_config = None
+    if settings.web_config_file:
+        from exporter.webconfig import WebConfigError, load_web_config
+
+        try:
+            web_config = load_web_config(Path(settings.web_config_file))
+        except WebConfigError as exc:
+            raise StartupError(_one_line(str(exc))) from None
+    policies = None
+    hook_token = None
+    if settings.policy_file:
+        from exporter.hibernation.hooks import load_hook_token
+        from exporter.hibernation.policy import PolicyError, load_policy_file
+
+        try:
+            policies = load_policy_file(Path(settings.policy_file))
+        except PolicyError as exc:
+            # One line per problem (a file with one problem is one line), as `plan` prints them.
+            message = "\n".join(_one_line(line) for line in str(exc).splitlines() if line.strip())
+            message = message.replace("\n", "\n  ")  # the problems stay indented under the head
+            if str(settings.policy_file) not in message:
+                message = f"policy file {settings.policy_file}: {message}"
+            raise StartupError(message) from None
+        try:
+            hook_token = load_hook_token(settings)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise StartupError(
+                f"hook token file {settings.hook_token_file}: cannot read: {reason}"
+            ) from None
+    return StartupFiles(web_config=web_config, policies=policies, hook_token=hook_token)
+
+
+def _startup_files_or_exit(settings: Any) -> StartupFiles | None:
+    """:func:`load_startup_files`, or the error as one line on stderr and None."""
+    try:
+        return load_startup_files(settings)
+    except StartupError as exc:
+        print(f"cce-exporter: {exc}", file=sys.stderr)
+        return None
+
+
 def _setup_logging(settings: Any) -> None:
     from exporter.logs import setup_logging
 
@@ -180,14 +248,66 @@ def _service(settings: Any, **kwargs: Any) -> tuple[Any, Any]:
     return service, shard
 
 
+@contextlib.contextmanager
+def _stop_signals_cancel() -> Iterator[list[signal.Signals]]:
+    """While the first API calls run (retries can take a while), SIGTERM, SIGINT and SIGHUP cancel
+    the current task instead of killing the process; the signals received are listed."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[signal.Signals] = []
+    active = True
+    retry: list[asyncio.TimerHandle] = []
+
+    def insist() -> None:
+        # Python 3.11's asyncio.wait_for can swallow a cancellation that lands just as what it
+        # waits for completes: cancel again until the block is left.
+        if active and task is not None and not task.done():
+            task.cancel()
+            retry[:] = [loop.call_later(0.1, insist)]
+
+    def stop(sig: signal.Signals) -> None:
+        received.append(sig)
+        insist()
+
+    installed: list[tuple[signal.Signals, Any]] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, stop, sig)
+            installed.append((sig, previous))
+        except (NotImplementedError, RuntimeError, ValueError):
+            break  # not the main thread: the caller handles signals
+    try:
+        yield received
+    finally:
+        active = False
+        for handle in retry:
+            handle.cancel()
+        for sig, previous in installed:
+            loop.remove_signal_handler(sig)
+            if previous is not None:
+                signal.signal(sig, previous)
+
+
 async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -> int:
     from exporter.memory import HeapFreezer
-    from exporter.web import build_app, serve
+    from exporter.web import WebLimits, build_app, serve
 
+    # Every file is checked before the first API call: a bad one is one line and exit 2.
+    files = _startup_files_or_exit(settings)
+    if files is None:
+        return 2
     # A daemon keeps a large heap for hours: keep the cyclic collector off it.
     service, shard = _service(settings, heap=HeapFreezer())
     try:
-        await service.setup()
+        with _stop_signals_cancel() as received:
+            await service.setup()
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        log.info("received %s during start-up, stopping", received[0].name)
+        await service.close()
+        return 0
     except Exception as exc:  # the first API call can fail: say why and stop
         log.error("start-up failed: %s", exc)
         await service.close()
@@ -200,15 +320,9 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
             ServiceStateStore,
             targets_from_service,
         )
-        from exporter.hibernation.hooks import build_hook_routes, load_hook_token
-        from exporter.hibernation.policy import PolicyError, load_policy_file
+        from exporter.hibernation.hooks import HookLimits, build_hook_routes
 
-        try:
-            policies = load_policy_file(Path(settings.policy_file))
-        except PolicyError as exc:
-            print(f"cce-exporter: policy file error:\n{exc}", file=sys.stderr)
-            await service.close()
-            return 2
+        policies = files.policies
         from exporter.ha.leader import (
             LeaderGate,
             StateStoreError,
@@ -242,8 +356,8 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
             return 1
         service.extra_registries.append(hibernation.registry)
         service.hibernation = hibernation  # the status console shows its schedule
-        token = load_hook_token(settings)
-        routes = build_hook_routes(hibernation, token)
+        token = files.hook_token
+        routes = build_hook_routes(hibernation, token, limits=HookLimits.from_settings(settings))
         shutdown.append(hibernation.close)
         if election is None:
             service.after_collect.append(hibernation.on_collect)
@@ -257,11 +371,8 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
         # Scheduled transitions on a timer of their own, not at the next cluster collection.
         hibernation.start_timer(ready=None if election is None else gate.ready)
     service.start_scheduler()
-    web_config = None
-    if settings.web_config_file:
-        from exporter.webconfig import load_web_config
-
-        web_config = load_web_config(Path(settings.web_config_file))
+    web_config = files.web_config
+    limits = WebLimits.from_settings(settings)
     from exporter.status.routes import status_routes
 
     app = build_app(
@@ -269,13 +380,14 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
         web_config=web_config,
         extra_routes=[*status_routes(service), *routes],
         on_shutdown=[*shutdown, service.close],
+        limits=limits,
     )
 
     def started(server: Any) -> None:
         if banner is not None:
             print(banner(server.url.rstrip("/")), flush=True)
 
-    await serve(app, settings.listen, web_config, on_started=started)
+    await serve(app, settings.listen, web_config, on_started=started, limits=limits)
     return 0
 
 
@@ -298,12 +410,14 @@ def cmd_once(args: argparse.Namespace) -> int:
         finally:
             await service.close()
         exposition = service.exposition()
+        cluster_ok = all(ok for key, ok in results.items() if key.endswith("/clusters"))
+        code = 0 if cluster_ok and results else 1
         if exposition is not None:
             data = exposition.openmetrics if args.format == "openmetrics" else exposition.text
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
-        cluster_ok = all(ok for key, ok in results.items() if key.endswith("/clusters"))
-        return 0 if cluster_ok and results else 1
+            with _reader_may_leave():
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+        return code
 
     try:
         return asyncio.run(main())
@@ -312,10 +426,30 @@ def cmd_once(args: argparse.Namespace) -> int:
         return 1
 
 
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """Standard output read by a pipe that may close early (``cce-exporter once | head``): the
+    rest of the output is dropped quietly, with no traceback and no SIGPIPE.
+
+    Standard output is pointed at /dev/null so that the interpreter's last flush does not fail
+    again. Only for printing commands: the daemon keeps SIGPIPE ignored, so a scraper that hangs
+    up is an error on that one connection.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from exporter.config import render_effective_config
 
     settings = _load(args)
+    # The web config, policy and hook token files, checked as `run` checks them.
+    if _startup_files_or_exit(settings) is None:
+        return 2
     print(render_effective_config(settings))
     if not args.online:
         return 0
@@ -340,6 +474,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                     client = build_client(target, metrics, project_id)
                 clusters = await client.list_clusters()
                 print(f"target {target.name}: OK, project {project_id}, {len(clusters)} cluster(s)")
+                print(f"target {target.name}: credentials: {client.credentials_in_use()}")
             except CCEError as exc:
                 failures += 1
                 print(f"target {target.name}: FAILED: {exc}")
@@ -478,7 +613,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "plan":
         from exporter.hibernation.cli import run_plan
 
-        return run_plan(args, _load(args))
+        settings = _load(args)
+        with _reader_may_leave():  # `cce-exporter plan | head`
+            code = run_plan(args, settings)
+            sys.stdout.flush()
+            return code
+        return 0
     if command in ("hibernate", "awake"):
         from exporter.hibernation.cli import run_action
 
@@ -489,6 +629,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config": cmd_check_config,
         "demo": cmd_demo,
     }
-    if hasattr(signal, "SIGPIPE"):  # `cce-exporter once | head` should end quietly
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # SIGPIPE stays ignored (Python's default): a client that hangs up is an error on its own
+    # connection, never the end of the daemon. `once` and `plan` handle a closed stdout.
     return handlers[command](args)

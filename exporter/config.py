@@ -60,6 +60,7 @@ __all__ = [
     "REDACTED",
     "RESERVED_LABELS",
     "RESOURCE_NAMES",
+    "AssumeAgencyConfig",
     "ConfigError",
     "ResourceConfig",
     "ResourcesConfig",
@@ -345,7 +346,7 @@ class ResourcesConfig(_Model):
         return [name for name in RESOURCE_NAMES if self.get(name).enabled]
 
 
-AuthMethod = Literal["aksk", "password", "token"]
+AuthMethod = Literal["aksk", "password", "token", "agency"]
 
 
 def _default_addon_endpoint(endpoint: str) -> str:
@@ -379,6 +380,49 @@ def _check_addon_template(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+class AssumeAgencyConfig(_Model):
+    """An IAM agency of another account to act as (``assume_agency: {domain: ..., agency: ...}``,
+    or ``domain/agency`` as one string, e.g. in ``CCE_EXPORTER_ASSUME_AGENCY``)."""
+
+    domain: str
+    agency: str
+    duration: PositiveDuration = 3600.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            domain, sep, agency = data.strip().partition("/")
+            if not sep or not domain.strip() or not agency.strip():
+                raise ValueError(
+                    "must be a mapping {domain: ..., agency: ...} or a string domain/agency"
+                )
+            return {"domain": domain.strip(), "agency": agency.strip()}
+        return data
+
+    @field_validator("domain", "agency")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @field_validator("duration")
+    @classmethod
+    def _duration_range(cls, value: float) -> float:
+        if not 900 <= value <= 86400:
+            raise ValueError("must be between 15m and 24h (IAM's limits for an agency token)")
+        return value
+
+
+def _check_proxy(value: SecretStr | None) -> SecretStr | None:
+    if value is None or not value.get_secret_value().strip():
+        return None
+    from exporter.cce.http import check_proxy_url
+
+    return SecretStr(check_proxy_url(value.get_secret_value()))
+
+
 class TargetConfig(_Model):
     """One CCE project in one region: where, who, what to collect, and how hard to push the API."""
 
@@ -408,9 +452,24 @@ class TargetConfig(_Model):
     # Bounds on one API answer: its whole exchange, and its size once decoded.
     request_deadline: PositiveDuration = 30.0
     max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    #: None: the proxy environment variables; "none": direct; a URL (credentials are secret).
+    proxy: SecretStr | None = None
+    metadata_endpoint: str = "http://169.254.169.254"
+    assume_agency: AssumeAgencyConfig | None = None
+
     #: Whether ``addon_endpoint`` was derived (not configured): the client then tries both
     #: add-on layouts (the plain endpoint, then the per-cluster host).
     _addon_endpoint_derived: bool = PrivateAttr(default=False)
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_proxy(value)
+
+    @field_validator("metadata_endpoint")
+    @classmethod
+    def _check_metadata_endpoint(cls, value: str) -> str:
+        return _check_url(value)
 
     @field_validator("name")
     @classmethod
@@ -519,6 +578,14 @@ class Settings(_Model):
     leader_election_namespace: str | None = None
     leader_election_lease_name: str = "cce-exporter-hibernation"
     leader_election_identity: str | None = None
+    # Bounds of the web server and the hooks against hostile clients (exporter.web.WebLimits).
+    web_max_connections: int | None = Field(default=None, ge=1)
+    web_header_timeout: PositiveDuration = 10.0
+    web_write_timeout: PositiveDuration = 30.0
+    web_auth_workers: int = Field(default=1, ge=1, le=16)
+    web_auth_queue: int = Field(default=8, ge=1)
+    hook_max_body_bytes: int = Field(default=1048576, ge=1024)
+    hook_max_json_depth: int = Field(default=32, ge=2, le=500)
     targets: list[TargetConfig] = Field(min_length=1)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -638,6 +705,8 @@ def _target_problems(values: Mapping[str, Any], namer: Namer) -> list[str]:
     elif method == "password":
         for field in ("username", "password", "domain"):
             required(field, "when auth_method is password")
+    assume = _is_set(values.get("assume_agency"))
+    if method == "password" or assume:
         endpoint = values.get("endpoint")
         derivable = False
         if isinstance(endpoint, str):
@@ -646,9 +715,10 @@ def _target_problems(values: Mapping[str, Any], namer: Namer) -> list[str]:
             except ValueError:
                 derivable = True  # the endpoint error is reported on its own
         if not derivable:
+            why = "auth_method is password" if method == "password" else "assume_agency is set"
             required(
                 "iam_endpoint",
-                "when auth_method is password and the endpoint's host does not start with 'cce.'",
+                f"when {why} and the endpoint's host does not start with 'cce.'",
                 " (the IAM base URL, e.g. https://iam.ap-southeast-1.myhuaweicloud.com)",
             )
     elif method == "token":
@@ -990,6 +1060,8 @@ class _Loader:
             suffix = name[len(ENV_PREFIX) :].rpartition("__")[2]
             if suffix.lower() in SECRET_FIELDS:
                 self.collect_secrets(value)
+            elif suffix == "PROXY":
+                self.collect_proxy_secret(value)
 
     # names in messages
 
@@ -1048,10 +1120,24 @@ class _Loader:
             for item in value:
                 self.collect_secrets(item)
 
+    def collect_proxy_secret(self, value: Any) -> None:
+        """The user info of a proxy URL is a secret (the rest of the URL is not)."""
+        if isinstance(value, str):
+            try:
+                parts = urlsplit(value.strip())
+            except ValueError:
+                self.collect_secrets(value)  # unreadable: mask all of it
+                return
+            for part in (parts.password, parts.username and parts.netloc.rpartition("@")[0]):
+                if part:
+                    self.collect_secrets(part)
+
     def find_secrets(self, data: Any) -> None:
         if isinstance(data, Mapping):
             for key, value in data.items():
-                if str(key) in SECRET_FIELDS:
+                if str(key) == "proxy":
+                    self.collect_proxy_secret(value)
+                elif str(key) in SECRET_FIELDS:
                     self.collect_secrets(value)
                 else:
                     self.find_secrets(value)
@@ -1259,6 +1345,8 @@ def _plain(value: Any) -> Any:
         return {
             k: REDACTED
             if k in SECRET_FIELDS and getattr(value, k) is not None
+            else _plain_proxy(getattr(value, k))
+            if k == "proxy"
             else _plain(getattr(value, k))
             for k in type(value).model_fields
         }
@@ -1269,6 +1357,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def _plain_proxy(value: SecretStr | None) -> str | None:
+    """A proxy URL as check-config shows it: its password masked, the rest readable."""
+    if value is None:
+        return None
+    from exporter.cce.http import redact_url
+
+    return redact_url(value.get_secret_value()).replace(":***@", f":{REDACTED}@")
 
 
 def render_effective_config(settings: Settings) -> str:

@@ -1,7 +1,8 @@
 """Logging set-up: human-readable text by default, one JSON object per line with ``json``.
 
-Third-party HTTP loggers (httpx, httpcore, uvicorn's access log) are held at WARNING whatever the
-level: they would print a line per API call or scrape, and at DEBUG they can show request details.
+Third-party HTTP loggers (httpx, httpcore, aiohttp, uvicorn's access log) are held at WARNING
+whatever the level: they would print a line per API call or scrape, and at DEBUG they can show
+request details.
 The exporter logs its own API calls (method, templated endpoint, status) at DEBUG instead.
 Every argument and ``extra=`` field of a record is cut to ``log_field_max_length`` characters
 (:class:`exporter.limits.TruncatingFilter`).
@@ -17,7 +18,7 @@ from typing import Any, TextIO
 
 from exporter.limits import TruncatingFilter
 
-_QUIET = ("httpx", "httpcore", "uvicorn.access", "apscheduler", "hpack", "asyncio")
+_QUIET = ("httpx", "httpcore", "aiohttp", "uvicorn.access", "apscheduler", "hpack", "asyncio")
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 

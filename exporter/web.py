@@ -19,7 +19,11 @@ exporter-toolkit format (:mod:`exporter.webconfig`); auth applies to every route
 
 :class:`Server` runs the app on an already-bound socket (``listen`` may use port 0; ``.port``
 tells the real one) and stops gracefully: the listener closes, in-flight requests finish, then the
-``on_shutdown`` hooks run. :func:`serve` adds SIGTERM/SIGINT handling for the command line.
+``on_shutdown`` hooks run. :func:`serve` adds SIGTERM/SIGINT/SIGHUP handling for the command line
+(SIGHUP stops gracefully like SIGTERM).
+
+Under attack, :class:`Server` bounds connections, header and write times and accept failures
+(:class:`WebLimits`, enforced by :mod:`exporter.webguard`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ import html
 import logging
 import signal
 import socket
+import sys
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +52,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exporter.webconfig import BasicAuthVerifier, WebConfig
+from exporter.webconfig import AuthBusyError, BasicAuthVerifier, WebConfig
+from exporter.webguard import CLOSING_SCOPE_KEY, Acceptor, Connections, GuardedH11, WebLimits
 
 __all__ = [
     "ClusterRow",
@@ -57,6 +64,7 @@ __all__ = [
     "StatusView",
     "TargetStatus",
     "Timestamp",
+    "WebLimits",
     "build_app",
     "parse_listen",
     "serve",
@@ -374,8 +382,10 @@ def build_app(
     extra_routes: Sequence[BaseRoute] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     clock: Callable[[], datetime] = _utcnow,
+    limits: WebLimits | None = None,
 ) -> Starlette:
     """The ASGI app. ``on_shutdown`` hooks run, in order, after in-flight requests finished."""
+    limits = limits or WebLimits()
 
     async def metrics(request: Request) -> Response:
         exposition = source.exposition()
@@ -423,7 +433,15 @@ def build_app(
         Route("/", index, methods=["GET"]),
     ]
     config = web_config or WebConfig()
-    verifier = BasicAuthVerifier(config.basic_auth_users) if config.auth_enabled else None
+    verifier = (
+        BasicAuthVerifier(
+            config.basic_auth_users, workers=limits.auth_workers, max_pending=limits.auth_queue
+        )
+        if config.auth_enabled
+        else None
+    )
+    if verifier is not None:
+        on_shutdown = [*on_shutdown, verifier.aclose]
     middleware = [Middleware(_Guard, verifier=verifier, headers=dict(config.headers))]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
@@ -431,6 +449,11 @@ def build_app(
 #: Routes with their own bearer-token check (the hibernation hooks): basic auth would refuse the
 #: ``Authorization: Bearer`` header they need, so it does not apply to them. TLS still does.
 BEARER_PATHS = ("/hooks/",)
+
+#: Seconds a login refused for lack of bcrypt capacity waits before its 503 answer.
+AUTH_BUSY_DELAY = 0.5
+#: Connections remembered as having failed a login (their checks get the lower priority).
+FAILED_CONNECTIONS_KEPT = 4096
 
 
 class PartsResponse(Response):
@@ -454,7 +477,14 @@ class PartsResponse(Response):
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         if scope.get("method") != "HEAD":
+            closing = scope.get(CLOSING_SCOPE_KEY)
             for part in self.parts:
+                if closing is not None and closing():
+                    # The client hung up: stop writing (asyncio warns about every write to a
+                    # lost connection); one turn of the loop lets the server register the loss,
+                    # after which the last message below is dropped quietly.
+                    await asyncio.sleep(0)
+                    break
                 await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
@@ -471,6 +501,9 @@ class _Guard:
     ) -> None:
         self.app = app
         self.verifier = verifier
+        # Connections (client address and port) that failed a login: their next checks wait
+        # behind those of other clients (see BasicAuthVerifier). Bounded, oldest forgotten.
+        self._failed: OrderedDict[Any, None] = OrderedDict()
         self.headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
         ]
@@ -491,16 +524,27 @@ class _Guard:
             await send(message)
 
         try:
-            if (
-                self.verifier is not None
-                and not str(scope.get("path", "")).startswith(BEARER_PATHS)
-                and not await self._authorized(scope)
+            response: Response | None = None
+            if self.verifier is not None and not str(scope.get("path", "")).startswith(
+                BEARER_PATHS
             ):
-                response: Response = PlainTextResponse(
-                    "unauthorized\n",
-                    status_code=401,
-                    headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
-                )
+                try:
+                    if not await self._authorized(scope):
+                        response = PlainTextResponse(
+                            "unauthorized\n",
+                            status_code=401,
+                            headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
+                        )
+                except AuthBusyError:
+                    # Too many password checks queued (a failed-login flood): shed this one,
+                    # after a pause that costs no CPU, so a flood cannot spin on quick refusals.
+                    await asyncio.sleep(AUTH_BUSY_DELAY)
+                    response = PlainTextResponse(
+                        "too many login attempts, retry later\n",
+                        status_code=503,
+                        headers={"Retry-After": "1"},
+                    )
+            if response is not None:
                 await response(scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive, send_wrapper)
@@ -538,7 +582,20 @@ class _Guard:
         user, sep, password = decoded.partition(":")
         if not sep:
             return False
-        return await self.verifier.verify(user, password)
+        client = scope.get("client")
+        key = tuple(client) if client else None
+        try:
+            ok = await self.verifier.verify(user, password, suspect=key in self._failed)
+        except AuthBusyError:
+            ok = False
+            raise
+        finally:
+            if not ok and key is not None:  # failed, or refused and still sending: a suspect
+                self._failed[key] = None
+                self._failed.move_to_end(key)
+                while len(self._failed) > FAILED_CONNECTIONS_KEPT:
+                    self._failed.popitem(last=False)
+        return ok
 
 
 # --- serving -----------------------------------------------------------------------------------
@@ -586,11 +643,14 @@ def with_tcp_proto(sock: socket.socket) -> socket.socket:
 
 
 class _UvicornServer(uvicorn.Server):
-    """uvicorn's server without its own signal handling, with a startup event."""
+    """uvicorn's server without its own signal handling, with a startup event, accepting through
+    :class:`Acceptor` within :class:`Connections`' limits."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, connections: Connections) -> None:
         super().__init__(config)
         self.started_event = asyncio.Event()
+        self.connections_state = connections
+        self.acceptors: list[Acceptor] = []
 
     @contextlib.contextmanager
     def capture_signals(self) -> Any:
@@ -599,7 +659,26 @@ class _UvicornServer(uvicorn.Server):
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
+        if sockets is None:  # not used by this module: uvicorn's own listening
+            await super().startup(sockets=sockets)
+            self.started_event.set()
+            return
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(3)  # uvicorn's STARTUP_FAILURE; the app logged why
+        config = self.config
+
+        def create_protocol() -> asyncio.Protocol:
+            protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            return protocol
+
+        self.acceptors = [
+            Acceptor(sock, create_protocol, self.connections_state, config.ssl) for sock in sockets
+        ]
+        self.servers = self.acceptors  # type: ignore[assignment]
+        self.started = True
         self.started_event.set()
 
 
@@ -617,13 +696,21 @@ class Server:
         web_config: WebConfig | None = None,
         *,
         grace: int = 30,
+        limits: WebLimits | None = None,
     ) -> None:
         self._host, self._port = parse_listen(listen)
         self.web_config = web_config
         ssl_ctx = web_config.tls.ssl_context() if web_config and web_config.tls else None
         self.tls = ssl_ctx is not None
+        self.limits = limits or WebLimits()
+        self.connections = Connections(
+            self.limits.connection_limit(), self.limits.header_timeout, self.limits.write_timeout
+        )
+        protocol = type("_ServerH11", (GuardedH11,), {"connections_state": self.connections})
         self._config = uvicorn.Config(
             app,
+            http=protocol,
+            h11_max_incomplete_event_size=16 * 1024,  # request line and headers at most
             lifespan="on",
             log_config=None,
             access_log=False,  # ours logs at DEBUG: scrapes are frequent
@@ -632,7 +719,7 @@ class Server:
             timeout_graceful_shutdown=grace,
             ssl_context_factory=(lambda _config, _default: ssl_ctx) if ssl_ctx else None,
         )
-        self._server = _UvicornServer(self._config)
+        self._server = _UvicornServer(self._config, self.connections)
         self._sock: socket.socket | None = None
         self._bound_port: int | None = None  # kept: the socket is closed at shutdown
         self._task: asyncio.Task[None] | None = None
@@ -671,7 +758,17 @@ class Server:
             started.cancel()
             await self._task  # raises what failed
             raise RuntimeError("the web server stopped during start-up")
-        log.info("listening on %s", self.url)
+        log.info(
+            "listening on %s (at most %d connections, %.0f s for request headers)",
+            self.url,
+            self.connections.limit,
+            self.limits.header_timeout,
+        )
+
+    @property
+    def accept_failures(self) -> int:
+        """accept() calls that failed (EMFILE...), for tests and the soak."""
+        return sum(a.accept_failures for a in self._server.acceptors)
 
     def request_stop(self, *, force: bool = False) -> None:
         """Begin a graceful stop (``force``: skip waiting for in-flight requests and the hooks)."""
@@ -701,13 +798,16 @@ async def serve(
     *,
     ready: asyncio.Event | None = None,
     on_started: Callable[[Server], None] | None = None,
+    limits: WebLimits | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully (a second SIGINT forces the stop).
+    """Serve until SIGTERM, SIGINT or SIGHUP, then stop gracefully (a second SIGINT forces the
+    stop). SIGHUP is a graceful stop like SIGTERM, not a reload: the configuration is read at
+    start-up only, and a supervisor restarts the process with the new files.
 
     ``ready`` is set, and ``on_started`` called with the :class:`Server`, once connections are
     accepted. Signal handlers are installed only when running in the main thread.
     """
-    server = Server(app, listen, web_config)
+    server = Server(app, listen, web_config, limits=limits)
     await server.start()
     loop = asyncio.get_running_loop()
 
@@ -717,7 +817,7 @@ async def serve(
         server.request_stop(force=force)
 
     installed: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         try:
             previous = signal.getsignal(sig)
             loop.add_signal_handler(sig, on_signal, sig)

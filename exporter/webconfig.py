@@ -26,11 +26,21 @@ dropped is worse than a start-up error):
   server speaks HTTP/1.1; OpenSSL's defaults choose the ciphers).
 
 The file is read once at start-up (the toolkit re-reads it per request); restart to apply changes.
+Every hash must be a complete bcrypt hash (``$2a$``/``$2b$``/``$2y$``, a cost of 04 to 31, 53
+characters of salt and digest): a truncated or unknown one is refused at start-up, not found out at
+the first login.
 
 :class:`BasicAuthVerifier` checks ``Authorization: Basic`` credentials against the bcrypt hashes.
 bcrypt is slow on purpose, so a successful check is remembered in memory, keyed by an HMAC-SHA-256
 (with a per-process random key) of the user, the presented password and the stored hash: the plain
-password is never kept, and a scrape every 15 s does not pay bcrypt's cost each time.
+password is never kept, and a scrape every 15 s does not pay bcrypt's cost each time (failures are
+never remembered, as in the exporter-toolkit). bcrypt runs in its own small thread pool, never in
+asyncio's default one (the exposition is rendered there), and at most ``max_pending`` checks wait or
+wait: past that, :class:`AuthBusyError` is raised at once (the server answers 503), so a
+flood of wrong passwords costs at most ``workers`` cores and cannot queue up without end. Checks
+from connections that already failed a login ("suspects") wait behind the others and are the ones
+refused to make room, so a login on a clean connection gets through a flood sent over keep-alive
+connections. Identical checks running at the same time share one bcrypt.
 """
 
 from __future__ import annotations
@@ -39,11 +49,12 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 import ssl
-import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +63,7 @@ import bcrypt
 import yaml
 
 __all__ = [
+    "AuthBusyError",
     "BasicAuthVerifier",
     "TLSServerConfig",
     "WebConfig",
@@ -63,6 +75,14 @@ __all__ = [
 
 class WebConfigError(ValueError):
     """The web config file is unreadable or invalid; the message names the file and the key."""
+
+
+class AuthBusyError(RuntimeError):
+    """Too many password checks are waiting: this one is refused without being made."""
+
+
+#: A complete bcrypt hash: version, two-digit cost (04-31), 22 characters of salt, 31 of digest.
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(?:0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
 _CLIENT_AUTH_TYPES: dict[str, ssl.VerifyMode] = {
@@ -283,6 +303,12 @@ def _parse_users(raw: Mapping[str, Any]) -> dict[str, str]:
                 f"{key}: expected a bcrypt hash ($2a$/$2b$/$2y$...), e.g. from "
                 "htpasswd -nBC 10 \"\" | tr -d ':\\n'"
             )
+        if _BCRYPT_HASH.fullmatch(hashed) is None:
+            raise WebConfigError(
+                f"{key}: not a complete bcrypt hash ({len(hashed)} characters; 60 expected: "
+                "$2y$, a cost of 04 to 31, $, then 53 characters of ./A-Za-z0-9); was it cut "
+                "short when copied?"
+            )
         users[user] = hashed
     return users
 
@@ -334,15 +360,36 @@ def _dummy_hash() -> bytes:
 
 
 class BasicAuthVerifier:
-    """Checks basic-auth credentials against bcrypt hashes, remembering successes in memory."""
+    """Checks basic-auth credentials against bcrypt hashes, remembering successes in memory.
 
-    def __init__(self, users: Mapping[str, str], *, cache_size: int = 256) -> None:
+    ``workers`` threads run bcrypt (their own pool); at most ``max_pending`` checks wait for them,
+    more raise :class:`AuthBusyError` without any bcrypt.
+    """
+
+    def __init__(
+        self,
+        users: Mapping[str, str],
+        *,
+        cache_size: int = 256,
+        workers: int = 1,
+        max_pending: int = 8,
+    ) -> None:
         self._users = {u: h.encode() for u, h in users.items()}
         self._key = secrets.token_bytes(32)
         self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._cache_size = cache_size
-        # One bcrypt at a time: a flood of bad passwords then costs one core, not all of them.
-        self._bcrypt_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bcrypt")
+        self._max_pending = max(1, max_pending)
+        self._free = max(1, workers)  # bcrypt slots not in use
+        # Checks waiting for a slot: [0] clients with no failed login, [1] suspects.
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(),
+            deque(),
+        )
+        self._inflight: dict[bytes, asyncio.Future[bool]] = {}
+        self.refused = 0  # checks refused because too many were pending
+        if self._users:
+            _dummy_hash()  # made now, at start-up, not on the event loop at the first login
 
     def __repr__(self) -> str:
         return f"BasicAuthVerifier(users={sorted(self._users)!r})"
@@ -351,25 +398,94 @@ class BasicAuthVerifier:
         msg = b"\0".join((user.encode(), password, hashed))
         return hmac.new(self._key, msg, hashlib.sha256).digest()
 
-    def _checkpw(self, password: bytes, hashed: bytes) -> bool:
-        with self._bcrypt_lock:
-            try:
-                return bool(bcrypt.checkpw(password, hashed))
-            except ValueError:  # a malformed hash is a failed check, never a crash
-                return False
+    @staticmethod
+    def _checkpw(password: bytes, hashed: bytes) -> bool:
+        try:
+            return bool(bcrypt.checkpw(password, hashed))
+        except ValueError:  # a malformed hash is a failed check, never a crash
+            return False
 
-    async def verify(self, user: str, password: str) -> bool:
-        """True when ``password`` is right for ``user``; bcrypt runs in a worker thread."""
+    async def _acquire(self, suspect: bool) -> None:
+        """A bcrypt slot: at once when one is free, else in the queue (suspects behind the rest);
+        :class:`AuthBusyError` when the queue is full, after a suspect made room if possible."""
+        if self._free > 0 and not self._waiting[0] and not self._waiting[1]:
+            self._free -= 1
+            return
+        if len(self._waiting[0]) + len(self._waiting[1]) >= self._max_pending:
+            if suspect or not self._waiting[1]:
+                self.refused += 1
+                raise AuthBusyError("too many password checks are waiting")
+            # A check from a client with no failed login makes room by refusing a suspect's.
+            self.refused += 1
+            self._waiting[1].pop().set_exception(AuthBusyError("refused for a higher priority"))
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane = self._waiting[1 if suspect else 0]
+        lane.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter in lane:
+                lane.remove(waiter)
+            elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release()  # given a slot just as it was cancelled
+            raise
+
+    def _release(self) -> None:
+        for lane in self._waiting:
+            while lane:
+                waiter = lane.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+    async def _check(self, digest: bytes, password: bytes, hashed: bytes, suspect: bool) -> bool:
+        shared = self._inflight.get(digest)
+        if shared is not None:  # the same credentials are being checked: wait for that one
+            return await asyncio.shield(shared)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._inflight[digest] = future
+        try:
+            try:
+                await self._acquire(suspect)
+            except AuthBusyError as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved: sharers get it too, no "never retrieved" warning
+                raise
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            try:
+                result = await asyncio.shield(
+                    loop.run_in_executor(self._pool, self._checkpw, password, hashed)
+                )
+            finally:
+                self._release()
+            future.set_result(result)
+            return result
+        finally:
+            if self._inflight.get(digest) is future:
+                del self._inflight[digest]
+
+    async def verify(self, user: str, password: str, *, suspect: bool = False) -> bool:
+        """True when ``password`` is right for ``user``; bcrypt runs in the verifier's own pool.
+
+        Raises :class:`AuthBusyError` when ``max_pending`` checks are already waiting. A
+        ``suspect`` check (from a connection that already failed a login) waits behind the others
+        and is the one refused to make room for them."""
         pw = password.encode("utf-8", "surrogateescape")
         hashed = self._users.get(user)
         if hashed is None:
-            await asyncio.to_thread(self._checkpw, pw, _dummy_hash())
+            # As long as a wrong password, so that user names cannot be probed by timing.
+            dummy = _dummy_hash()
+            await self._check(self._digest(user, pw, dummy), pw, dummy, suspect)
             return False
         digest = self._digest(user, pw, hashed)
         if digest in self._cache:
             self._cache.move_to_end(digest)
             return True
-        if not await asyncio.to_thread(self._checkpw, pw, hashed):
+        if not await self._check(digest, pw, hashed, suspect):
             return False
         self._cache[digest] = None
         while len(self._cache) > self._cache_size:
@@ -384,3 +500,7 @@ class BasicAuthVerifier:
         return (
             self._digest(user, password.encode("utf-8", "surrogateescape"), hashed) in self._cache
         )
+
+    async def aclose(self) -> None:
+        """Stop the pool's threads (checks still queued are dropped)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

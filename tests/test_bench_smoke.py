@@ -62,6 +62,12 @@ def test_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
         assert row[key] > 0
     assert row["scrape_p50_ms"] <= row["scrape_p99_ms"]
     assert row["rss_growth_pct"] is not None
+    # The bare client fetched the same URLs: its cycle and CPU are positive, and the ratios are
+    # the exporter's figures over them.
+    assert row["bare_cycle_seconds"] > 0 and row["bare_cpu_seconds"] > 0
+    assert row["cycle_over_bare"] == pytest.approx(
+        row["cycle_seconds"] / row["bare_cycle_seconds"], rel=0.05, abs=0.01
+    )
 
 
 def test_table_has_one_line_per_size() -> None:

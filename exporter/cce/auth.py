@@ -1,4 +1,4 @@
-"""The three ways of authenticating to CCE, as ``httpx.Auth`` classes.
+"""The ways of authenticating to CCE, as ``httpx.Auth`` classes.
 
 * :class:`AkSkAuth` signs every request with an access key / secret key pair
   (``SDK-HMAC-SHA256``, see :mod:`exporter.cce.signing`). Nothing expires, nothing is fetched.
@@ -8,19 +8,25 @@
   one retry of that request. Async clients only.
 * :class:`TokenAuth` sends a token issued elsewhere, given as a value or as a file that is re-read
   whenever it changes on disk (a mounted Kubernetes secret is rotated by replacing the file).
+* :class:`AgencyAuth` signs like :class:`AkSkAuth` with the temporary AK/SK and security token of
+  the ECS/BMS instance's agency, read from the metadata service and refreshed before they expire.
+* :class:`AssumeAgencyAuth` gets an IAM token for an agency of another account (IAM's assume-role
+  token), asking with any of the above, and sends it as ``X-Auth-Token``.
 
-All three take ``on_refresh``, called with ``"success"`` or ``"failure"`` each time a credential is
-(re)loaded, so the caller can count it. No secret ever appears in a repr, a log line or an
+All of them take ``on_refresh``, called with ``"success"`` or ``"failure"`` each time a credential
+is (re)loaded, so the caller can count it. No secret ever appears in a repr, a log line or an
 exception message; IAM failures raise the classes of :mod:`exporter.cce.errors`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import json
+import logging
 import ssl
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,16 +34,31 @@ from typing import Any
 import httpx
 
 from exporter.cce.errors import (
+    CCEError,
     CredentialsError,
     RequestTimeout,
     ResponseParseError,
     TransportError,
     error_from_response,
 )
+from exporter.cce.http import HttpOptions, build_http_client, scrub, tls_verify
 from exporter.cce.models import TokenBody, parse_response
 from exporter.cce.signing import SignatureError, sdk_date, sign
 
-__all__ = ["AkSkAuth", "Clock", "PasswordAuth", "RefreshCallback", "TokenAuth"]
+__all__ = [
+    "DEFAULT_METADATA_ENDPOINT",
+    "AgencyAuth",
+    "AkSkAuth",
+    "AssumeAgencyAuth",
+    "Clock",
+    "PasswordAuth",
+    "RefreshCallback",
+    "TemporaryCredentials",
+    "TokenAuth",
+    "describe_credentials",
+]
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 RefreshCallback = Callable[[str], None]
@@ -86,6 +107,7 @@ class AkSkAuth(httpx.Auth):
         sk: str,
         project_id: str | None = None,
         *,
+        security_token: str | None = None,
         clock: Clock = _utcnow,
         on_refresh: RefreshCallback | None = None,
     ) -> None:
@@ -93,6 +115,8 @@ class AkSkAuth(httpx.Auth):
             raise CredentialsError("AK/SK authentication needs both an access key and a secret key")
         self.ak = ak
         self._sk = sk
+        # Temporary credentials come with a security token, sent and signed as X-Security-Token.
+        self._security_token = security_token
         self.project_id = project_id
         self._clock = clock
         # Kept for a uniform constructor: a key pair is never refreshed.
@@ -108,7 +132,8 @@ class AkSkAuth(httpx.Auth):
         return cached[1]
 
     def __repr__(self) -> str:
-        return f"AkSkAuth(ak={_mask(self.ak)!r}, sk=***, project_id={self.project_id!r})"
+        token = ", security_token=***" if self._security_token else ""
+        return f"AkSkAuth(ak={_mask(self.ak)!r}, sk=***{token}, project_id={self.project_id!r})"
 
     def sign_request(self, request: httpx.Request) -> None:
         """Add the signing headers to ``request`` in place (its body must have been read)."""
@@ -119,6 +144,8 @@ class AkSkAuth(httpx.Auth):
             request.headers["Host"] = request.url.netloc.decode("ascii")
         if self.project_id:
             request.headers["X-Project-Id"] = self.project_id
+        if self._security_token:
+            request.headers["X-Security-Token"] = self._security_token
         # A header sent twice would be read differently by different servers (first value or
         # joined values), so repeated headers are left out of the signature.
         counts = Counter(key.lower() for key, _ in request.headers.multi_items())
@@ -140,27 +167,27 @@ class AkSkAuth(httpx.Auth):
         yield request
 
 
-class PasswordAuth(httpx.Auth):
-    """An IAM token got with a user name and password, cached, refreshed and sent as X-Auth-Token.
+class _IamTokenAuth(httpx.Auth):
+    """An IAM token, cached, refreshed and sent as X-Auth-Token; subclasses say how to ask.
 
-    The token is scoped to one project, by name or by ID (the ID wins when both are given). It is
-    refreshed ``refresh_margin`` before it expires (at most half its lifetime before, so a short
-    lived token is not refetched on every request). ``deadline`` bounds each token request as a
-    whole (the answer's every byte included). Works with ``httpx.AsyncClient`` only; IAM is
-    called through a client of its own, so the token request never runs through this flow.
+    The token is refreshed ``refresh_margin`` before it expires (at most half its lifetime
+    before, so a short lived token is not refetched on every request); concurrent requests share
+    one token request; a 401 from the API triggers exactly one refresh and one retry.
+    ``deadline`` bounds each token request as a whole (the answer's every byte included). Works
+    with ``httpx.AsyncClient`` only; IAM is called through a client of its own (built by
+    :func:`~exporter.cce.http.build_http_client` with the target's options, proxy included), so
+    the token request never runs through this flow.
     """
 
     requires_request_body = True  # the request is sent a second time after a 401
+    #: What the token request is called in errors.
+    what = "IAM token request"
 
     def __init__(
         self,
         iam_endpoint: str,
-        username: str,
-        password: str,
-        domain: str,
-        project_name: str | None = None,
-        project_id: str | None = None,
         *,
+        http: HttpOptions | None = None,
         verify: ssl.SSLContext | bool | str | Path = True,
         timeout: float = 10,
         refresh_margin: timedelta = timedelta(minutes=10),
@@ -169,29 +196,14 @@ class PasswordAuth(httpx.Auth):
         deadline: float | None = None,
     ) -> None:
         if not iam_endpoint:
-            raise CredentialsError("password authentication needs the IAM endpoint")
-        if not username or not password or not domain:
-            raise CredentialsError(
-                "password authentication needs a user name, a password and a domain"
-            )
-        if not project_name and not project_id:
-            raise CredentialsError("password authentication needs a project name or project ID")
+            raise CredentialsError(f"{self.method_name()} needs the IAM endpoint")
         self.iam_endpoint = iam_endpoint.rstrip("/")
-        self.username = username
-        self._password = password
-        self.domain = domain
-        self.project_name = project_name
-        self.project_id = project_id
-        if isinstance(verify, str | Path):
-            # httpx deprecates verify=<path>; build the context the way it would.
-            path = str(verify)
-            verify = (
-                ssl.create_default_context(capath=path)
-                if os.path.isdir(path)
-                else ssl.create_default_context(cafile=path)
-            )
-        self._verify: ssl.SSLContext | bool = verify
-        self._timeout = timeout
+        if http is None:
+            if isinstance(verify, str | Path):
+                # httpx deprecates verify=<path>; build the context the way it would.
+                verify = tls_verify(verify)
+            http = HttpOptions(timeout=timeout, verify=verify, max_connections=2)
+        self.http = http
         # The total time a token request may take, every byte of IAM's answer included (the
         # timeout bounds each silence only): a dripping answer must not hold every request.
         self._deadline = deadline
@@ -204,42 +216,21 @@ class PasswordAuth(httpx.Auth):
         self._lock: asyncio.Lock | None = None
         self._client: httpx.AsyncClient | None = None
 
-    def __repr__(self) -> str:
-        scope = (
-            f"project_id={self.project_id!r}"
-            if self.project_id
-            else (f"project_name={self.project_name!r}")
-        )
-        return (
-            f"PasswordAuth(iam_endpoint={self.iam_endpoint!r}, username={self.username!r}, "
-            f"domain={self.domain!r}, {scope}, password=***)"
-        )
+    @classmethod
+    def method_name(cls) -> str:
+        return "IAM token authentication"
 
     @property
     def expires_at(self) -> datetime | None:
         """When the cached token expires (our clock), or None before the first token."""
         return self._expires_at
 
-    def token_request_body(self) -> dict[str, Any]:
-        """The IAM request body (reference §2.1): password method, project scope."""
-        project: dict[str, str] = (
-            {"id": self.project_id} if self.project_id else {"name": str(self.project_name)}
-        )
-        return {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {
-                            "name": self.username,
-                            "password": self._password,
-                            "domain": {"name": self.domain},
-                        }
-                    },
-                },
-                "scope": {"project": project},
-            }
-        }
+    def token_request_body(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _iam_auth(self) -> httpx.Auth | None:
+        """The authentication of the token request itself (none: the body carries it)."""
+        return None
 
     async def aclose(self) -> None:
         """Close the IAM client (a new one is created if the auth is used again)."""
@@ -250,7 +241,7 @@ class PasswordAuth(httpx.Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("PasswordAuth needs httpx.AsyncClient")
+        raise RuntimeError(f"{type(self).__name__} needs httpx.AsyncClient")
         yield request  # pragma: no cover - makes this a generator, as httpx expects
 
     async def async_auth_flow(
@@ -305,7 +296,7 @@ class PasswordAuth(httpx.Auth):
 
     def _iam_client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(verify=self._verify, timeout=self._timeout)
+            self._client = build_http_client(self.http, auth=self._iam_auth())
         return self._client
 
     async def _fetch(self) -> str:
@@ -325,14 +316,16 @@ class PasswordAuth(httpx.Auth):
                 response = await self._iam_client().post(url, json=self.token_request_body())
         except TimeoutError:
             raise RequestTimeout(
-                f"IAM token request: no complete answer within the {self._deadline:g}s deadline"
+                f"{self.what}: no complete answer within the {self._deadline:g}s deadline"
             ) from None
         except httpx.TimeoutException as exc:
-            raise RequestTimeout(f"IAM token request timed out ({type(exc).__name__})") from None
+            raise RequestTimeout(f"{self.what} timed out ({type(exc).__name__})") from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # The httpx exception is not chained: it holds the request, whose body has the
             # password. Its message names only the failure.
-            raise TransportError(f"IAM token request failed: {type(exc).__name__}: {exc}") from None
+            raise TransportError(
+                f"{self.what} failed: {type(exc).__name__}: {scrub(str(exc))}"
+            ) from None
         if response.status_code >= 400:
             raise error_from_response(
                 response.status_code,
@@ -360,6 +353,184 @@ class PasswordAuth(httpx.Auth):
         expires_at = now + lifetime
         margin = min(self._refresh_margin, lifetime / 2) if lifetime > timedelta(0) else lifetime
         return token, expires_at, expires_at - margin
+
+
+class PasswordAuth(_IamTokenAuth):
+    """An IAM token got with a user name and password, cached, refreshed and sent as X-Auth-Token.
+
+    The token is scoped to one project, by name or by ID (the ID wins when both are given), or,
+    with ``domain_scope``, to the user's domain (the token that asks IAM for another account's
+    agency). See :class:`_IamTokenAuth` for caching and refreshing.
+    """
+
+    def __init__(
+        self,
+        iam_endpoint: str,
+        username: str,
+        password: str,
+        domain: str,
+        project_name: str | None = None,
+        project_id: str | None = None,
+        *,
+        domain_scope: bool = False,
+        http: HttpOptions | None = None,
+        verify: ssl.SSLContext | bool | str | Path = True,
+        timeout: float = 10,
+        refresh_margin: timedelta = timedelta(minutes=10),
+        on_refresh: RefreshCallback | None = None,
+        clock: Clock = _utcnow,
+        deadline: float | None = None,
+    ) -> None:
+        if not iam_endpoint:
+            raise CredentialsError("password authentication needs the IAM endpoint")
+        if not username or not password or not domain:
+            raise CredentialsError(
+                "password authentication needs a user name, a password and a domain"
+            )
+        if not project_name and not project_id and not domain_scope:
+            raise CredentialsError("password authentication needs a project name or project ID")
+        super().__init__(
+            iam_endpoint,
+            http=http,
+            verify=verify,
+            timeout=timeout,
+            refresh_margin=refresh_margin,
+            on_refresh=on_refresh,
+            clock=clock,
+            deadline=deadline,
+        )
+        self.username = username
+        self._password = password
+        self.domain = domain
+        self.project_name = project_name
+        self.project_id = project_id
+        self.domain_scope = domain_scope
+
+    def __repr__(self) -> str:
+        if self.domain_scope:
+            scope = "domain_scope=True"
+        elif self.project_id:
+            scope = f"project_id={self.project_id!r}"
+        else:
+            scope = f"project_name={self.project_name!r}"
+        return (
+            f"PasswordAuth(iam_endpoint={self.iam_endpoint!r}, username={self.username!r}, "
+            f"domain={self.domain!r}, {scope}, password=***)"
+        )
+
+    def token_request_body(self) -> dict[str, Any]:
+        """The IAM request body (reference §2.1): password method, project scope."""
+        scope: dict[str, Any]
+        if self.domain_scope:
+            scope = {"domain": {"name": self.domain}}
+        else:
+            scope = {
+                "project": {"id": self.project_id}
+                if self.project_id
+                else {"name": str(self.project_name)}
+            }
+        return {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": self.username,
+                            "password": self._password,
+                            "domain": {"name": self.domain},
+                        }
+                    },
+                },
+                "scope": scope,
+            }
+        }
+
+
+class AssumeAgencyAuth(_IamTokenAuth):
+    """A token for an IAM agency of another account, scoped to a project of that account.
+
+    The exporter asks IAM (``POST /v3/auth/tokens``, identity method ``assume_role``) with its own
+    credentials, ``base`` (any of the other classes: the request is signed or carries the
+    exporter's own token); IAM answers with a token acting as the agency, which is cached and
+    renewed before it expires like a password token. The exporter's account needs the
+    ``iam:agencies:assume`` permission (or the Security Administrator role) and the other account
+    must have created the agency, delegated to the exporter's account, with CCE read permissions
+    (plus operate permissions for hibernation).
+    """
+
+    what = "IAM assume-agency token request"
+
+    def __init__(
+        self,
+        iam_endpoint: str,
+        base: httpx.Auth,
+        domain: str,
+        agency: str,
+        project_id: str | None = None,
+        project_name: str | None = None,
+        *,
+        duration: timedelta = timedelta(hours=1),
+        http: HttpOptions | None = None,
+        refresh_margin: timedelta = timedelta(minutes=10),
+        on_refresh: RefreshCallback | None = None,
+        clock: Clock = _utcnow,
+        deadline: float | None = None,
+    ) -> None:
+        if not domain or not agency:
+            raise CredentialsError("assume_agency needs the domain and the agency name")
+        if not project_id and not project_name:
+            raise CredentialsError("assume_agency needs a project name or project ID")
+        super().__init__(
+            iam_endpoint,
+            http=http,
+            refresh_margin=refresh_margin,
+            on_refresh=on_refresh,
+            clock=clock,
+            deadline=deadline,
+        )
+        self.base = base
+        self.domain = domain
+        self.agency = agency
+        self.project_id = project_id
+        self.project_name = project_name
+        self.duration = duration
+
+    @classmethod
+    def method_name(cls) -> str:
+        return "assume_agency"
+
+    def __repr__(self) -> str:
+        return (
+            f"AssumeAgencyAuth(iam_endpoint={self.iam_endpoint!r}, domain={self.domain!r}, "
+            f"agency={self.agency!r}, project_id={self.project_id!r}, base={self.base!r})"
+        )
+
+    def _iam_auth(self) -> httpx.Auth | None:
+        return self.base
+
+    def token_request_body(self) -> dict[str, Any]:
+        project: dict[str, str] = (
+            {"id": self.project_id} if self.project_id else {"name": str(self.project_name)}
+        )
+        return {
+            "auth": {
+                "identity": {
+                    "methods": ["assume_role"],
+                    "assume_role": {
+                        "domain_name": self.domain,
+                        "agency_name": self.agency,
+                        "duration_seconds": int(self.duration.total_seconds()),
+                    },
+                },
+                "scope": {"project": project},
+            }
+        }
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        close = getattr(self.base, "aclose", None)
+        if close is not None:
+            await close()
 
 
 class TokenAuth(httpx.Auth):
@@ -440,3 +611,345 @@ class TokenAuth(httpx.Auth):
         if fresh != token:
             request.headers["X-Auth-Token"] = fresh
             yield request
+
+
+#: The ECS/BMS metadata service (link-local; reached directly, never through a proxy).
+DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"
+METADATA_SECURITYKEY_PATH = "/openstack/latest/securitykey"
+#: The session token a hardened metadata service requires (as the official SDK asks for it).
+METADATA_TOKEN_PATH = "/meta-data/latest/api/token"  # noqa: S105 - a URL path
+METADATA_TOKEN_TTL_SECONDS = 6 * 3600
+#: Largest metadata answer read (a credential is a few kB).
+_MAX_METADATA_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class TemporaryCredentials:
+    """A temporary AK/SK with its security token; ``repr`` shows neither secret."""
+
+    access: str = field(repr=False)
+    secret: str = field(repr=False)
+    security_token: str = field(repr=False)
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"TemporaryCredentials(access={_mask(self.access)!r}, expires_at={self.expires_at})"
+
+
+def parse_securitykey(content: bytes) -> tuple[str, str, str, datetime]:
+    """``(access, secret, security_token, expires_at)`` from a metadata ``securitykey`` answer.
+
+    The answer is ``{"credential": {"access", "secret", "securitytoken", "expires_at"}}``; the
+    SDK's alternative spellings are accepted too. Raises CredentialsError naming what is wrong,
+    never a value.
+    """
+    try:
+        data = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        raise CredentialsError("the metadata service's security key is not JSON") from None
+    if isinstance(data, dict):
+        data = data.get("credential", data.get("credentials", data))
+    if not isinstance(data, dict):
+        raise CredentialsError("the metadata service's security key has no credential object")
+
+    def pick(*names: str) -> str:
+        for name in names:
+            value = data.get(name)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        raise CredentialsError(f"the metadata service's security key has no {names[0]}")
+
+    access = pick("access", "accessKeyId", "access_key_id")
+    secret = pick("secret", "secretAccessKey", "secret_access_key")
+    token = pick("securitytoken", "securityToken", "security_token")
+    raw = pick("expires_at", "expiration")
+    try:
+        expires = datetime.fromisoformat(raw)
+    except ValueError:
+        raise CredentialsError("the metadata service's expires_at is not a timestamp") from None
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    return access, secret, token, expires
+
+
+class AgencyAuth(httpx.Auth):
+    """Sign with the temporary credentials of the instance's agency, from the metadata service.
+
+    ``GET {metadata_endpoint}/openstack/latest/securitykey`` hands out an AK/SK and a security
+    token valid until ``expires_at``; requests are signed as by :class:`AkSkAuth`, with the token
+    sent and signed as ``X-Security-Token``. The credentials are fetched on first use and again
+    ``refresh_margin`` before they expire (at most half their lifetime before); concurrent requests
+    share one fetch. A failed fetch is counted (``on_refresh("failure")``) and retried: at once,
+    up to ``attempts`` times with a doubling wait, when there is no valid credential; otherwise the
+    current credentials keep signing and the next request after ``retry_wait`` (doubling, at most
+    a minute) tries again. A 401 from the API fetches new credentials once and retries the request.
+    The metadata service is always reached directly, whatever the proxy settings.
+    """
+
+    requires_request_body = True
+
+    def __init__(
+        self,
+        metadata_endpoint: str = DEFAULT_METADATA_ENDPOINT,
+        project_id: str | None = None,
+        *,
+        http: HttpOptions | None = None,
+        refresh_margin: timedelta = timedelta(minutes=10),
+        attempts: int = 3,
+        retry_wait: float = 1.0,
+        on_refresh: RefreshCallback | None = None,
+        clock: Clock = _utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        deadline: float | None = None,
+    ) -> None:
+        if not metadata_endpoint:
+            raise CredentialsError("agency authentication needs the metadata endpoint")
+        self.metadata_endpoint = metadata_endpoint.rstrip("/")
+        self.project_id = project_id
+        base = http if http is not None else HttpOptions(timeout=5.0, max_connections=2)
+        self.http = base.direct()
+        self._refresh_margin = refresh_margin
+        self._attempts = max(1, attempts)
+        self._retry_wait = retry_wait
+        self._on_refresh = on_refresh
+        self._clock = clock
+        self._sleep = sleep
+        self._current: TemporaryCredentials | None = None
+        self._signer: AkSkAuth | None = None
+        self._refresh_at: datetime | None = None
+        self._next_try: datetime | None = None
+        self._failures = 0
+        self._lock: asyncio.Lock | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._session_token: str | None = None
+        self._session_until: datetime | None = None
+        # The total time one metadata exchange may take, every byte of the answer included.
+        self._deadline = deadline
+
+    def __repr__(self) -> str:
+        return (
+            f"AgencyAuth(metadata_endpoint={self.metadata_endpoint!r}, "
+            f"project_id={self.project_id!r}, credentials={self._current!r})"
+        )
+
+    @property
+    def credentials(self) -> TemporaryCredentials | None:
+        """The temporary credentials in use (None before the first fetch)."""
+        return self._current
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return self._current.expires_at if self._current is not None else None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("AgencyAuth needs httpx.AsyncClient")
+        yield request  # pragma: no cover - makes this a generator, as httpx expects
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        await request.aread()
+        signer = await self._valid_signer()
+        signer.sign_request(request)
+        response = yield request
+        if response.status_code != 401:
+            return
+        # Revoked early, or our clock is behind the service's: new credentials, one retry.
+        signer = await self._replace(signer)
+        signer.sign_request(request)
+        yield request
+
+    def _get_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    def _usable(self, now: datetime) -> AkSkAuth | None:
+        """The current signer if it needs no refresh attempt now."""
+        if self._signer is None or self._current is None or now >= self._current.expires_at:
+            return None
+        if self._refresh_at is not None and now < self._refresh_at:
+            return self._signer
+        if self._next_try is not None and now < self._next_try:
+            return self._signer  # a refresh failed lately; the credentials are still valid
+        return None
+
+    async def _valid_signer(self) -> AkSkAuth:
+        signer = self._usable(self._clock())
+        if signer is not None:
+            return signer
+        async with self._get_lock():
+            signer = self._usable(self._clock())
+            if signer is not None:
+                return signer
+            return await self._refresh()
+
+    async def _replace(self, rejected: AkSkAuth) -> AkSkAuth:
+        async with self._get_lock():
+            if self._signer is not None and self._signer is not rejected:
+                return self._signer
+            self._current = None  # refused: do not fall back on it
+            self._signer = None
+            return await self._refresh()
+
+    async def _refresh(self) -> AkSkAuth:
+        """Fetch new credentials (lock held); see the class docstring for failures."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                credentials = await self._fetch()
+            except CCEError as exc:
+                self._report("failure")
+                self._failures += 1
+                now = self._clock()
+                wait = min(60.0, self._retry_wait * 2 ** (self._failures - 1))
+                current, signer = self._current, self._signer
+                if signer is not None and current is not None and now < current.expires_at:
+                    log.warning(
+                        "refreshing the agency's temporary credentials failed (%s); the "
+                        "current ones stay in use until %s",
+                        exc,
+                        current.expires_at.isoformat(),
+                    )
+                    self._next_try = now + timedelta(seconds=wait)
+                    return signer
+                if attempt >= self._attempts:
+                    raise
+                await self._sleep(min(self._retry_wait * 2 ** (attempt - 1), 60.0))
+                continue
+            self._report("success")
+            self._failures = 0
+            self._next_try = None
+            now = self._clock()
+            lifetime = credentials.expires_at - now
+            margin = (
+                min(self._refresh_margin, lifetime / 2) if lifetime > timedelta(0) else lifetime
+            )
+            self._current = credentials
+            self._refresh_at = credentials.expires_at - margin
+            self._signer = AkSkAuth(
+                credentials.access,
+                credentials.secret,
+                self.project_id,
+                security_token=credentials.security_token,
+                clock=self._clock,
+            )
+            return self._signer
+
+    def _report(self, outcome: str) -> None:
+        if self._on_refresh is not None:
+            self._on_refresh(outcome)
+
+    def _metadata_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = build_http_client(self.http)
+        return self._client
+
+    async def _read(
+        self, method: str, path: str, headers: dict[str, str], what: str
+    ) -> tuple[int, bytes]:
+        """One bounded exchange with the metadata service: ``(status, body)``."""
+        url = self.metadata_endpoint + path
+        try:
+            async with (
+                asyncio.timeout(self._deadline),
+                self._metadata_client().stream(method, url, headers=headers) as response,
+            ):
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > _MAX_METADATA_BYTES:
+                        raise CredentialsError(f"the metadata service's {what} is too large")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"metadata {what} request: no complete answer within the {self._deadline:g}s "
+                "deadline"
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise RequestTimeout(
+                f"metadata {what} request timed out ({type(exc).__name__})"
+            ) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise TransportError(
+                f"metadata {what} request failed: {type(exc).__name__}: {scrub(str(exc))}"
+            ) from None
+        return response.status_code, b"".join(chunks)
+
+    async def _metadata_session(self, *, renew: bool = False) -> str | None:
+        """The metadata service's session token, asked for as the official SDK does: a hardened
+        instance requires it; one that does not know it (404, 405, 503) is read without."""
+        now = self._clock()
+        if not renew and self._session_until is not None and now < self._session_until:
+            return self._session_token
+        ttl = METADATA_TOKEN_TTL_SECONDS
+        status, body = await self._read(
+            "PUT",
+            METADATA_TOKEN_PATH,
+            {"X-Metadata-Token-Ttl-Seconds": str(ttl)},
+            "session token",
+        )
+        token = body.decode("utf-8", "replace").strip() if status == 200 else ""
+        self._session_token = token or None
+        # Asked for again well before its TTL; without one, not asked again for as long.
+        self._session_until = now + timedelta(seconds=ttl * 0.9)
+        return self._session_token
+
+    async def _fetch(self) -> TemporaryCredentials:
+        what = "security key"
+        session = await self._metadata_session()
+        headers = {"X-Metadata-Token": session} if session else {}
+        status, body = await self._read("GET", METADATA_SECURITYKEY_PATH, headers, what)
+        if status == 401:
+            # The session token expired or was revoked: one new one, one more try.
+            session = await self._metadata_session(renew=True)
+            headers = {"X-Metadata-Token": session} if session else {}
+            status, body = await self._read("GET", METADATA_SECURITYKEY_PATH, headers, what)
+        if status != 200:
+            raise CredentialsError(
+                f"the metadata service answered HTTP {status} for the security "
+                "key: is an agency attached to this instance (ECS > Management Information > "
+                "Agency)?"
+            )
+        access, secret, token, expires_at = parse_securitykey(body)
+        if expires_at <= self._clock():
+            raise CredentialsError("the metadata service handed out expired credentials")
+        return TemporaryCredentials(access, secret, token, expires_at)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "unknown"
+
+
+def describe_credentials(auth: httpx.Auth) -> str:
+    """Which credentials ``auth`` uses and, for temporary ones, when they expire (no secret;
+    what ``check-config --online`` prints after a successful call)."""
+    if isinstance(auth, AssumeAgencyAuth):
+        return (
+            f"token of agency {auth.agency} in domain {auth.domain} (expires "
+            f"{_when(auth.expires_at)}), asked for with {describe_credentials(auth.base)}"
+        )
+    if isinstance(auth, AgencyAuth):
+        current = auth.credentials
+        if current is None:
+            return "the instance agency's temporary credentials (not fetched yet)"
+        return (
+            f"the instance agency's temporary access key {_mask(current.access)} "
+            f"(expires {_when(current.expires_at)})"
+        )
+    if isinstance(auth, PasswordAuth):
+        return f"IAM token of user {auth.username} (expires {_when(auth.expires_at)})"
+    if isinstance(auth, AkSkAuth):
+        return f"access key {_mask(auth.ak)} (permanent)"
+    if isinstance(auth, TokenAuth):
+        return f"token from {auth.token_file}" if auth.token_file is not None else "a fixed token"
+    return type(auth).__name__

@@ -105,6 +105,7 @@ from exporter.cce.errors import (
     TransportError,
     error_from_response,
 )
+from exporter.cce.http import HttpOptions, build_http_client, scrub, tls_verify
 from exporter.cce.instrumentation import ApiMetrics
 from exporter.cce.memo import Memo, body_digest
 from exporter.cce.models import (
@@ -132,7 +133,6 @@ from exporter.cce.models import (
     parse_response,
 )
 from exporter.cce.salvage import salvage_list
-from exporter.cce.transport import LeanTransport
 from exporter.limits import CompressedBodyError, inflate
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,10 @@ class CCEClient:
     and ``errorStatus`` set, so that an ``Error`` cluster is not reported as ``Deleting``.
 
     ``ca_file`` replaces the system trust store with that bundle; ``insecure_skip_verify``
-    disables verification (and logs a WARNING once). ``transport``, ``clock``, ``sleep`` and
+    disables verification (and logs a WARNING once). ``proxy``: ``None`` follows the proxy
+    environment variables, a URL sends every call through that proxy, ``"none"`` goes direct (see
+    :mod:`exporter.cce.http`, which builds the HTTP client); ``http``, when given, replaces these
+    four and ``concurrency`` as the connection settings. ``transport``, ``clock``, ``sleep`` and
     ``rng`` (the jitter source) exist for tests.
     """
 
@@ -300,6 +303,8 @@ class CCEClient:
         iam_endpoint: str | None = None,
         ca_file: Path | None = None,
         insecure_skip_verify: bool = False,
+        proxy: str | None = None,
+        http: HttpOptions | None = None,
         timeout: float = 10,
         request_deadline: float = DEFAULT_REQUEST_DEADLINE,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -347,25 +352,25 @@ class CCEClient:
             if requests_per_second
             else None
         )
-        verify: ssl.SSLContext | bool
-        if insecure_skip_verify:
+        if http is None:
+            http = HttpOptions(
+                timeout=timeout,
+                verify=tls_verify(ca_file, insecure_skip_verify),
+                proxy=proxy,
+                max_connections=concurrency,
+            )
+        if http.verify is False:
             log.warning(
                 "TLS certificate verification is disabled for %s: the API's identity is not "
                 "checked, and credentials could be sent to an impostor",
                 urlsplit(self.endpoint).netloc,
             )
-            verify = False
-        elif ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(ca_file))
-        else:
-            verify = True
+        self.http_options = http
         self._auth = auth
-        self._http = httpx.AsyncClient(
+        self._http = build_http_client(
+            self.http_options,
             auth=auth,
-            verify=verify,
-            timeout=timeout,
-            transport=transport if transport is not None else LeanTransport(concurrency, verify),
-            follow_redirects=False,
+            transport=transport,
             headers={
                 "Content-Type": "application/json",
                 "Accept": "application/json",
@@ -374,6 +379,13 @@ class CCEClient:
                 "User-Agent": f"cce-exporter/{__version__}",
             },
         )
+
+    def credentials_in_use(self) -> str:
+        """Which credentials the client signs or authenticates with, and when temporary ones
+        expire (no secret)."""
+        from exporter.cce.auth import describe_credentials
+
+        return describe_credentials(self._auth)
 
     def __repr__(self) -> str:
         # The auth object is deliberately left out: it holds the credentials.
@@ -825,11 +837,14 @@ class CCEClient:
                 if _tls_failure(exc):
                     # A certificate problem does not go away by asking again.
                     error = TransportError(
-                        f"{method} {template}: TLS certificate verification failed: {exc}"
+                        f"{method} {template}: TLS certificate verification failed: "
+                        + scrub(str(exc))
                     )
                     return error, "tls", False
                 not_sent = isinstance(exc, httpx.ConnectError)
-                error = TransportError(f"{method} {template}: {type(exc).__name__}: {exc}")
+                error = TransportError(
+                    f"{method} {template}: {type(exc).__name__}: {scrub(str(exc))}"
+                )
                 return error, "not_sent" if not_sent else "connection_error", True
             except CompressedBodyError as exc:
                 # The server answered: counted under its status. Asking again gets the same body.

@@ -7,7 +7,8 @@ that describe API traffic, registered in the registry it is given (the exporter'
     cce_exporter_api_requests_total{endpoint,method,code}       every attempt, retries included
     cce_exporter_api_request_duration_seconds{endpoint,method}  histogram of attempt latency
     cce_exporter_api_retries_total{endpoint,reason}             a retry was scheduled, and why
-    cce_exporter_auth_refreshes_total{result}                   IAM token fetches
+    cce_exporter_auth_refreshes_total{result}                   credential fetches (IAM tokens,
+                                                                temporary credentials)
 
 ``endpoint`` is always a templated path (``/api/v3/projects/{project_id}/clusters``): a raw ID
 or a query string would make the label unbounded. ``code`` is the HTTP status, or a word when
@@ -55,7 +56,8 @@ class ApiMetrics:
         )
         self.auth_refreshes = Counter(
             "cce_exporter_auth_refreshes_total",
-            "IAM token fetches, by result (success, failure).",
+            "Credential fetches (IAM tokens, assume-agency tokens, temporary credentials from the "
+            "metadata service), by result (success, failure).",
             ["result"],
             registry=registry,
         )

@@ -24,8 +24,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter import __version__
-from exporter.cce.auth import AkSkAuth, PasswordAuth, TokenAuth
+from exporter.cce.auth import AgencyAuth, AkSkAuth, AssumeAgencyAuth, PasswordAuth, TokenAuth
 from exporter.cce.client import CCEClient
+from exporter.cce.http import HttpOptions
 from exporter.cce.instrumentation import ApiMetrics
 from exporter.cce.models import Cluster, Job
 from exporter.collect.statefile import StateFile
@@ -104,32 +105,73 @@ class Target:
 
 
 def build_auth(target: TargetConfig, api_metrics: ApiMetrics) -> httpx.Auth:
-    """The ``httpx.Auth`` for a target's configured method."""
-    verify: Any = True
-    if target.insecure_skip_verify:
-        verify = False
-    elif target.ca_file is not None:
-        verify = str(target.ca_file)
+    """The ``httpx.Auth`` for a target's configured method (wrapped in an assume-agency token
+    when the target names another account's agency)."""
+    http = HttpOptions.for_target(target)
+    assume = target.assume_agency
+    iam = target.iam_endpoint or target.endpoint
+    # The exporter's own credentials: with assume_agency they identify the exporter's account,
+    # not the target's project.
+    own_project = None if assume is not None else target.project_id
+    base: httpx.Auth
     if target.auth_method == "aksk":
         assert target.ak is not None and target.sk is not None
-        return AkSkAuth(target.ak, target.sk.get_secret_value(), project_id=target.project_id)
-    if target.auth_method == "password":
+        base = AkSkAuth(target.ak, target.sk.get_secret_value(), project_id=own_project)
+    elif target.auth_method == "password":
         assert target.username and target.password is not None and target.domain
-        iam = target.iam_endpoint or target.endpoint
-        return PasswordAuth(
+        base = PasswordAuth(
             iam,
             target.username,
             target.password.get_secret_value(),
             target.domain,
-            project_name=target.project_name,
-            project_id=target.project_id,
-            verify=verify,
-            timeout=target.timeout,
+            project_name=None if assume is not None else target.project_name,
+            project_id=own_project,
+            domain_scope=assume is not None,
+            http=http,
             on_refresh=api_metrics.auth_refresh,
             deadline=target.request_deadline,
         )
-    token = target.token.get_secret_value() if target.token is not None else None
-    return TokenAuth(token=token, token_file=target.token_file, on_refresh=api_metrics.auth_refresh)
+    elif target.auth_method == "agency":
+        base = AgencyAuth(
+            target.metadata_endpoint,
+            own_project,
+            http=http,
+            on_refresh=api_metrics.auth_refresh,
+            deadline=target.request_deadline,
+        )
+    else:
+        token = target.token.get_secret_value() if target.token is not None else None
+        base = TokenAuth(
+            token=token, token_file=target.token_file, on_refresh=api_metrics.auth_refresh
+        )
+    if assume is None:
+        return base
+    return AssumeAgencyAuth(
+        iam,
+        base,
+        assume.domain,
+        assume.agency,
+        project_id=target.project_id,
+        project_name=target.project_name,
+        duration=timedelta(seconds=assume.duration),
+        http=http,
+        on_refresh=api_metrics.auth_refresh,
+        deadline=target.request_deadline,
+    )
+
+
+def describe_auth(target: TargetConfig) -> str:
+    """Which credentials a target uses, in words (no secret)."""
+    own = {
+        "aksk": "access key",
+        "password": f"IAM user {target.username}",
+        "token": "token file" if target.token_file is not None else "token",
+        "agency": f"the instance agency's temporary credentials ({target.metadata_endpoint})",
+    }[target.auth_method]
+    if target.assume_agency is not None:
+        a = target.assume_agency
+        return f"agency {a.agency} of domain {a.domain}, assumed with {own}"
+    return own
 
 
 def build_client(
@@ -141,8 +183,7 @@ def build_client(
         project_id or target.project_id or "",
         addon_endpoint=target.explicit_addon_endpoint,
         iam_endpoint=target.iam_endpoint,
-        ca_file=target.ca_file,
-        insecure_skip_verify=target.insecure_skip_verify,
+        http=HttpOptions.for_target(target),
         timeout=target.timeout,
         request_deadline=target.request_deadline,
         max_response_bytes=target.max_response_bytes,
@@ -210,6 +251,12 @@ class ExporterService:
         for target_cfg in self.settings.targets:
             project_id = target_cfg.project_id
             client = build_client(target_cfg, self.api_metrics, project_id)
+            log.info(
+                "target %s: %s, proxy: %s",
+                target_cfg.name,
+                describe_auth(target_cfg),
+                client.http_options.route(),
+            )
             if not project_id:
                 try:
                     project_id = await client.resolve_project_id(target_cfg.project_name or "")

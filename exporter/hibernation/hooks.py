@@ -17,16 +17,27 @@ route, cluster and outcome, never with the token.
 
 Status codes: 202 an action started, 200 a dry run / override / plan, 409 refused by a safety rule
 (wrong phase, not governed, conflict), 404 unknown cluster, 400 malformed body, 401 bad token,
-503 a change that could not be saved (the state file is not writable; nothing was changed).
+413 body too large, 408 body not sent in time, 503 a change that could not be saved (the state
+file is not writable; nothing was changed).
+
+Bodies are bounded (:class:`HookLimits`): at most ``max_body_bytes`` (413, refused from
+``Content-Length`` before reading, or as soon as the stream passes the bound), JSON nested at most
+``max_json_depth`` deep (400), read within ``body_timeout`` seconds (408). ``until`` must be an
+RFC 3339 instant no more than :data:`MAX_UNTIL_YEARS` years ahead (400 otherwise, never an
+overflow). An Alertmanager payload is resolved against one cluster listing at most, however many
+clusters it names.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
-from datetime import UTC, datetime
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +50,29 @@ from exporter.hibernation.schedule import Action
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_hook_routes", "load_hook_token", "parse_rfc3339"]
+__all__ = ["HookLimits", "build_hook_routes", "load_hook_token", "parse_rfc3339"]
+
+#: ``until`` further ahead than this is refused: an override for centuries is a mistake.
+MAX_UNTIL_YEARS = 10
+
+
+@dataclass(frozen=True)
+class HookLimits:
+    """Bounds of hook requests (``hook_*`` settings, ``web_header_timeout`` for the body)."""
+
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 32
+    body_timeout: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> HookLimits:
+        d = cls()
+        return cls(
+            max_body_bytes=getattr(settings, "hook_max_body_bytes", d.max_body_bytes),
+            max_json_depth=getattr(settings, "hook_max_json_depth", d.max_json_depth),
+            body_timeout=getattr(settings, "web_header_timeout", d.body_timeout),
+        )
+
 
 _STATUS = {
     "started": 202,
@@ -52,7 +85,32 @@ _STATUS = {
 
 
 class _BadRequest(ValueError):
-    pass
+    status = 400
+
+
+class _TooLarge(_BadRequest):
+    status = 413
+
+
+class _TooSlow(_BadRequest):
+    status = 408
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` deep (iterative)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def load_hook_token(settings: Any) -> str | None:
@@ -69,14 +127,22 @@ def load_hook_token(settings: Any) -> str | None:
 
 
 def parse_rfc3339(value: str) -> datetime:
-    """An RFC 3339 instant with an explicit offset (``Z``, ``+02:00``) as an aware UTC datetime."""
+    """An RFC 3339 instant with an explicit offset (``Z``, ``+02:00``) as an aware UTC datetime.
+
+    ValueError for anything else, including instants that fall outside the datetime range once
+    moved to UTC (``9999-12-31T23:59:59-01:00``)."""
     try:
         parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{value!r} is not an RFC 3339 time (e.g. 2027-03-01T18:00:00Z)") from None
     if parsed.tzinfo is None:
         raise ValueError(f"{value!r} has no UTC offset (add Z or +HH:MM)")
-    return parsed.astimezone(UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+        utc.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise ValueError(f"{value!r} is out of the supported range of times") from None
+    return utc
 
 
 def _digest(value: str) -> bytes:
@@ -84,9 +150,12 @@ def _digest(value: str) -> bytes:
 
 
 class _Hooks:
-    def __init__(self, controller: HibernationController, token: str) -> None:
+    def __init__(
+        self, controller: HibernationController, token: str, limits: HookLimits | None = None
+    ) -> None:
         self.controller = controller
         self._digest = _digest(token)
+        self.limits = limits or HookLimits()
 
     def __repr__(self) -> str:
         return "_Hooks(token=***)"
@@ -110,14 +179,40 @@ class _Hooks:
         )
         return JSONResponse(body, status_code=status)
 
+    async def _read(self, request: Request) -> bytes:
+        cap = self.limits.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.strip().isdigit() and int(declared) > cap:
+            raise _TooLarge(f"the body is larger than {cap} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > cap:
+                        raise _TooLarge(f"the body is larger than {cap} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _TooSlow(
+                f"the body was not received within {self.limits.body_timeout:g} s"
+            ) from None
+        return b"".join(chunks)
+
     async def _body(self, request: Request) -> dict[str, Any]:
-        raw = await request.body()
+        raw = await self._read(request)
         if not raw.strip():
             return {}
         try:
             data = json.loads(raw)
+        except RecursionError:
+            raise _BadRequest(
+                f"the body nests deeper than {self.limits.max_json_depth} levels"
+            ) from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise _BadRequest(f"the body is not JSON: {exc}") from None
+            raise _BadRequest(f"the body is not JSON: {str(exc)[:200]}") from None
+        if _too_deep(data, self.limits.max_json_depth):
+            raise _BadRequest(f"the body nests deeper than {self.limits.max_json_depth} levels")
         if not isinstance(data, dict):
             raise _BadRequest("the body must be a JSON object")
         return data
@@ -133,7 +228,7 @@ class _Hooks:
         try:
             return await self.dispatch(request)
         except _BadRequest as exc:
-            return self._done(request, 400, {"error": str(exc)}, f"bad request: {exc}")
+            return self._done(request, exc.status, {"error": str(exc)}, f"bad request: {exc}")
         except StateNotSaved as exc:
             # Not saved, so not made: a 200 would be forgotten by the next restart.
             error = f"the change could not be saved: {exc}"
@@ -144,9 +239,12 @@ class _Hooks:
         if path == "/hooks/plan":
             days = request.query_params.get("days", "7")
             try:
-                horizon = min(max(float(days), 0.0), 366.0)
+                value = float(days)
             except ValueError:
-                raise _BadRequest(f"days={days!r} is not a number") from None
+                raise _BadRequest(f"days={days[:40]!r} is not a number") from None
+            if math.isnan(value):
+                raise _BadRequest("days=nan is not a number")
+            horizon = min(max(value, 0.0), 366.0)
             return self._done(request, 200, self.controller.plan(horizon), "plan")
         if path == "/hooks/alertmanager":
             return await self.alertmanager(request)
@@ -163,7 +261,11 @@ class _Hooks:
             try:
                 until_dt = parse_rfc3339(until) if until else None
             except ValueError as exc:
-                raise _BadRequest(str(exc)) from None
+                raise _BadRequest(str(exc)[:300]) from None
+            if until_dt is not None:
+                latest = datetime.now(UTC) + timedelta(days=366 * MAX_UNTIL_YEARS)
+                if until_dt > latest:
+                    raise _BadRequest(f"'until' is more than {MAX_UNTIL_YEARS} years ahead")
             action: Action = "hibernate" if verb == "hibernate" else "awake"
             outcome = await self.controller.request(
                 cluster_id, action, until=until_dt, reason=reason, source="hook"
@@ -212,6 +314,17 @@ class _Hooks:
                 raise _BadRequest(f"alerts[{index}] has no 'labels' object")
             if alert.get("status") not in ("firing", "resolved"):
                 raise _BadRequest(f"alerts[{index}].status must be 'firing' or 'resolved'")
+        # Every cluster the payload names is looked up in one listing at most (one per payload, not
+        # one per unknown cluster); clusters still unknown after it are answered "not_found".
+        wanted = {
+            a["labels"]["cluster_id"]
+            for a in alerts
+            if a["status"] == "firing"
+            and a["labels"].get("cce_action") in ("hibernate", "awake")
+            and isinstance(a["labels"].get("cluster_id"), str)
+        }
+        if any(self.controller.find(cid) is None for cid in wanted):
+            await self.controller.refresh()
         results: list[dict[str, Any]] = []
         for alert in alerts:
             labels = alert["labels"]
@@ -234,9 +347,14 @@ class _Hooks:
                     }
                 )
                 continue
-            outcome = await self.controller.request(
-                cluster_id, action, reason=f"alert {name}"[:200], source="alertmanager"
-            )
+            if self.controller.find(cluster_id) is None:
+                outcome = Outcome(
+                    "not_found", cluster_id, action, reason=f"cluster {cluster_id!r} is not known"
+                )
+            else:
+                outcome = await self.controller.request(
+                    cluster_id, action, reason=f"alert {name}"[:200], source="alertmanager"
+                )
             results.append({"alertname": name, **outcome.as_dict()})
         summary = ", ".join(
             f"{r.get('cluster_id', r['alertname'])}: {r['result']}" for r in results
@@ -253,11 +371,13 @@ async def _not_found(request: Request) -> Response:
     return JSONResponse({"error": "not found"}, status_code=404)
 
 
-def build_hook_routes(controller: HibernationController, token: str | None) -> list[BaseRoute]:
+def build_hook_routes(
+    controller: HibernationController, token: str | None, *, limits: HookLimits | None = None
+) -> list[BaseRoute]:
     """The hook routes for ``build_app(extra_routes=...)``; all 404 when ``token`` is None."""
     if not token:
         return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", "PUT"])]
-    hooks = _Hooks(controller, token)
+    hooks = _Hooks(controller, token, limits)
     c = "/hooks/clusters/{cluster_id}"
     return [
         Route(f"{c}/hibernate", hooks.guarded, methods=["POST"]),

@@ -164,7 +164,8 @@ EXTERNAL_FAMILIES: tuple[FamilyDoc, ...] = (
         "cce_exporter_auth_refreshes_total",
         "counter",
         ("result",),
-        "IAM token fetches.",
+        "Credential fetches: IAM tokens (password, assume_agency) and the agency's temporary "
+        "credentials.",
         "exporter",
         external=True,
     ),

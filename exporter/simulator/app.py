@@ -45,6 +45,13 @@ Control API (JSON, no authentication, never faulted)::
     DELETE /_sim/faults                             clear every rule and the global rate
     POST   /_sim/clock/advance                      {"seconds"}
     POST   /_sim/tokens/expire                      expire every token issued so far
+    POST   /_sim/securitykeys                       {"lifetime_seconds"}: of new temporary keys
+    POST   /_sim/securitykeys/expire                expire every temporary AK/SK issued so far
+
+The metadata service (``GET /openstack/latest/securitykey``, no authentication) hands out
+temporary AK/SKs with a security token (see :mod:`exporter.simulator.identity`); IAM's
+``assume_role`` token method returns a token acting in another account's project, whose
+clusters are a world of their own.
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ from exporter.simulator.faults import (
     pad_names,
     spoil_objects,
 )
+from exporter.simulator.identity import DEFAULT_TEMPORARY_SECONDS, Agency, TemporaryKeys
 from exporter.simulator.world import Cluster, SimError, World, dump_json, iam_time
 
 logger = logging.getLogger(__name__)
@@ -137,11 +145,13 @@ class Tokens:
         self._tokens: dict[str, TokenEntry] = {}
         self.issued_total = 0
 
-    def issue(self, project_id: str | None) -> tuple[str, TokenEntry]:
+    def issue(
+        self, project_id: str | None, lifetime_ns: int = TOKEN_LIFETIME_NS
+    ) -> tuple[str, TokenEntry]:
         now = self._clock.now_ns()
         # Real tokens are long opaque PKI blobs starting with MII; the length does not matter here.
         token = "MIIsim" + secrets.token_urlsafe(96)
-        entry = TokenEntry(project_id=project_id, issued=now, expires=now + TOKEN_LIFETIME_NS)
+        entry = TokenEntry(project_id=project_id, issued=now, expires=now + lifetime_ns)
         self._tokens[token] = entry
         self.issued_total += 1
         return token, entry
@@ -211,8 +221,20 @@ class SimulatorApp:
         credentials: Credentials,
         latency_ms: float = 0.0,
         max_skew: timedelta = timedelta(minutes=15),
+        temporary_seconds: float = DEFAULT_TEMPORARY_SECONDS,
+        agency: Agency | None = None,
+        agency_world: World | None = None,
     ) -> None:
         self.world = world
+        #: Temporary AK/SKs of the metadata service; another account's agency and its world.
+        self.temporary = TemporaryKeys(clock, temporary_seconds)
+        self.agency = agency
+        self.agency_world = agency_world
+        #: Requests by the kind of credentials they carried (aksk, temporary, token, agency).
+        self.auth_kinds: Counter[str] = Counter()
+        #: Metadata session tokens handed out; security keys asked for with one.
+        self.metadata_sessions: set[str] = set()
+        self.metadata_with_session = 0
         self.clock = clock
         self.faults = faults
         self.credentials = credentials
@@ -241,6 +263,8 @@ class SimulatorApp:
             ("GET", r"/api/v3/addons", "addons", self._addons, True),
             ("GET", r"/api/v3/addons/(?P<addon_id>[^/]+)", "addon", self._addon, True),
             ("GET", r"/api/v3/addontemplates", "addontemplates", self._addontemplates, True),
+            ("GET", r"/openstack/latest/securitykey", "securitykey", self._securitykey, False),
+            ("PUT", r"/meta-data/latest/api/token", "metadata_token", self._metadata_token, False),
         ]
         self._routes = [(m, re.compile(f"^{rx}/?$"), n, h, a) for m, rx, n, h, a in api]
         control: list[tuple[str, str, Handler]] = [
@@ -275,6 +299,8 @@ class SimulatorApp:
             ("DELETE", r"/_sim/faults", self._c_clear_faults),
             ("POST", r"/_sim/clock/advance", self._c_advance),
             ("POST", r"/_sim/tokens/expire", self._c_expire_tokens),
+            ("POST", r"/_sim/securitykeys", self._c_securitykeys),
+            ("POST", r"/_sim/securitykeys/expire", self._c_expire_securitykeys),
         ]
         self._control = [(m, re.compile(f"^{rx}/?$"), h) for m, rx, h in control]
 
@@ -444,8 +470,10 @@ class SimulatorApp:
             request.params = m.groupdict()
             self.requests[name] += 1
             try:
-                if name != "iam_tokens":
-                    self._authenticate(request)
+                if name not in ("iam_tokens", "securitykey", "metadata_token"):
+                    scope = self._authenticate(request)
+                    if self.agency_world is not None and scope == self._agency_project():
+                        return self._in_world(self.agency_world, handler, request)
                 return handler(request)
             except SimError as exc:
                 if addon and not exc.addon:
@@ -460,9 +488,23 @@ class SimulatorApp:
 
     # --- authentication ---------------------------------------------------------------------
 
-    def _authenticate(self, request: Request) -> None:
+    def _agency_project(self) -> str | None:
+        return self.agency.project_id if self.agency is not None else None
+
+    def _in_world(self, world: World, handler: Handler, request: Request) -> Response:
+        """Run a handler on another account's world (handlers are synchronous: nothing else
+        runs while the world is swapped)."""
+        own, self.world = self.world, world
+        try:
+            return handler(request)
+        finally:
+            self.world = own
+
+    def _authenticate(self, request: Request) -> str | None:
+        """Check the request's credentials; the project they act in (None: domain scope)."""
         token = request.headers.get("x-auth-token")
         project_id = request.params.get("project_id")
+        scope: str | None = self.credentials.project_id
         if token:
             entry = self.tokens.get(token)
             if entry is None:
@@ -473,32 +515,73 @@ class SimulatorApp:
                 raise SimError(
                     403, "CCE.01403001", "The token is not scoped to the project in the path"
                 )
+            scope = entry.project_id
+            agency = scope is not None and scope == self._agency_project()
+            self.auth_kinds["agency" if agency else "token"] += 1
         elif "authorization" in request.headers:
             host = request.headers.get("host", "")
             url = f"http://{host}{request.raw_path}"
             if request.query_string:
                 url += "?" + request.query_string
             credentials = self.credentials
+
+            def lookup(ak: str) -> str | None:
+                if ak == credentials.ak:
+                    return credentials.sk
+                key = self.temporary.get(ak)
+                return key.secret if key is not None else None
+
             try:
-                signing.verify(
+                ak = signing.verify(
                     request.method,
                     url,
                     request.headers,
                     request.body,
-                    lambda ak: credentials.sk if ak == credentials.ak else None,
+                    lookup,
                     datetime.now(UTC),
                     self.max_skew,
                 )
+                if ak != credentials.ak:
+                    self._check_security_token(ak, request.headers)
             except signing.SignatureError as exc:
                 raise SimError(
                     401, "APIGW.0301", f"Incorrect IAM authentication information: {exc}"
                 ) from None
+            self.auth_kinds["aksk" if ak == credentials.ak else "temporary"] += 1
         else:
             raise SimError(
                 401, "APIGW.0301", "Incorrect IAM authentication information: no credentials"
             )
-        if project_id is not None and project_id != self.credentials.project_id:
+        if project_id is not None and project_id != scope:
             raise SimError(403, "CCE.01403001", "No permission on the project in the path")
+        return scope
+
+    def _check_security_token(self, ak: str, headers: dict[str, str]) -> None:
+        """A temporary AK is valid only with its own security token, signed, before expiry."""
+        key = self.temporary.get(ak)
+        assert key is not None  # verify() found its secret
+        _, signed, _ = signing.parse_authorization(headers.get("authorization", ""))
+        if "x-security-token" not in signed:
+            raise signing.SignatureError("x-security-token is not a signed header")
+        if not secrets.compare_digest(headers.get("x-security-token", ""), key.security_token):
+            raise signing.SignatureError("security token mismatch")
+        if self.temporary.expired(key):
+            raise SimError(401, "APIGW.0307", "The security token has expired.")
+
+    # --- metadata service ---------------------------------------------------------------------
+
+    def _metadata_token(self, request: Request) -> Response:
+        token = secrets.token_urlsafe(32)
+        self.metadata_sessions.add(token)
+        return Response(200, token.encode(), [(b"content-type", b"text/plain")])
+
+    def _securitykey(self, request: Request) -> Response:
+        # Like a metadata service that accepts both: no session token, or a valid one.
+        session = request.headers.get("x-metadata-token")
+        if session is not None and session not in self.metadata_sessions:
+            return _error(401, "Metadata.0401", "The metadata token is invalid or expired.")
+        self.metadata_with_session += 1 if session else 0
+        return _ok(dump_json(self.temporary.issue()))
 
     # --- IAM --------------------------------------------------------------------------------
 
@@ -507,6 +590,8 @@ class SimulatorApp:
         try:
             auth = json.loads(request.body)["auth"]
             identity = auth["identity"]
+            if "assume_role" in identity.get("methods", []):
+                return self._assume_role(request, auth)
             user = identity["password"]["user"]
             if "password" not in identity.get("methods", []):
                 raise KeyError("methods")
@@ -551,6 +636,45 @@ class SimulatorApp:
                 "name": creds.project_name,
                 "domain": {"id": creds.domain_id, "name": creds.domain},
             }
+        response = _ok(dump_json(body), 201)
+        response.headers.append((b"x-subject-token", token.encode()))
+        return response
+
+    def _assume_role(self, request: Request, auth: dict[str, Any]) -> Response:
+        """IAM's assume-role token: the caller (this account's own credentials) acts as another
+        account's agency in one of that account's projects."""
+        self._authenticate(request)  # raises for missing or bad credentials
+        agency = self.agency
+        if agency is None or not agency.matches(auth["identity"].get("assume_role")):
+            return _error(403, "IAM.0003", "The agency does not exist or is not delegated to you.")
+        project = (auth.get("scope") or {}).get("project") or {}
+        if not isinstance(project, dict) or not (
+            project.get("id") == agency.project_id
+            or (project.get("id") is None and project.get("name") == agency.project_name)
+        ):
+            return _error(401, "IAM.0102", "The project does not exist or is not accessible.")
+        try:
+            seconds = int(auth["identity"]["assume_role"].get("duration_seconds", 3600))
+        except (TypeError, ValueError):
+            return _error(400, "IAM.0001", "The request body is invalid")
+        if not 900 <= seconds <= 86400:
+            return _error(400, "IAM.0001", "duration_seconds must be between 900 and 86400")
+        token, entry = self.tokens.issue(agency.project_id, seconds * NS)
+        body = {
+            "token": {
+                "expires_at": iam_time(entry.expires),
+                "issued_at": iam_time(entry.issued),
+                "methods": ["assume_role"],
+                "project": {
+                    "id": agency.project_id,
+                    "name": agency.project_name,
+                    "domain": {"id": agency.domain_id, "name": agency.domain},
+                },
+                "assumed_by": {"user": {"name": self.credentials.username}},
+                "catalog": [],
+                "roles": [{"id": "0", "name": "cce_adm"}],
+            }
+        }
         response = _ok(dump_json(body), 201)
         response.headers.append((b"x-subject-token", token.encode()))
         return response
@@ -712,6 +836,12 @@ class SimulatorApp:
             "faults": self.faults.state(),
             "fault_kinds": list(ALL_FAULT_KINDS),
             "tokens": {"issued": self.tokens.issued_total, "active": self.tokens.active()},
+            "temporary_credentials": {
+                "issued": self.temporary.issued_total,
+                "active": self.temporary.active(),
+                "lifetime_seconds": self.temporary.lifetime_seconds,
+            },
+            "auth_kinds": dict(self.auth_kinds),
             "requests": dict(self.requests),
         }
 
@@ -846,3 +976,14 @@ class SimulatorApp:
 
     def _c_expire_tokens(self, request: Request) -> Response:
         return _control_json({"expired": self.tokens.expire_all()})
+
+    def _c_securitykeys(self, request: Request) -> Response:
+        data = self._json_body(request)
+        lifetime = float(data["lifetime_seconds"])
+        if not lifetime > 0:
+            raise ValueError("lifetime_seconds must be positive")
+        self.temporary.lifetime_seconds = lifetime
+        return _control_json({"lifetime_seconds": lifetime})
+
+    def _c_expire_securitykeys(self, request: Request) -> Response:
+        return _control_json({"expired": self.temporary.expire_all()})

@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="duration of the Hibernating and Awaking phases (default 60)",
     )
+    parser.add_argument(
+        "--temporary-seconds",
+        type=_non_negative(float),
+        default=3600.0,
+        help="lifetime of the metadata service's temporary credentials (default 3600)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         fault_rate=args.fault_rate,
         transition_seconds=args.transition_seconds,
+        temporary_seconds=args.temporary_seconds or 3600.0,
         host=host,
         port=port,
     )

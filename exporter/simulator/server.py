@@ -27,6 +27,7 @@ import uvicorn
 from exporter.simulator.app import Credentials, SimulatorApp
 from exporter.simulator.clock import SimClock
 from exporter.simulator.faults import Faults
+from exporter.simulator.identity import Agency
 from exporter.simulator.world import World
 from exporter.web import with_tcp_proto
 
@@ -50,6 +51,10 @@ class SimulatorConfig:
     clock_frozen: bool = False
     hang_seconds: float = 60.0
     max_skew_seconds: float = 900.0
+    #: Lifetime of the metadata service's temporary credentials.
+    temporary_seconds: float = 3600.0
+    #: Clusters of the other account reached through its agency (0: no agency).
+    agency_clusters: int = 2
 
 
 class Simulator:
@@ -69,6 +74,20 @@ class Simulator:
             project_id=self.credentials.project_id,
             region=self.credentials.project_name,
         )
+        self.agency = Agency.for_seed(config.seed) if config.agency_clusters > 0 else None
+        self.agency_world = (
+            World(
+                seed=config.seed + 7919,
+                clusters=config.agency_clusters,
+                nodes_per_cluster=min(config.nodes_per_cluster, 3),
+                now_ns=self.clock.now_ns,
+                transition_seconds=config.transition_seconds,
+                project_id=self.agency.project_id,
+                region=self.agency.project_name,
+            )
+            if self.agency is not None
+            else None
+        )
         self.faults = Faults(
             seed=config.seed, rate=config.fault_rate, hang_seconds=config.hang_seconds
         )
@@ -79,6 +98,9 @@ class Simulator:
             credentials=self.credentials,
             latency_ms=config.latency_ms,
             max_skew=timedelta(seconds=config.max_skew_seconds),
+            temporary_seconds=config.temporary_seconds,
+            agency=self.agency,
+            agency_world=self.agency_world,
         )
         self.port: int | None = None
 

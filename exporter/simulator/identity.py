@@ -1,0 +1,107 @@
+"""The simulator's temporary credentials and agencies: what an ECS instance's agency and a
+cross-account agency look like to the exporter.
+
+* :class:`TemporaryKeys`: the metadata service's ``GET /openstack/latest/securitykey`` answer, a
+  temporary AK/SK with a security token valid for ``lifetime`` seconds (simulator clock). A
+  request signed with a temporary AK is accepted only if it carries that key's security token as
+  ``X-Security-Token`` *and* signs it; an expired key is refused like an expired token.
+* :class:`Agency`: an IAM agency in another account (its own domain, project and world); IAM's
+  assume-role token request, authenticated with the simulator account's own credentials, returns a
+  token acting as the agency in that account's project.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.simulator.clock import NS, SimClock
+from exporter.simulator.world import iam_time
+
+#: Default lifetime of the metadata service's temporary credentials (the real service: ~24 h).
+DEFAULT_TEMPORARY_SECONDS = 3600.0
+#: The agency the other account grants the simulator's account.
+AGENCY_NAME = "cce-monitor"
+
+
+@dataclass
+class TemporaryKey:
+    secret: str = field(repr=False)
+    security_token: str = field(repr=False)
+    expires: int
+
+
+class TemporaryKeys:
+    """Temporary AK/SK pairs handed out by the metadata service; expiry on the simulator clock."""
+
+    def __init__(self, clock: SimClock, lifetime_seconds: float = DEFAULT_TEMPORARY_SECONDS):
+        self._clock = clock
+        self.lifetime_seconds = lifetime_seconds
+        self._keys: dict[str, TemporaryKey] = {}
+        self.issued_total = 0
+
+    def issue(self) -> dict[str, Any]:
+        """A new temporary credential, as the metadata service's JSON answer."""
+        alnum = string.ascii_letters + string.digits
+        access = "TMP" + "".join(secrets.choice(string.ascii_uppercase) for _ in range(17))
+        secret = "".join(secrets.choice(alnum) for _ in range(40))
+        token = "gQpzaW0t" + secrets.token_urlsafe(300)
+        expires = self._clock.now_ns() + int(self.lifetime_seconds * NS)
+        self._keys[access] = TemporaryKey(secret, token, expires)
+        self.issued_total += 1
+        return {
+            "credential": {
+                "access": access,
+                "secret": secret,
+                "securitytoken": token,
+                "expires_at": iam_time(expires),
+            }
+        }
+
+    def get(self, access: str) -> TemporaryKey | None:
+        return self._keys.get(access)
+
+    def expired(self, key: TemporaryKey) -> bool:
+        return key.expires <= self._clock.now_ns()
+
+    def expire_all(self) -> int:
+        now = self._clock.now_ns()
+        for key in self._keys.values():
+            key.expires = min(key.expires, now)
+        return len(self._keys)
+
+    def active(self) -> int:
+        now = self._clock.now_ns()
+        return sum(1 for k in self._keys.values() if k.expires > now)
+
+
+@dataclass(frozen=True)
+class Agency:
+    """Another account's agency delegated to the simulator's account."""
+
+    domain: str
+    domain_id: str
+    project_id: str
+    project_name: str
+    name: str = AGENCY_NAME
+
+    @classmethod
+    def for_seed(cls, seed: int) -> Agency:
+        r = random.Random(f"agency-{seed}")
+        return cls(
+            domain=f"sim-other-domain-{seed}",
+            domain_id=f"{r.getrandbits(128):032x}",
+            project_id=f"{r.getrandbits(128):032x}",
+            project_name="sim-region-1",
+        )
+
+    def matches(self, assume_role: Any) -> bool:
+        if not isinstance(assume_role, dict):
+            return False
+        domain = assume_role.get("domain_name") or assume_role.get("domain_id")
+        return (
+            domain in (self.domain, self.domain_id) and assume_role.get("agency_name") == self.name
+        )
