@@ -403,3 +403,28 @@ def test_one_policy_problem_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert str(path) in lines[0] and "unknown key 'dryrun' (did you mean dry_run?)" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_check_config_and_run_list_policy_problems_one_per_line(
+    command: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "policies:\n"
+        "  - name: office\n"
+        "    clusters: {names: [a], exlude: [b]}\n"
+        "    timezon: UTC\n"
+        "    awake: ['Mon 08:00-09:00']\n"
+    )
+    env = env_with(**OFFLINE, CCE_EXPORTER_POLICY_FILE=str(path), CCE_EXPORTER_LISTEN="127.0.0.1:0")
+    result = run(command, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert any(str(path) in line and "2 problems" in line for line in lines), lines
+    assert (
+        "  - policy 'office', field timezon: unknown key 'timezon' (did you mean timezone?)"
+        in lines
+    )
+    assert any("did you mean exclude?" in line for line in lines)
+    assert "Extra inputs are not permitted" not in result.stderr
