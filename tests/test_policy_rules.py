@@ -115,8 +115,9 @@ def test_cron_transitions_in_the_past() -> None:
     [
         (
             "controller: {max_in_flight: 0, poll_seconds: 0}",
-            "<p>: controller.max_in_flight: Input should be greater than or equal to 1; "
-            "controller.poll_seconds: Input should be greater than 0",
+            "<p>: invalid policy file (2 problems):\n"
+            "  - controller.max_in_flight: Input should be greater than or equal to 1\n"
+            "  - controller.poll_seconds: Input should be greater than 0",
         ),
         ("pricing: 5", "<p>: pricing: Input should be a valid dictionary or instance of Pricing"),
         (
@@ -127,7 +128,7 @@ def test_cron_transitions_in_the_past() -> None:
         (
             "policies: [{name: ok, clusters: {names: [a]}, awake: [Sat]}, "
             "{clusters: {names: [b]}, awake: [Sun]}]",
-            "<p>: policy #2, field name: Field required",
+            "<p>: policy #2, field name: is required",
         ),
         (
             "policies: [just-a-name]",

@@ -156,6 +156,9 @@ class TargetCollector:
         self.state = TargetState()
         self.health: dict[str, Health] = {r: Health() for r in RESOURCES}
         self.errors: dict[str, str] = {}  # "<resource>/<cluster_id>" -> last error text
+        # "<resource>" and "<resource>/<cluster_id>" -> the last error's class, HTTP status, API
+        # error code and message (the status page shows the cause; no traceback is kept)
+        self.last_errors: dict[str, dict[str, Any]] = {}
         # resource -> cluster_id -> whether that cluster's last collection of it succeeded
         self.cluster_success: dict[str, dict[str, bool]] = {}
         # "<resource>/<cluster_id>" and "job/<job_id>" -> the last answer (exporter.cce.memo)
@@ -208,6 +211,12 @@ class TargetCollector:
             extra=self._where(cluster, resource),
         )
         self.stats.error(self.project_id, resource, type(exc).__name__)
+        self.last_errors[resource if cluster is None else f"{resource}/{cluster.id}"] = {
+            "error": type(exc).__name__,
+            "status_code": getattr(exc, "status_code", None),
+            "code": getattr(exc, "code", None),
+            "message": getattr(exc, "message", None),
+        }
         return text
 
     async def _timed(self, resource: str, work: Callable[[], Awaitable[bool]]) -> bool:
@@ -363,6 +372,7 @@ class TargetCollector:
                 return
             outcomes[cluster.id] = True
             self.errors.pop(f"{resource}/{cluster.id}", None)
+            self.last_errors.pop(f"{resource}/{cluster.id}", None)
             results[cluster.id] = items
             after(cluster, items, self.clock())
 
@@ -602,6 +612,10 @@ class TargetCollector:
         return ok
 
     async def _jobs(self, new_only: bool = False) -> bool:
+        if not self.state.clusters_listed:
+            # Jobs are found in the listings: with none yet, "nothing to poll" is not a success.
+            self.health["jobs"].error = "no cluster listing has succeeded yet: no job is known"
+            return False
         now = self.clock()
         self.jobs.expire(now)
         failed = attempted = 0
