@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo test lint typecheck fmt bench bench-quick soak prometheus clean docs mutate
+.PHONY: help demo test lint typecheck fmt bench bench-quick soak prometheus chromium clean docs mutate
 
 help:
 	@echo "make demo    run the exporter against the built-in simulator"
@@ -35,6 +35,19 @@ prometheus:
 	  fi; \
 	fi
 
+# Debian's chromium package: the status console's browser test renders the page headless.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium package (headless browser test)"; \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null)); \
+	  else \
+	    echo "chromium missing: install Debian's 'chromium' package (the browser test will be skipped)"; \
+	  fi; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/cce-exporter demo
 
@@ -49,7 +62,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(STAMP) prometheus lint typecheck
+test: $(STAMP) prometheus chromium lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Every generated file: metric docs, alert rules (+ PrometheusRule, alert table), dashboards, and
@@ -71,10 +84,12 @@ soak: $(STAMP)
 	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
 
 # Mutation testing of the safety-critical modules with mutmut (docs/testing.md); MUTATE_CHILDREN
-# mutants run at once. The report is printed and kept in mutants/report.md.
+# mutants run at once; MUTATE_MODULES="signing hooks" runs some modules only (names as in the
+# report). The report is printed and kept in mutants/report.md.
 MUTATE_CHILDREN ?= 2
+MUTATE_MODULES ?=
 mutate: $(STAMP)
-	$(BIN)/python -m mutation run --max-children $(MUTATE_CHILDREN)
+	$(BIN)/python -m mutation run --max-children $(MUTATE_CHILDREN) $(MUTATE_MODULES)
 
 clean:
 	rm -rf mutants $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

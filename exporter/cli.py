@@ -27,6 +27,20 @@ from exporter import __version__
 log = logging.getLogger("exporter")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: str) -> str:
+    """``--log-level``, checked here so that a bad value is blamed on the flag."""
+    level = value.strip().upper()
+    level = "WARNING" if level == "WARN" else level
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"invalid log level {value!r}: use one of {', '.join(LOG_LEVELS)}"
+        )
+    return level
+
+
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -34,7 +48,9 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="YAML configuration file (default: $CCE_EXPORTER_CONFIG)",
     )
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--log-level", type=_log_level, default=None, help="DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    )
     parser.add_argument("--log-format", default=None, choices=("text", "json"))
 
 
@@ -93,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ago, so the first clusters are hibernated at once)",
     )
     demo.add_argument("--no-policy", action="store_true", help="run the demo without hibernation")
-    demo.add_argument("--log-level", default="INFO")
+    demo.add_argument("--log-level", type=_log_level, default="INFO")
     demo.add_argument("--log-format", default="text", choices=("text", "json"))
 
     from exporter.hibernation.cli import add_action_arguments, add_plan_arguments
@@ -140,7 +156,8 @@ def _load(args: argparse.Namespace, overrides: Mapping[str, str] | None = None) 
 
 
 class StartupError(Exception):
-    """A file the daemon needs is invalid; the message is one line naming the file and the key."""
+    """A file the daemon needs is invalid; the message is one line naming the file and the key
+    (a policy file with several problems: a line naming the file, then one line per problem)."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +196,9 @@ def load_startup_files(settings: Any) -> StartupFiles:
         try:
             policies = load_policy_file(Path(settings.policy_file))
         except PolicyError as exc:
-            message = _one_line(str(exc))
+            # One line per problem (a file with one problem is one line), as `plan` prints them.
+            message = "\n".join(_one_line(line) for line in str(exc).splitlines() if line.strip())
+            message = message.replace("\n", "\n  ")  # the problems stay indented under the head
             if str(settings.policy_file) not in message:
                 message = f"policy file {settings.policy_file}: {message}"
             raise StartupError(message) from None
@@ -336,6 +355,7 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
             await service.close()
             return 1
         service.extra_registries.append(hibernation.registry)
+        service.hibernation = hibernation  # the status console shows its schedule
         token = files.hook_token
         routes = build_hook_routes(hibernation, token, limits=HookLimits.from_settings(settings))
         shutdown.append(hibernation.close)
@@ -353,10 +373,12 @@ async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -
     service.start_scheduler()
     web_config = files.web_config
     limits = WebLimits.from_settings(settings)
+    from exporter.status.routes import status_routes
+
     app = build_app(
         service,
         web_config=web_config,
-        extra_routes=routes,
+        extra_routes=[*status_routes(service), *routes],
         on_shutdown=[*shutdown, service.close],
         limits=limits,
     )
@@ -474,6 +496,16 @@ def _free_port(host: str, preferred: int) -> int:
             return port
 
 
+def _busy_note(host: str, wanted: int, port: int) -> str:
+    """The warning when the demo could not have the port it was asked for ("" when it could)."""
+    if port == wanted or wanted == 0:
+        return ""
+    return (
+        f"WARNING: port {wanted} on {host} is busy (another demo or exporter?); "
+        f"this demo serves on port {port} instead: use the URLs below"
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.logs import setup_logging
     from exporter.simulator import running_simulator
@@ -481,7 +513,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
     host, _, port_text = args.listen.rpartition(":")
     host = host or "127.0.0.1"
-    port = _free_port(host, int(port_text or 0)) if port_text not in ("", "0") else 0
+    if port_text and not port_text.isdigit():
+        print(
+            f"cce-exporter demo: --listen {args.listen!r}: the port is not a number",
+            file=sys.stderr,
+        )
+        return 2
+    wanted = int(port_text or 0)
+    port = _free_port(host, wanted) if wanted else 0
+    busy = _busy_note(host, wanted, port)
+    if busy:
+        log.warning("%s", busy)
 
     workdir = tempfile.TemporaryDirectory(prefix="cce-exporter-demo-")
 
@@ -510,8 +552,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
             def banner(base: str) -> str:
                 return (
-                    f"\ncce-exporter demo: {args.clusters} simulated clusters\n"
-                    f"  status page  {base}/\n"
+                    (f"\n{busy}\n" if busy else "")
+                    + f"\ncce-exporter demo: {args.clusters} simulated clusters\n"
+                    f"  status page  {base}/"
+                    + (f"   (NOT port {wanted}: it is busy)" if busy else "")
+                    + "\n"
                     f"  metrics      {base}/metrics\n"
                     f"  simulator    {sim.base_url} (control API under /_sim/)\n"
                     + (

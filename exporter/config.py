@@ -164,6 +164,10 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_HINT = "use seconds (45) or a duration such as 30s, 5m, 24h or 1h30m"
 
 
+#: What pydantic accepts for a boolean, case-insensitive (named in errors).
+BOOL_WORDS = "true/false, yes/no, on/off, 1/0, t/f, y/n"
+
+
 class ConfigError(Exception):
     """The configuration is unusable; ``problems`` holds one line per problem, no secrets."""
 
@@ -808,9 +812,14 @@ def _target_problems(values: Mapping[str, Any], namer: Namer) -> list[str]:
                 f"file{extra}"
             )
 
-    if not _is_set(values.get("project_id")) and not _is_set(values.get("project_name")):
-        env_id, key_id = namer("project_id")
-        env_name, key_name = namer("project_name")
+    env_id, key_id = namer("project_id")
+    env_name, key_name = namer("project_name")
+    if _is_set(values.get("project_id")) and _is_set(values.get("project_name")):
+        problems.append(
+            f"{env_id} and {env_name} ({key_id} / {key_name}) are both set: set only one, the "
+            f"project ID, or the project name to have it resolved to its ID through IAM"
+        )
+    elif not _is_set(values.get("project_id")) and not _is_set(values.get("project_name")):
         problems.append(
             f"{env_id} or {env_name} ({key_id} / {key_name}) is required: set the project ID or "
             f"the project name (e.g. ap-southeast-1) with {env_id}, {env_name} or "
@@ -1167,9 +1176,16 @@ def _env_target_layer(items: Mapping[str, str], env_prefix: str, problems: list[
     return layer
 
 
+#: Alternatives: a more specific layer that sets one drops the other one inherited.
+_ALTERNATIVES = ((("project_id",), ("project_name",)), (("project_name",), ("project_id",)))
+
+
 def _merge(*layers: Layer) -> Layer:
     merged: Layer = {}
     for layer in layers:
+        for one, other in _ALTERNATIVES:
+            if one in layer and other not in layer:
+                merged.pop(other, None)
         for path, entry in layer.items():
             # A whole-value override (a malformed `resources: 3`, say) replaces the nested keys.
             for old in [p for p in merged if p[: len(path)] == path and p != path]:
@@ -1456,6 +1472,8 @@ class _Loader:
             return f"{name} is required: set {env} or {_fix_key(key)} in the config file{hint}"
         if kind in ("dict_type", "model_type", "model_attributes_type"):
             msg = "must be a mapping (key: value, or {key: value})"
+        if kind in ("bool_parsing", "bool_type"):
+            msg = f"must be true or false; accepted values: {BOOL_WORDS}"
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         return f"{name}: {msg}"

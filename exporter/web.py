@@ -424,12 +424,13 @@ def build_app(
             except Exception:
                 log.exception("shutdown hook %s failed", getattr(hook, "__qualname__", hook))
 
+    # Extra routes first: the daemon's status console (exporter.status) replaces the plain page.
     routes: list[BaseRoute] = [
+        *extra_routes,
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/", index, methods=["GET"]),
-        *extra_routes,
     ]
     config = web_config or WebConfig()
     verifier = (

@@ -2,6 +2,8 @@
 
 ``python -m mutation run``     mutmut over the functions below (``mutants/`` is rebuilt), then
                                the report
+``python -m mutation survivors`` the last run's survivors again (after new tests), other
+                               verdicts kept, then the report
 ``python -m mutation report``  the report of the last run: a Markdown table per module, then
                                every survivor (its diff, or the reason it is equivalent)
 
@@ -31,7 +33,7 @@ P = "exporter.hibernation.policy."
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "signing": ("exporter/cce/signing.py", ("exporter.cce.signing.*",)),
     "auth": ("exporter/cce/auth.py", ("exporter.cce.auth.*",)),
-    "client retry rules": (
+    "client-retry": (
         "exporter/cce/client.py",
         (
             "exporter.cce.client.x__tls_failure__mutmut_*",
@@ -39,7 +41,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             "exporter.cce.client.xǁCCEClientǁ_send__mutmut_*",
         ),
     ),
-    "hibernation policy": (
+    "policy": (
         "exporter/hibernation/policy.py",
         (
             P + "x__day__mutmut_*",
@@ -53,11 +55,11 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             P + "xǁCronPairǁ*",
         ),
     ),
-    "hibernation schedule": (
+    "schedule": (
         "exporter/hibernation/schedule.py",
         ("exporter.hibernation.schedule.*",),
     ),
-    "hibernation controller": (
+    "controller": (
         "exporter/hibernation/controller.py",
         tuple(
             f"{C}{name}__mutmut_*"
@@ -84,7 +86,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "hooks": ("exporter/hibernation/hooks.py", ("exporter.hibernation.hooks.*",)),
-    "web config": ("exporter/webconfig.py", ("exporter.webconfig.*",)),
+    "webconfig": ("exporter/webconfig.py", ("exporter.webconfig.*",)),
     "sharding": ("exporter/ha/sharding.py", ("exporter.ha.sharding.*",)),
     "readiness": (
         "exporter/collect/service.py",
@@ -143,8 +145,9 @@ def diff(name: str) -> str:
 
 def report(found: dict[str, dict[str, str]], *, diffs: bool = True) -> str:
     head = [
-        "| module | mutants | killed | timeout | survived | equivalent | no tests | kill rate |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| module | mutants | killed | timeout | survived | equivalent | no tests | not run "
+        "| kill rate |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     total: Counter[str] = Counter()
     rows = []
@@ -163,8 +166,8 @@ def report(found: dict[str, dict[str, str]], *, diffs: bool = True) -> str:
     rows.append(_row("**all**", total))
     text = "\n".join(head + rows) + "\n"
     text += (
-        "\nKill rate: (killed + timeout) / (mutants - equivalent); a mutant no selected test "
-        "runs counts as not killed.\n"
+        "\nKill rate: (killed + timeout) / (mutants - equivalent - not run); a mutant no "
+        "selected test covers (no tests) counts as not killed.\n"
     )
     if survivors:
         text += "\nSurvivors:\n\n"
@@ -174,21 +177,23 @@ def report(found: dict[str, dict[str, str]], *, diffs: bool = True) -> str:
     if equivalent:
         text += "\nEquivalent mutants (they survive; the reason each cannot be told apart):\n\n"
         for row, name in equivalent:
-            text += f"- {row}: `{name}`: {EQUIVALENT[name]}\n"
+            shown = f" (`{diff(name)}`)" if diffs else ""
+            text += f"- {row}: `{name}`{shown}: {EQUIVALENT[name]}\n"
     return text
 
 
 def _row(name: str, count: Counter[str]) -> str:
-    judged = count["mutants"] - count["equivalent"]
-    rate = (count["killed"] + count["timeout"]) / judged * 100 if judged else 100.0
+    judged = count["mutants"] - count["equivalent"] - count["not checked"]
+    rate = f"{(count['killed'] + count['timeout']) / judged * 100:.1f}%" if judged else "-"
     return (
         f"| {name} | {count['mutants']} | {count['killed']} | {count['timeout']} | "
-        f"{count['survived']} | {count['equivalent']} | {count['no tests']} | {rate:.1f}% |"
+        f"{count['survived']} | {count['equivalent']} | {count['no tests']} | "
+        f"{count['not checked']} | {rate} |"
     )
 
 
-def run(children: int) -> int:
-    globs = [g for _, gs in MODULES.values() for g in gs]
+def run(children: int, modules: list[str]) -> int:
+    globs = [g for row, (_, gs) in MODULES.items() if not modules or row in modules for g in gs]
     # A fresh mutants/ each time: a result cached from other code or tests would be a lie.
     subprocess.run(["rm", "-rf", "mutants"], check=True)
     env = dict(os.environ, PYTHONHASHSEED="0")
@@ -198,17 +203,68 @@ def run(children: int) -> int:
     return done.returncode
 
 
+def rerun_survivors(children: int, modules: list[str]) -> int:
+    """Run the last run's survivors again (after new tests) and keep every other verdict.
+
+    mutmut forgets all verdicts when its test selection changed, so they are kept here and the
+    new verdicts of the survivors laid over them.
+    """
+    found = results()
+    names = [
+        name
+        for row, statuses in found.items()
+        if not modules or row in modules
+        for name, status in statuses.items()
+        if status == "survived" and name not in EQUIVALENT
+    ]
+    if not names:
+        print("no survivors to run again")
+        return 0
+    saved = {
+        path: json.loads(meta.read_text(encoding="utf-8"))
+        for path, meta in ((p, Path("mutants") / (p + ".meta")) for p, _ in MODULES.values())
+        if meta.exists()
+    }
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    done = subprocess.run(
+        [*_mutmut(), "run", "--max-children", str(children), *names], env=env, check=False
+    )
+    for path, old in saved.items():
+        meta = Path("mutants") / (path + ".meta")
+        new = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else old
+        codes = old["exit_code_by_key"]
+        for name, code in new["exit_code_by_key"].items():
+            if code is not None and name in codes:
+                codes[name] = code
+        new["exit_code_by_key"] = codes
+        meta.write_text(json.dumps(new, indent=4), encoding="utf-8")
+    return done.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__)
-    parser.add_argument("command", choices=["run", "report"])
+    parser.add_argument("command", choices=["run", "survivors", "report"])
+    parser.add_argument(
+        "modules", nargs="*", metavar="MODULE", help=f"report rows to run: {', '.join(MODULES)}"
+    )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--no-diffs", action="store_true", help="survivors without their diff")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    unknown = sorted(set(args.modules) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
     if args.command == "run":
-        code = run(args.max_children)
+        code = run(args.max_children, args.modules)
         if code:
             return code
-    text = report(results(), diffs=not args.no_diffs)
+    if args.command == "survivors":
+        code = rerun_survivors(args.max_children, args.modules)
+        if code:
+            return code
+    found = results()
+    if args.modules:
+        found = {row: v for row, v in found.items() if row in args.modules}
+    text = report(found, diffs=not args.no_diffs)
     Path("mutants").mkdir(exist_ok=True)
     Path("mutants/report.md").write_text(text, encoding="utf-8")
     print(text)

@@ -241,7 +241,7 @@ def test_demo_policy_hibernates_the_first_clusters_and_shows_it(
 ) -> None:
     """The demo's policy window ended before start-up: the catch-up hibernates its clusters."""
     demo = processes("demo", "--listen", "127.0.0.1:0", env=clean_env(), stderr=False)
-    match, banner = read_until(demo, r"simulator\s+(http://127\.0\.0\.1:\d+) ", deadline=10.0)
+    match, banner = read_until(demo, r"simulator\s+(http://127\.0\.0\.1:\d+) ", deadline=DEADLINE)
     simulator = match.group(1)
     base = re.search(r"metrics\s+(http://127\.0\.0\.1:\d+)/metrics", banner)
     assert base is not None

@@ -279,7 +279,10 @@ def test_flat_env_is_a_default_and_entry_values_win(tmp_path: Path) -> None:
     ap1, eu, _ = settings.targets
     assert ap1.sk is not None and ap1.sk.get_secret_value() == "SK-ENV"
     assert ap1.project_id == "p-ap1"  # written in the entry: the entry wins
-    assert eu.project_id == "p-env"  # not in the entry: the flat env default applies
+    # The entry names its project: the inherited ID is replaced, not combined with it.
+    assert eu.project_id is None and eu.project_name == "eu-west-0"
+    cn = settings.targets[2]
+    assert cn.project_id == "p-cn"
 
 
 def test_per_target_env_overrides_entry(tmp_path: Path) -> None:

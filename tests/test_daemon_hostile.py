@@ -141,6 +141,7 @@ def test_a_signal_during_start_up_stops_cleanly(
         silent.settimeout(DEADLINE)
         settings = dict(sim7.settings, CCE_EXPORTER_LISTEN="127.0.0.1:0")
         del settings["CCE_EXPORTER_PROJECT_ID"]  # resolved from the project name at start-up
+        settings["CCE_EXPORTER_PROJECT_NAME"] = "sim-region-1"  # the simulator's project
         settings["CCE_EXPORTER_IAM_ENDPOINT"] = f"http://127.0.0.1:{silent.getsockname()[1]}"
         env = clean_env(**settings)
         daemon = daemons(env)

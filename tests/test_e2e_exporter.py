@@ -853,7 +853,7 @@ async def test_two_targets_with_different_credentials_and_labels(
                     "endpoint": b["CCE_EXPORTER_ENDPOINT"],
                     "iam_endpoint": b["CCE_EXPORTER_IAM_ENDPOINT"],
                     "addon_endpoint": b["CCE_EXPORTER_ADDON_ENDPOINT"],
-                    "project_name": b["CCE_EXPORTER_PROJECT_NAME"],
+                    "project_name": other.credentials.project_name,
                     "auth_method": "password",
                     "username": b["CCE_EXPORTER_USERNAME"],
                     "password": b["CCE_EXPORTER_PASSWORD"],

@@ -128,7 +128,7 @@ def test_plan_json_against_hand_computed_instants(policy_file: Path) -> None:
         ("dev-a", "berlin", "awake", "2027-03-29T06:00:00Z"),  # Mon 08:00 CEST (after DST)
     ]
     assert all(
-        set(r) == {"cluster_id", "cluster", "policy", "action", "at"}
+        set(r) == {"cluster_id", "cluster", "policy", "action", "at", "dry_run"}
         for r in json.loads(out)["transitions"]
     )
 

@@ -147,7 +147,9 @@ async def test_actions_overrides_and_plan(caplog: pytest.LogCaptureFixture) -> N
                 "reason": "offsite",
             }
             assert rows["dev-a"]["phase"] == "Hibernation"
-            assert rows["dev-a"]["desired"] == "awake"
+            # The keep override is what is wanted now; the policy's own wish is kept beside it.
+            assert rows["dev-a"]["desired"] == "hibernated"
+            assert rows["dev-a"]["policy_desired"] == "awake"
             assert rows["dev-b"]["override"]["kind"] == "skip_next"
             assert rows["dev-b"]["next"][0] == {
                 "action": "hibernate",

@@ -7,6 +7,7 @@ caller acts on them) and the token's sources, so that a changed key or value is 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from exporter.hibernation.hooks import load_hook_token
+from exporter.hibernation.hooks import load_hook_token, parse_rfc3339
 from tests.test_hibernation_controller import environment
 from tests.test_hibernation_hooks import TOKEN, _setup, alert, alertmanager_payload, auth, serving
+from tests.test_signing_rules import shanghai_local_time  # noqa: F401  (a fixture)
 
 
 async def test_alertmanager_answers_every_alert_in_full(caplog: pytest.LogCaptureFixture) -> None:
@@ -136,3 +138,214 @@ def test_hook_token_file(tmp_path: Path) -> None:
     # A value beats the file.
     both = SimpleNamespace(hook_token="value", hook_token_file=path)
     assert load_hook_token(both) == "value"
+
+
+async def test_each_request_is_logged_with_its_outcome(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.hooks")
+    async with environment(["dev-a", "dev-b"]) as env:
+        ctl = await _setup(env)
+        a, b = env.ids["dev-a"], env.ids["dev-b"]
+        async with serving(ctl, TOKEN) as http:
+            assert (
+                await http.post(f"/hooks/clusters/{a}/hibernate", headers=auth())
+            ).status_code == 202
+            assert (
+                await http.post(f"/hooks/clusters/{b}/awake", headers=auth())
+            ).status_code == 409
+            await ctl.wait_idle()
+        lines = [r.getMessage() for r in caplog.records if r.name == "exporter.hibernation.hooks"]
+        assert lines == [
+            f"hook POST /hooks/clusters/{a}/hibernate cluster={a} -> 202 started",
+            f"hook POST /hooks/clusters/{b}/awake cluster={b} -> 409 skipped: "
+            "the cluster is already Available",
+        ]
+        await ctl.close()
+
+
+async def test_a_body_that_is_not_an_object_is_refused_by_name() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        cid = env.ids["dev-a"]
+        async with serving(ctl, TOKEN) as http:
+            r = await http.post(f"/hooks/clusters/{cid}/hibernate", headers=auth(), json=[1, 2])
+            assert (r.status_code, r.json()) == (400, {"error": "the body must be a JSON object"})
+            r = await http.post(f"/hooks/clusters/{cid}/hibernate", headers=auth(), content=b"{x")
+            assert r.status_code == 400
+            assert r.json()["error"].startswith("the body is not JSON: ")
+        assert env.api.calls == []
+        await ctl.close()
+
+
+def test_rfc3339_times(shanghai_local_time: None) -> None:  # noqa: F811
+    expected = datetime(2027, 3, 1, 9, tzinfo=UTC)
+    for text in ("2027-03-01T09:00:00Z", "2027-03-01T09:00:00z", " 2027-03-01T10:00:00+01:00 "):
+        parsed = parse_rfc3339(text)
+        assert parsed == expected and parsed.utcoffset() == timedelta(0), text
+    with pytest.raises(ValueError) as caught:
+        parse_rfc3339("2027-03-01T09:00:00")
+    assert str(caught.value) == "'2027-03-01T09:00:00' has no UTC offset (add Z or +HH:MM)"
+    with pytest.raises(ValueError) as caught:
+        parse_rfc3339("tomorrow")
+    assert str(caught.value) == "'tomorrow' is not an RFC 3339 time (e.g. 2027-03-01T18:00:00Z)"
+
+
+async def test_the_plan_horizon_is_the_days_asked_within_bounds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.hooks")
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)  # Monday noon
+        async with serving(ctl, TOKEN) as http:
+
+            async def upcoming(days: str) -> int:
+                r = await http.get("/hooks/plan", params={"days": days}, headers=auth())
+                assert r.status_code == 200, r.text
+                return len(r.json()["clusters"][0]["next"])
+
+            assert await upcoming("0") == 0
+            assert await upcoming("-3") == 0
+            assert await upcoming("1") == 2  # 20:00 tonight, 08:00 tomorrow
+            assert await upcoming("7") == 10
+            # Bounded at 366 days: the 367th adds nothing.
+            assert await upcoming("366") == await upcoming("10000")
+            assert (await http.post("/hooks/plan", headers=auth())).status_code == 405
+            r = await http.get("/hooks/plan", params={"days": "soon"}, headers=auth())
+            assert (r.status_code, r.json()) == (400, {"error": "days='soon' is not a number"})
+        assert "-> 200 plan" in caplog.text
+        await ctl.close()
+
+
+async def test_awake_and_skip_routes_in_full() -> None:
+    async with environment(["dev-a", "dev-b", "prod-x"]) as env:
+        ctl = await _setup(env)
+        a, b, prod = env.ids["dev-a"], env.ids["dev-b"], env.ids["prod-x"]
+        env.sim.world.set_phase("cluster", a, "Hibernation")
+        async with serving(ctl, TOKEN) as http:
+            r = await http.post(
+                f"/hooks/clusters/{a}/awake",
+                headers=auth(),
+                json={"until": "2027-03-01T18:00:00Z"},
+            )
+            assert (r.status_code, r.json()["action"], r.json()["result"]) == (
+                202,
+                "awake",
+                "started",
+            )
+            await ctl.wait_idle()
+            assert [(act, n) for _, act, n in env.api.calls] == [("awake", "dev-a")]
+            entry = ctl.state["history"][f"sim/{a}"][-1]
+            assert (entry["action"], entry["result"], entry["source"]) == (
+                "awake",
+                "success",
+                "hook",
+            )
+            plan = (await http.get("/hooks/plan", headers=auth())).json()
+            row = next(c for c in plan["clusters"] if c["cluster_id"] == a)
+            assert row["override"] == {
+                "kind": "keep_awake",
+                "until": "2027-03-01T18:00:00Z",
+                "reason": "",
+            }
+            for body, message in [
+                ({"until": 5}, "'until' must be an RFC 3339 string"),
+                ({"reason": 5}, "'reason' must be a string"),
+            ]:
+                r = await http.post(f"/hooks/clusters/{b}/awake", headers=auth(), json=body)
+                assert (r.status_code, r.json()) == (400, {"error": message})
+            # Skip: set, refused for a cluster no policy governs, unknown cluster.
+            r = await http.post(f"/hooks/clusters/{b}/skip", headers=auth())
+            assert (r.status_code, r.json()) == (200, {"cluster_id": b, "override": "skip_next"})
+            r = await http.post(f"/hooks/clusters/{prod}/skip", headers=auth())
+            assert (r.status_code, r.json()) == (
+                409,
+                {"error": "no policy selects cluster 'prod-x'; it is never acted on"},
+            )
+            r = await http.post("/hooks/clusters/nope/skip", headers=auth())
+            assert (r.status_code, r.json()) == (404, {"error": "cluster 'nope' is not known"})
+            # A cluster created since the controller last listed: found by listing again.
+            late = env.sim.world.add_cluster(name="dev-late", phase="Available").uid
+            r = await http.post(f"/hooks/clusters/{late}/skip", headers=auth())
+            assert (r.status_code, r.json()) == (200, {"cluster_id": late, "override": "skip_next"})
+        assert env.phase("dev-b") == "Available"
+        await ctl.close()
+
+
+async def test_refusals_answer_and_log_in_full(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.hooks")
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        cid = env.ids["dev-a"]
+        async with serving(ctl, TOKEN) as http:
+            r = await http.get("/hooks/plan", headers={"Authorization": "Bearer nope"})
+            assert (r.status_code, r.json()) == (401, {"error": "a valid bearer token is required"})
+            r = await http.post(f"/hooks/clusters/{cid}/hibernate", headers=auth(), content=b"[")
+            assert r.status_code == 400
+            assert (await http.get("/hooks/plan", headers=auth())).status_code == 200
+        lines = [r.getMessage() for r in caplog.records if r.name == "exporter.hibernation.hooks"]
+        assert lines[0] == "hook GET /hooks/plan cluster=- -> 401 unauthorized"
+        assert lines[1].startswith(
+            f"hook POST /hooks/clusters/{cid}/hibernate cluster={cid} -> 400 bad request: "
+            "the body is not JSON: "
+        )
+        assert lines[2] == "hook GET /hooks/plan cluster=- -> 200 plan"
+        await ctl.close()
+
+
+async def test_a_token_with_inner_spaces_and_one_from_a_non_utf8_environment() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        async with serving(ctl, "two words") as http:
+            ok = await http.get("/hooks/plan", headers={"Authorization": "Bearer two words"})
+            assert ok.status_code == 200
+            bad = await http.get("/hooks/plan", headers={"Authorization": "Bearer words"})
+            assert bad.status_code == 401
+        # os.environ decodes undecodable bytes to surrogates: such a token must not crash.
+        async with serving(ctl, "tok-\udcff") as http:
+            r = await http.get("/hooks/plan", headers={"Authorization": "Bearer tok-"})
+            assert r.status_code == 401
+        await ctl.close()
+
+
+async def test_hooks_off_answer_404_to_every_method() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        async with serving(ctl, None) as http:
+            for method in ("GET", "POST", "DELETE", "PUT"):
+                r = await http.request(method, "/hooks/anything", headers=auth())
+                assert (r.status_code, r.json()) == (404, {"error": "not found"}), method
+        await ctl.close()
+
+
+async def test_the_override_route_in_full(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.hooks")
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        cid = env.ids["dev-a"]
+        async with serving(ctl, TOKEN) as http:
+            r = await http.post(f"/hooks/clusters/{cid}/skip", headers=auth())
+            assert r.status_code == 200
+            plan = (await http.get("/hooks/plan", headers=auth())).json()
+            assert plan["clusters"][0]["override"]["reason"] == "skip requested by hook"
+            r = await http.delete(f"/hooks/clusters/{cid}/override", headers=auth())
+            assert (r.status_code, r.json()) == (200, {"cluster_id": cid, "removed": True})
+            r = await http.delete(f"/hooks/clusters/{cid}/override", headers=auth())
+            assert (r.status_code, r.json()) == (
+                404,
+                {"cluster_id": cid, "removed": False, "error": "no override"},
+            )
+            r = await http.post("/hooks/clusters/nope/skip", headers=auth())
+            assert r.status_code == 404
+        lines = [r.getMessage() for r in caplog.records if r.name == "exporter.hibernation.hooks"]
+        assert f"hook POST /hooks/clusters/{cid}/skip cluster={cid} -> 200 skip set" in lines
+        assert (
+            f"hook DELETE /hooks/clusters/{cid}/override cluster={cid} -> 200 override removed"
+            in lines
+        )
+        assert (
+            f"hook DELETE /hooks/clusters/{cid}/override cluster={cid} -> 404 no override" in lines
+        )
+        assert (
+            "hook POST /hooks/clusters/nope/skip cluster=nope -> 404 refused: "
+            "cluster 'nope' is not known"
+        ) in lines
+        await ctl.close()

@@ -548,6 +548,16 @@ def _health(value: Callable[[ResourceHealth], Any]) -> Callable[[World], Series]
     return oracle
 
 
+def _cluster_outcomes(w: World) -> Series:
+    """The node outcomes the world sets per listed cluster (every fourth one failed), with the
+    cluster's identity read from the API's JSON."""
+    by_id = {c["metadata"]["uid"]: c for c in w.clusters}
+    return {
+        _labels(**_cluster_ident(w, by_id[cid]), resource="nodes"): 0.0 if i % 4 == 1 else 1.0
+        for i, cid in enumerate(w.nodes)
+    }
+
+
 def _build_info(w: World) -> Series:
     labels = {"version": __version__, "python_version": platform.python_version()}
     return {frozenset(labels.items()): 1.0}
@@ -766,6 +776,7 @@ ORACLES: dict[str, Callable[[World], Series]] = {
     "cce_exporter_build_info": _build_info,
     "cce_exporter_collect_duration_seconds": _health(lambda h: h.duration_seconds),
     "cce_exporter_collect_success": _health(lambda h: 1 if h.success else 0),
+    "cce_exporter_cluster_collect_success": _cluster_outcomes,
     "cce_exporter_last_success_timestamp_seconds": _health(lambda h: h.last_success),
     **KUBE_ORACLES,
 }

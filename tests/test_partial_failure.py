@@ -84,3 +84,46 @@ async def test_a_resource_fails_when_every_cluster_fails(simulator: Simulator) -
         assert results["default/clusters"] and not results["default/nodes"]
         response = await exporter.http.get("/readyz")
         assert response.status_code == 503 and "nodes has never succeeded" in response.text
+
+
+@pytest.mark.simulator(clusters=5, nodes_per_cluster=1, seed=3)
+async def test_slow_upgrade_checks_fail_per_cluster_and_a_failed_pass_is_retried_soon(
+    simulator: Simulator,
+) -> None:
+    async with running_exporter(sim_env(simulator)) as exporter:
+        assert await exporter.collect("clusters")
+        collector = exporter.service.targets[0].collector
+        asked = [c for c in collector.governed_clusters() if c.phase == "Available"]
+        broken = asked[0].id
+        await control(
+            simulator,
+            "POST",
+            "/_sim/faults",
+            {"kind": "http_500", "rate": 1.0, "path": f"/clusters/{broken}/upgradeinfo$"},
+        )
+        # One cluster failing: the check succeeds, the cluster is shown failing.
+        assert await exporter.collect("cluster_upgrades")
+        scrape = await exporter.scrape()
+        assert (
+            scrape.value(
+                "cce_exporter_cluster_collect_success",
+                resource="cluster_upgrades",
+                cluster_id=broken or "",
+            )
+            == 0
+        )
+        # Every cluster failing: the check fails, and is asked again at the clusters' pace
+        # rather than an hour later.
+        await control(simulator, "DELETE", "/_sim/faults")
+        await control(
+            simulator,
+            "POST",
+            "/_sim/faults",
+            {"kind": "http_503", "rate": 1.0, "path": "/upgradeinfo$"},
+        )
+        exporter.clock.advance(3600)
+        assert not await exporter.collect("cluster_upgrades")
+        await control(simulator, "DELETE", "/_sim/faults")
+        exporter.clock.advance(30)
+        assert await exporter.collect("cluster_upgrades")
+        assert collector.health["cluster_upgrades"].last_success == exporter.clock.now

@@ -115,8 +115,9 @@ def test_cron_transitions_in_the_past() -> None:
     [
         (
             "controller: {max_in_flight: 0, poll_seconds: 0}",
-            "<p>: controller.max_in_flight: Input should be greater than or equal to 1; "
-            "controller.poll_seconds: Input should be greater than 0",
+            "<p>: invalid policy file (2 problems):\n"
+            "  - controller.max_in_flight: Input should be greater than or equal to 1\n"
+            "  - controller.poll_seconds: Input should be greater than 0",
         ),
         ("pricing: 5", "<p>: pricing: Input should be a valid dictionary or instance of Pricing"),
         (
@@ -127,7 +128,7 @@ def test_cron_transitions_in_the_past() -> None:
         (
             "policies: [{name: ok, clusters: {names: [a]}, awake: [Sat]}, "
             "{clusters: {names: [b]}, awake: [Sun]}]",
-            "<p>: policy #2, field name: Field required",
+            "<p>: policy #2, field name: is required",
         ),
         (
             "policies: [just-a-name]",
@@ -145,3 +146,16 @@ def test_policy_errors_name_the_policy_and_the_field(doc: str, message: str) -> 
     with pytest.raises(PolicyError) as caught:
         parse_policy_file(doc, "<p>")
     assert str(caught.value) == message
+
+
+def test_a_holiday_ends_into_the_state_its_first_instant_set() -> None:
+    # Awake every Monday at midnight and never hibernated by the cron; Monday to Wednesday are
+    # holidays. Asked about Wednesday noon onwards, the Monday firing lies at the very start of
+    # the range the schedule looks back over: the cluster still wakes when the holidays end.
+    p = policy(
+        "    schedules: [{awake: '0 0 * * 1'}]\n"
+        "    holidays: {dates: ['2027-03-01', '2027-03-02', '2027-03-03']}\n"
+    )
+    assert pairs(transitions(p, utc(2027, 3, 3, 12), utc(2027, 3, 4, 12))) == [
+        ("awake", utc(2027, 3, 4)),
+    ]

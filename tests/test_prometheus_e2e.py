@@ -43,6 +43,8 @@ from conftest import SimProcess, stop_process
 from prometheus_client.parser import text_string_to_metric_families
 from promtool_helpers import PROMTOOL, check_rules
 
+from exporter.simulator.app import Credentials
+
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = ROOT / "alerts" / "thresholds.yaml"
 DASHBOARD_DIR = ROOT / "dashboards"
@@ -588,7 +590,7 @@ def check_alerts(stack: Stack) -> dict[str, list[dict[str, Any]]]:
 
     (quota,) = by_name["CCEQuotaExhausted"]
     assert quota["labels"]["severity"] == "critical"
-    assert quota["labels"]["region"] == stack.sim.settings["CCE_EXPORTER_PROJECT_NAME"], quota
+    assert quota["labels"]["region"] == Credentials.from_seed(0).project_name, quota
     used = prom.value('cce_quota_used{resource="nodepool"}')
     assert used is not None and float(quota["value"]) == used > 0, quota
 

@@ -39,8 +39,10 @@ async def test_a_resource_that_never_ran_says_why(simulator: Simulator) -> None:
         by_resource = {r.split(":")[1].split()[0]: r for r in reasons}
         # The cluster listing failed with the API's error; the nodes could not even start.
         assert by_resource["clusters"].startswith("target default: clusters has never succeeded (")
-        assert "500" in by_resource["clusters"]
-        assert by_resource["nodes"] == "target default: nodes has never succeeded (failed)"
+        assert "HTTP 500" in by_resource["clusters"]
+        assert by_resource["nodes"] == (
+            "target default: nodes has never succeeded (the cluster list is not available yet)"
+        )
 
 
 @pytest.mark.simulator(clusters=1, nodes_per_cluster=1)

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
-from exporter.ha.sharding import detect_ordinal
+from exporter.cce.models import Cluster
+from exporter.ha.sharding import ShardConfig, ShardError, detect_ordinal
 from exporter.hibernation.schedule import Action
 from exporter.simulator import Simulator
 from tests.test_e2e_exporter import (
@@ -196,3 +199,48 @@ def test_the_shard_ordinal_is_read_from_the_environment(monkeypatch: pytest.Monk
     assert detect_ordinal() == 3
     monkeypatch.setenv("POD_NAME", "workstation")
     assert detect_ordinal() is None
+
+
+def test_each_cluster_belongs_to_exactly_one_of_two_shards() -> None:
+    ids = [f"cluster-{i}" for i in range(40)]
+    halves = [ShardConfig(0, 2), ShardConfig(1, 2)]
+    owners = [[s.owns(cid) for s in halves] for cid in ids]
+    assert all(sum(o) == 1 for o in owners)
+    assert 10 < sum(o[0] for o in owners) < 30  # both shards get a share
+    # A model is owned by its ID, like the ID itself.
+    model = Cluster.model_validate({"metadata": {"uid": ids[0], "name": "x"}})
+    assert [s.owns(model) for s in halves] == owners[0]
+    assert ShardConfig().owns(ids[0]) and ShardConfig().owns(model)
+
+
+def test_shard_settings_errors_say_how_to_fix_them() -> None:
+    with pytest.raises(ShardError) as caught:
+        ShardConfig(0, 0)
+    assert str(caught.value) == "total_shards must be at least 1, got 0"
+    plain = SimpleNamespace(shard=0, total_shards=3)  # no record of where settings came from
+    with pytest.raises(ShardError) as caught:
+        ShardConfig.from_settings(plain, env={})
+    assert str(caught.value) == (
+        "total_shards is 3 but this replica's shard is unknown: set CCE_EXPORTER_SHARD (--shard), "
+        "or run as a StatefulSet pod whose POD_NAME or HOSTNAME ends in -<ordinal>"
+    )
+    with pytest.raises(ShardError) as caught:
+        ShardConfig.from_settings(plain, env={"POD_NAME": "cce-exporter-5"})
+    assert str(caught.value) == (
+        "the pod ordinal 5 (from POD_NAME/HOSTNAME) is not below total_shards 3: raise "
+        "CCE_EXPORTER_TOTAL_SHARDS to the StatefulSet's replica count"
+    )
+    assert ShardConfig.from_settings(plain, env={"HOSTNAME": "cce-exporter-2"}) == ShardConfig(2, 3)
+
+
+def test_the_shard_gauges() -> None:
+    text = generate_latest(ShardConfig(1, 3).registry()).decode()
+    assert (
+        "# HELP cce_exporter_shard_ordinal This replica's shard number (0 to total_shards-1).\n"
+        in text
+    )
+    assert (
+        "# HELP cce_exporter_total_shards How many shards this replica believes there are.\n"
+        in text
+    )
+    assert "cce_exporter_shard_ordinal 1.0\n" in text and "cce_exporter_total_shards 3.0\n" in text

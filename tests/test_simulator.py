@@ -34,7 +34,6 @@ SETTING_NAMES = (
     "CCE_EXPORTER_USERNAME",
     "CCE_EXPORTER_PASSWORD",
     "CCE_EXPORTER_DOMAIN",
-    "CCE_EXPORTER_PROJECT_NAME",
 )
 
 
@@ -186,7 +185,7 @@ async def iam_token(sim: Simulator, client: httpx.AsyncClient, **overrides: Any)
     body = {
         "auth": {
             "identity": {"methods": ["password"], "password": {"user": user}},
-            "scope": {"project": {"name": sim.settings["CCE_EXPORTER_PROJECT_NAME"]}},
+            "scope": {"project": {"name": sim.credentials.project_name}},
         }
     }
     return await client.post(sim.base_url + "/v3/auth/tokens", json=body)
@@ -214,7 +213,7 @@ async def test_token_auth_and_expiry(simulator: Simulator) -> None:
         assert ok.status_code == 200
         projects = await client.get(
             simulator.base_url + "/v3/projects",
-            params={"name": simulator.settings["CCE_EXPORTER_PROJECT_NAME"]},
+            params={"name": simulator.credentials.project_name},
             headers={"X-Auth-Token": token},
         )
         parsed = parse_response(models.ProjectList, projects.content)
@@ -312,7 +311,7 @@ async def test_every_endpoint_parses(simulator: Simulator, sim_client: httpx.Asy
     assert by_host.status_code == 200 and by_host.json()["items"] == raw_addons["items"]
 
     projects = parse_response(models.ProjectList, (await c.get("/v3/auth/projects")).content)
-    assert projects.projects[0].name == simulator.settings["CCE_EXPORTER_PROJECT_NAME"]
+    assert projects.projects[0].name == simulator.credentials.project_name
 
 
 async def test_not_found_bodies(simulator: Simulator, sim_client: httpx.AsyncClient) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +225,7 @@ async def test_a_hook_whose_change_cannot_be_saved_answers_503(
             keep = await http.post(
                 f"/hooks/clusters/{cid}/awake",
                 headers=auth(),
-                json={"until": datetime(2099, 1, 1, tzinfo=UTC).isoformat()},
+                json={"until": (datetime.now(UTC) + timedelta(days=2)).isoformat()},
             )
             assert keep.status_code == 503, keep.text
             assert ctl.state["overrides"] == {}

@@ -221,3 +221,11 @@ async def test_a_password_that_is_not_utf8_is_checked_not_crashed() -> None:
     assert await verifier.verify("u", password)
     assert verifier.cached("u", password)
     assert not await verifier.verify("u", "pw")
+
+
+def test_a_control_character_is_not_valid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text("basic_auth_users:\n  u: \x07\n")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(path)
+    assert str(caught.value) == f"web config {path}: not valid YAML"

@@ -242,6 +242,7 @@ class ExporterService:
         self._state_sections: dict[str, Any] = {}
         self.last_save_error: str | None = None
         self.after_collect: list[Callable[[Target, str], Any]] = []
+        self.hibernation: Any = None  # the HibernationController, when a policy file is set
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -603,6 +604,7 @@ class ExporterService:
                     last_duration=c.health[r].duration,
                     success=c.health[r].success if c.health[r].attempted else None,
                     error=c.health[r].error,
+                    last_attempt=c.health[r].last_attempt,
                 )
                 for r in self.enabled(target)
             ]

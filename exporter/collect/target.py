@@ -156,6 +156,9 @@ class TargetCollector:
         self.state = TargetState()
         self.health: dict[str, Health] = {r: Health() for r in RESOURCES}
         self.errors: dict[str, str] = {}  # "<resource>/<cluster_id>" -> last error text
+        # "<resource>" and "<resource>/<cluster_id>" -> the last error's class, HTTP status, API
+        # error code and message (the status page shows the cause; no traceback is kept)
+        self.last_errors: dict[str, dict[str, Any]] = {}
         # resource -> cluster_id -> whether that cluster's last collection of it succeeded
         self.cluster_success: dict[str, dict[str, bool]] = {}
         # "<resource>/<cluster_id>" and "job/<job_id>" -> the last answer (exporter.cce.memo)
@@ -208,6 +211,12 @@ class TargetCollector:
             extra=self._where(cluster, resource),
         )
         self.stats.error(self.project_id, resource, type(exc).__name__)
+        self.last_errors[resource if cluster is None else f"{resource}/{cluster.id}"] = {
+            "error": type(exc).__name__,
+            "status_code": getattr(exc, "status_code", None),
+            "code": getattr(exc, "code", None),
+            "message": getattr(exc, "message", None),
+        }
         return text
 
     async def _timed(self, resource: str, work: Callable[[], Awaitable[bool]]) -> bool:
@@ -363,6 +372,7 @@ class TargetCollector:
                 return
             outcomes[cluster.id] = True
             self.errors.pop(f"{resource}/{cluster.id}", None)
+            self.last_errors.pop(f"{resource}/{cluster.id}", None)
             results[cluster.id] = items
             after(cluster, items, self.clock())
 
@@ -451,10 +461,15 @@ class TargetCollector:
 
     def _due(self, resource: str) -> bool:
         """Whether a slow resource is to be checked now."""
-        last = self.health[resource].last_attempt
+        health = self.health[resource]
+        last = health.last_attempt
+        if last is None or (health.attempted and not health.success):
+            # A failed check is tried again at the clusters' pace, not a slow interval later
+            # (readiness would wait that long for it).
+            return True
         # A tenth of slack: the scheduler's own run, an interval after the last, is never early.
         interval = self.slow_intervals.get(resource, 3600.0)
-        return last is None or self.clock() - last >= 0.9 * interval
+        return self.clock() - last >= 0.9 * interval
 
     def _not_offered(self, resource: str, call: str, exc: BaseException) -> None:
         self.unsupported.add(resource)
@@ -490,6 +505,7 @@ class TargetCollector:
         found: dict[str, tuple[str, ...]] = {}
         missing = 0
         failed = 0
+        outcomes = self.cluster_success.setdefault("cluster_upgrades", {})
 
         async def one(cluster: Cluster) -> None:
             nonlocal missing, failed
@@ -497,10 +513,13 @@ class TargetCollector:
             try:
                 async with self.concurrency:
                     found[cluster.id] = tuple(await self.client.get_upgrade_targets(cluster.id))
+                outcomes[cluster.id] = True
             except NotFound:
                 missing += 1
+                outcomes[cluster.id] = True  # nothing offered for it: a valid answer
             except CCEError as exc:
                 failed += 1
+                outcomes[cluster.id] = False
                 self._log_error("cluster_upgrades", exc, cluster)
 
         await asyncio.gather(*(one(c) for c in clusters))
@@ -514,7 +533,10 @@ class TargetCollector:
         merged = {k: v for k, v in self.state.upgrades.items() if k in ids}
         merged.update(found)
         self.state.upgrades = merged
-        return failed == 0
+        if failed:
+            self.health["cluster_upgrades"].error = f"{failed} of {len(clusters)} clusters failed"
+        # Partial failure is not total failure: some clusters failing are shown per cluster.
+        return not clusters or failed < len(clusters)
 
     async def collect_addon_upgrades(self) -> bool:
         """The add-on templates (``addontemplates``), once per interval: which add-on has a newer
@@ -590,6 +612,10 @@ class TargetCollector:
         return ok
 
     async def _jobs(self, new_only: bool = False) -> bool:
+        if not self.state.clusters_listed:
+            # Jobs are found in the listings: with none yet, "nothing to poll" is not a success.
+            self.health["jobs"].error = "no cluster listing has succeeded yet: no job is known"
+            return False
         now = self.clock()
         self.jobs.expire(now)
         failed = attempted = 0

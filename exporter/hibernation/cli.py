@@ -8,13 +8,13 @@
     run_action(args, settings, "hibernate") -> int
 
 ``plan --output json`` prints ``{"transitions": [{"cluster_id", "cluster", "policy", "action",
-"at"}]}`` with ``at`` in RFC 3339 UTC, sorted by time, then cluster. Excluded clusters and
-clusters in a policy conflict have no transitions (conflicts are reported on stderr).
+"at", "dry_run"}]}`` with ``at`` in RFC 3339 UTC, sorted by time, then cluster. Excluded clusters
+and clusters in a policy conflict have no transitions (conflicts are reported on stderr).
 
 The one-off action follows the same safety rules as the daemon (the cluster must be governed by a
-policy and in the right phase), waits for the target phase printing each phase change, and prints
-the outcome. Exit codes: 0 done (or dry run), 1 failed, 2 usage or configuration error, 3 refused
-(not governed, wrong phase, unknown cluster).
+policy, or ``--force`` given, and in the right phase), waits for the target phase printing each
+phase change, and prints the outcome. Exit codes: 0 done (or dry run), 1 failed, 2 usage or
+configuration error, 3 refused (not governed, wrong phase, unknown cluster).
 """
 
 from __future__ import annotations
@@ -59,8 +59,35 @@ def _rfc3339(value: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+#: The longest plan (``--days``): a year and a day.
+MAX_DAYS = 366.0
+
+ACTION_HELP = """\
+Acts on one cluster now, named by name or ID, under the daemon's safety rules: only a cluster a
+policy selects, only from the right phase (hibernate from Available, awake from Hibernation), and
+waits for the target phase. --force also acts on a cluster no policy selects (no policy file
+needed): a one-off, which no schedule follows, said so in the output. --until keeps the state
+until then as an override in the state file (CCE_EXPORTER_STATE_FILE): it is refused without one.
+A daemon that is running keeps its own overrides and would write over this one: to change a
+running daemon's overrides, use its /hooks/ endpoints instead."""
+
+
+def _days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of days") from None
+    if not 0 < days <= MAX_DAYS:  # also refuses NaN
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: the number of days must be more than 0 and at most {MAX_DAYS:g}"
+        )
+    return days
+
+
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--days", type=float, default=7.0, help="how far ahead (default 7)")
+    parser.add_argument(
+        "--days", type=_days, default=7.0, help="how far ahead, more than 0 (default 7)"
+    )
     parser.add_argument(
         "--from",
         dest="start",
@@ -73,6 +100,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_action_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ACTION_HELP
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("cluster", metavar="CLUSTER", help="cluster name or ID")
     parser.add_argument(
         "--until",
@@ -82,6 +111,11 @@ def add_action_arguments(parser: argparse.ArgumentParser) -> None:
         help="also keep it in that state until then (an override kept in the state file)",
     )
     parser.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="also act on a cluster no policy selects (a one-off); works without a policy file",
+    )
 
 
 class StateFileStore:
@@ -155,6 +189,8 @@ def compute_plan(
     clusters: dict[str, list[tuple[str, str]]],
     start: datetime,
     days: float,
+    *,
+    dry_run: bool = False,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Transitions in ``(start, start + days]`` of every governed, not excluded cluster
     (``clusters``: ``{target: [(cluster_id, name)]}``); and the conflict messages."""
@@ -174,6 +210,7 @@ def compute_plan(
                     "policy": match.policy.name,
                     "action": t.action,
                     "at": t.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "dry_run": bool(dry_run or match.policy.dry_run),
                     "_at": t.at,
                     "_tz": match.policy.tz,
                 }
@@ -233,7 +270,8 @@ def run_plan(
     clusters = {
         t: [(c.id or "", c.name or "") for c in items if c.id] for t, items in listed.items()
     }
-    rows, conflicts = compute_plan(policy_file, clusters, start, args.days)
+    dry_run = bool(getattr(settings, "dry_run", False))
+    rows, conflicts = compute_plan(policy_file, clusters, start, args.days, dry_run=dry_run)
     for message in conflicts:
         print(f"policy conflict: {message}", file=err)
     if args.output == "json":
@@ -255,7 +293,7 @@ def _print_table(
         table.append(
             (
                 r["cluster"],
-                r["policy"],
+                r["policy"] + (" (dry run)" if r["dry_run"] else ""),
                 phase_by_id.get(r["cluster_id"], ""),
                 r["action"],
                 local,
@@ -269,6 +307,10 @@ def _print_table(
     for row in table:
         print(
             "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out
+        )
+    if any(r["dry_run"] for r in rows):
+        print(
+            "(dry run): the policy only computes and logs its actions; nothing is called", file=out
         )
 
 
@@ -286,8 +328,22 @@ def run_action(
     """``cce-exporter hibernate|awake CLUSTER``: one action now, followed to the target phase."""
     out = out or sys.stdout
     err = err or sys.stderr
-    policy_file = _load_policies(settings, err)
+    force = bool(getattr(args, "force", False))
+    if force and not getattr(settings, "policy_file", None):
+        policy_file: PolicyFile | None = PolicyFile()
+    else:
+        policy_file = _load_policies(settings, err)
     if policy_file is None:
+        if not getattr(settings, "policy_file", None):
+            print("(use --force to act on a cluster no policy selects)", file=err)
+        return 2
+    if args.until is not None and store is None and not getattr(settings, "state_file", None):
+        print(
+            f"{action}: --until needs a state file (CCE_EXPORTER_STATE_FILE) to keep the override "
+            "in: without one it would be lost when this command ends; for a running daemon, use "
+            "its /hooks/ endpoints",
+            file=err,
+        )
         return 2
     if poll_seconds is not None:
         policy_file = policy_file.model_copy(
@@ -329,6 +385,14 @@ def run_action(
                 file=out,
                 flush=True,
             )
+            governed = (found[0], cluster_id) in controller.matches
+            if force and not governed:
+                print(
+                    f"--force: no policy selects {found[1].name}; acting on it once "
+                    "(no schedule follows)",
+                    file=out,
+                    flush=True,
+                )
             outcome = await controller.request(
                 cluster_id,
                 action,
@@ -338,6 +402,7 @@ def run_action(
                 dry_run=dry_run,
                 wait=True,
                 progress=progress,
+                force=force,
             )
             await controller.wait_idle()
         finally:
@@ -346,11 +411,18 @@ def run_action(
         line = f"{action} {outcome.cluster or args.cluster}: {outcome.result}"
         if outcome.reason:
             line += f" ({outcome.reason})"
-        if args.until is not None and outcome.result in (
-            "success",
-            "started",
-            "dry_run",
-            "skipped",
+        if outcome.result == "skipped" and "no policy selects" in outcome.reason:
+            line += "; use --force to act on it anyway"
+        if (
+            args.until is not None
+            and outcome.result
+            in (
+                "success",
+                "started",
+                "dry_run",
+                "skipped",
+            )
+            and not outcome.reason.startswith("--until")
         ):
             state = "hibernated" if action == "hibernate" else "awake"
             line += f"; kept {state} until {args.until.isoformat()}"

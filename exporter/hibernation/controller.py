@@ -589,9 +589,11 @@ class HibernationController:
         dry_run: bool = False,
         wait: bool = False,
         progress: Callable[[str], None] | None = None,
+        force: bool = False,
     ) -> Outcome:
         """One action now (hooks, Alertmanager, the CLI), under the same safety rules; with
-        ``until``, also an override keeping the resulting state until then."""
+        ``until``, also an override keeping the resulting state until then. ``force`` (the
+        command line's ``--force``): also a cluster no policy selects, as a one-off."""
         if self.find(cluster_id) is None:
             await self.refresh()
         found = self.find(cluster_id)
@@ -600,30 +602,41 @@ class HibernationController:
                 "not_found", cluster_id, action, reason=f"cluster {cluster_id!r} is not known"
             )
         governed = self._governed(cluster_id)
+        name = found[1].name or ""
         if isinstance(governed, str):
             ident = (found[0], found[1].id or "")
-            log.warning(
-                "hibernation: %s of %s refused (%s): %s", action, cluster_id, source, governed
-            )
-            return Outcome("skipped", ident[1], action, found[1].name or "", governed)
-        ident, match = governed
+            if not force:
+                log.warning(
+                    "hibernation: %s of %s refused (%s): %s", action, cluster_id, source, governed
+                )
+                return Outcome("skipped", ident[1], action, name, governed)
+            if until is not None:
+                why = "--until needs a cluster a policy selects (an override of a cluster no "
+                why += "policy governs would never be read)"
+                return Outcome("skipped", ident[1], action, name, why)
+            policy_dry_run = False
+        else:
+            ident, match = governed
+            name = match.cluster
+            policy_dry_run = match.policy.dry_run
         with contextlib.suppress(CCEError):
             # A fresh phase, so that the answer to the request is right (the run checks again).
             self.clusters[ident] = await self.targets[ident[0]].client.get_cluster(ident[1])
-        dry_run = dry_run or self.dry_run or match.policy.dry_run
+        dry_run = dry_run or self.dry_run or policy_dry_run
         if not dry_run:
             # An action whose record cannot be written is not started (StateNotSaved).
             self._save(strict=True)
         if until is not None and not dry_run:
             error = self.set_override(ident[1], STATE_OF[action], until, reason)
             if error:
-                return Outcome("skipped", ident[1], action, match.cluster, error)
+                return Outcome("skipped", ident[1], action, name, error)
         log.info(
-            "hibernation: %s of %s requested by %s%s",
+            "hibernation: %s of %s requested by %s%s%s",
             action,
-            match.cluster,
+            name,
             source,
             f" ({reason})" if reason else "",
+            " (forced: no policy selects it)" if isinstance(governed, str) else "",
         )
         outcome = self._start(ident, action, source=source, dry_run=dry_run, progress=progress)
         if wait and outcome.result == "started":
@@ -1003,9 +1016,15 @@ class HibernationController:
                     "dry_run": match.policy.dry_run or self.dry_run,
                     "excluded": match.excluded,
                     "phase": self.clusters[ident].phase,
-                    "desired": desired_state(match.policy, _dt(now)),
+                    "desired": _effective_desired(match.policy, override, now),
+                    "policy_desired": desired_state(match.policy, _dt(now)),
                     "override": _override_view(override),
-                    "history": self.state["history"].get(key, [])[-5:],
+                    "history": [
+                        {**h, "at": _iso(float(h["at"]))}
+                        if isinstance(h, dict) and isinstance(h.get("at"), int | float)
+                        else h
+                        for h in self.state["history"].get(key, [])[-5:]
+                    ],
                     "next": [
                         {
                             "action": t.action,
@@ -1142,6 +1161,16 @@ class HibernationController:
                     value,
                 )
             yield sav
+
+
+def _effective_desired(policy: Any, override: Mapping[str, Any] | None, now: float) -> State | None:
+    """What is wanted now: a keep override in force wins over the policy."""
+    if override and override.get("kind") == "keep" and override.get("state") in STATE_OF.values():
+        until = override.get("until")
+        if until is None or float(until) > now:
+            state: State = override["state"]
+            return state
+    return desired_state(policy, _dt(now))
 
 
 def _override_view(override: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -40,6 +40,7 @@ field. A cluster that two policies select is found only against the real cluster
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fnmatch
 import re
 from collections.abc import Iterable
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
@@ -317,11 +318,47 @@ class PolicyFile(_Strict):
         return value
 
 
-def _describe(exc: ValidationError, data: Any) -> str:
+def _model_at(loc: Iterable[int | str]) -> type[BaseModel] | None:
+    """The model class whose fields are valid at ``loc`` (a path of field names and indexes)."""
+    model: type[BaseModel] | None = PolicyFile
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _model_in(field.annotation)
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key(loc: list[int | str]) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    choices = sorted(model.model_fields) if model is not None else []
+    match = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+    hint = f" (did you mean {match[0]}?)" if match else ""
+    known = f"; known keys: {', '.join(choices)}" if choices and not match else ""
+    return f"unknown key {key!r}{hint}{known}"
+
+
+def _describe(exc: ValidationError, data: Any) -> list[str]:
+    """One line per problem: where (policy name and field) and what, in words."""
     lines = []
     for err in exc.errors():
         loc = list(err["loc"])
-        where = ".".join(str(p) for p in loc)
+        where = ".".join(str(p) for p in loc) or "the document"
         if len(loc) >= 2 and loc[0] == "policies" and isinstance(loc[1], int):
             name = None
             with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError):
@@ -329,9 +366,14 @@ def _describe(exc: ValidationError, data: Any) -> str:
             field = ".".join(str(p) for p in loc[2:]) or "(the policy)"
             where = f"policy {name!r}" if name else f"policy #{loc[1] + 1}"
             where += f", field {field}"
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and loc:
+            msg = _unknown_key(loc)
+        elif err["type"] == "missing":
+            msg = "is required"
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
         lines.append(f"{where}: {msg}")
-    return "; ".join(lines)
+    return list(dict.fromkeys(lines))
 
 
 def parse_policy_file(text: str, source: str = "<policy>") -> PolicyFile:
@@ -346,7 +388,13 @@ def parse_policy_file(text: str, source: str = "<policy>") -> PolicyFile:
     try:
         return PolicyFile.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(f"{source}: {_describe(exc, data)}") from None
+        problems = _describe(exc, data)
+        if len(problems) == 1:  # one problem, one line
+            raise PolicyError(f"{source}: {problems[0]}") from None
+        raise PolicyError(
+            f"{source}: invalid policy file ({len(problems)} problems):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        ) from None
 
 
 def load_policy_file(path: str | Path) -> PolicyFile:

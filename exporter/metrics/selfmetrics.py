@@ -96,7 +96,7 @@ CLUSTER_TABLE: Table[ClusterOutcome] = Table(
         Gauge(
             "cce_exporter_cluster_collect_success",
             "1 if the last collection of the resource for the cluster succeeded, else 0 (nodes, "
-            "nodepools, addons, jobs).",
+            "nodepools, addons, jobs, cluster_upgrades).",
             lambda o, ctx: 1 if o.success else 0,
         ),
     ),

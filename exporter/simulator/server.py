@@ -121,7 +121,8 @@ class Simulator:
     @property
     def settings(self) -> dict[str, str]:
         """The exporter's environment settings that point it at this simulator (secrets included:
-        the credentials are fake, and printing them is the point)."""
+        the credentials are fake, and printing them is the point). The project is given by ID: its
+        name (``credentials.project_name``) may replace it, not join it."""
         c = self.credentials
         return {
             "CCE_EXPORTER_ENDPOINT": self.base_url,
@@ -136,7 +137,6 @@ class Simulator:
             "CCE_EXPORTER_USERNAME": c.username,
             "CCE_EXPORTER_PASSWORD": c.password,
             "CCE_EXPORTER_DOMAIN": c.domain,
-            "CCE_EXPORTER_PROJECT_NAME": c.project_name,
         }
 
     def state(self) -> dict[str, Any]:
