@@ -34,20 +34,13 @@ from exporter.cce.models import (
     addon_upgrade_available,
 )
 from exporter.collect.tracking import JobTracker, PhaseTracker
+from exporter.config import RESOURCE_NAMES
 from exporter.metrics.inputs import ResourceHealth, TargetData, TrackedJob
 
 log = logging.getLogger(__name__)
 
-RESOURCES: tuple[str, ...] = (
-    "clusters",
-    "nodes",
-    "nodepools",
-    "addons",
-    "quotas",
-    "jobs",
-    "cluster_upgrades",
-    "addon_upgrades",
-)
+#: The resources a target collects, in collection order (defined once, by the configuration).
+RESOURCES: tuple[str, ...] = RESOURCE_NAMES
 #: Resources checked at most once per their own (slow) interval, even when a full collection
 #: (``collect_all``) asks sooner: a cycle's request count does not grow by them.
 SLOW_RESOURCES: tuple[str, ...] = ("cluster_upgrades", "addon_upgrades")
