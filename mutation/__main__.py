@@ -1,165 +1,87 @@
 """Mutation testing of the safety-critical modules (``make mutate``).
 
-``python -m mutation run``     mutmut over the functions below (``mutants/`` is rebuilt), then
-                               the report
+``python -m mutation run``       mutmut over the rows of ``mutation.modules`` (``mutants/`` is
+                                 rebuilt), then the report
 ``python -m mutation survivors`` the last run's survivors again (after new tests), other
-                               verdicts kept, then the report
-``python -m mutation report``  the report of the last run: a Markdown table per module, then
-                               every survivor (its diff, or the reason it is equivalent)
+                                 verdicts kept, then the report
+``python -m mutation report``    the report of the last run: a Markdown table per row, then
+                                 every survivor with its diff, every equivalent mutant with its
+                                 reason, and every equivalent entry that matched nothing
 
-Which files are mutated and which tests guard them is ``[tool.mutmut]`` in pyproject.toml;
-mutmut runs, for each mutant, only the tests that cover the function it changed. ``MODULES``
-names, per module of the report, the mutants that are run (globs on mutmut's mutant names).
+``mutation.modules`` says which functions are mutated and which tests guard them;
+``mutation.equivalent`` lists the mutants no test can tell from the code, by their content.
 """
 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
-import subprocess
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 
-from mutation.equivalent import EQUIVALENT
+from mutation import engine
+from mutation.equivalent import EQUIVALENT, Equivalent, changed_lines, match
+from mutation.modules import MODULES, ROWS, Row, select
 
-#: Report row -> (source file, mutant-name globs). Whole modules where the whole module is a
-#: safety rule; elsewhere the functions that decide (the controller's metric snapshot, plan and
-#: notifications, the policy's error wording and the client's plumbing are left out).
-C = "exporter.hibernation.controller.xǁHibernationControllerǁ"
-P = "exporter.hibernation.policy."
-MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "signing": ("exporter/cce/signing.py", ("exporter.cce.signing.*",)),
-    "auth": ("exporter/cce/auth.py", ("exporter.cce.auth.*",)),
-    "client-retry": (
-        "exporter/cce/client.py",
-        (
-            "exporter.cce.client.x__tls_failure__mutmut_*",
-            "exporter.cce.client.xǁCCEClientǁ_backoff__mutmut_*",
-            "exporter.cce.client.xǁCCEClientǁ_send__mutmut_*",
-        ),
-    ),
-    "policy": (
-        "exporter/hibernation/policy.py",
-        (
-            P + "x__day__mutmut_*",
-            P + "x__minutes__mutmut_*",
-            P + "x_parse_window__mutmut_*",
-            P + "x_match_policies__mutmut_*",
-            P + "xǁClusterSelectorǁ*",
-            P + "xǁHolidaysǁ*",
-            P + "xǁPolicyǁ*",
-            P + "xǁPolicyFileǁ*",
-            P + "xǁCronPairǁ*",
-        ),
-    ),
-    "schedule": (
-        "exporter/hibernation/schedule.py",
-        ("exporter.hibernation.schedule.*",),
-    ),
-    "controller": (
-        "exporter/hibernation/controller.py",
-        tuple(
-            f"{C}{name}__mutmut_*"
-            for name in (
-                "__init__",
-                "find",
-                "refresh",
-                "tick",
-                "_due",
-                "_record_skip",
-                "_expire_overrides",
-                "_governed",
-                "set_override",
-                "clear_override",
-                "request",
-                "_start",
-                "_run",
-                "_attempts",
-                "_backoff",
-                "_follow",
-                "_count",
-                "_history",
-            )
-        ),
-    ),
-    "hooks": ("exporter/hibernation/hooks.py", ("exporter.hibernation.hooks.*",)),
-    "webconfig": ("exporter/webconfig.py", ("exporter.webconfig.*",)),
-    "sharding": ("exporter/ha/sharding.py", ("exporter.ha.sharding.*",)),
-    "readiness": (
-        "exporter/collect/service.py",
-        ("exporter.collect.service.xǁExporterServiceǁreadiness__mutmut_*",),
-    ),
-}
-
-#: mutmut's exit codes (mutmut/stats.py); anything else is "suspicious".
-STATUS = {
-    0: "survived",
-    1: "killed",
-    3: "killed",
-    5: "no tests",
-    33: "no tests",
-    34: "skipped",
-    36: "timeout",
-    24: "timeout",
-    -24: "timeout",
-    152: "timeout",
-    255: "timeout",
-    None: "not checked",
-}
+COLUMNS = ("killed", "timeout", "survived", "equivalent", "no tests", "not checked", "other")
 
 
-def _mutmut() -> list[str]:
-    return [str(Path(sys.executable).with_name("mutmut"))]
-
-
-def results(root: Path = Path()) -> dict[str, dict[str, str]]:
+def results(rows: list[Row]) -> dict[str, dict[str, str]]:
     """Report row -> {mutant name -> status} from the last run's ``mutants/*.meta``."""
-    out: dict[str, dict[str, str]] = {}
-    for row, (path, globs) in MODULES.items():
-        meta = root / "mutants" / (path + ".meta")
-        codes: dict[str, int | None] = {}
-        if meta.exists():
-            codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
-        out[row] = {
-            name: STATUS.get(code, "suspicious")
-            for name, code in sorted(codes.items())
-            if any(fnmatch.fnmatchcase(name, g) for g in globs)
-        }
+    from mutmut.stats import status_by_exit_code
+
+    selection = select(rows=tuple(rows))
+    out: dict[str, dict[str, str]] = {row.name: {} for row in rows}
+    for path in sorted(selection.lines()):
+        meta = Path("mutants") / (path + ".meta")
+        if not meta.exists():
+            continue
+        codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        for name, code in sorted(codes.items()):
+            row = selection.row_of(*engine.module_path(name))
+            if row is not None:
+                out[row][name] = status_by_exit_code[code]
     return out
 
 
 def diff(name: str) -> str:
-    shown = subprocess.run(
-        [*_mutmut(), "show", name], capture_output=True, text=True, check=False
-    ).stdout
-    lines = [
-        line
-        for line in shown.splitlines()
-        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
-    ]
-    return " / ".join(line.strip() for line in lines) or shown.strip()
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    return get_diff_for_mutant(name, path=engine.module_path(name)[0])
 
 
-def report(found: dict[str, dict[str, str]], *, diffs: bool = True) -> str:
+def judge(found: dict[str, dict[str, str]]) -> dict[str, list[tuple[str, Equivalent | None]]]:
+    """Each survivor, by row, with the equivalent entry that matches it (or None)."""
+    judged: dict[str, list[tuple[str, Equivalent | None]]] = {}
+    for row, statuses in found.items():
+        for name, status in statuses.items():
+            if status == "survived":
+                function = engine.module_path(name)[1]
+                entry = match(function, *changed_lines(diff(name)))
+                judged.setdefault(row, []).append((name, entry))
+    return judged
+
+
+def report(found: dict[str, dict[str, str]], *, complete: bool) -> str:
+    judged = judge(found)
     head = [
-        "| module | mutants | killed | timeout | survived | equivalent | no tests | not run "
-        "| kill rate |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| module | mutants | "
+        + " | ".join(COLUMNS).replace("not checked", "not run")
+        + " | kill rate |",
+        "| --- | ---: |" + " ---: |" * len(COLUMNS) + " ---: |",
     ]
     total: Counter[str] = Counter()
     rows = []
-    survivors: list[tuple[str, str]] = []
     for row, statuses in found.items():
         count: Counter[str] = Counter()
-        for name, status in statuses.items():
-            if status == "survived" and name in EQUIVALENT:
-                status = "equivalent"
-            elif status == "survived":
-                survivors.append((row, name))
-            count[status] += 1
+        for status in statuses.values():
+            count[status if status in COLUMNS else "other"] += 1
+        equivalent = sum(1 for _, entry in judged.get(row, []) if entry)
+        count["survived"] -= equivalent
+        count["equivalent"] += equivalent
         count["mutants"] = len(statuses)
         total.update(count)
         rows.append(_row(row, count))
@@ -169,102 +91,88 @@ def report(found: dict[str, dict[str, str]], *, diffs: bool = True) -> str:
         "\nKill rate: (killed + timeout) / (mutants - equivalent - not run); a mutant no "
         "selected test covers (no tests) counts as not killed.\n"
     )
+    survivors = [(r, n) for r, names in judged.items() for n, e in names if e is None]
     if survivors:
         text += "\nSurvivors:\n\n"
-        for row, name in survivors:
-            text += f"- {row}: `{name}`" + (f": `{diff(name)}`" if diffs else "") + "\n"
-    equivalent = [(row, n) for row, st in found.items() for n in st if n in EQUIVALENT]
-    if equivalent:
+        text += "".join(f"- {row}: `{name}`:\n\n{_block(diff(name))}\n" for row, name in survivors)
+    used = {id(e): (r, n, e) for r, names in judged.items() for n, e in names if e}
+    if used:
         text += "\nEquivalent mutants (they survive; the reason each cannot be told apart):\n\n"
-        for row, name in equivalent:
-            shown = f" (`{diff(name)}`)" if diffs else ""
-            text += f"- {row}: `{name}`{shown}: {EQUIVALENT[name]}\n"
+        text += "".join(f"- {r}: `{n}`: {e.reason}\n" for r, n, e in used.values())
+    stale = [e for e in EQUIVALENT if id(e) not in used]
+    if stale and complete:
+        text += "\nEquivalent entries that matched no survivor (stale: the line changed, was "
+        text += "removed, or a test now kills the mutant; remove or update them):\n\n"
+        text += "".join(f"- `{e.function}`: `{e.before}` -> `{e.after}`\n" for e in stale)
     return text
+
+
+def _block(text: str) -> str:
+    return "".join(f"      {line}\n" for line in text.splitlines())
 
 
 def _row(name: str, count: Counter[str]) -> str:
     judged = count["mutants"] - count["equivalent"] - count["not checked"]
     rate = f"{(count['killed'] + count['timeout']) / judged * 100:.1f}%" if judged else "-"
-    return (
-        f"| {name} | {count['mutants']} | {count['killed']} | {count['timeout']} | "
-        f"{count['survived']} | {count['equivalent']} | {count['no tests']} | "
-        f"{count['not checked']} | {rate} |"
-    )
+    cells = " | ".join(str(count[c]) for c in COLUMNS)
+    return f"| {name} | {count['mutants']} | {cells} | {rate} |"
 
 
-def run(children: int, modules: list[str]) -> int:
-    globs = [g for row, (_, gs) in MODULES.items() if not modules or row in modules for g in gs]
-    # A fresh mutants/ each time: a result cached from other code or tests would be a lie.
-    subprocess.run(["rm", "-rf", "mutants"], check=True)
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    done = subprocess.run(
-        [*_mutmut(), "run", "--max-children", str(children), *globs], env=env, check=False
-    )
-    return done.returncode
-
-
-def rerun_survivors(children: int, modules: list[str]) -> int:
+def rerun_survivors(rows: list[Row], children: int) -> engine.Clock | None:
     """Run the last run's survivors again (after new tests) and keep every other verdict.
 
-    mutmut forgets all verdicts when its test selection changed, so they are kept here and the
-    new verdicts of the survivors laid over them.
+    mutmut forgets its verdicts when the tests it watches change, so they are kept here and
+    the new verdicts of the survivors laid over them.
     """
-    found = results()
-    names = [
-        name
-        for row, statuses in found.items()
-        if not modules or row in modules
-        for name, status in statuses.items()
-        if status == "survived" and name not in EQUIVALENT
-    ]
+    found = results(rows)
+    names = [n for statuses in found.values() for n, s in statuses.items() if s == "survived"]
     if not names:
         print("no survivors to run again")
-        return 0
-    saved = {
-        path: json.loads(meta.read_text(encoding="utf-8"))
-        for path, meta in ((p, Path("mutants") / (p + ".meta")) for p, _ in MODULES.values())
-        if meta.exists()
-    }
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    done = subprocess.run(
-        [*_mutmut(), "run", "--max-children", str(children), *names], env=env, check=False
-    )
-    for path, old in saved.items():
-        meta = Path("mutants") / (path + ".meta")
-        new = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else old
+        return None
+    metas = [Path("mutants") / (p + ".meta") for p in select(rows=tuple(rows)).lines()]
+    saved = {m: json.loads(m.read_text(encoding="utf-8")) for m in metas if m.exists()}
+    clock = engine.run(rows, children, names)
+    for meta, old in saved.items():
+        new = json.loads(meta.read_text(encoding="utf-8"))
         codes = old["exit_code_by_key"]
-        for name, code in new["exit_code_by_key"].items():
-            if code is not None and name in codes:
-                codes[name] = code
+        codes.update(
+            (n, c) for n, c in new["exit_code_by_key"].items() if c is not None and n in codes
+        )
         new["exit_code_by_key"] = codes
         meta.write_text(json.dumps(new, indent=4), encoding="utf-8")
-    return done.returncode
+    return clock
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__)
     parser.add_argument("command", choices=["run", "survivors", "report"])
     parser.add_argument(
-        "modules", nargs="*", metavar="MODULE", help=f"report rows to run: {', '.join(MODULES)}"
+        "modules", nargs="*", metavar="MODULE", help=f"report rows to run: {', '.join(ROWS)}"
     )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--no-diffs", action="store_true", help="survivors without their diff")
     args = parser.parse_intermixed_args(argv)
-    unknown = sorted(set(args.modules) - set(MODULES))
+    unknown = sorted(set(args.modules) - set(ROWS))
     if unknown:
-        parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
+        parser.error(f"unknown module(s) {unknown}; known: {', '.join(ROWS)}")
+    rows = [row for row in MODULES if not args.modules or row.name in args.modules]
+    clock = None
     if args.command == "run":
-        code = run(args.max_children, args.modules)
-        if code:
-            return code
-    if args.command == "survivors":
-        code = rerun_survivors(args.max_children, args.modules)
-        if code:
-            return code
-    found = results()
-    if args.modules:
-        found = {row: v for row, v in found.items() if row in args.modules}
-    text = report(found, diffs=not args.no_diffs)
+        # A fresh mutants/ each time: a verdict cached from other code or tests would be a lie.
+        shutil.rmtree("mutants", ignore_errors=True)
+        clock = engine.run(rows, args.max_children, [])
+    elif args.command == "survivors":
+        clock = rerun_survivors(rows, args.max_children)
+    found = results(rows)
+    text = report(found, complete=not args.modules)
+    if clock is not None:
+        ran = sum(1 for statuses in found.values() for s in statuses.values() if s != "not checked")
+        timing = engine.save_timing(clock, ran)
+        text += "\nTiming (seconds; CPU is user + system of the run and its children):\n\n"
+        text += "".join(
+            f"- {phase}: wall {t['wall']:.0f}, CPU {t['cpu']:.0f}\n"
+            for phase, t in timing["phases"].items()
+        )
+        text += f"- mutants per second: {timing['mutants per second (wall)']:.2f}\n"
     Path("mutants").mkdir(exist_ok=True)
     Path("mutants/report.md").write_text(text, encoding="utf-8")
     print(text)

@@ -1,12 +1,39 @@
 """Mutants that survive because no test can tell them from the code, each with the reason.
 
-Keyed by mutmut's mutant name (``mutmut show NAME`` prints the change). The names number the
-mutations of one function in order, so a change to that function can renumber them: after such
-a change ``make mutate`` shows the diff of every mutant listed here next to its reason, to be
-judged anew.
+An entry names a mutant by what it changes, not by mutmut's numbered name: the function (its
+name, with its class for the reader), the changed line(s) of the code and the same line(s) in
+the mutant, as ``mutmut show NAME`` prints them (without the indentation). The verdict follows
+the line when the function moves to another module or class, or when other mutants of the
+function are added or removed; when the line itself changes, the entry matches nothing and
+``make mutate`` lists it as stale (the mutant, if it survives, is shown again to be judged).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    function: str
+    before: str
+    after: str
+    reason: str
+
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    """A unified diff (``mutmut show``) -> (code lines, mutant lines), stripped, one per line."""
+    lines = [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    before = "\n".join(ln[1:].strip() for ln in lines if ln.startswith("-"))
+    after = "\n".join(ln[1:].strip() for ln in lines if ln.startswith("+"))
+    return before, after
+
+
+def match(function: str, before: str, after: str) -> Equivalent | None:
+    """The entry for a mutant of ``function`` (qualified name) changing ``before`` to ``after``."""
+    name = function.rpartition(".")[2]
+    return _BY_CONTENT.get((name, before, after))
+
 
 _UTF8 = "'UTF-8' and 'utf-8' name the same codec"
 _LOCALE = (
@@ -17,194 +44,542 @@ _HEADER_CASE = "HTTP header names are case-insensitive (httpx's Headers and ever
 _METHODS = "Starlette upper-cases a route's methods"
 _KNOWN_ID = "a known cluster always has an ID (refresh keeps only clusters with one)"
 
-EQUIVALENT: dict[str, str] = {
-    # auth
-    "exporter.cce.auth.xǁTokenAuthǁ__init____mutmut_12": (
-        "'' and None both mean 'no token read yet': the value is only compared with a token "
-        "read from the file, which is never empty"
+EQUIVALENT: tuple[Equivalent, ...] = (
+    # cce.auth
+    Equivalent(
+        "TokenAuth.__init__",
+        "self._token: str | None = None",
+        'self._token: str | None = ""',
+        (
+            "'' and None both mean 'no token read yet': the value is only compared with a token "
+            "read from the file, which is never empty"
+        ),
     ),
-    "exporter.cce.auth.xǁTokenAuthǁ__init____mutmut_13": (
-        "'' and None both never equal a stat tuple, the only thing it is compared with"
+    Equivalent(
+        "TokenAuth.__init__",
+        "self._file_key: tuple[int, int, int, int] | None = None",
+        'self._file_key: tuple[int, int, int, int] | None = ""',
+        "'' and None both never equal a stat tuple, the only thing it is compared with",
     ),
-    "exporter.cce.auth.xǁTokenAuthǁcurrent_token__mutmut_18": (
-        "the fallback names the error type when an OSError has no strerror; stat() and read() "
-        "always set it"
+    Equivalent(
+        "TokenAuth.current_token",
+        "reason = exc.strerror or type(exc).__name__",
+        "reason = exc.strerror or type(None).__name__",
+        (
+            "the fallback names the error type when an OSError has no strerror; stat() and read() "
+            "always set it"
+        ),
     ),
-    "exporter.cce.auth.xǁTokenAuthǁcurrent_token__mutmut_23": _UTF8,
-    "exporter.cce.auth.xǁTokenAuthǁauth_flow__mutmut_4": _HEADER_CASE,
-    "exporter.cce.auth.xǁTokenAuthǁauth_flow__mutmut_5": _HEADER_CASE,
-    "exporter.cce.auth.xǁTokenAuthǁauth_flow__mutmut_17": _HEADER_CASE,
-    "exporter.cce.auth.xǁTokenAuthǁauth_flow__mutmut_18": _HEADER_CASE,
-    # signing
-    "exporter.cce.signing.x__encode__mutmut_5": (
-        "quote()'s safe set gains 'X', which is unreserved and never quoted anyway"
+    Equivalent(
+        "TokenAuth.current_token",
+        'token = raw.decode("utf-8").strip()',
+        'token = raw.decode("UTF-8").strip()',
+        _UTF8,
     ),
-    "exporter.cce.signing.x__signature__mutmut_22": _UTF8,
-    "exporter.cce.signing.x__signature__mutmut_31": _UTF8,
-    "exporter.cce.signing.x__signature__mutmut_34": _UTF8,
-    # controller
-    "exporter.hibernation.controller.xǁHibernationControllerǁclear_override__mutmut_19": (
-        _KNOWN_ID
+    Equivalent(
+        "TokenAuth.auth_flow",
+        'request.headers["X-Auth-Token"] = token',
+        'request.headers["x-auth-token"] = token',
+        _HEADER_CASE,
     ),
-    # hooks
-    "exporter.hibernation.hooks.x_load_hook_token__mutmut_30": _LOCALE,
-    "exporter.hibernation.hooks.x_load_hook_token__mutmut_33": _UTF8,
-    "exporter.hibernation.hooks.xǁ_Hooksǁ_outcome__mutmut_3": (
-        "the default status of an unknown result: every result the controller returns has one"
+    Equivalent(
+        "TokenAuth.auth_flow",
+        'request.headers["X-Auth-Token"] = token',
+        'request.headers["X-AUTH-TOKEN"] = token',
+        _HEADER_CASE,
     ),
-    "exporter.hibernation.hooks.xǁ_Hooksǁ_outcome__mutmut_5": (
-        "the default status of an unknown result: every result the controller returns has one"
+    Equivalent(
+        "TokenAuth.auth_flow",
+        'request.headers["X-Auth-Token"] = fresh',
+        'request.headers["x-auth-token"] = fresh',
+        _HEADER_CASE,
     ),
-    "exporter.hibernation.hooks.xǁ_Hooksǁ_outcome__mutmut_6": (
-        "the default status of an unknown result: every result the controller returns has one"
+    Equivalent(
+        "TokenAuth.auth_flow",
+        'request.headers["X-Auth-Token"] = fresh',
+        'request.headers["X-AUTH-TOKEN"] = fresh',
+        _HEADER_CASE,
     ),
-    # schedule: transitions() asks _cron_events for two days of margin on each side
-    "exporter.hibernation.schedule.x__cron_events__mutmut_4": (
-        "the range still ends a day after the asked range (two days of margin, one kept)"
+    Equivalent(
+        "PasswordAuth.async_auth_flow",
+        'request.headers["X-Auth-Token"] = token',
+        'request.headers["x-auth-token"] = token',
+        _HEADER_CASE,
     ),
-    "exporter.hibernation.schedule.x__cron_events__mutmut_6": (
-        "a longer range than the asked range plus its margin changes nothing inside it"
+    Equivalent(
+        "PasswordAuth.async_auth_flow",
+        'request.headers["X-Auth-Token"] = token',
+        'request.headers["X-AUTH-TOKEN"] = token',
+        _HEADER_CASE,
     ),
-    "exporter.hibernation.schedule.x__cron_events__mutmut_22": (
-        "cron fires on whole minutes: starting 2 s or 1 s before midnight finds the same firings"
+    Equivalent(
+        "PasswordAuth._request_token",
+        'token = response.headers.get("x-subject-token", "").strip()',
+        'token = response.headers.get("X-SUBJECT-TOKEN", "").strip()',
+        _HEADER_CASE,
     ),
-    "exporter.hibernation.schedule.x__cron_events__mutmut_24": (
-        "a firing exactly at the end of the margin is days after the asked range"
+    Equivalent(
+        "PasswordAuth._request_token",
+        "info = parse_response(TokenBody, response.content, endpoint=IAM_TOKEN_PATH).token",
+        "info = parse_response(TokenBody, response.content, endpoint=None).token",
+        "the endpoint only names the call in a parse error, which is caught and dropped here",
     ),
-    # web config
-    "exporter.webconfig.x__describe_os_error__mutmut_4": (
-        "the fallback for an error without text: OSError and UnicodeDecodeError here have one"
+    Equivalent(
+        "PasswordAuth._request_token",
+        "info = parse_response(TokenBody, response.content, endpoint=IAM_TOKEN_PATH).token",
+        "info = parse_response(TokenBody, response.content, ).token",
+        "the endpoint only names the call in a parse error, which is caught and dropped here",
     ),
-    "exporter.webconfig.x__path__mutmut_7": (
-        "base_dir / an absolute path is that absolute path (pathlib)"
+    Equivalent(
+        "PasswordAuth._request_token",
+        "margin = min(self._refresh_margin, lifetime / 2) if lifetime > timedelta(0) else lifetime",
+        (
+            "margin = min(self._refresh_margin, lifetime / 2) if (lifetime > timedelta(0)) or True "
+            "else lifetime"
+        ),
+        (
+            "a lifetime of zero or less makes the token stale at once either way (the refresh "
+            "instant is not after now)"
+        ),
     ),
-    "exporter.webconfig.x_load_web_config__mutmut_4": _LOCALE,
-    "exporter.webconfig.x_load_web_config__mutmut_6": _UTF8,
-    "exporter.webconfig.x_load_web_config__mutmut_33": (
-        "an empty document parses as None, and None reads as an empty mapping either way"
+    Equivalent(
+        "PasswordAuth._request_token",
+        "margin = min(self._refresh_margin, lifetime / 2) if lifetime > timedelta(0) else lifetime",
+        (
+            "margin = min(self._refresh_margin, lifetime / 2) if lifetime >= timedelta(0) else "
+            "lifetime"
+        ),
+        "for a lifetime of exactly zero both branches give a zero margin",
     ),
-    "exporter.webconfig.xǁBasicAuthVerifierǁ__init____mutmut_4": (
-        "token_bytes(None) draws 32 bytes, the same key length"
+    Equivalent(
+        "PasswordAuth._valid_token",
+        "token = self._fresh()",
+        "token = None",
+        (
+            "skipping the check before the lock only costs the lock: the token is checked again "
+            "under it"
+        ),
     ),
-    "exporter.webconfig.xǁBasicAuthVerifierǁ__init____mutmut_5": (
-        "a 33-byte HMAC key instead of 32: the cache matches the same credentials"
+    Equivalent(
+        "PasswordAuth.__init__",
+        "self._refresh_at: datetime | None = None",
+        'self._refresh_at: datetime | None = ""',
+        "never compared before the first token, which sets it with the token",
     ),
-    "exporter.webconfig.xǁBasicAuthVerifierǁ_digest__mutmut_3": (
-        "another separator inside an HMAC that is only compared with HMACs made the same way"
+    # cce.signing
+    Equivalent(
+        "_encode",
+        'return quote(value, safe="~")',
+        'return quote(value, safe="XX~XX")',
+        "quote()'s safe set gains 'X', which is unreserved and never quoted anyway",
     ),
-    "exporter.webconfig.xǁBasicAuthVerifierǁverify__mutmut_7": _UTF8,
-    "exporter.webconfig.xǁBasicAuthVerifierǁverify__mutmut_38": (
-        "the cache's values are never read (it is a set in an OrderedDict)"
+    Equivalent(
+        "_signature",
+        'hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),',
+        'hashlib.sha256(canonical_request.encode("UTF-8")).hexdigest(),',
+        _UTF8,
     ),
-    "exporter.webconfig.xǁBasicAuthVerifierǁcached__mutmut_16": _UTF8,
-    # sharding
-    "exporter.ha.sharding.x_shard_of__mutmut_8": _UTF8,
-    "exporter.ha.sharding.x_shard_of__mutmut_13": (
-        "int.from_bytes() defaults to big-endian since Python 3.11, the oldest supported"
+    Equivalent(
+        "_signature",
+        (
+            'return hmac.new(sk.encode("utf-8"), string_to_sign.encode("utf-8"), '
+            "hashlib.sha256).hexdigest()"
+        ),
+        (
+            'return hmac.new(sk.encode("UTF-8"), string_to_sign.encode("utf-8"), '
+            "hashlib.sha256).hexdigest()"
+        ),
+        _UTF8,
     ),
-    "exporter.ha.sharding.xǁShardConfigǁowns__mutmut_8": (
-        "a cluster without an ID is dropped after the shard filter either way"
+    Equivalent(
+        "_signature",
+        (
+            'return hmac.new(sk.encode("utf-8"), string_to_sign.encode("utf-8"), '
+            "hashlib.sha256).hexdigest()"
+        ),
+        (
+            'return hmac.new(sk.encode("utf-8"), string_to_sign.encode("UTF-8"), '
+            "hashlib.sha256).hexdigest()"
+        ),
+        _UTF8,
     ),
-    "exporter.ha.sharding.xǁShardConfigǁregistry__mutmut_2": (
-        "auto_describe only checks names at registration; these two are distinct"
+    # hibernation.controller
+    Equivalent(
+        "HibernationController.clear_override",
+        'removed = self.state["overrides"].pop(self.key(found[0], found[1].id or ""), None)',
+        'removed = self.state["overrides"].pop(self.key(found[0], found[1].id or "XXXX"), None)',
+        _KNOWN_ID,
     ),
-    "exporter.ha.sharding.xǁShardConfigǁregistry__mutmut_3": (
-        "auto_describe only checks names at registration; these two are distinct"
+    Equivalent(
+        "HibernationController._governed",
+        'ident = (found[0], found[1].id or "")',
+        'ident = (found[0], found[1].id or "XXXX")',
+        _KNOWN_ID,
     ),
-    "exporter.cce.auth.xǁPasswordAuthǁasync_auth_flow__mutmut_4": _HEADER_CASE,
-    "exporter.cce.auth.xǁPasswordAuthǁasync_auth_flow__mutmut_5": _HEADER_CASE,
-    "exporter.cce.auth.xǁPasswordAuthǁasync_auth_flow__mutmut_13": _HEADER_CASE,
-    "exporter.cce.auth.xǁPasswordAuthǁasync_auth_flow__mutmut_14": _HEADER_CASE,
-    "exporter.cce.auth.xǁPasswordAuthǁ_request_token__mutmut_32": _HEADER_CASE,
-    "exporter.cce.auth.xǁPasswordAuthǁ_request_token__mutmut_41": (
-        "the endpoint only names the call in a parse error, which is caught and dropped here"
+    Equivalent(
+        "HibernationController.request",
+        'ident = (found[0], found[1].id or "")',
+        'ident = (found[0], found[1].id or "XXXX")',
+        _KNOWN_ID,
     ),
-    "exporter.cce.auth.xǁPasswordAuthǁ_request_token__mutmut_44": (
-        "the endpoint only names the call in a parse error, which is caught and dropped here"
+    Equivalent(
+        "HibernationController.request",
+        'ident = (found[0], found[1].id or "")',
+        'ident = (found[1], found[1].id or "")',
+        "ident[0] is not read on the refusal path, the only one that uses this ident",
     ),
-    "exporter.cce.auth.xǁPasswordAuthǁ_request_token__mutmut_59": (
-        "a lifetime of zero or less makes the token stale at once either way (the refresh "
-        "instant is not after now)"
+    Equivalent(
+        "HibernationController._follow",
+        "seen_transit = False",
+        "seen_transit = None",
+        "None and False are both false, the only way it is read",
     ),
-    "exporter.cce.auth.xǁPasswordAuthǁ_request_token__mutmut_66": (
-        "for a lifetime of exactly zero both branches give a zero margin"
+    Equivalent(
+        "HibernationController._attempts",
+        'last_reason = ""',
+        "last_reason = None",
+        "every path to a later attempt or to giving up sets the reason first",
     ),
-    "exporter.cce.auth.xǁPasswordAuthǁ_valid_token__mutmut_1": (
-        "skipping the check before the lock only costs the lock: the token is checked again "
-        "under it"
+    Equivalent(
+        "HibernationController._attempts",
+        'last_reason = ""',
+        'last_reason = "XXXX"',
+        "every path to a later attempt or to giving up sets the reason first",
     ),
-    "exporter.cce.auth.xǁPasswordAuthǁ__init____mutmut_45": (
-        "'' and None both mean no token: the refresh instant, still None, decides first"
+    Equivalent(
+        "HibernationController._attempts",
+        "last_error: BaseException | None = None",
+        'last_error: BaseException | None = ""',
+        "the last error is only asked whether it is a RateLimited; '' and None are not",
     ),
-    "exporter.cce.auth.xǁPasswordAuthǁ__init____mutmut_46": (
-        "never compared before the first token, which sets it with the token"
+    Equivalent(
+        "HibernationController._attempts",
+        "last_error = None",
+        'last_error = ""',
+        "the last error is only asked whether it is a RateLimited; '' and None are not",
     ),
-    "exporter.webconfig.xǁBasicAuthVerifierǁverify__mutmut_40": (
-        "popitem(last=None) pops the oldest entry, as last=False does (None is false)"
+    Equivalent(
+        "HibernationController._follow",
+        'seen_transit or "fail" in (cluster.status.reason or "").lower()',
+        'seen_transit or "fail" in (cluster.status.reason or "XXXX").lower()',
+        "a missing reason read as 'XXXX' contains no 'fail' either",
     ),
-    "exporter.hibernation.hooks.xǁ_Hooksǁdispatch__mutmut_49": (
-        "the routes end in the verb: every split of the path on '/' ends with it"
+    # hibernation.hooks
+    Equivalent(
+        "load_hook_token",
+        'return Path(path).read_text(encoding="utf-8").strip() or None',
+        "return Path(path).read_text(encoding=None).strip() or None",
+        _LOCALE,
     ),
-    "exporter.hibernation.hooks.xǁ_Hooksǁdispatch__mutmut_52": (
-        "the routes end in the verb: every split of the path on '/' ends with it"
+    Equivalent(
+        "load_hook_token",
+        'return Path(path).read_text(encoding="utf-8").strip() or None',
+        'return Path(path).read_text(encoding="UTF-8").strip() or None',
+        _UTF8,
     ),
-    "exporter.hibernation.hooks.xǁ_Hooksǁdispatch__mutmut_53": (
-        "rsplit('/', 1) has two parts: [+1] and [-1] are the same one"
+    Equivalent(
+        "_Hooks._outcome",
+        "status = _STATUS.get(outcome.result, 500)",
+        "status = _STATUS.get(outcome.result, None)",
+        "the default status of an unknown result: every result the controller returns has one",
     ),
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_11": _METHODS,
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_13": _METHODS,
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_15": _METHODS,
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_17": _METHODS,
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_33": _METHODS,
-    "exporter.hibernation.hooks.xǁ_Hooksǁauthorized__mutmut_7": (
-        "Starlette's request headers are looked up case-insensitively"
+    Equivalent(
+        "_Hooks._outcome",
+        "status = _STATUS.get(outcome.result, 500)",
+        "status = _STATUS.get(outcome.result, )",
+        "the default status of an unknown result: every result the controller returns has one",
     ),
-    "exporter.hibernation.hooks.xǁ_Hooksǁauthorized__mutmut_8": (
-        "a missing header reads as a token that never matches either way (the hooks are off "
-        "without a non-empty token)"
+    Equivalent(
+        "_Hooks._outcome",
+        "status = _STATUS.get(outcome.result, 500)",
+        "status = _STATUS.get(outcome.result, 501)",
+        "the default status of an unknown result: every result the controller returns has one",
     ),
-    "exporter.hibernation.hooks.x__digest__mutmut_7": _UTF8,
-    "exporter.hibernation.controller.xǁHibernationControllerǁ_governed__mutmut_9": _KNOWN_ID,
-    "exporter.hibernation.controller.xǁHibernationControllerǁrequest__mutmut_29": _KNOWN_ID,
-    "exporter.hibernation.controller.xǁHibernationControllerǁrequest__mutmut_26": (
-        "ident[0] is not read on the refusal path, the only one that uses this ident"
+    Equivalent(
+        "_Hooks.dispatch",
+        'verb = path.rsplit("/", 1)[-1]',
+        'verb = path.rsplit("/", )[-1]',
+        "the routes end in the verb: every split of the path on '/' ends with it",
     ),
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_41": _METHODS,
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_49": _METHODS,
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_57": _METHODS,
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_67": _METHODS,
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_77": _METHODS,
-    "exporter.hibernation.controller.xǁHibernationControllerǁ_follow__mutmut_3": (
-        "None and False are both false, the only way it is read"
+    Equivalent(
+        "_Hooks.dispatch",
+        'verb = path.rsplit("/", 1)[-1]',
+        'verb = path.rsplit("/", 2)[-1]',
+        "the routes end in the verb: every split of the path on '/' ends with it",
     ),
-    "exporter.hibernation.controller.xǁHibernationControllerǁ_attempts__mutmut_4": (
-        "every path to a later attempt or to giving up sets the reason first"
+    Equivalent(
+        "_Hooks.dispatch",
+        'verb = path.rsplit("/", 1)[-1]',
+        'verb = path.rsplit("/", 1)[+1]',
+        "rsplit('/', 1) has two parts: [+1] and [-1] are the same one",
     ),
-    "exporter.hibernation.controller.xǁHibernationControllerǁ_attempts__mutmut_5": (
-        "every path to a later attempt or to giving up sets the reason first"
+    Equivalent(
+        "build_hook_routes",
+        (
+            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", '
+            '"PUT"])]'
+        ),
+        (
+            'return [Route("/hooks/{rest:path}", _not_found, methods=["get", "POST", "DELETE", '
+            '"PUT"])]'
+        ),
+        _METHODS,
     ),
-    "exporter.hibernation.controller.xǁHibernationControllerǁ_attempts__mutmut_6": (
-        "the last error is only asked whether it is a RateLimited; '' and None are not"
+    Equivalent(
+        "build_hook_routes",
+        (
+            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", '
+            '"PUT"])]'
+        ),
+        (
+            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "post", "DELETE", '
+            '"PUT"])]'
+        ),
+        _METHODS,
     ),
-    "exporter.hibernation.controller.xǁHibernationControllerǁ_attempts__mutmut_21": (
-        "the last error is only asked whether it is a RateLimited; '' and None are not"
+    Equivalent(
+        "build_hook_routes",
+        (
+            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", '
+            '"PUT"])]'
+        ),
+        (
+            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "delete", '
+            '"PUT"])]'
+        ),
+        _METHODS,
     ),
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_60": (
-        "Starlette gives a function route without methods GET (and HEAD): the same route"
+    Equivalent(
+        "build_hook_routes",
+        (
+            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", '
+            '"PUT"])]'
+        ),
+        (
+            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", '
+            '"put"])]'
+        ),
+        _METHODS,
     ),
-    "exporter.hibernation.hooks.x_build_hook_routes__mutmut_63": (
-        "Starlette gives a function route without methods GET (and HEAD): the same route"
+    Equivalent(
+        "build_hook_routes",
+        'Route(f"{c}/hibernate", hooks.guarded, methods=["POST"]),',
+        'Route(f"{c}/hibernate", hooks.guarded, methods=["post"]),',
+        _METHODS,
     ),
-    "exporter.hibernation.hooks.x_parse_rfc3339__mutmut_15": (
-        "datetime.fromisoformat() reads a trailing Z itself since Python 3.11"
+    Equivalent(
+        "_Hooks.authorized",
+        'header = request.headers.get("authorization", "")',
+        'header = request.headers.get("AUTHORIZATION", "")',
+        "Starlette's request headers are looked up case-insensitively",
     ),
-    "exporter.hibernation.hooks.x_parse_rfc3339__mutmut_16": (
-        "datetime.fromisoformat() reads a trailing Z itself since Python 3.11"
+    Equivalent(
+        "_Hooks.authorized",
+        'header = request.headers.get("authorization", "")',
+        'header = request.headers.get("authorization", "XXXX")',
+        (
+            "a missing header reads as a token that never matches either way (the hooks are off "
+            "without a non-empty token)"
+        ),
     ),
-    "exporter.hibernation.hooks.xǁ_Hooksǁdispatch__mutmut_111": (
-        "'hook' is the default source: the same call"
+    Equivalent(
+        "_digest",
+        'return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()',
+        'return hashlib.sha256(value.encode("UTF-8", "surrogateescape")).digest()',
+        _UTF8,
     ),
-    "exporter.hibernation.controller.xǁHibernationControllerǁ_follow__mutmut_33": (
-        "a missing reason read as 'XXXX' contains no 'fail' either"
+    Equivalent(
+        "build_hook_routes",
+        'Route(f"{c}/awake", hooks.guarded, methods=["POST"]),',
+        'Route(f"{c}/awake", hooks.guarded, methods=["post"]),',
+        _METHODS,
     ),
-}
+    Equivalent(
+        "build_hook_routes",
+        'Route(f"{c}/skip", hooks.guarded, methods=["POST"]),',
+        'Route(f"{c}/skip", hooks.guarded, methods=["post"]),',
+        _METHODS,
+    ),
+    Equivalent(
+        "build_hook_routes",
+        'Route(f"{c}/override", hooks.guarded, methods=["DELETE"]),',
+        'Route(f"{c}/override", hooks.guarded, methods=["delete"]),',
+        _METHODS,
+    ),
+    Equivalent(
+        "build_hook_routes",
+        'Route("/hooks/plan", hooks.guarded, methods=["GET"]),',
+        'Route("/hooks/plan", hooks.guarded, methods=["get"]),',
+        _METHODS,
+    ),
+    Equivalent(
+        "build_hook_routes",
+        'Route("/hooks/alertmanager", hooks.guarded, methods=["POST"]),',
+        'Route("/hooks/alertmanager", hooks.guarded, methods=["post"]),',
+        _METHODS,
+    ),
+    Equivalent(
+        "build_hook_routes",
+        'Route("/hooks/plan", hooks.guarded, methods=["GET"]),',
+        'Route("/hooks/plan", hooks.guarded, methods=None),',
+        "Starlette gives a function route without methods GET (and HEAD): the same route",
+    ),
+    Equivalent(
+        "build_hook_routes",
+        'Route("/hooks/plan", hooks.guarded, methods=["GET"]),',
+        'Route("/hooks/plan", hooks.guarded, ),',
+        "Starlette gives a function route without methods GET (and HEAD): the same route",
+    ),
+    Equivalent(
+        "parse_rfc3339",
+        'parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))',
+        (
+            'parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("XXZXX", '
+            '"+00:00"))'
+        ),
+        "datetime.fromisoformat() reads a trailing Z itself since Python 3.11",
+    ),
+    Equivalent(
+        "parse_rfc3339",
+        'parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))',
+        'parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("z", "+00:00"))',
+        "datetime.fromisoformat() reads a trailing Z itself since Python 3.11",
+    ),
+    Equivalent(
+        "_Hooks.dispatch",
+        'cluster_id, action, until=until_dt, reason=reason, source="hook"\n)',
+        "cluster_id, action, until=until_dt, reason=reason, )",
+        "'hook' is the default source: the same call",
+    ),
+    # hibernation.schedule
+    Equivalent(
+        "_cron_events",
+        "begin, stop = _midnight(first), _midnight(last + timedelta(days=1))",
+        "begin, stop = _midnight(first), _midnight(last - timedelta(days=1))",
+        "the range still ends a day after the asked range (two days of margin, one kept)",
+    ),
+    Equivalent(
+        "_cron_events",
+        "begin, stop = _midnight(first), _midnight(last + timedelta(days=1))",
+        "begin, stop = _midnight(first), _midnight(last + timedelta(days=2))",
+        "a longer range than the asked range plus its margin changes nothing inside it",
+    ),
+    Equivalent(
+        "_cron_events",
+        "it = croniter(expr, begin - timedelta(seconds=1))",
+        "it = croniter(expr, begin - timedelta(seconds=2))",
+        "cron fires on whole minutes: starting 2 s or 1 s before midnight finds the same firings",
+    ),
+    Equivalent(
+        "_cron_events",
+        "while (fire := it.get_next(datetime)) < stop:",
+        "while (fire := it.get_next(datetime)) <= stop:",
+        "a firing exactly at the end of the margin is days after the asked range",
+    ),
+    # webconfig
+    Equivalent(
+        "_describe_os_error",
+        "return str(exc) or type(exc).__name__",
+        "return str(exc) or type(None).__name__",
+        "the fallback for an error without text: OSError and UnicodeDecodeError here have one",
+    ),
+    Equivalent(
+        "_path",
+        "return path if path.is_absolute() else base_dir / path",
+        "return path if (path.is_absolute()) and False else base_dir / path",
+        "base_dir / an absolute path is that absolute path (pathlib)",
+    ),
+    Equivalent(
+        "load_web_config",
+        'text = p.read_text(encoding="utf-8")',
+        "text = p.read_text(encoding=None)",
+        _LOCALE,
+    ),
+    Equivalent(
+        "load_web_config",
+        'text = p.read_text(encoding="utf-8")',
+        'text = p.read_text(encoding="UTF-8")',
+        _UTF8,
+    ),
+    Equivalent(
+        "load_web_config",
+        "return parse_web_config({} if data is None else data, base_dir=p.parent)",
+        "return parse_web_config({} if (data is None) and False else data, base_dir=p.parent)",
+        "an empty document parses as None, and None reads as an empty mapping either way",
+    ),
+    Equivalent(
+        "BasicAuthVerifier.__init__",
+        "self._key = secrets.token_bytes(32)",
+        "self._key = secrets.token_bytes(None)",
+        "token_bytes(None) draws 32 bytes, the same key length",
+    ),
+    Equivalent(
+        "BasicAuthVerifier.__init__",
+        "self._key = secrets.token_bytes(32)",
+        "self._key = secrets.token_bytes(33)",
+        "a 33-byte HMAC key instead of 32: the cache matches the same credentials",
+    ),
+    Equivalent(
+        "BasicAuthVerifier._digest",
+        'msg = b"\\0".join((user.encode(), password, hashed))',
+        'msg = b"XX\\0XX".join((user.encode(), password, hashed))',
+        "another separator inside an HMAC that is only compared with HMACs made the same way",
+    ),
+    Equivalent(
+        "BasicAuthVerifier.verify",
+        'pw = password.encode("utf-8", "surrogateescape")',
+        'pw = password.encode("UTF-8", "surrogateescape")',
+        _UTF8,
+    ),
+    Equivalent(
+        "BasicAuthVerifier.verify",
+        "self._cache[digest] = None",
+        'self._cache[digest] = ""',
+        "the cache's values are never read (it is a set in an OrderedDict)",
+    ),
+    Equivalent(
+        "BasicAuthVerifier.cached",
+        'self._digest(user, password.encode("utf-8", "surrogateescape"), hashed) in self._cache',
+        'self._digest(user, password.encode("UTF-8", "surrogateescape"), hashed) in self._cache',
+        _UTF8,
+    ),
+    Equivalent(
+        "BasicAuthVerifier.verify",
+        "self._cache.popitem(last=False)",
+        "self._cache.popitem(last=None)",
+        "popitem(last=None) pops the oldest entry, as last=False does (None is false)",
+    ),
+    # ha.sharding
+    Equivalent(
+        "shard_of",
+        'digest = hashlib.sha256(cluster_id.encode("utf-8")).digest()',
+        'digest = hashlib.sha256(cluster_id.encode("UTF-8")).digest()',
+        _UTF8,
+    ),
+    Equivalent(
+        "shard_of",
+        'return int.from_bytes(digest[:8], "big") % total',
+        "return int.from_bytes(digest[:8], ) % total",
+        "int.from_bytes() defaults to big-endian since Python 3.11, the oldest supported",
+    ),
+    Equivalent(
+        "ShardConfig.owns",
+        'cluster_id = cluster if isinstance(cluster, str) else (cluster.id or "")',
+        'cluster_id = cluster if isinstance(cluster, str) else (cluster.id or "XXXX")',
+        "a cluster without an ID is dropped after the shard filter either way",
+    ),
+    Equivalent(
+        "ShardConfig.registry",
+        "registry = CollectorRegistry(auto_describe=True)",
+        "registry = CollectorRegistry(auto_describe=None)",
+        "auto_describe only checks names at registration; these two are distinct",
+    ),
+    Equivalent(
+        "ShardConfig.registry",
+        "registry = CollectorRegistry(auto_describe=True)",
+        "registry = CollectorRegistry(auto_describe=False)",
+        "auto_describe only checks names at registration; these two are distinct",
+    ),
+)
+
+_BY_CONTENT = {(e.function.rpartition(".")[2], e.before, e.after): e for e in EQUIVALENT}

@@ -1,0 +1,150 @@
+"""mutmut 3, run in this process so that the selection in ``mutation.modules`` steers it.
+
+mutmut reads ``[tool.mutmut]`` in pyproject.toml for what does not depend on the selection
+(the log-call pattern, the pytest options, the timeouts). Three things are set here instead:
+
+* which files are mutated (the files that hold a selected function) and which lines (only the
+  selected functions' lines, through mutmut's covered-lines filter, so no time goes into
+  generating mutants nobody runs);
+* which tests mutmut watches once to learn which test runs which function (every row's tests);
+* which tests a mutant then runs: of the tests that ran its function, only its row's tests.
+
+The wall time and the CPU time (user + system, this process and its children) of each phase
+are kept in ``mutants/timing.json``: the CPU seconds say what a run costs on a machine shared
+with other work, where wall times stretch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mutation.modules import ROWS, Row, Selection, guards, select, watched_tests
+
+TIMING = Path("mutants/timing.json")
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Clock:
+    """Wall and CPU seconds per phase of one run."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, dict[str, float]] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        wall, cpu = time.monotonic(), _cpu()
+        try:
+            yield
+        finally:
+            spent = self.phases.setdefault(name, {"wall": 0.0, "cpu": 0.0})
+            spent["wall"] += time.monotonic() - wall
+            spent["cpu"] += _cpu() - cpu
+
+    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.phase(name):
+                return function(*args, **kwargs)
+
+        return timed
+
+
+def module_path(mutant_or_key: str) -> tuple[str, str]:
+    """mutmut's name of a mutant or function -> (source path, qualified name)."""
+    from mutmut.utils.format_utils import parse_mutant_key
+
+    module, _, mangled = mutant_or_key.partition("__mutmut_")[0].rpartition(".")
+    function, cls = parse_mutant_key(mangled)
+    path = module.replace(".", "/") + ".py"
+    if not Path(path).exists() and Path(module.replace(".", "/"), "__init__.py").exists():
+        path = module.replace(".", "/") + "/__init__.py"
+    return path, f"{cls}.{function}" if cls else function
+
+
+def prune(tests_by_function: dict[str, set[str]], selection: Selection) -> None:
+    """Keep, for each function, only the tests of the row that claims it."""
+    for key, tests in tests_by_function.items():
+        row = selection.row_of(*module_path(key + "__mutmut_0"))
+        patterns = ROWS[row].tests if row else ()
+        tests.intersection_update({t for t in tests if any(guards(p, t) for p in patterns)})
+
+
+def run(rows: list[Row], children: int, names: list[str]) -> Clock:
+    """``mutmut run`` over the rows (``names``: only these mutants, keeping other verdicts)."""
+    import mutmut.__main__ as mm
+    from mutmut.configuration import config
+    from mutmut.state import state
+
+    selection = select(rows=tuple(rows))
+    for message in selection.unmatched:
+        print(f"warning: the pattern {message} selects no function: was it moved or renamed?")
+    cfg = config()
+    cfg.only_mutate = sorted(selection.lines())
+    cfg.pytest_add_cli_args_test_selection = watched_tests(tuple(rows))
+    state()._covered_lines = {
+        str((Path("mutants") / path).absolute()): lines for path, lines in selection.lines().items()
+    }
+    clock = Clock()
+    load = mm.collect_or_load_stats
+    fresh = not Path("mutants/mutmut-stats.json").exists()
+
+    def collect_and_prune(runner: Any, **kwargs: Any) -> None:
+        with clock.phase("watch the tests once (which test runs which function)"):
+            load(runner, **kwargs)
+        prune(state().tests_by_mangled_function_name, selection)
+
+    get_runner = mm.get_mutant_runner  # type: ignore[attr-defined]
+
+    def timed_runner(*args: Any) -> Any:
+        runner = get_runner(*args)
+        if fresh:
+            # The watching pass has just run every one of these tests on the same unmutated
+            # code and stops the run if one fails: running them all again proves nothing.
+            setattr(runner, "run_clean_tests", lambda tests: 0)  # noqa: B010
+        else:
+            timed = clock.wrap("the tests on clean code", runner.run_clean_tests)
+            setattr(runner, "run_clean_tests", timed)  # noqa: B010
+        return runner
+
+    # mutmut's run looks these up in its module when it calls them.
+    patches = {
+        "collect_or_load_stats": collect_and_prune,
+        "create_mutants": clock.wrap("generate the mutants", mm.create_mutants),
+        "run_forced_fail_test": clock.wrap("the forced-fail check", mm.run_forced_fail_test),
+        "get_mutant_runner": timed_runner,
+    }
+    for name, function in patches.items():
+        setattr(mm, name, function)
+    os.environ["PYTHONHASHSEED"] = "0"
+    with clock.phase("whole run"):
+        mm._run(names, children)
+    return clock
+
+
+def save_timing(clock: Clock, mutants_run: int) -> dict[str, Any]:
+    whole = clock.phases.get("whole run", {"wall": 0.0, "cpu": 0.0})
+    fixed = {k: v for k, v in clock.phases.items() if k != "whole run"}
+    mutants = {
+        "wall": whole["wall"] - sum(v["wall"] for v in fixed.values()),
+        "cpu": whole["cpu"] - sum(v["cpu"] for v in fixed.values()),
+    }
+    out = {
+        "phases": {**fixed, "run the mutants": mutants, "whole run": whole},
+        "mutants run": mutants_run,
+        "mutants per second (wall)": mutants_run / mutants["wall"] if mutants["wall"] else 0.0,
+        "load average at the end": os.getloadavg()[0],
+    }
+    TIMING.parent.mkdir(exist_ok=True)
+    TIMING.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    return out
