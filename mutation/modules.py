@@ -50,7 +50,7 @@ MODULES: tuple[Row, ...] = (
         "auth",
         ("exporter/cce/auth*.py", "exporter/cce/auth/*.py"),
         ("*",),
-        ("tests/test_auth.py", "tests/test_auth_rules.py"),
+        ("tests/test_auth.py", "tests/test_auth_rules.py", "tests/test_agency.py"),
     ),
     Row(
         "client-retry",
@@ -84,7 +84,12 @@ MODULES: tuple[Row, ...] = (
         "hooks",
         ("exporter/hibernation/hooks*.py",),
         ("*",),
-        ("tests/test_hibernation_hooks.py", "tests/test_hooks_rules.py", _SAFETY),
+        (
+            "tests/test_hibernation_hooks.py",
+            "tests/test_hooks_rules.py",
+            "tests/test_hooks_limits.py",
+            _SAFETY,
+        ),
     ),
     Row(
         "controller",
@@ -116,7 +121,15 @@ MODULES: tuple[Row, ...] = (
         "webconfig",
         ("exporter/webconfig*.py", "exporter/webconfig/*.py"),
         ("*",),
-        ("tests/test_webconfig.py", "tests/test_webconfig_rules.py"),
+        (
+            "tests/test_webconfig.py",
+            "tests/test_webconfig_rules.py",
+            # the basic-auth checks' own pool and queue
+            "tests/test_web_limits.py::test_bcrypt_runs_in_its_own_pool",
+            "tests/test_web_limits.py::test_a_full_queue_refuses_and_suspects_make_room",
+            "tests/test_web_limits.py::test_a_failed_login_flood_does_not_keep_a_real_login_out",
+            "tests/test_web_limits.py::test_truncated_or_unknown_hashes_are_refused_at_start_up",
+        ),
     ),
     Row(
         "sharding",
