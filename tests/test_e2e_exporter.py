@@ -249,6 +249,9 @@ def current_values(scrape: Scrape, family: str) -> dict[tuple[tuple[str, str], .
     return out
 
 
+# The simulator's clock stands still: the phases read straight from the API below are those of
+# the instant the exporter collected (on real time, a job could move on in between).
+@pytest.mark.simulator(clock_frozen=True)
 async def test_every_state_set_value_matches_the_simulator(
     simulator: Simulator, exporter: Exporter
 ) -> None:
