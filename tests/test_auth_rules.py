@@ -203,3 +203,16 @@ async def test_the_token_header_is_what_matters(
     assert await auth._valid_token() == "tok-from-header"
     assert auth.expires_at == T0 + lifetime
     await auth.aclose()
+
+
+def test_an_aksk_repr_says_a_security_token_is_there_never_what_it_is() -> None:
+    auth = AkSkAuth("AKIDEXAMPLE", "sk-secret-value", "p1", security_token="st-secret-value")
+    assert repr(auth) == "AkSkAuth(ak='AKID...', sk=***, security_token=***, project_id='p1')"
+
+
+def test_a_domain_scoped_password_repr_names_the_scope() -> None:
+    auth = PasswordAuth("https://iam", "user", "pw-secret", "dom", domain_scope=True)
+    assert repr(auth) == (
+        "PasswordAuth(iam_endpoint='https://iam', username='user', domain='dom', "
+        "domain_scope=True, password=***)"
+    )
