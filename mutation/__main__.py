@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         "modules", nargs="*", metavar="MODULE", help=f"report rows to run: {', '.join(ROWS)}"
     )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--resume", action="store_true", help="run: go on with the mutants a stopped run left"
+    )
     args = parser.parse_intermixed_args(argv)
     unknown = sorted(set(args.modules) - set(ROWS))
     if unknown:
@@ -157,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for row in MODULES if not args.modules or row.name in args.modules]
     clock = None
     if args.command == "run":
-        # A fresh mutants/ each time: a verdict cached from other code or tests would be a lie.
-        shutil.rmtree("mutants", ignore_errors=True)
+        # A fresh mutants/ each time (a verdict cached from other code or tests would be a lie),
+        # unless a stopped run is resumed: mutmut keeps each verdict as it comes, and runs again
+        # the functions whose code changed since.
+        if not args.resume:
+            shutil.rmtree("mutants", ignore_errors=True)
         clock = engine.run(rows, args.max_children, [])
     elif args.command == "survivors":
         clock = rerun_survivors(rows, args.max_children)
