@@ -119,13 +119,15 @@ def _row(name: str, count: Counter[str]) -> str:
 
 
 def rerun_survivors(rows: list[Row], children: int) -> engine.Clock | None:
-    """Run the last run's survivors again (after new tests) and keep every other verdict.
+    """Run the last run's survivors (and mutants no test ran) again after new tests; keep the
+    other verdicts.
 
     mutmut forgets its verdicts when the tests it watches change, so they are kept here and
     the new verdicts of the survivors laid over them.
     """
     found = results(rows)
-    names = [n for statuses in found.values() for n, s in statuses.items() if s == "survived"]
+    again = ("survived", "no tests")
+    names = [n for statuses in found.values() for n, s in statuses.items() if s in again]
     if not names:
         print("no survivors to run again")
         return None

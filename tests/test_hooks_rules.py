@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from exporter.hibernation.hooks import load_hook_token, parse_rfc3339
+from exporter.hibernation.hooks import HookLimits, load_hook_token, parse_rfc3339
 from tests.test_hibernation_controller import environment
 from tests.test_hibernation_hooks import TOKEN, _setup, alert, alertmanager_payload, auth, serving
 from tests.test_signing_rules import shanghai_local_time  # noqa: F401  (a fixture)
@@ -349,3 +349,13 @@ async def test_the_override_route_in_full(caplog: pytest.LogCaptureFixture) -> N
             "cluster 'nope' is not known"
         ) in lines
         await ctl.close()
+
+
+def test_hook_limits_come_from_the_settings_and_keep_their_defaults_without_them() -> None:
+    settings = SimpleNamespace(
+        hook_max_body_bytes=4096, hook_max_json_depth=8, web_header_timeout=2.5
+    )
+    assert HookLimits.from_settings(settings) == HookLimits(
+        max_body_bytes=4096, max_json_depth=8, body_timeout=2.5
+    )
+    assert HookLimits.from_settings(SimpleNamespace()) == HookLimits(1024 * 1024, 32, 10.0)
