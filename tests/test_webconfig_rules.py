@@ -229,3 +229,14 @@ def test_a_control_character_is_not_valid_yaml(tmp_path: Path) -> None:
     with pytest.raises(WebConfigError) as caught:
         load_web_config(path)
     assert str(caught.value) == f"web config {path}: not valid YAML"
+
+
+def test_a_cut_hash_is_refused_with_what_a_whole_one_looks_like() -> None:
+    hashed = bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()
+    with pytest.raises(WebConfigError) as info:
+        parse_web_config({"basic_auth_users": {"prom": hashed[:-1]}})
+    assert str(info.value) == (
+        "basic_auth_users.prom: not a complete bcrypt hash (59 characters; 60 expected: "
+        "$2y$, a cost of 04 to 31, $, then 53 characters of ./A-Za-z0-9); was it cut "
+        "short when copied?"
+    )
