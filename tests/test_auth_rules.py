@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.cce.auth import AkSkAuth, PasswordAuth, TokenAuth
+from exporter.cce.auth import AkSkAuth, AssumeAgencyAuth, PasswordAuth, TokenAuth
 from exporter.cce.errors import APIError, CredentialsError, RequestTimeout
+from exporter.cce.http import HttpOptions
 from tests.test_auth import T0, Served, _password_auth
 from tests.test_auth import served as served  # the fixture
 
@@ -216,3 +217,51 @@ def test_a_domain_scoped_password_repr_names_the_scope() -> None:
         "PasswordAuth(iam_endpoint='https://iam', username='user', domain='dom', "
         "domain_scope=True, password=***)"
     )
+
+
+def test_assume_agency_needs_the_domain_the_agency_and_a_project() -> None:
+    base = TokenAuth(token="t")
+    for domain, agency in (("", "agency"), ("dom", "")):
+        with pytest.raises(CredentialsError) as caught:
+            AssumeAgencyAuth("https://iam", base, domain, agency, project_id="pid")
+        assert str(caught.value) == "assume_agency needs the domain and the agency name"
+    with pytest.raises(CredentialsError) as caught:
+        AssumeAgencyAuth("https://iam", base, "dom", "agency")
+    assert str(caught.value) == "assume_agency needs a project name or project ID"
+
+
+def test_assume_agency_asks_for_the_agency_in_a_project_by_id_or_by_name() -> None:
+    base = TokenAuth(token="t")
+    http = HttpOptions(timeout=3.0, max_connections=1)
+    by_id = AssumeAgencyAuth(
+        "https://iam",
+        base,
+        "dom",
+        "agency",
+        project_id="pid",
+        duration=timedelta(hours=2),
+        http=http,
+        refresh_margin=timedelta(minutes=3),
+        deadline=7.5,
+    )
+    assert by_id.token_request_body() == {
+        "auth": {
+            "identity": {
+                "methods": ["assume_role"],
+                "assume_role": {
+                    "domain_name": "dom",
+                    "agency_name": "agency",
+                    "duration_seconds": 7200,
+                },
+            },
+            "scope": {"project": {"id": "pid"}},
+        }
+    }
+    # The options reach the token requests the base class makes.
+    assert (by_id.http, by_id._deadline, by_id._refresh_margin) == (
+        http,
+        7.5,
+        timedelta(minutes=3),
+    )
+    by_name = AssumeAgencyAuth("https://iam", base, "dom", "agency", project_name="pname")
+    assert by_name.token_request_body()["auth"]["scope"] == {"project": {"name": "pname"}}
