@@ -206,8 +206,8 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     # hibernation.controller
     Equivalent(
         "HibernationController.clear_override",
-        'removed = self.state["overrides"].pop(self.key(found[0], found[1].id or ""), None)',
-        'removed = self.state["overrides"].pop(self.key(found[0], found[1].id or "XXXX"), None)',
+        'key = self.key(found[0], found[1].id or "")',
+        'key = self.key(found[0], found[1].id or "XXXX")',
         _KNOWN_ID,
     ),
     Equivalent(

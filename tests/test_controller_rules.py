@@ -18,6 +18,7 @@ from exporter.hibernation.controller import (
     ControllerTarget,
     HibernationController,
     MemoryStateStore,
+    StateNotSaved,
 )
 from exporter.hibernation.policy import parse_policy_file
 from exporter.hibernation.schedule import Action
@@ -733,4 +734,24 @@ async def test_went_back_without_a_reason() -> None:
             "failed",
             "gave up after 3 attempts: the cluster went back to Available",
         )
+        await ctl.close()
+
+
+async def test_an_override_whose_clearing_cannot_be_saved_is_kept(monkeypatch: Any) -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        await ctl.tick()
+        cid = env.ids["dev-a"]
+        now = datetime.fromtimestamp(env.sim.clock.now(), UTC)
+        assert ctl.set_override(cid, "awake", now + timedelta(hours=1), "keep") is None
+        kept = dict(ctl.state["overrides"])
+
+        def refuse(value: Any) -> None:
+            raise StateNotSaved("disk full")
+
+        monkeypatch.setattr(ctl.store, "save", refuse)
+        with pytest.raises(StateNotSaved):
+            ctl.clear_override(cid)
+        assert ctl.state["overrides"] == kept
         await ctl.close()
