@@ -4,14 +4,21 @@ and a rotated token file that is re-read only when the API refuses the old token
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from exporter.cce.auth import AkSkAuth, AssumeAgencyAuth, PasswordAuth, TokenAuth
+from exporter.cce.auth import (
+    AgencyAuth,
+    AkSkAuth,
+    AssumeAgencyAuth,
+    PasswordAuth,
+    TokenAuth,
+    describe_credentials,
+)
 from exporter.cce.errors import APIError, CredentialsError, RequestTimeout
 from exporter.cce.http import HttpOptions
 from tests.test_auth import T0, Served, _password_auth
@@ -265,3 +272,31 @@ def test_assume_agency_asks_for_the_agency_in_a_project_by_id_or_by_name() -> No
     )
     by_name = AssumeAgencyAuth("https://iam", base, "dom", "agency", project_name="pname")
     assert by_name.token_request_body()["auth"]["scope"] == {"project": {"name": "pname"}}
+
+
+def test_check_config_describes_each_kind_of_credentials_and_when_it_expires(
+    tmp_path: Path,
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("t")
+    aksk = AkSkAuth("AKIDEXAMPLE", "sk-secret-value")
+    password = PasswordAuth("https://iam", "alice", "pw-secret", "dom", "name")
+    assume = AssumeAgencyAuth("https://iam", aksk, "dom", "ops", project_id="pid")
+    assert describe_credentials(TokenAuth(token="t")) == "a fixed token"
+    assert describe_credentials(TokenAuth(token_file=token_file)) == f"token from {token_file}"
+    assert describe_credentials(password) == "IAM token of user alice (expires unknown)"
+    assert describe_credentials(AgencyAuth("http://127.0.0.1:1")) == (
+        "the instance agency's temporary credentials (not fetched yet)"
+    )
+    assert describe_credentials(httpx.BasicAuth("u", "p")) == "BasicAuth"
+    # An expiry is shown in UTC, whatever zone it was given in.
+    later = datetime(2027, 1, 2, 11, 4, 5, tzinfo=timezone(timedelta(hours=8)))
+    password._expires_at = later
+    assume._expires_at = later + timedelta(hours=1)
+    assert describe_credentials(password) == (
+        "IAM token of user alice (expires 2027-01-02T03:04:05Z)"
+    )
+    assert describe_credentials(assume) == (
+        "token of agency ops in domain dom (expires 2027-01-02T04:04:05Z), asked for with "
+        "access key AKID... (permanent)"
+    )
