@@ -166,6 +166,17 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         'self._refresh_at: datetime | None = ""',
         "never compared before the first token, which sets it with the token",
     ),
+    # cce.client
+    Equivalent(
+        "CCEClient._send",
+        "timeout = min(self.timeout, left) if retries and left > 0 else self.timeout",
+        "timeout = min(self.timeout, left) if retries and left >= 0 else self.timeout",
+        (
+            "they differ only when exactly no time is left; a retry is made only when its wait "
+            "ends before the deadline, so after the wait some time is left (or, on a late clock, "
+            "less than none, where both give the full timeout)"
+        ),
+    ),
     # cce.signing
     Equivalent(
         "_encode",

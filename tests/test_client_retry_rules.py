@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import Callable
 
 import httpx
+import pytest
 
-from exporter.cce.client import _tls_failure
+from exporter.cce.client import CCEClient, _tls_failure
+from exporter.cce.errors import RequestTimeout
+from tests.test_client import clock as clock  # the fixtures
+from tests.test_client import make_client as make_client
+from tests.test_client import registry as registry
 
 
 def _chained(cause: BaseException) -> httpx.ConnectError:
@@ -37,3 +44,24 @@ def test_a_chain_that_loops_ends() -> None:
     first, second = ValueError("first"), ValueError("second")
     first.__context__, second.__context__ = second, first
     assert not _tls_failure(first)
+
+
+async def test_a_retry_with_under_a_second_left_gets_only_that_second(
+    make_client: Callable[..., CCEClient],
+) -> None:
+    timeouts: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"]["read"])
+        if len(timeouts) == 1:
+            return httpx.Response(503)
+        await asyncio.sleep(5)  # an answer that comes after the time left
+        return httpx.Response(200, content=b'{"quotas": []}')
+
+    options = {"timeout": 10, "backoff_base": 4, "retry_deadline": 4.5, "max_retries": 1}
+    async with make_client(handler, **options) as client:
+        # After the 4 s wait, 0.5 s of the 4.5 s deadline are left: for each silence and for the
+        # whole exchange.
+        with pytest.raises(RequestTimeout, match=r"within the 0\.5s request deadline"):
+            await client.get_quotas()
+    assert timeouts == [10, 0.5]
