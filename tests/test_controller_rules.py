@@ -755,3 +755,39 @@ async def test_an_override_whose_clearing_cannot_be_saved_is_kept(monkeypatch: A
             ctl.clear_override(cid)
         assert ctl.state["overrides"] == kept
         await ctl.close()
+
+
+async def test_an_override_that_cannot_be_saved_is_not_made(monkeypatch: Any) -> None:
+    async with environment(["dev-a"]) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        await ctl.tick()
+        cid = env.ids["dev-a"]
+        now = env.sim.clock.now()
+        until = datetime.fromtimestamp(now, UTC) + timedelta(hours=1)
+        saves = ctl.store.saves  # type: ignore[attr-defined]
+        assert ctl.set_override(cid, "awake", until, "first") is None
+        assert ctl.store.saves == saves + 1  # type: ignore[attr-defined]
+        first = {
+            "kind": "keep",
+            "state": "awake",
+            "until": now + 3600,
+            "reason": "first",
+            "created": now,
+        }
+        assert ctl.state["overrides"] == {f"sim/{cid}": first}
+
+        def refuse(value: Any) -> None:
+            raise StateNotSaved("disk full")
+
+        monkeypatch.setattr(ctl.store, "save", refuse)
+        # A replacement that cannot be saved leaves the one before it in place...
+        with pytest.raises(StateNotSaved):
+            ctl.set_override(cid, None, until, "second")
+        assert ctl.state["overrides"] == {f"sim/{cid}": first}
+        # ...and a first override that cannot be saved leaves none.
+        ctl.state["overrides"].clear()
+        with pytest.raises(StateNotSaved):
+            ctl.set_override(cid, "hibernated", until, "third")
+        assert ctl.state["overrides"] == {}
+        await ctl.close()
