@@ -43,6 +43,11 @@ _LOCALE = (
 _HEADER_CASE = "HTTP header names are case-insensitive (httpx's Headers and every server)"
 _METHODS = "Starlette upper-cases a route's methods"
 _KNOWN_ID = "a known cluster always has an ID (refresh keeps only clusters with one)"
+_FALSE = "None and False are both false, the only way the argument is read"
+_QUEUED = (
+    "checks enter the pool only when a worker is free (_acquire), so the pool never holds a "
+    "queued check to cancel"
+)
 
 EQUIVALENT: tuple[Equivalent, ...] = (
     # cce.auth
@@ -590,6 +595,31 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "registry = CollectorRegistry(auto_describe=True)",
         "registry = CollectorRegistry(auto_describe=False)",
         "auto_describe only checks names at registration; these two are distinct",
+    ),
+    # webconfig: the basic-auth pool
+    Equivalent(
+        "BasicAuthVerifier.aclose",
+        "self._pool.shutdown(wait=False, cancel_futures=True)",
+        "self._pool.shutdown(wait=None, cancel_futures=True)",
+        _FALSE,
+    ),
+    Equivalent(
+        "BasicAuthVerifier.aclose",
+        "self._pool.shutdown(wait=False, cancel_futures=True)",
+        "self._pool.shutdown(wait=False, cancel_futures=None)",
+        _QUEUED,
+    ),
+    Equivalent(
+        "BasicAuthVerifier.aclose",
+        "self._pool.shutdown(wait=False, cancel_futures=True)",
+        "self._pool.shutdown(wait=False, )",
+        _QUEUED,
+    ),
+    Equivalent(
+        "BasicAuthVerifier.aclose",
+        "self._pool.shutdown(wait=False, cancel_futures=True)",
+        "self._pool.shutdown(wait=False, cancel_futures=False)",
+        _QUEUED,
     ),
 )
 

@@ -3,6 +3,8 @@ reads; the values that pass are the ones the server uses; the basic-auth cache k
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from exporter.webconfig import (
     load_web_config,
     parse_web_config,
 )
+from tests.test_web_limits import _until
 from tests.test_webconfig import tls_dir  # noqa: F401  (a fixture)
 
 CERTS = {"cert_file": "c.crt", "key_file": "c.key"}
@@ -240,3 +243,25 @@ def test_a_cut_hash_is_refused_with_what_a_whole_one_looks_like() -> None:
         "$2y$, a cost of 04 to 31, $, then 53 characters of ./A-Za-z0-9); was it cut "
         "short when copied?"
     )
+
+
+async def test_closing_the_verifier_does_not_wait_for_a_check_in_progress(monkeypatch: Any) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate, entered, finished = threading.Event(), threading.Event(), threading.Event()
+    real = bcrypt.checkpw
+
+    def blocked(password: bytes, hashed_pw: bytes) -> bool:
+        entered.set()
+        gate.wait(30)
+        finished.set()
+        return bool(real(password, hashed_pw))
+
+    monkeypatch.setattr(bcrypt, "checkpw", blocked)
+    verifier = BasicAuthVerifier({"prom": hashed}, workers=1)
+    check = asyncio.create_task(verifier.verify("prom", "pw"))
+    await _until(entered.is_set)
+    await verifier.aclose()
+    # Closing returned while bcrypt was still busy (a shutdown must not hang on a check).
+    assert not finished.is_set()
+    gate.set()
+    assert await check
