@@ -359,3 +359,44 @@ def test_hook_limits_come_from_the_settings_and_keep_their_defaults_without_them
         max_body_bytes=4096, max_json_depth=8, body_timeout=2.5
     )
     assert HookLimits.from_settings(SimpleNamespace()) == HookLimits(1024 * 1024, 32, 10.0)
+
+
+async def test_alertmanager_lists_the_clusters_only_for_a_firing_action_on_an_unknown_one(
+    monkeypatch: Any,
+) -> None:
+    async with environment(["dev-a", "dev-b"]) as env:
+        ctl = await _setup(env)
+        listings = 0
+        real = env.api.list_clusters
+
+        async def counting() -> Any:
+            nonlocal listings
+            listings += 1
+            return await real()
+
+        monkeypatch.setattr(env.api, "list_clusters", counting)
+
+        async def post(*alerts: dict[str, Any]) -> list[str]:
+            body = alertmanager_payload(list(alerts))
+            r = await http.post("/hooks/alertmanager", headers=auth(), json=body)
+            assert r.status_code == 200, r.text
+            return [x["result"] for x in r.json()["results"]]
+
+        async with serving(ctl, TOKEN) as http:
+            # Known clusters, resolved alerts and other actions need no listing.
+            known = alert("firing", cce_action="hibernate", cluster_id=env.ids["dev-a"])
+            assert await post(known) == ["started"]
+            await ctl.wait_idle()
+            assert await post(
+                alert("resolved", cce_action="hibernate", cluster_id="no-such-1"),
+                alert("firing", cce_action="restart", cluster_id="no-such-2"),
+            ) == ["ignored", "ignored"]
+            assert listings == 0
+            # A cluster the controller has not seen yet (created since its last listing) is
+            # looked up, for an awake as for a hibernate.
+            ctl.clusters.pop(("sim", env.ids["dev-b"]))
+            late = alert("firing", cce_action="awake", cluster_id=env.ids["dev-b"])
+            assert await post(late) != ["not_found"]
+            assert listings == 1
+        await ctl.wait_idle()
+        await ctl.close()
