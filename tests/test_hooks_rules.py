@@ -400,3 +400,23 @@ async def test_alertmanager_lists_the_clusters_only_for_a_firing_action_on_an_un
             assert listings == 1
         await ctl.wait_idle()
         await ctl.close()
+
+
+async def test_alertmanager_answers_an_unknown_cluster_in_full() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        async with serving(ctl, TOKEN) as http:
+            body = alertmanager_payload([alert("firing", cce_action="awake", cluster_id="gone")])
+            r = await http.post("/hooks/alertmanager", headers=auth(), json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["results"] == [
+            {
+                "alertname": "DevClusterIdle",
+                "result": "not_found",
+                "cluster_id": "gone",
+                "cluster": "",
+                "action": "awake",
+                "reason": "cluster 'gone' is not known",
+            }
+        ]
+        await ctl.close()
