@@ -4,7 +4,7 @@ and a rotated token file that is re-read only when the API refuses the old token
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from exporter.cce.auth import (
     PasswordAuth,
     TokenAuth,
     describe_credentials,
+    parse_securitykey,
 )
 from exporter.cce.errors import APIError, CredentialsError, RequestTimeout
 from exporter.cce.http import HttpOptions
@@ -300,3 +301,22 @@ def test_check_config_describes_each_kind_of_credentials_and_when_it_expires(
         "token of agency ops in domain dom (expires 2027-01-02T04:04:05Z), asked for with "
         "access key AKID... (permanent)"
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"credentials": {"accessKeyId": "A", "secretAccessKey": "S", "securityToken": "T", '
+        b'"expiration": "2027-01-02T03:04:05+00:00"}}',
+        b'{"access_key_id": "A", "secret_access_key": "S", "security_token": "T", '
+        b'"expires_at": "2027-01-02T03:04:05"}',
+    ],
+)
+def test_a_security_key_in_the_sdks_other_spellings_is_read(body: bytes) -> None:
+    assert parse_securitykey(body) == ("A", "S", "T", datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC))
+
+
+def test_a_security_key_that_is_not_json_says_so_in_full() -> None:
+    with pytest.raises(CredentialsError) as caught:
+        parse_securitykey(b"<html>")
+    assert str(caught.value) == "the metadata service's security key is not JSON"
