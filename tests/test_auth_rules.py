@@ -22,6 +22,7 @@ from exporter.cce.auth import (
 )
 from exporter.cce.errors import APIError, CredentialsError, RequestTimeout
 from exporter.cce.http import HttpOptions
+from exporter.simulator import Simulator
 from tests.test_auth import T0, Served, _password_auth
 from tests.test_auth import served as served  # the fixture
 
@@ -320,3 +321,28 @@ def test_a_security_key_that_is_not_json_says_so_in_full() -> None:
     with pytest.raises(CredentialsError) as caught:
         parse_securitykey(b"<html>")
     assert str(caught.value) == "the metadata service's security key is not JSON"
+
+
+@pytest.mark.simulator(clusters=1, nodes_per_cluster=1)
+async def test_refused_agency_credentials_are_dropped_even_when_no_new_ones_come(
+    simulator: Simulator,
+) -> None:
+    async def no_wait(seconds: float) -> None:
+        pass
+
+    auth = AgencyAuth(simulator.base_url, simulator.credentials.project_id, sleep=no_wait)
+    base = simulator.base_url + f"/api/v3/projects/{simulator.credentials.project_id}/clusters"
+    async with httpx.AsyncClient(auth=auth) as client:
+        assert (await client.get(base)).status_code == 200
+        assert auth.credentials is not None
+        # Revoked early (the API refuses them) and the metadata service down: an error, and the
+        # refused credentials are not kept to sign with or to show.
+        simulator.app.temporary.expire_all()
+        simulator.faults.add("http_503", rate=1.0, path="securitykey")
+        with pytest.raises(CredentialsError, match="HTTP 503"):
+            await client.get(base)
+        assert auth.credentials is None
+        assert describe_credentials(auth) == (
+            "the instance agency's temporary credentials (not fetched yet)"
+        )
+    await auth.aclose()
