@@ -43,6 +43,11 @@ _LOCALE = (
 _HEADER_CASE = "HTTP header names are case-insensitive (httpx's Headers and every server)"
 _METHODS = "Starlette upper-cases a route's methods"
 _KNOWN_ID = "a known cluster always has an ID (refresh keeps only clusters with one)"
+_TIME_LEFT = (
+    "they differ only when exactly no time is left; a retry is made only when its wait ends "
+    "before the deadline, so after the wait some time is left (or, on a late clock, less than "
+    "none, where both give the full value)"
+)
 _FALSE = "None and False are both false, the only way the argument is read"
 _QUEUED = (
     "checks enter the pool only when a worker is free (_acquire), so the pool never holds a "
@@ -176,11 +181,13 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "CCEClient._send",
         "timeout = min(self.timeout, left) if retries and left > 0 else self.timeout",
         "timeout = min(self.timeout, left) if retries and left >= 0 else self.timeout",
-        (
-            "they differ only when exactly no time is left; a retry is made only when its wait "
-            "ends before the deadline, so after the wait some time is left (or, on a late clock, "
-            "less than none, where both give the full timeout)"
-        ),
+        _TIME_LEFT,
+    ),
+    Equivalent(
+        "CCEClient._send",
+        "min(self.request_deadline, left) if retries and left > 0 else self.request_deadline",
+        "min(self.request_deadline, left) if retries and left >= 0 else self.request_deadline",
+        _TIME_LEFT,
     ),
     # cce.signing
     Equivalent(
