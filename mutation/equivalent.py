@@ -48,6 +48,10 @@ _TIME_LEFT = (
     "before the deadline, so after the wait some time is left (or, on a late clock, less than "
     "none, where both give the full value)"
 )
+_SLOTS = (
+    "a larger pool is never used: checks enter it only while one of the `workers` slots is free "
+    "(_acquire), so at most `workers` threads ever run"
+)
 _FALSE = "None and False are both false, the only way the argument is read"
 _QUEUED = (
     "checks enter the pool only when a worker is free (_acquire), so the pool never holds a "
@@ -627,6 +631,24 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "self._pool.shutdown(wait=False, cancel_futures=True)",
         "self._pool.shutdown(wait=False, cancel_futures=False)",
         _QUEUED,
+    ),
+    Equivalent(
+        "BasicAuthVerifier.__init__",
+        'self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bcrypt")',
+        'self._pool = ThreadPoolExecutor(max_workers=None, thread_name_prefix="bcrypt")',
+        _SLOTS,
+    ),
+    Equivalent(
+        "BasicAuthVerifier.__init__",
+        'self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bcrypt")',
+        'self._pool = ThreadPoolExecutor(thread_name_prefix="bcrypt")',
+        _SLOTS,
+    ),
+    Equivalent(
+        "BasicAuthVerifier.__init__",
+        'self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bcrypt")',
+        'self._pool = ThreadPoolExecutor(max_workers=max(2, workers), thread_name_prefix="bcrypt")',
+        _SLOTS,
     ),
 )
 

@@ -346,3 +346,10 @@ async def test_refused_agency_credentials_are_dropped_even_when_no_new_ones_come
             "the instance agency's temporary credentials (not fetched yet)"
         )
     await auth.aclose()
+
+
+def test_a_security_key_whose_expiry_is_not_a_timestamp_says_so_in_full() -> None:
+    body = b'{"access": "A", "secret": "S", "securitytoken": "T", "expires_at": "soon"}'
+    with pytest.raises(CredentialsError) as caught:
+        parse_securitykey(body)
+    assert str(caught.value) == "the metadata service's expires_at is not a timestamp"

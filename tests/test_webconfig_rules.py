@@ -12,6 +12,7 @@ import bcrypt
 import pytest
 
 from exporter.webconfig import (
+    AuthBusyError,
     BasicAuthVerifier,
     WebConfigError,
     load_web_config,
@@ -265,3 +266,26 @@ async def test_closing_the_verifier_does_not_wait_for_a_check_in_progress(monkey
     assert not finished.is_set()
     gate.set()
     assert await check
+
+
+async def test_by_default_one_check_runs_and_eight_wait(monkeypatch: Any) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate, entered = threading.Event(), threading.Event()
+    real = bcrypt.checkpw
+
+    def blocked(password: bytes, hashed_pw: bytes) -> bool:
+        entered.set()
+        gate.wait(30)
+        return bool(real(password, hashed_pw))
+
+    monkeypatch.setattr(bcrypt, "checkpw", blocked)
+    verifier = BasicAuthVerifier({"prom": hashed})
+    running = asyncio.create_task(verifier.verify("prom", "wrong-0"))
+    await _until(entered.is_set)
+    waiting = [asyncio.create_task(verifier.verify("prom", f"wrong-{i}")) for i in range(1, 9)]
+    await _until(lambda: len(verifier._waiting[0]) == 8)
+    with pytest.raises(AuthBusyError):
+        await verifier.verify("prom", "wrong-9")
+    gate.set()
+    assert not any(await asyncio.gather(running, *waiting))
+    await verifier.aclose()
