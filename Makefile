@@ -88,8 +88,9 @@ soak: $(STAMP)
 # report). The report is printed and kept in mutants/report.md.
 MUTATE_CHILDREN ?= 2
 MUTATE_MODULES ?=
+MUTATE_ARGS ?=
 mutate: $(STAMP)
-	$(BIN)/python -m mutation run --max-children $(MUTATE_CHILDREN) $(MUTATE_MODULES)
+	$(BIN)/python -m mutation run --max-children $(MUTATE_CHILDREN) $(MUTATE_ARGS) $(MUTATE_MODULES)
 
 clean:
 	rm -rf mutants $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
