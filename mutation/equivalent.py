@@ -650,6 +650,15 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         'self._pool = ThreadPoolExecutor(max_workers=max(2, workers), thread_name_prefix="bcrypt")',
         _SLOTS,
     ),
+    Equivalent(
+        "BasicAuthVerifier._acquire",
+        "if self._free > 0 and not self._waiting[0] and not self._waiting[1]:",
+        "if self._free > 0 and not self._waiting[1] and not self._waiting[1]:",
+        (
+            "a free slot never coexists with a waiting check: _release hands a freed slot to the "
+            "first waiter and counts it free only when none waits"
+        ),
+    ),
 )
 
 _BY_CONTENT = {(e.function.rpartition(".")[2], e.before, e.after): e for e in EQUIVALENT}

@@ -289,3 +289,64 @@ async def test_by_default_one_check_runs_and_eight_wait(monkeypatch: Any) -> Non
     gate.set()
     assert not any(await asyncio.gather(running, *waiting))
     await verifier.aclose()
+
+
+class _Gate:
+    """bcrypt.checkpw held until ``open()``: counts the checks that entered it."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self.gate = threading.Event()
+        self.entered = 0
+        self._lock = threading.Lock()
+        real = bcrypt.checkpw
+
+        def blocked(password: bytes, hashed_pw: bytes) -> bool:
+            with self._lock:
+                self.entered += 1
+            self.gate.wait(30)
+            return bool(real(password, hashed_pw))
+
+        monkeypatch.setattr(bcrypt, "checkpw", blocked)
+
+    def open(self) -> None:
+        self.gate.set()
+
+
+async def test_the_check_queue_at_its_edges(monkeypatch: Any) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate = _Gate(monkeypatch)
+    verifier = BasicAuthVerifier({"prom": hashed}, workers=2, max_pending=2)
+    # The same credentials at once: one bcrypt run, both answered by it.
+    same = [asyncio.create_task(verifier.verify("prom", "pw")) for _ in range(2)]
+    other = asyncio.create_task(verifier.verify("prom", "wrong-1"))
+    await _until(lambda: gate.entered == 2)
+    # Both slots busy: a client's check waits in its lane, a suspect's in the other.
+    plain = asyncio.create_task(verifier.verify("nobody", "x"))
+    suspect = asyncio.create_task(verifier.verify("prom", "wrong-2", suspect=True))
+    await _until(lambda: (len(verifier._waiting[0]), len(verifier._waiting[1])) == (1, 1))
+    # The queue is full: a suspect is refused at once, each refusal counted.
+    for n in (1, 2):
+        with pytest.raises(AuthBusyError) as caught:
+            await verifier.verify("prom", f"wrong-{n + 2}", suspect=True)
+        assert str(caught.value) == "too many password checks are waiting"
+        assert verifier.refused == n
+    # A client's check makes room by refusing the waiting suspect.
+    late = asyncio.create_task(verifier.verify("prom", "wrong-5"))
+    await _until(suspect.done)
+    assert str(suspect.exception()) == "refused for a higher priority"
+    # A check given up while waiting leaves the queue.
+    late.cancel()
+    await _until(lambda: not verifier._waiting[0] or verifier._waiting[0][-1].done())
+    gate.open()
+    assert [await t for t in same] == [True, True]
+    assert not await other and not await plain
+    assert gate.entered == 3  # pw once, wrong-1, the unknown user's dummy; none for late
+    # Every slot came back: two checks at once again, a third waits.
+    gate.gate.clear()
+    entered = gate.entered
+    again = [asyncio.create_task(verifier.verify("prom", f"again-{i}")) for i in range(3)]
+    await _until(lambda: gate.entered == entered + 2)
+    await _until(lambda: len(verifier._waiting[0]) == 1)
+    gate.open()
+    assert not any(await asyncio.gather(*again))
+    await verifier.aclose()
