@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -127,6 +128,10 @@ def run(rows: list[Row], children: int, names: list[str]) -> Clock:
     for name, function in patches.items():
         setattr(mm, name, function)
     os.environ["PYTHONHASHSEED"] = "0"
+    # Stopped by SIGINT or SIGTERM (even from a background job, where SIGINT is ignored),
+    # mutmut stops its children and the verdicts so far are reported.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with clock.phase("whole run"):
         mm._run(names, children)
     return clock
