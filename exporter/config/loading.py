@@ -53,7 +53,9 @@ def _flatten(tree: Mapping[str, Any], origin: Callable[[FlatKey], str]) -> Layer
                 layer[path] = (value, origin(path))
 
     walk(tree, ())
-    return layer
+    # In the order of the variables' names, as check-config lists the sources (a stable sort:
+    # the labels of one variable, and a file's keys, keep their order).
+    return dict(sorted(layer.items(), key=lambda item: item[1][1]))
 
 
 def _from_env(prefix: str) -> Callable[[FlatKey], str]:
