@@ -153,9 +153,10 @@ def env_target_tree(
     tree: dict[str, Any] = {}
     for suffix, value in items.items():
         path = TARGET_ENV[suffix]
+        parsed: Any = value
         if path == ("labels",):
-            value = _parse_env_labels(value, env_prefix + suffix, problems)  # type: ignore[assignment]
-        _put(tree, path, value)
+            parsed = _parse_env_labels(value, env_prefix + suffix, problems)
+        _put(tree, path, parsed)
     return tree
 
 
