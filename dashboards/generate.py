@@ -1,4 +1,4 @@
-"""Render the CCE Grafana dashboards (dashboards/*.json) from Python.
+"""Render the CCE Grafana dashboards (dashboards/*.json) from Python, with grafana-foundation-sdk.
 
 Usage::
 
@@ -9,11 +9,8 @@ Usage::
 Every panel and query uses the ``${datasource}`` variable (no data source UID is hard-coded), so the
 files import as they are and work with Grafana's file provisioning
 (dashboards/provisioning/dashboards.yaml). Dashboards link to each other through the ``cce`` tag.
-
-State sets (one 0/1 series per phase) become one number per resource for state timelines:
-``phase_code()`` maps the phase whose series is 1 to its index, and a value mapping turns the
-index back into the phase's name and colour. It relies on ``== 1`` only, so it also works when the
-exporter is configured to export the current value only.
+The panel shapes and the shared dashboard settings are in dashboards/kit.py; the phases and
+statuses shown are the models' (exporter/cce/models.py), never a list of this module's own.
 """
 
 from __future__ import annotations
@@ -21,477 +18,74 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-Json = dict[str, Any]
+import yaml
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+
+from dashboards.kit import (
+    CLUSTER,
+    EXPORTER,
+    PROJECT,
+    Board,
+    bargauge,
+    bars,
+    colour_overrides,
+    coloured,
+    column,
+    firing,
+    hibernation_actual,
+    percent,
+    phase_code,
+    stat,
+    state_column,
+    state_set,
+    state_timeline,
+    steps,
+    table,
+    target,
+    text,
+    timeseries,
+    value_mapping,
+    with_cluster_name,
+)
+from exporter.cce import models
 
 OUT_DIR = Path(__file__).resolve().parent
-DS: Json = {"type": "prometheus", "uid": "${datasource}"}
-TAGS = ["cce", "cce-exporter"]
-SCHEMA_VERSION = 39
+THRESHOLDS = OUT_DIR.parent / "alerts" / "thresholds.yaml"
 
-PROJECT = 'project_id=~"$project"'
-CLUSTER = 'project_id=~"$project", cluster=~"$cluster"'
-EXPORTER = 'project_id=~"$project", instance=~"$instance"'
-
-# Phases (API spelling) and their colours; the order is the code phase_code() gives them.
-CLUSTER_PHASES = {
-    "Available": "green",
-    "Unavailable": "red",
-    "ScalingUp": "blue",
-    "ScalingDown": "blue",
-    "Creating": "blue",
-    "Deleting": "orange",
-    "Upgrading": "blue",
-    "Resizing": "blue",
-    "RollingBack": "orange",
-    "RollbackFailed": "red",
-    "Hibernating": "purple",
-    "Hibernation": "dark-purple",
-    "Awaking": "purple",
-    "Empty": "text",
-    "Error": "red",
-    "unknown": "text",
-}
-NODE_PHASES = {
-    "Build": "blue",
-    "Installing": "blue",
-    "Installed": "blue",
-    "ShutDown": "text",
-    "Upgrading": "blue",
-    "Active": "green",
-    "Abnormal": "red",
-    "Deleting": "orange",
-    "Error": "red",
-    "Repairing": "orange",
-    "RepairFailed": "red",
-    "unknown": "text",
-}
-NODEPOOL_PHASES = {
-    "Normal": "green",
-    "Synchronizing": "blue",
-    "Synchronized": "green",
-    "SoldOut": "orange",
-    "Deleting": "orange",
-    "Error": "red",
-    "unknown": "text",
-}
-ADDON_STATUSES = {
-    "running": "green",
-    "available": "green",
-    "abnormal": "red",
-    "unavailable": "red",
-    "installing": "blue",
-    "upgrading": "blue",
-    "rollbacking": "orange",
-    "deleting": "orange",
-    "deleteSuccess": "text",
-    "installFailed": "red",
-    "upgradeFailed": "red",
-    "deleteFailed": "red",
-    "rollbackFailed": "red",
-    "unknown": "text",
-}
-#: Certificate stages (the SDK's ClusterCondition reasons), as coloured cells.
-CERTIFICATE_REASONS = {
-    "CertificateValid": "green",
-    "CertificateExpiringWithin180Days": "yellow",
-    "CertificateExpiringWithin30Days": "orange",
-    "CertificateExpired": "red",
-    "RotationInProgress": "blue",
-    "RotationSucceeded": "green",
-    "RotationFailed": "red",
-}
-#: Node-pool conditions that stop scale-ups (as the CCENodePoolScaleBlocked alert).
-SCALE_BLOCKING = "QuotaInsufficient|ResourceInsufficient|LockedByOrder|Error"
-JOB_PHASES = {
-    "Initializing": "blue",
-    "Running": "blue",
-    "Success": "green",
-    "Failed": "red",
-    "unknown": "text",
-}
+# Phases and statuses as the exporter exports them (the models' values, then "unknown"); the
+# order is the code phase_code() gives them.
+CLUSTER_PHASES = state_set(models.CLUSTER_PHASES)
+NODE_PHASES = state_set(models.NODE_PHASES)
+NODEPOOL_PHASES = state_set(models.NODEPOOL_PHASES)
+ADDON_STATUSES = state_set(models.ADDON_STATUSES)
+JOB_PHASES = state_set(models.JOB_PHASES)
+#: Certificate stages and rotation outcomes (the SDK's ClusterCondition reasons), as coloured cells.
+CERTIFICATE_REASONS = coloured(models.CLUSTER_CONDITION_REASONS)
+#: The dashboards' own codes of hibernation_actual() (0, 1, 2), not phases.
 HIBERNATION_STATES = {"Awake": "green", "Transition": "purple", "Hibernated": "dark-purple"}
+SEVERITIES = {"critical": "red", "warning": "orange"}
 
 
-# --- PromQL helpers ------------------------------------------------------------------------------
+def _scale_blocking() -> str:
+    """Node-pool conditions that stop scale-ups: those of the CCENodePoolScaleBlocked alert."""
+    config = yaml.safe_load(THRESHOLDS.read_text(encoding="utf-8"))
+    return "|".join(config["alerts"]["CCENodePoolScaleBlocked"]["conditions"])
 
 
-def phase_code(
-    metric: str, label: str, phases: Sequence[str], filters: str, by: str = "project_id, cluster"
-) -> str:
-    """One series per ``by`` group whose value is the index of its current phase."""
-    branches = [
-        f'(({metric}{{{filters}, {label}="{phase}"}} == 1) * {index})'
-        for index, phase in enumerate(phases)
-    ]
-    return f"max by ({by}) (\n  " + "\n  or ".join(branches) + "\n)"
+SCALE_BLOCKING = _scale_blocking()
+INSTANCE = 'instance=~"$instance"'
 
-
-def hibernation_actual(filters: str) -> str:
-    """0 awake, 1 hibernating or awaking, 2 hibernated."""
-    metric = "cce_cluster_status_phase"
-    return (
-        f'(max by (project_id, cluster) ({metric}{{{filters}, phase="Hibernation"}} == 1) * 2)\n'
-        f'or (max by (project_id, cluster) ({metric}{{{filters}, phase=~"Hibernating|Awaking"}}'
-        " == 1))\n"
-        f"or (max by (project_id, cluster) ({metric}{{{filters}}} == 1) * 0)"
-    )
-
-
-def with_cluster_name(expr: str) -> str:
-    """Jobs carry cluster_id only: add the cluster name (and filter by it) from cce_cluster_info."""
-    return (
-        f"({expr})\n* on(project_id, cluster_id) group_left(cluster)\n"
-        f"max by (project_id, cluster_id, cluster) (cce_cluster_info{{{CLUSTER}}})"
-    )
-
-
-# --- panel helpers -------------------------------------------------------------------------------
-
-
-def target(
-    expr: str, legend: str = "", *, ref: str = "A", instant: bool = False, table: bool = False
-) -> Json:
-    return {
-        "datasource": DS,
-        "refId": ref,
-        "expr": expr,
-        "legendFormat": legend or "__auto",
-        "range": not instant,
-        "instant": instant,
-        "format": "table" if table else "time_series",
-        "editorMode": "code",
-    }
-
-
-def steps(*pairs: tuple[str, float | None]) -> Json:
-    return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in pairs]}
-
-
-GREEN = steps(("green", None))
-
-
-def value_mappings(names: dict[str, str], *, by_index: bool) -> list[Json]:
-    """Map phase codes (by_index) or phase texts to the phase's name and colour."""
-    options = {
-        (str(i) if by_index else name): {"text": name, "color": color, "index": i}
-        for i, (name, color) in enumerate(names.items())
-    }
-    return [{"type": "value", "options": options}]
-
-
-def panel(
-    kind: str,
-    title: str,
-    targets: Sequence[Json],
-    *,
-    description: str = "",
-    unit: str = "short",
-    thresholds: Json | None = None,
-    mappings: list[Json] | None = None,
-    color: Json | None = None,
-    custom: Json | None = None,
-    options: Json | None = None,
-    overrides: list[Json] | None = None,
-    transformations: list[Json] | None = None,
-    decimals: int | None = None,
-    minmax: tuple[float, float] | None = None,
-) -> Json:
-    refs = "ABCDEFGHIJ"
-    defaults: Json = {
-        "unit": unit,
-        "thresholds": thresholds or GREEN,
-        "mappings": mappings or [],
-        "color": color or {"mode": "thresholds" if thresholds else "palette-classic"},
-    }
-    if custom:
-        defaults["custom"] = custom
-    if decimals is not None:
-        defaults["decimals"] = decimals
-    if minmax:
-        defaults["min"], defaults["max"] = minmax
-    result: Json = {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": [dict(t, refId=refs[i]) for i, t in enumerate(targets)],
-        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
-        "options": options or {},
-    }
-    if transformations:
-        result["transformations"] = transformations
-    return result
-
-
-def timeseries(title: str, targets: Sequence[Json], *, stack: bool = False, **kw: Any) -> Json:
-    custom = {
-        "drawStyle": "line",
-        "lineWidth": 1,
-        "fillOpacity": 20 if stack else 10,
-        "showPoints": "never",
-        "spanNulls": False,
-        "stacking": {"mode": "normal" if stack else "none", "group": "A"},
-    }
-    options = {
-        "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]},
-        "tooltip": {"mode": "multi", "sort": "desc"},
-    }
-    return panel("timeseries", title, targets, custom=custom, options=options, **kw)
-
-
-def bars(title: str, targets: Sequence[Json], **kw: Any) -> Json:
-    """A time series drawn as stacked bars: counts per interval."""
-    result = timeseries(title, targets, stack=True, **kw)
-    result["fieldConfig"]["defaults"]["custom"].update(drawStyle="bars", fillOpacity=80)
-    return result
-
-
-def stat(title: str, targets: Sequence[Json], *, color_mode: str = "background", **kw: Any) -> Json:
-    options = {
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "colorMode": color_mode,
-        "graphMode": "none",
-        "textMode": "auto",
-        "justifyMode": "auto",
-        "orientation": "auto",
-    }
-    return panel("stat", title, targets, options=options, **kw)
-
-
-def bargauge(title: str, targets: Sequence[Json], **kw: Any) -> Json:
-    options = {
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "displayMode": "gradient",
-        "orientation": "horizontal",
-        "showUnfilled": True,
-        "valueMode": "color",
-    }
-    return panel("bargauge", title, targets, options=options, **kw)
-
-
-def state_timeline(title: str, targets: Sequence[Json], names: dict[str, str], **kw: Any) -> Json:
-    options = {
-        "showValue": "never",
-        "mergeValues": True,
-        "rowHeight": 0.8,
-        "alignValue": "left",
-        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-        "tooltip": {"mode": "single", "sort": "none"},
-    }
-    return panel(
-        "state-timeline",
-        title,
-        targets,
-        mappings=value_mappings(names, by_index=True),
-        color={"mode": "thresholds"},
-        custom={"fillOpacity": 80, "lineWidth": 0},
-        options=options,
-        **kw,
-    )
-
-
-def table(
-    title: str,
-    targets: Sequence[Json],
-    *,
-    hide: Sequence[str] = (),
-    rename: dict[str, str] | None = None,
-    order: Sequence[str] = (),
-    columns: dict[str, Json] | None = None,
-    sort_by: str | None = None,
-    **kw: Any,
-) -> Json:
-    """Instant table queries merged on their common labels, then tidied up.
-
-    ``columns`` sets field properties per (renamed) column, e.g. a unit or colour-coded cells.
-    """
-    hidden = {
-        "Time": True,
-        "__name__": True,
-        "instance": True,
-        "job": True,
-        **{h: True for h in hide},
-    }
-    for t in targets:
-        t.update(instant=True, range=False, format="table")
-    transformations: list[Json] = [{"id": "merge", "options": {}}] if len(targets) > 1 else []
-    transformations.append(
-        {
-            "id": "organize",
-            "options": {
-                "excludeByName": hidden,
-                "renameByName": rename or {},
-                "indexByName": {name: i for i, name in enumerate(order)},
-            },
-        }
-    )
-    overrides = [
-        {
-            "matcher": {"id": "byName", "options": name},
-            "properties": [{"id": key, "value": value} for key, value in props.items()],
-        }
-        for name, props in (columns or {}).items()
-    ]
-    options: Json = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
-    if sort_by:
-        options["sortBy"] = [{"displayName": sort_by, "desc": True}]
-    return panel(
-        "table",
-        title,
-        targets,
-        options=options,
-        overrides=overrides,
-        transformations=transformations,
-        custom={"align": "auto", "cellOptions": {"type": "auto"}, "filterable": True},
-        **kw,
-    )
-
-
-def state_column(names: dict[str, str]) -> Json:
-    """Column properties: a phase text coloured like the state timelines."""
-    return {
-        "mappings": value_mappings(names, by_index=False),
-        "custom.cellOptions": {"type": "color-background", "mode": "basic"},
-    }
-
-
-def text(title: str, content: str) -> Json:
-    return {
-        "type": "text",
-        "title": title,
-        "options": {"mode": "markdown", "content": content},
-    }
-
-
-# --- dashboards ----------------------------------------------------------------------------------
-
-
-class Dashboard:
-    """Collects panels and lays them out left to right on Grafana's 24-column grid."""
-
-    def __init__(self, uid: str, title: str, description: str) -> None:
-        self.uid, self.title, self.description = uid, title, description
-        self.panels: list[Json] = []
-        self.x = self.y = self.line_height = 0
-        self.variables: list[Json] = [
-            {
-                "type": "datasource",
-                "name": "datasource",
-                "label": "Data source",
-                "query": "prometheus",
-                "current": {},
-                "hide": 0,
-                "refresh": 1,
-                "regex": "",
-                "options": [],
-            }
-        ]
-
-    def variable(self, name: str, label: str, query: str) -> None:
-        self.variables.append(
-            {
-                "type": "query",
-                "name": name,
-                "label": label,
-                "datasource": DS,
-                "definition": query,
-                "query": query,
-                "refresh": 2,
-                "multi": True,
-                "includeAll": True,
-                "allValue": ".*",
-                "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-                "sort": 1,
-                "hide": 0,
-                "regex": "",
-                "options": [],
-            }
-        )
-
-    def row(self, title: str) -> None:
-        self._newline()
-        self.panels.append(
-            {
-                "type": "row",
-                "title": title,
-                "collapsed": False,
-                "panels": [],
-                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
-            }
-        )
-        self.y += 1
-
-    def add(self, item: Json, w: int, h: int) -> None:
-        if self.x + w > 24:
-            self._newline()
-        item["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
-        self.panels.append(item)
-        self.x += w
-        self.line_height = max(self.line_height, h)
-
-    def _newline(self) -> None:
-        self.y += self.line_height
-        self.x = self.line_height = 0
-
-    def json(self) -> Json:
-        panels = [dict(p, id=i) for i, p in enumerate(self.panels, start=1)]
-        return {
-            "uid": self.uid,
-            "title": self.title,
-            "description": self.description,
-            "tags": TAGS,
-            "editable": True,
-            "graphTooltip": 1,
-            "schemaVersion": SCHEMA_VERSION,
-            "version": 1,
-            "refresh": "1m",
-            "time": {"from": "now-6h", "to": "now"},
-            "timepicker": {},
-            "timezone": "browser",
-            "fiscalYearStartMonth": 0,
-            "liveNow": False,
-            "weekStart": "",
-            "annotations": {
-                "list": [
-                    {
-                        "builtIn": 1,
-                        "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                        "enable": True,
-                        "hide": True,
-                        "iconColor": "rgba(0, 211, 255, 1)",
-                        "name": "Annotations & Alerts",
-                        "type": "dashboard",
-                    }
-                ]
-            },
-            "links": [
-                {
-                    "type": "dashboards",
-                    "title": "CCE dashboards",
-                    "tags": ["cce"],
-                    "asDropdown": True,
-                    "includeVars": True,
-                    "keepTime": True,
-                    "targetBlank": False,
-                    "icon": "external link",
-                    "tooltip": "",
-                    "url": "",
-                }
-            ],
-            "templating": {"list": self.variables},
-            "panels": panels,
-        }
-
-
-def _cluster_variables(d: Dashboard) -> None:
-    d.variable("project", "Project", "label_values(cce_cluster_info, project_id)")
-    d.variable(
-        "cluster", "Cluster", 'label_values(cce_cluster_info{project_id=~"$project"}, cluster)'
-    )
+KUBE = 'project_id=~"$project", cluster=~"$cluster", namespace=~"$namespace"'
+KUBE_JOB = "project_id, cluster_id, namespace, job_name"
+KUBE_QUOTA_RATIO = (
+    f'cce_kube_resourcequota{{{KUBE}, type="used"}}\n  / ignoring(type)\n'
+    f'  (cce_kube_resourcequota{{{KUBE}, type="hard"}} > 0)'
+)
+KUBE_FAILED = f'(cce_kube_job_status_condition{{{KUBE}, condition="Failed", status="true"}} == 1)'
+KUBE_RUNNING = f"(cce_kube_job_status_active{{{KUBE}}} > 0)"
 
 
 # Firing CCE alerts of the selected projects and clusters. Not every alert has those labels:
@@ -515,13 +109,20 @@ FIRING_ALERTS_DESCRIPTION = (
     "whichever clusters are selected."
 )
 
-PERCENT = steps(("green", None), ("yellow", 0.75), ("red", 0.9))
-FIRING = steps(("green", None), ("red", 1))
+
+def overview() -> Board:
+    d = Board("cce-overview", "CCE / Overview", "All CCE clusters, nodes, quotas and alerts.")
+    d.cluster_variables()
+    _overview_summary(d)
+    _overview_capacity(d)
+    _overview_attention(d)
+    _overview_freshness(d)
+    _overview_alerts(d)
+    return d
 
 
-def overview() -> Dashboard:
-    d = Dashboard("cce-overview", "CCE / Overview", "All CCE clusters, nodes, quotas and alerts.")
-    _cluster_variables(d)
+def _overview_summary(d: Board) -> None:
+    """Counts and the phase of every cluster."""
     d.add(
         stat(
             "Clusters",
@@ -542,14 +143,8 @@ def overview() -> Dashboard:
                 )
             ],
             description="Number of clusters in each phase.",
-            overrides=[
-                {
-                    "matcher": {"id": "byName", "options": phase},
-                    "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": c}}],
-                }
-                for phase, c in CLUSTER_PHASES.items()
-            ],
-            color={"mode": "fixed", "fixedColor": "text"},
+            overrides=colour_overrides(CLUSTER_PHASES),
+            color="text",
         ),
         10,
         4,
@@ -577,7 +172,7 @@ def overview() -> Dashboard:
                 )
             ],
             description=FIRING_ALERTS_DESCRIPTION,
-            thresholds=FIRING,
+            thresholds=firing(),
         ),
         5,
         4,
@@ -597,6 +192,10 @@ def overview() -> Dashboard:
         24,
         8,
     )
+
+
+def _overview_capacity(d: Board) -> None:
+    """Nodes, node pools, flavor limits and quotas."""
     d.row("Nodes and node pools")
     d.add(
         timeseries(
@@ -608,13 +207,7 @@ def overview() -> Dashboard:
                 )
             ],
             stack=True,
-            overrides=[
-                {
-                    "matcher": {"id": "byName", "options": phase},
-                    "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": c}}],
-                }
-                for phase, c in NODE_PHASES.items()
-            ],
+            overrides=colour_overrides(NODE_PHASES),
         ),
         12,
         8,
@@ -634,7 +227,7 @@ def overview() -> Dashboard:
             ],
             description="Nodes of each autoscaling node pool as a share of its maximum.",
             unit="percentunit",
-            thresholds=PERCENT,
+            thresholds=percent(),
             minmax=(0, 1),
         ),
         12,
@@ -651,7 +244,7 @@ def overview() -> Dashboard:
                 )
             ],
             unit="percentunit",
-            thresholds=PERCENT,
+            thresholds=percent(),
             minmax=(0, 1),
         ),
         12,
@@ -669,12 +262,16 @@ def overview() -> Dashboard:
             ],
             description="Used / limit of every CCE quota (unlimited quotas are left out).",
             unit="percentunit",
-            thresholds=PERCENT,
+            thresholds=percent(),
             minmax=(0, 1),
         ),
         12,
         8,
     )
+
+
+def _overview_attention(d: Board) -> None:
+    """Certificates, locks and pools that need someone."""
     d.row("Certificates, locks, pool conditions and upgrades")
     d.add(
         table(
@@ -738,6 +335,10 @@ def overview() -> Dashboard:
         12,
         7,
     )
+
+
+def _overview_freshness(d: Board) -> None:
+    """Upgrades, stale or outdated nodes, control-plane zones."""
     d.add(
         stat(
             "Upgrades available",
@@ -751,7 +352,6 @@ def overview() -> Dashboard:
                     f"count(cce_addon_upgrade_available{{{CLUSTER}}} == 1) or vector(0)",
                     "add-ons",
                     instant=True,
-                    ref="B",
                 ),
             ],
             description="Clusters and add-ons that can be upgraded (checked hourly).",
@@ -809,6 +409,10 @@ def overview() -> Dashboard:
         6,
         4,
     )
+
+
+def _overview_alerts(d: Board) -> None:
+    """Firing alerts and hibernation."""
     d.row("Alerts and hibernation")
     d.add(
         table(
@@ -817,7 +421,7 @@ def overview() -> Dashboard:
             description=FIRING_ALERTS_DESCRIPTION,
             hide=["Value", "alertstate"],
             order=["alertname", "severity", "cluster", "project_id"],
-            columns={"severity": state_column({"critical": "red", "warning": "orange"})},
+            columns={"severity": state_column(SEVERITIES)},
         ),
         24,
         8,
@@ -832,14 +436,22 @@ def overview() -> Dashboard:
         24,
         8,
     )
+
+
+def cluster() -> Board:
+    d = Board("cce-cluster", "CCE / Cluster", "One cluster: phase, nodes, pools, add-ons, jobs.")
+    d.cluster_variables()
+    _cluster_summary(d)
+    _cluster_nodes(d)
+    _cluster_pools(d)
+    _cluster_conditions(d)
+    _cluster_counts(d)
+    _cluster_jobs(d)
     return d
 
 
-def cluster() -> Dashboard:
-    d = Dashboard(
-        "cce-cluster", "CCE / Cluster", "One cluster: phase, nodes, pools, add-ons, jobs."
-    )
-    _cluster_variables(d)
+def _cluster_summary(d: Board) -> None:
+    """The cluster and its phase history."""
     d.add(
         table(
             "Cluster",
@@ -863,8 +475,8 @@ def cluster() -> Dashboard:
             order=["cluster", "cluster_id", "phase", "Time in phase", "version", "flavor"],
             columns={
                 "phase": state_column(CLUSTER_PHASES),
-                "Time in phase": {"unit": "s"},
-                "Created": {"unit": "dateTimeAsIso"},
+                "Time in phase": column(unit="s"),
+                "Created": column(unit="dateTimeAsIso"),
             },
         ),
         24,
@@ -884,6 +496,10 @@ def cluster() -> Dashboard:
         24,
         5,
     )
+
+
+def _cluster_nodes(d: Board) -> None:
+    """Nodes by phase, and each node."""
     d.row("Nodes")
     d.add(
         timeseries(
@@ -914,14 +530,18 @@ def cluster() -> Dashboard:
             order=["cluster", "node", "node_id", "phase", "Time in phase", "flavor", "az"],
             columns={
                 "phase": state_column(NODE_PHASES),
-                "Time in phase": {"unit": "s"},
-                "Age": {"unit": "s"},
+                "Time in phase": column(unit="s"),
+                "Age": column(unit="s"),
             },
             sort_by="Time in phase",
         ),
         16,
         9,
     )
+
+
+def _cluster_pools(d: Board) -> None:
+    """Node pools and add-ons."""
     d.row("Node pools and add-ons")
     d.add(
         table(
@@ -946,17 +566,9 @@ def cluster() -> Dashboard:
             order=["cluster", "nodepool", "phase", "Nodes", "Min", "Max", "Autoscaling"],
             columns={
                 "phase": state_column(NODEPOOL_PHASES),
-                "Autoscaling": {
-                    "mappings": [
-                        {
-                            "type": "value",
-                            "options": {
-                                "0": {"text": "off", "index": 0},
-                                "1": {"text": "on", "color": "green", "index": 1},
-                            },
-                        }
-                    ]
-                },
+                "Autoscaling": column(
+                    mappings=[value_mapping({"0": ("off", None), "1": ("on", "green")})]
+                ),
             },
         ),
         12,
@@ -976,6 +588,10 @@ def cluster() -> Dashboard:
         12,
         8,
     )
+
+
+def _cluster_conditions(d: Board) -> None:
+    """Conditions of the cluster and its pools, lock, zones and upgrades."""
     d.row("Conditions, node counts and upgrades")
     d.add(
         table(
@@ -1024,6 +640,10 @@ def cluster() -> Dashboard:
         12,
         7,
     )
+
+
+def _cluster_counts(d: Board) -> None:
+    """Pool node counts and node freshness."""
     d.add(
         bars(
             "Pool nodes by state",
@@ -1037,13 +657,11 @@ def cluster() -> Dashboard:
                     f"cce_nodepool_status_configuration_synced_nodes{{{CLUSTER}}}",
                     "{{nodepool}} synced",
                     instant=True,
-                    ref="B",
                 ),
                 target(
                     f"cce_nodepool_scalegroup_nodes{{{CLUSTER}}}",
                     "{{nodepool}}/{{scalegroup}} {{state}}",
                     instant=True,
-                    ref="C",
                 ),
             ],
             description="Pool counts by node state, nodes synced with the pool's configuration, "
@@ -1065,12 +683,16 @@ def cluster() -> Dashboard:
             hide=["Value #C", "project_id", "cluster_id", "node_id", "addon_id"],
             rename={"Value #A": "Last probe age", "Value #B": "Up to date"},
             order=["cluster", "node", "Last probe age", "Up to date", "addon"],
-            columns={"Last probe age": {"unit": "s"}},
+            columns={"Last probe age": column(unit="s")},
             sort_by="Last probe age",
         ),
         24,
         7,
     )
+
+
+def _cluster_jobs(d: Board) -> None:
+    """CCE jobs and their durations."""
     d.row("CCE jobs")
     d.add(
         table(
@@ -1089,9 +711,9 @@ def cluster() -> Dashboard:
             order=["cluster", "job_id", "type", "resource", "phase", "Duration", "Started"],
             columns={
                 "phase": state_column(JOB_PHASES),
-                "Duration": {"unit": "s"},
-                "Started": {"unit": "dateTimeAsIso"},
-                "Finished": {"unit": "dateTimeAsIso"},
+                "Duration": column(unit="s"),
+                "Started": column(unit="dateTimeAsIso"),
+                "Finished": column(unit="dateTimeAsIso"),
             },
             sort_by="Started",
         ),
@@ -1119,16 +741,24 @@ def cluster() -> Dashboard:
         8,
         9,
     )
-    return d
 
 
-def hibernation() -> Dashboard:
-    d = Dashboard(
+def hibernation() -> Board:
+    d = Board(
         "cce-hibernation",
         "CCE / Hibernation & cost",
         "What the hibernation policies want, what the clusters do, and what it saves.",
     )
-    _cluster_variables(d)
+    d.cluster_variables()
+    _hibernation_summary(d)
+    _hibernation_states(d)
+    _hibernation_schedule(d)
+    _hibernation_actions(d)
+    return d
+
+
+def _hibernation_summary(d: Board) -> None:
+    """Hours, savings, failures and governed clusters in the range."""
     d.add(
         stat(
             "Hibernated hours",
@@ -1177,7 +807,7 @@ def hibernation() -> Dashboard:
                     instant=True,
                 )
             ],
-            thresholds=FIRING,
+            thresholds=firing(),
             decimals=0,
         ),
         6,
@@ -1198,6 +828,10 @@ def hibernation() -> Dashboard:
         6,
         4,
     )
+
+
+def _hibernation_states(d: Board) -> None:
+    """Desired against actual state."""
     desired = (
         "max by (project_id, cluster) "
         f'(cce_hibernation_desired_state{{{CLUSTER}, state="hibernated"}}) * 2'
@@ -1215,6 +849,10 @@ def hibernation() -> Dashboard:
         24,
         10,
     )
+
+
+def _hibernation_schedule(d: Board) -> None:
+    """Next transitions, overrides and policies."""
     d.row("Schedule")
     d.add(
         table(
@@ -1223,7 +861,7 @@ def hibernation() -> Dashboard:
             hide=["project_id", "cluster_id"],
             rename={"Value": "At"},
             order=["cluster", "action", "At"],
-            columns={"At": {"unit": "dateTimeAsIso"}},
+            columns={"At": column(unit="dateTimeAsIso")},
         ),
         8,
         8,
@@ -1235,7 +873,7 @@ def hibernation() -> Dashboard:
             hide=["project_id", "cluster_id"],
             rename={"Value": "Until"},
             order=["cluster", "state", "Until"],
-            columns={"Until": {"unit": "dateTimeAsIso"}},
+            columns={"Until": column(unit="dateTimeAsIso")},
         ),
         8,
         8,
@@ -1250,6 +888,10 @@ def hibernation() -> Dashboard:
         8,
         8,
     )
+
+
+def _hibernation_actions(d: Board) -> None:
+    """Actions, their duration, and the savings by cluster."""
     d.row("Actions and savings")
     d.add(
         bars(
@@ -1319,21 +961,28 @@ def hibernation() -> Dashboard:
         12,
         8,
     )
+
+
+def exporter() -> Board:
+    d = Board("cce-exporter", "CCE / Exporter", "The exporter's own health: collections, API.")
+    d.variable("instance", "Instance", "label_values(cce_exporter_build_info, instance)")
+    d.variable("project", "Project", "label_values(cce_exporter_collect_success, project_id)")
+    _exporter_summary(d)
+    _exporter_collections(d)
+    _exporter_requests(d)
+    _exporter_latency(d)
     return d
 
 
-def exporter() -> Dashboard:
-    d = Dashboard("cce-exporter", "CCE / Exporter", "The exporter's own health: collections, API.")
-    d.variable("instance", "Instance", "label_values(cce_exporter_build_info, instance)")
-    d.variable("project", "Project", "label_values(cce_exporter_collect_success, project_id)")
-    inst = 'instance=~"$instance"'
+def _exporter_summary(d: Board) -> None:
+    """Exporters, failing collections, oldest data."""
     d.add(
         table(
             "Exporters",
             [
-                target(f"cce_exporter_build_info{{{inst}}}"),
-                target(f"cce_exporter_shard_ordinal{{{inst}}}"),
-                target(f"cce_exporter_total_shards{{{inst}}}"),
+                target(f"cce_exporter_build_info{{{INSTANCE}}}"),
+                target(f"cce_exporter_shard_ordinal{{{INSTANCE}}}"),
+                target(f"cce_exporter_total_shards{{{INSTANCE}}}"),
             ],
             hide=["Value #A"],
             rename={"Value #B": "Shard", "Value #C": "Shards"},
@@ -1352,7 +1001,7 @@ def exporter() -> Dashboard:
                     instant=True,
                 )
             ],
-            thresholds=FIRING,
+            thresholds=firing(),
         ),
         6,
         5,
@@ -1373,6 +1022,10 @@ def exporter() -> Dashboard:
         6,
         5,
     )
+
+
+def _exporter_collections(d: Board) -> None:
+    """Success, duration and age of each collection."""
     d.row("Collections")
     d.add(
         state_timeline(
@@ -1420,6 +1073,10 @@ def exporter() -> Dashboard:
         24,
         8,
     )
+
+
+def _exporter_requests(d: Board) -> None:
+    """API requests by code and endpoint."""
     d.row("CCE API")
     d.add(
         timeseries(
@@ -1427,7 +1084,7 @@ def exporter() -> Dashboard:
             [
                 target(
                     "sum by (code) (rate(cce_exporter_api_requests_total"
-                    f"{{{inst}}}[$__rate_interval]))",
+                    f"{{{INSTANCE}}}[$__rate_interval]))",
                     "{{code}}",
                 )
             ],
@@ -1443,7 +1100,7 @@ def exporter() -> Dashboard:
             [
                 target(
                     "sum by (method, endpoint) (rate(cce_exporter_api_requests_total"
-                    f"{{{inst}}}[$__rate_interval]))",
+                    f"{{{INSTANCE}}}[$__rate_interval]))",
                     "{{method}} {{endpoint}}",
                 )
             ],
@@ -1452,13 +1109,17 @@ def exporter() -> Dashboard:
         12,
         8,
     )
+
+
+def _exporter_latency(d: Board) -> None:
+    """Latency, retries and credential refreshes."""
     d.add(
         timeseries(
             "Request latency",
             [
                 target(
                     f"histogram_quantile({q}, sum by (le) (rate("
-                    f"cce_exporter_api_request_duration_seconds_bucket{{{inst}}}"
+                    f"cce_exporter_api_request_duration_seconds_bucket{{{INSTANCE}}}"
                     "[$__rate_interval])))",
                     f"p{round(q * 100)}",
                 )
@@ -1475,7 +1136,7 @@ def exporter() -> Dashboard:
             [
                 target(
                     "histogram_quantile(0.95, sum by (le, method, endpoint) (rate("
-                    f"cce_exporter_api_request_duration_seconds_bucket{{{inst}}}"
+                    f"cce_exporter_api_request_duration_seconds_bucket{{{INSTANCE}}}"
                     "[$__rate_interval])))",
                     "{{method}} {{endpoint}}",
                 )
@@ -1491,7 +1152,7 @@ def exporter() -> Dashboard:
             [
                 target(
                     "sum by (endpoint, reason) (increase(cce_exporter_api_retries_total"
-                    f"{{{inst}}}[$__rate_interval]))",
+                    f"{{{INSTANCE}}}[$__rate_interval]))",
                     "{{endpoint}} {{reason}}",
                 )
             ],
@@ -1506,20 +1167,13 @@ def exporter() -> Dashboard:
             [
                 target(
                     "sum by (result) (increase(cce_exporter_auth_refreshes_total"
-                    f"{{{inst}}}[$__rate_interval]))",
+                    f"{{{INSTANCE}}}[$__rate_interval]))",
                     "{{result}}",
                 )
             ],
             description="IAM token fetches; failures stop every collection.",
             decimals=0,
-            overrides=[
-                {
-                    "matcher": {"id": "byName", "options": "failure"},
-                    "properties": [
-                        {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}}
-                    ],
-                }
-            ],
+            overrides=colour_overrides({"failure": "red"}),
         ),
         12,
         8,
@@ -1533,40 +1187,39 @@ def exporter() -> Dashboard:
         12,
         8,
     )
-    return d
 
 
 # --- CCE / Workloads: Kubernetes objects inside the clusters ------------------------------------
 
-KUBE = 'project_id=~"$project", cluster=~"$cluster", namespace=~"$namespace"'
-KUBE_JOB = "project_id, cluster_id, namespace, job_name"
-KUBE_QUOTA_RATIO = (
-    f'cce_kube_resourcequota{{{KUBE}, type="used"}}\n  / ignoring(type)\n'
-    f'  (cce_kube_resourcequota{{{KUBE}, type="hard"}} > 0)'
-)
-QUOTA_STEPS = steps(("green", None), ("yellow", 0.9), ("orange", 1), ("red", 1.0001))
 
-
-def workloads() -> Dashboard:
-    d = Dashboard(
+def workloads() -> Board:
+    d = Board(
         "cce-workloads",
         "CCE / Workloads",
         "Kubernetes Jobs, CronJobs and ResourceQuotas inside the clusters, per cluster and "
         "namespace (collected through CCE when kubernetes.enabled is on).",
     )
-    _cluster_variables(d)
+    d.cluster_variables()
     d.variable(
         "namespace",
         "Namespace",
         'label_values(cce_kube_job_info{project_id=~"$project", cluster=~"$cluster"}, namespace)',
     )
-    failed = f'(cce_kube_job_status_condition{{{KUBE}, condition="Failed", status="true"}} == 1)'
-    running = f"(cce_kube_job_status_active{{{KUBE}}} > 0)"
+    _workloads_summary(d)
+    _workloads_failing_jobs(d)
+    _workloads_job_pods(d)
+    _workloads_cronjobs(d)
+    _workloads_quotas(d)
+    return d
+
+
+def _workloads_summary(d: Board) -> None:
+    """Failed, running and late work, and objects over the cap."""
     d.add(
         stat(
             "Failed Jobs",
-            [target(f"count({failed}) or vector(0)", "failed", instant=True)],
-            thresholds=FIRING,
+            [target(f"count({KUBE_FAILED}) or vector(0)", "failed", instant=True)],
+            thresholds=firing(),
         ),
         6,
         4,
@@ -1574,7 +1227,7 @@ def workloads() -> Dashboard:
     d.add(
         stat(
             "Running Jobs",
-            [target(f"count({running}) or vector(0)", "running", instant=True)],
+            [target(f"count({KUBE_RUNNING}) or vector(0)", "running", instant=True)],
         ),
         6,
         4,
@@ -1594,7 +1247,7 @@ def workloads() -> Dashboard:
                 )
             ],
             description="Not suspended, and no schedule for 1.5 times the schedule's period.",
-            thresholds=FIRING,
+            thresholds=firing(),
         ),
         6,
         4,
@@ -1611,27 +1264,31 @@ def workloads() -> Dashboard:
             ],
             description="Objects left out (counted at each collection) because a cluster had more "
             "than max_objects_per_cluster of a kind (all clusters).",
-            thresholds=FIRING,
+            thresholds=firing(),
         ),
         6,
         4,
     )
+
+
+def _workloads_failing_jobs(d: Board) -> None:
+    """Failed and long-running Jobs."""
     d.row("Jobs")
     d.add(
         table(
             "Failing Jobs",
             [
-                target(f"cce_kube_job_status_failed{{{KUBE}}}\nand on({KUBE_JOB}) {failed}"),
+                target(f"cce_kube_job_status_failed{{{KUBE}}}\nand on({KUBE_JOB}) {KUBE_FAILED}"),
                 target(
                     f"cce_kube_job_status_start_time_seconds{{{KUBE}}} * 1000\n"
-                    f"and on({KUBE_JOB}) {failed}"
+                    f"and on({KUBE_JOB}) {KUBE_FAILED}"
                 ),
-                target(f"cce_kube_job_info{{{KUBE}}}\nand on({KUBE_JOB}) {failed}"),
+                target(f"cce_kube_job_info{{{KUBE}}}\nand on({KUBE_JOB}) {KUBE_FAILED}"),
             ],
             hide=["project_id", "cluster_id", "Value #C"],
             rename={"Value #A": "Failed pods", "Value #B": "Started", "job_name": "Job"},
             order=["cluster", "namespace", "Job", "owner_kind", "owner_name", "Failed pods"],
-            columns={"Started": {"unit": "dateTimeAsIso"}},
+            columns={"Started": column(unit="dateTimeAsIso")},
             description="Jobs whose condition Failed is true (backoff limit or deadline).",
         ),
         12,
@@ -1643,23 +1300,23 @@ def workloads() -> Dashboard:
             [
                 target(
                     f"time() - cce_kube_job_status_start_time_seconds{{{KUBE}}}\n"
-                    f"and on({KUBE_JOB}) {running}"
+                    f"and on({KUBE_JOB}) {KUBE_RUNNING}"
                 ),
                 target(
                     f"cce_kube_job_spec_active_deadline_seconds{{{KUBE}}}\n"
-                    f"and on({KUBE_JOB}) {running}"
+                    f"and on({KUBE_JOB}) {KUBE_RUNNING}"
                 ),
             ],
             hide=["project_id", "cluster_id"],
             rename={"Value #A": "Running for", "Value #B": "Deadline", "job_name": "Job"},
             order=["cluster", "namespace", "Job", "Running for", "Deadline"],
             columns={
-                "Running for": {
-                    "unit": "s",
-                    "thresholds": steps(("green", None), ("orange", 3600), ("red", 43200)),
-                    "custom.cellOptions": {"type": "color-text"},
-                },
-                "Deadline": {"unit": "s"},
+                "Running for": column(
+                    unit="s",
+                    thresholds=steps(("green", None), ("orange", 3600), ("red", 43200)),
+                    cells="color-text",
+                ),
+                "Deadline": column(unit="s"),
             },
             sort_by="Running for",
             description="Jobs with active pods, longest first.",
@@ -1667,6 +1324,10 @@ def workloads() -> Dashboard:
         12,
         8,
     )
+
+
+def _workloads_job_pods(d: Board) -> None:
+    """Job pods and completed Jobs."""
     d.add(
         timeseries(
             "Active Job pods",
@@ -1711,13 +1372,17 @@ def workloads() -> Dashboard:
             hide=["project_id", "cluster_id"],
             rename={"Value #A": "Completed", "Value #B": "Took", "job_name": "Job"},
             order=["cluster", "namespace", "Job", "Completed", "Took"],
-            columns={"Completed": {"unit": "dateTimeAsIso"}, "Took": {"unit": "s"}},
+            columns={"Completed": column(unit="dateTimeAsIso"), "Took": column(unit="s")},
             sort_by="Completed",
             description="Finished Jobs the exporter still reports (finished_job_retention).",
         ),
         8,
         8,
     )
+
+
+def _workloads_cronjobs(d: Board) -> None:
+    """CronJobs."""
     d.row("CronJobs")
     d.add(
         table(
@@ -1748,21 +1413,13 @@ def workloads() -> Dashboard:
                 "Next schedule",
             ],
             columns={
-                "Suspended": {
-                    "mappings": [
-                        {
-                            "type": "value",
-                            "options": {
-                                "0": {"text": "no", "color": "green", "index": 0},
-                                "1": {"text": "suspended", "color": "orange", "index": 1},
-                            },
-                        }
-                    ],
-                    "custom.cellOptions": {"type": "color-text"},
-                },
-                "Since last schedule": {"unit": "s"},
-                "Since last success": {"unit": "s"},
-                "Next schedule": {"unit": "dateTimeAsIso"},
+                "Suspended": column(
+                    mappings=[value_mapping({"0": ("no", "green"), "1": ("suspended", "orange")})],
+                    cells="color-text",
+                ),
+                "Since last schedule": column(unit="s"),
+                "Since last success": column(unit="s"),
+                "Next schedule": column(unit="dateTimeAsIso"),
             },
             description="Next schedule: the first fire time after the last schedule, from the "
             "schedule and its time zone; in the past when a run was missed.",
@@ -1770,6 +1427,10 @@ def workloads() -> Dashboard:
         24,
         8,
     )
+
+
+def _workloads_quotas(d: Board) -> None:
+    """ResourceQuota usage."""
     d.row("Quotas")
     d.add(
         bargauge(
@@ -1784,7 +1445,7 @@ def workloads() -> Dashboard:
             description="Used / hard of each resource of each ResourceQuota (above 100 %: the "
             "quota was lowered below what runs).",
             unit="percentunit",
-            thresholds=QUOTA_STEPS,
+            thresholds=steps(("green", None), ("yellow", 0.9), ("orange", 1), ("red", 1.0001)),
             minmax=(0, 1.2),
         ),
         12,
@@ -1805,10 +1466,9 @@ def workloads() -> Dashboard:
         12,
         10,
     )
-    return d
 
 
-DASHBOARDS = {
+DASHBOARDS: dict[str, Callable[[], Board]] = {
     "cce-overview.json": overview,
     "cce-cluster.json": cluster,
     "cce-hibernation.json": hibernation,
@@ -1817,8 +1477,8 @@ DASHBOARDS = {
 }
 
 
-def render(build: Any) -> str:
-    return json.dumps(build().json(), indent=2, sort_keys=False) + "\n"
+def render(build: Callable[[], Board]) -> str:
+    return json.dumps(build().build(), cls=JSONEncoder, indent=2) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
