@@ -32,6 +32,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 from grafana_foundation_sdk.models import text as tm
 
+from exporter.cce import models
 from exporter.metrics.spec import UNKNOWN
 
 Json = dict[str, Any]
@@ -101,6 +102,19 @@ def coloured(names: Iterable[str]) -> dict[str, str]:
 def state_set(values: Sequence[str]) -> dict[str, str]:
     """A state set's values as exported (the known ones, then ``unknown``), coloured."""
     return coloured((*values, UNKNOWN))
+
+
+# Phases and statuses as the exporter exports them (the models' values, then "unknown"); the
+# order is the code phase_code() gives them.
+CLUSTER_PHASES = state_set(models.CLUSTER_PHASES)
+NODE_PHASES = state_set(models.NODE_PHASES)
+NODEPOOL_PHASES = state_set(models.NODEPOOL_PHASES)
+ADDON_STATUSES = state_set(models.ADDON_STATUSES)
+JOB_PHASES = state_set(models.JOB_PHASES)
+#: Certificate stages and rotation outcomes (the SDK's ClusterCondition reasons), as coloured cells.
+CERTIFICATE_REASONS = coloured(models.CLUSTER_CONDITION_REASONS)
+#: The codes hibernation_actual() gives (0, 1, 2): the dashboards' own, not phases.
+HIBERNATION_STATES = {"Awake": "green", "Transition": "purple", "Hibernated": "dark-purple"}
 
 
 # --- PromQL helpers ------------------------------------------------------------------------------

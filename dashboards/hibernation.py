@@ -1,0 +1,239 @@
+"""CCE / Hibernation & cost: what the policies want, what the clusters do, what it saves."""
+
+from __future__ import annotations
+
+from dashboards.kit import (
+    CLUSTER,
+    HIBERNATION_STATES,
+    Board,
+    bargauge,
+    bars,
+    column,
+    firing,
+    hibernation_actual,
+    stat,
+    state_timeline,
+    table,
+    target,
+    timeseries,
+)
+
+
+def hibernation() -> Board:
+    d = Board(
+        "cce-hibernation",
+        "CCE / Hibernation & cost",
+        "What the hibernation policies want, what the clusters do, and what it saves.",
+    )
+    d.cluster_variables()
+    _hibernation_summary(d)
+    _hibernation_states(d)
+    _hibernation_schedule(d)
+    _hibernation_actions(d)
+    return d
+
+
+def _hibernation_summary(d: Board) -> None:
+    """Hours, savings, failures and governed clusters in the range."""
+    d.add(
+        stat(
+            "Hibernated hours",
+            [
+                target(
+                    f"sum(increase(cce_cluster_hibernated_seconds_total{{{CLUSTER}}}[$__range]))"
+                    " / 3600",
+                    "hours",
+                    instant=True,
+                )
+            ],
+            description="Cluster-hours spent in phase Hibernation in the selected time range.",
+            unit="h",
+            color_mode="none",
+            decimals=1,
+        ),
+        6,
+        4,
+    )
+    d.add(
+        stat(
+            "Estimated savings",
+            [
+                target(
+                    "sum by (currency) (increase(cce_hibernation_estimated_savings_total"
+                    f"{{{CLUSTER}}}[$__range]))",
+                    "{{currency}}",
+                    instant=True,
+                )
+            ],
+            description="Hibernated hours times the configured control-plane price, in range.",
+            color_mode="value",
+            decimals=2,
+        ),
+        6,
+        4,
+    )
+    d.add(
+        stat(
+            "Failed actions",
+            [
+                target(
+                    "sum(increase(cce_hibernation_actions_total"
+                    f'{{{CLUSTER}, result="failed"}}[$__range])) or vector(0)',
+                    "failed",
+                    instant=True,
+                )
+            ],
+            thresholds=firing(),
+            decimals=0,
+        ),
+        6,
+        4,
+    )
+    d.add(
+        stat(
+            "Clusters under a policy",
+            [
+                target(
+                    f"count(cce_hibernation_policy_info{{{CLUSTER}}})",
+                    "clusters",
+                    instant=True,
+                )
+            ],
+            color_mode="none",
+        ),
+        6,
+        4,
+    )
+
+
+def _hibernation_states(d: Board) -> None:
+    """Desired against actual state."""
+    desired = (
+        "max by (project_id, cluster) "
+        f'(cce_hibernation_desired_state{{{CLUSTER}, state="hibernated"}}) * 2'
+    )
+    d.add(
+        state_timeline(
+            "Desired vs actual state",
+            [
+                target(desired, "{{cluster}} desired"),
+                target(hibernation_actual(CLUSTER), "{{cluster}} actual"),
+            ],
+            HIBERNATION_STATES,
+            description="What the policy wants (desired) and the cluster's phase (actual).",
+        ),
+        24,
+        10,
+    )
+
+
+def _hibernation_schedule(d: Board) -> None:
+    """Next transitions, overrides and policies."""
+    d.row("Schedule")
+    d.add(
+        table(
+            "Next transitions",
+            [target(f"cce_hibernation_next_transition_timestamp_seconds{{{CLUSTER}}} * 1000")],
+            hide=["project_id", "cluster_id"],
+            rename={"Value": "At"},
+            order=["cluster", "action", "At"],
+            columns={"At": column(unit="dateTimeAsIso")},
+        ),
+        8,
+        8,
+    )
+    d.add(
+        table(
+            "Overrides in force",
+            [target(f"cce_hibernation_override_until_timestamp_seconds{{{CLUSTER}}} * 1000")],
+            hide=["project_id", "cluster_id"],
+            rename={"Value": "Until"},
+            order=["cluster", "state", "Until"],
+            columns={"Until": column(unit="dateTimeAsIso")},
+        ),
+        8,
+        8,
+    )
+    d.add(
+        table(
+            "Policies",
+            [target(f"cce_hibernation_policy_info{{{CLUSTER}}}")],
+            hide=["Value", "project_id", "cluster_id"],
+            order=["cluster", "policy", "timezone", "dry_run"],
+        ),
+        8,
+        8,
+    )
+
+
+def _hibernation_actions(d: Board) -> None:
+    """Actions, their duration, and the savings by cluster."""
+    d.row("Actions and savings")
+    d.add(
+        bars(
+            "Actions by result",
+            [
+                target(
+                    "sum by (action, result) (increase(cce_hibernation_actions_total"
+                    f"{{{CLUSTER}}}[$__rate_interval]))",
+                    "{{action}} {{result}}",
+                )
+            ],
+            decimals=0,
+        ),
+        12,
+        8,
+    )
+    d.add(
+        timeseries(
+            "Action duration (p95, trailing day)",
+            [
+                target(
+                    # A few actions a day: a trailing day, or the line would be empty.
+                    "histogram_quantile(0.95, sum by (le, action) "
+                    "(increase(cce_hibernation_action_duration_seconds_bucket[1d])))",
+                    "{{action}}",
+                )
+            ],
+            description=(
+                "From the API call until the cluster reached its target phase; 95th percentile "
+                "of the actions of the trailing day."
+            ),
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    d.add(
+        bargauge(
+            "Hibernated hours by cluster",
+            [
+                target(
+                    "sum by (cluster) (increase(cce_cluster_hibernated_seconds_total"
+                    f"{{{CLUSTER}}}[$__range])) / 3600",
+                    "{{cluster}}",
+                    instant=True,
+                )
+            ],
+            unit="h",
+            decimals=1,
+        ),
+        12,
+        8,
+    )
+    d.add(
+        bargauge(
+            "Estimated savings by cluster",
+            [
+                target(
+                    "sum by (cluster, currency) (increase(cce_hibernation_estimated_savings_total"
+                    f"{{{CLUSTER}}}[$__range]))",
+                    "{{cluster}} ({{currency}})",
+                    instant=True,
+                )
+            ],
+            decimals=2,
+        ),
+        12,
+        8,
+    )
