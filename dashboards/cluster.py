@@ -7,12 +7,14 @@ from dashboards.kit import (
     CERTIFICATE_REASONS,
     CLUSTER,
     CLUSTER_PHASES,
+    CLUSTER_VARIABLES,
     JOB_PHASES,
     NODE_PHASES,
     NODEPOOL_PHASES,
     PROJECT,
     Board,
     bars,
+    board,
     column,
     phase_code,
     state_column,
@@ -26,15 +28,20 @@ from dashboards.kit import (
 
 
 def cluster() -> Board:
-    d = Board("cce-cluster", "CCE / Cluster", "One cluster: phase, nodes, pools, add-ons, jobs.")
-    d.cluster_variables()
-    _cluster_summary(d)
-    _cluster_nodes(d)
-    _cluster_pools(d)
-    _cluster_conditions(d)
-    _cluster_counts(d)
-    _cluster_jobs(d)
-    return d
+    return board(
+        "cce-cluster",
+        "CCE / Cluster",
+        "One cluster: phase, nodes, pools, add-ons, jobs.",
+        CLUSTER_VARIABLES,
+        (
+            _cluster_summary,
+            _cluster_nodes,
+            _cluster_pools,
+            _cluster_conditions,
+            _cluster_counts,
+            _cluster_jobs,
+        ),
+    )
 
 
 def _cluster_summary(d: Board) -> None:

@@ -6,7 +6,9 @@ from dashboards.kit import (
     EXPORTER,
     Board,
     bars,
+    board,
     colour_overrides,
+    count_or_zero,
     firing,
     stat,
     state_timeline,
@@ -21,14 +23,16 @@ INSTANCE = 'instance=~"$instance"'
 
 
 def exporter() -> Board:
-    d = Board("cce-exporter", "CCE / Exporter", "The exporter's own health: collections, API.")
-    d.variable("instance", "Instance", "label_values(cce_exporter_build_info, instance)")
-    d.variable("project", "Project", "label_values(cce_exporter_collect_success, project_id)")
-    _exporter_summary(d)
-    _exporter_collections(d)
-    _exporter_requests(d)
-    _exporter_latency(d)
-    return d
+    return board(
+        "cce-exporter",
+        "CCE / Exporter",
+        "The exporter's own health: collections, API.",
+        (
+            ("instance", "Instance", "label_values(cce_exporter_build_info, instance)"),
+            ("project", "Project", "label_values(cce_exporter_collect_success, project_id)"),
+        ),
+        (_exporter_summary, _exporter_collections, _exporter_requests, _exporter_latency),
+    )
 
 
 def _exporter_summary(d: Board) -> None:
@@ -53,9 +57,8 @@ def _exporter_summary(d: Board) -> None:
             "Failing collections",
             [
                 target(
-                    f"count(cce_exporter_collect_success{{{EXPORTER}}} == 0) or vector(0)",
+                    count_or_zero(f"cce_exporter_collect_success{{{EXPORTER}}} == 0"),
                     "failing",
-                    instant=True,
                 )
             ],
             thresholds=firing(),
@@ -70,7 +73,6 @@ def _exporter_summary(d: Board) -> None:
                 target(
                     f"max(time() - cce_exporter_last_success_timestamp_seconds{{{EXPORTER}}})",
                     "age",
-                    instant=True,
                 )
             ],
             unit="s",

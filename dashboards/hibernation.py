@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dashboards.kit import (
     CLUSTER,
+    CLUSTER_VARIABLES,
     HIBERNATION_STATES,
     Board,
     bargauge,
     bars,
+    board,
     column,
     firing,
     hibernation_actual,
@@ -20,17 +22,13 @@ from dashboards.kit import (
 
 
 def hibernation() -> Board:
-    d = Board(
+    return board(
         "cce-hibernation",
         "CCE / Hibernation & cost",
         "What the hibernation policies want, what the clusters do, and what it saves.",
+        CLUSTER_VARIABLES,
+        (_hibernation_summary, _hibernation_states, _hibernation_schedule, _hibernation_actions),
     )
-    d.cluster_variables()
-    _hibernation_summary(d)
-    _hibernation_states(d)
-    _hibernation_schedule(d)
-    _hibernation_actions(d)
-    return d
 
 
 def _hibernation_summary(d: Board) -> None:
@@ -43,7 +41,6 @@ def _hibernation_summary(d: Board) -> None:
                     f"sum(increase(cce_cluster_hibernated_seconds_total{{{CLUSTER}}}[$__range]))"
                     " / 3600",
                     "hours",
-                    instant=True,
                 )
             ],
             description="Cluster-hours spent in phase Hibernation in the selected time range.",
@@ -62,7 +59,6 @@ def _hibernation_summary(d: Board) -> None:
                     "sum by (currency) (increase(cce_hibernation_estimated_savings_total"
                     f"{{{CLUSTER}}}[$__range]))",
                     "{{currency}}",
-                    instant=True,
                 )
             ],
             description="Hibernated hours times the configured control-plane price, in range.",
@@ -80,7 +76,6 @@ def _hibernation_summary(d: Board) -> None:
                     "sum(increase(cce_hibernation_actions_total"
                     f'{{{CLUSTER}, result="failed"}}[$__range])) or vector(0)',
                     "failed",
-                    instant=True,
                 )
             ],
             thresholds=firing(),
@@ -96,7 +91,6 @@ def _hibernation_summary(d: Board) -> None:
                 target(
                     f"count(cce_hibernation_policy_info{{{CLUSTER}}})",
                     "clusters",
-                    instant=True,
                 )
             ],
             color_mode="none",
@@ -212,7 +206,6 @@ def _hibernation_actions(d: Board) -> None:
                     "sum by (cluster) (increase(cce_cluster_hibernated_seconds_total"
                     f"{{{CLUSTER}}}[$__range])) / 3600",
                     "{{cluster}}",
-                    instant=True,
                 )
             ],
             unit="h",
@@ -229,7 +222,6 @@ def _hibernation_actions(d: Board) -> None:
                     "sum by (cluster, currency) (increase(cce_hibernation_estimated_savings_total"
                     f"{{{CLUSTER}}}[$__range]))",
                     "{{cluster}} ({{currency}})",
-                    instant=True,
                 )
             ],
             decimals=2,

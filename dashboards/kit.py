@@ -14,7 +14,7 @@ exporter is configured to export the current value only. The phases come from th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge as sdk_bargauge
@@ -168,6 +168,11 @@ def target(
     return query.instant() if instant else query.range()
 
 
+def count_or_zero(selector: str) -> str:
+    """How many series ``selector`` gives, 0 (not "no data") when it gives none."""
+    return f"count({selector}) or vector(0)"
+
+
 def steps(*pairs: tuple[str, float | None]) -> sdk_dashboard.ThresholdsConfig:
     return (
         sdk_dashboard.ThresholdsConfig()
@@ -184,8 +189,9 @@ def percent() -> sdk_dashboard.ThresholdsConfig:
     return steps(("green", None), ("yellow", 0.75), ("red", 0.9))
 
 
-def firing() -> sdk_dashboard.ThresholdsConfig:
-    return steps(("green", None), ("red", 1))
+def firing(colour: str = "red") -> sdk_dashboard.ThresholdsConfig:
+    """Green at 0, ``colour`` from 1: a count of things that need someone."""
+    return steps(("green", None), (colour, 1))
 
 
 def value_mapping(options: Mapping[str, tuple[str, str | None]]) -> dm.ValueMap:
@@ -267,6 +273,13 @@ def _common(
     return panel
 
 
+def _instant(targets: Sequence[sdk_prometheus.Dataquery]) -> Sequence[sdk_prometheus.Dataquery]:
+    """Single values (stats, gauges, tables) need the latest sample only."""
+    for t in targets:
+        t.instant()
+    return targets
+
+
 def _reduce_last() -> sdk_common.ReduceDataOptions:
     return sdk_common.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
 
@@ -330,7 +343,7 @@ def stat(
         .justify_mode(cm.BigValueJustifyMode.AUTO)
         .orientation(cm.VizOrientation.AUTO)
     )
-    result: sdk_stat.Panel = _common(panel, title, targets, **kw)
+    result: sdk_stat.Panel = _common(panel, title, _instant(targets), **kw)
     return result
 
 
@@ -345,7 +358,7 @@ def bargauge(
         .show_unfilled(True)
         .value_mode(cm.BarGaugeValueMode.COLOR)
     )
-    result: sdk_bargauge.Panel = _common(panel, title, targets, **kw)
+    result: sdk_bargauge.Panel = _common(panel, title, _instant(targets), **kw)
     return result
 
 
@@ -439,8 +452,8 @@ def table(
 
     ``columns`` sets field properties per (renamed) column (see ``column()``).
     """
-    for t in targets:
-        t.instant().format(pm.PromQueryFormat.TABLE)
+    for t in _instant(targets):
+        t.format(pm.PromQueryFormat.TABLE)
     transformations = (
         [dm.DataTransformerConfig(id_val="merge", options={})] if len(targets) > 1 else []
     )
@@ -539,12 +552,6 @@ class Board:
             .options([])
         )
 
-    def cluster_variables(self) -> None:
-        self.variable("project", "Project", "label_values(cce_cluster_info, project_id)")
-        self.variable(
-            "cluster", "Cluster", 'label_values(cce_cluster_info{project_id=~"$project"}, cluster)'
-        )
-
     def row(self, title: str) -> None:
         self.sdk.with_row(sdk_dashboard.Row(title))
 
@@ -556,3 +563,27 @@ class Board:
         for number, panel in enumerate(model.panels or [], start=1):
             panel.id_val = number
         return model
+
+
+Section = Callable[[Board], None]
+#: (name, label, query) of the variables that select projects and clusters.
+CLUSTER_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("project", "Project", "label_values(cce_cluster_info, project_id)"),
+    ("cluster", "Cluster", 'label_values(cce_cluster_info{project_id=~"$project"}, cluster)'),
+)
+
+
+def board(
+    uid: str,
+    title: str,
+    description: str,
+    variables: Sequence[tuple[str, str, str]],
+    sections: Sequence[Section],
+) -> Board:
+    """A dashboard with its query variables (name, label, query), laid out section by section."""
+    result = Board(uid, title, description)
+    for name, label, query in variables:
+        result.variable(name, label, query)
+    for section in sections:
+        section(result)
+    return result

@@ -10,12 +10,15 @@ from dashboards.kit import (
     CERTIFICATE_REASONS,
     CLUSTER,
     CLUSTER_PHASES,
+    CLUSTER_VARIABLES,
     HIBERNATION_STATES,
     NODE_PHASES,
     PROJECT,
     Board,
     bargauge,
+    board,
     colour_overrides,
+    count_or_zero,
     firing,
     hibernation_actual,
     percent,
@@ -23,7 +26,6 @@ from dashboards.kit import (
     stat,
     state_column,
     state_timeline,
-    steps,
     table,
     target,
     timeseries,
@@ -64,14 +66,19 @@ FIRING_ALERTS_DESCRIPTION = (
 
 
 def overview() -> Board:
-    d = Board("cce-overview", "CCE / Overview", "All CCE clusters, nodes, quotas and alerts.")
-    d.cluster_variables()
-    _overview_summary(d)
-    _overview_capacity(d)
-    _overview_attention(d)
-    _overview_freshness(d)
-    _overview_alerts(d)
-    return d
+    return board(
+        "cce-overview",
+        "CCE / Overview",
+        "All CCE clusters, nodes, quotas and alerts.",
+        CLUSTER_VARIABLES,
+        (
+            _overview_summary,
+            _overview_capacity,
+            _overview_attention,
+            _overview_freshness,
+            _overview_alerts,
+        ),
+    )
 
 
 def _overview_summary(d: Board) -> None:
@@ -79,7 +86,7 @@ def _overview_summary(d: Board) -> None:
     d.add(
         stat(
             "Clusters",
-            [target(f"count(cce_cluster_info{{{CLUSTER}}})", "clusters", instant=True)],
+            [target(f"count(cce_cluster_info{{{CLUSTER}}})", "clusters")],
             color_mode="none",
         ),
         4,
@@ -92,7 +99,6 @@ def _overview_summary(d: Board) -> None:
                 target(
                     f"count by (phase) (cce_cluster_status_phase{{{CLUSTER}}} == 1)",
                     "{{phase}}",
-                    instant=True,
                 )
             ],
             description="Number of clusters in each phase.",
@@ -106,8 +112,8 @@ def _overview_summary(d: Board) -> None:
         stat(
             "Nodes",
             [
-                target(f"sum(cce_cluster_nodes{{{CLUSTER}}})", "total", instant=True),
-                target(f"sum(cce_cluster_nodes_active{{{CLUSTER}}})", "active", instant=True),
+                target(f"sum(cce_cluster_nodes{{{CLUSTER}}})", "total"),
+                target(f"sum(cce_cluster_nodes_active{{{CLUSTER}}})", "active"),
             ],
             color_mode="none",
         ),
@@ -119,9 +125,8 @@ def _overview_summary(d: Board) -> None:
             "Firing CCE alerts",
             [
                 target(
-                    f"count(\n{FIRING_ALERTS}\n) or vector(0)",
+                    count_or_zero(f"\n{FIRING_ALERTS}\n"),
                     "alerts",
-                    instant=True,
                 )
             ],
             description=FIRING_ALERTS_DESCRIPTION,
@@ -175,7 +180,6 @@ def _overview_capacity(d: Board) -> None:
                     f"{{{CLUSTER}}} > 0)\n)\nand (cce_nodepool_autoscaling_enabled{{{CLUSTER}}}"
                     " == 1)",
                     "{{cluster}} / {{nodepool}}",
-                    instant=True,
                 )
             ],
             description="Nodes of each autoscaling node pool as a share of its maximum.",
@@ -193,7 +197,6 @@ def _overview_capacity(d: Board) -> None:
                 target(
                     f"cce_cluster_nodes{{{CLUSTER}}} / (cce_cluster_max_nodes{{{CLUSTER}}} > 0)",
                     "{{cluster}}",
-                    instant=True,
                 )
             ],
             unit="percentunit",
@@ -210,7 +213,6 @@ def _overview_capacity(d: Board) -> None:
                 target(
                     f"cce_quota_used{{{PROJECT}}} / (cce_quota_limit{{{PROJECT}}} > 0)",
                     "{{project_id}} {{resource}}",
-                    instant=True,
                 )
             ],
             description="Used / limit of every CCE quota (unlimited quotas are left out).",
@@ -297,14 +299,12 @@ def _overview_freshness(d: Board) -> None:
             "Upgrades available",
             [
                 target(
-                    f"count(cce_cluster_upgrade_available{{{CLUSTER}}} == 1) or vector(0)",
+                    count_or_zero(f"cce_cluster_upgrade_available{{{CLUSTER}}} == 1"),
                     "clusters",
-                    instant=True,
                 ),
                 target(
-                    f"count(cce_addon_upgrade_available{{{CLUSTER}}} == 1) or vector(0)",
+                    count_or_zero(f"cce_addon_upgrade_available{{{CLUSTER}}} == 1"),
                     "add-ons",
-                    instant=True,
                 ),
             ],
             description="Clusters and add-ons that can be upgraded (checked hourly).",
@@ -318,14 +318,14 @@ def _overview_freshness(d: Board) -> None:
             "Nodes with a stale status",
             [
                 target(
-                    f"count(time() - cce_node_status_last_probe_timestamp_seconds{{{CLUSTER}}}"
-                    " > 600) or vector(0)",
+                    count_or_zero(
+                        f"time() - cce_node_status_last_probe_timestamp_seconds{{{CLUSTER}}} > 600"
+                    ),
                     "nodes",
-                    instant=True,
                 )
             ],
             description="Nodes CCE has not probed for 10 minutes (status.lastProbeTime).",
-            thresholds=steps(("green", None), ("orange", 1)),
+            thresholds=firing("orange"),
         ),
         6,
         4,
@@ -335,13 +335,12 @@ def _overview_freshness(d: Board) -> None:
             "Nodes behind their pool's template",
             [
                 target(
-                    f"count(cce_node_configuration_up_to_date{{{CLUSTER}}} == 0) or vector(0)",
+                    count_or_zero(f"cce_node_configuration_up_to_date{{{CLUSTER}}} == 0"),
                     "nodes",
-                    instant=True,
                 )
             ],
             description="Nodes whose OS or runtime no longer match their pool's (reset them).",
-            thresholds=steps(("green", None), ("yellow", 1)),
+            thresholds=firing("yellow"),
         ),
         6,
         4,
@@ -353,7 +352,6 @@ def _overview_freshness(d: Board) -> None:
                 target(
                     f"count by (az) (cce_cluster_control_plane_az_info{{{CLUSTER}}})",
                     "{{az}}",
-                    instant=True,
                 )
             ],
             description="Clusters with a control-plane node in each availability zone.",

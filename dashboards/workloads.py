@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dashboards.kit import (
+    CLUSTER_VARIABLES,
     Board,
     bargauge,
+    board,
     column,
+    count_or_zero,
     firing,
     stat,
     steps,
@@ -26,24 +29,23 @@ KUBE_RUNNING = f"(cce_kube_job_status_active{{{KUBE}}} > 0)"
 
 
 def workloads() -> Board:
-    d = Board(
+    namespace = (
+        'label_values(cce_kube_job_info{project_id=~"$project", cluster=~"$cluster"}, namespace)'
+    )
+    return board(
         "cce-workloads",
         "CCE / Workloads",
         "Kubernetes Jobs, CronJobs and ResourceQuotas inside the clusters, per cluster and "
         "namespace (collected through CCE when kubernetes.enabled is on).",
+        (*CLUSTER_VARIABLES, ("namespace", "Namespace", namespace)),
+        (
+            _workloads_summary,
+            _workloads_failing_jobs,
+            _workloads_job_pods,
+            _workloads_cronjobs,
+            _workloads_quotas,
+        ),
     )
-    d.cluster_variables()
-    d.variable(
-        "namespace",
-        "Namespace",
-        'label_values(cce_kube_job_info{project_id=~"$project", cluster=~"$cluster"}, namespace)',
-    )
-    _workloads_summary(d)
-    _workloads_failing_jobs(d)
-    _workloads_job_pods(d)
-    _workloads_cronjobs(d)
-    _workloads_quotas(d)
-    return d
 
 
 def _workloads_summary(d: Board) -> None:
@@ -51,7 +53,7 @@ def _workloads_summary(d: Board) -> None:
     d.add(
         stat(
             "Failed Jobs",
-            [target(f"count({KUBE_FAILED}) or vector(0)", "failed", instant=True)],
+            [target(count_or_zero(KUBE_FAILED), "failed")],
             thresholds=firing(),
         ),
         6,
@@ -60,7 +62,7 @@ def _workloads_summary(d: Board) -> None:
     d.add(
         stat(
             "Running Jobs",
-            [target(f"count({KUBE_RUNNING}) or vector(0)", "running", instant=True)],
+            [target(count_or_zero(KUBE_RUNNING), "running")],
         ),
         6,
         4,
@@ -76,7 +78,6 @@ def _workloads_summary(d: Board) -> None:
                     f"{{{KUBE}}})\n  unless (cce_kube_cronjob_spec_suspend{{{KUBE}}} == 1)\n)"
                     " or vector(0)",
                     "behind",
-                    instant=True,
                 )
             ],
             description="Not suspended, and no schedule for 1.5 times the schedule's period.",
@@ -92,7 +93,6 @@ def _workloads_summary(d: Board) -> None:
                 target(
                     "sum(cce_exporter_kube_objects_dropped_total) or vector(0)",
                     "dropped",
-                    instant=True,
                 )
             ],
             description="Objects left out (counted at each collection) because a cluster had more "
@@ -272,7 +272,6 @@ def _workloads_quotas(d: Board) -> None:
                 target(
                     KUBE_QUOTA_RATIO,
                     "{{cluster}} / {{namespace}} / {{resourcequota}}: {{resource}}",
-                    instant=True,
                 )
             ],
             description="Used / hard of each resource of each ResourceQuota (above 100 %: the "
