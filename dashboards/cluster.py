@@ -15,10 +15,9 @@ from dashboards.kit import (
     Board,
     bars,
     board,
+    cluster_phase_timeline,
     column,
-    phase_code,
     state_column,
-    state_timeline,
     table,
     target,
     timeseries,
@@ -77,16 +76,7 @@ def _cluster_summary(d: Board) -> None:
         5,
     )
     d.add(
-        state_timeline(
-            "Phase history",
-            [
-                target(
-                    phase_code("cce_cluster_status_phase", "phase", list(CLUSTER_PHASES), CLUSTER),
-                    "{{cluster}}",
-                )
-            ],
-            CLUSTER_PHASES,
-        ),
+        cluster_phase_timeline("Phase history"),
         24,
         5,
     )

@@ -20,6 +20,12 @@ from dashboards.kit import (
     timeseries,
 )
 
+#: Title, timestamp family, its label and the column of the time, of the schedule's tables.
+SCHEDULE_TABLES = (
+    ("Next transitions", "cce_hibernation_next_transition_timestamp_seconds", "action", "At"),
+    ("Overrides in force", "cce_hibernation_override_until_timestamp_seconds", "state", "Until"),
+)
+
 
 def hibernation() -> Board:
     return board(
@@ -124,30 +130,19 @@ def _hibernation_states(d: Board) -> None:
 def _hibernation_schedule(d: Board) -> None:
     """Next transitions, overrides and policies."""
     d.row("Schedule")
-    d.add(
-        table(
-            "Next transitions",
-            [target(f"cce_hibernation_next_transition_timestamp_seconds{{{CLUSTER}}} * 1000")],
-            hide=["project_id", "cluster_id"],
-            rename={"Value": "At"},
-            order=["cluster", "action", "At"],
-            columns={"At": column(unit="dateTimeAsIso")},
-        ),
-        8,
-        8,
-    )
-    d.add(
-        table(
-            "Overrides in force",
-            [target(f"cce_hibernation_override_until_timestamp_seconds{{{CLUSTER}}} * 1000")],
-            hide=["project_id", "cluster_id"],
-            rename={"Value": "Until"},
-            order=["cluster", "state", "Until"],
-            columns={"Until": column(unit="dateTimeAsIso")},
-        ),
-        8,
-        8,
-    )
+    for title, metric, label, when in SCHEDULE_TABLES:
+        d.add(
+            table(
+                title,
+                [target(f"{metric}{{{CLUSTER}}} * 1000")],
+                hide=["project_id", "cluster_id"],
+                rename={"Value": when},
+                order=["cluster", label, when],
+                columns={when: column(unit="dateTimeAsIso")},
+            ),
+            8,
+            8,
+        )
     d.add(
         table(
             "Policies",

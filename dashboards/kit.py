@@ -397,6 +397,19 @@ def state_timeline(
     return result
 
 
+def cluster_phase_timeline(title: str, **kw: Any) -> sdk_statetimeline.Panel:
+    """The phase of every selected cluster over time."""
+    expr = phase_code("cce_cluster_status_phase", "phase", list(CLUSTER_PHASES), CLUSTER)
+    return state_timeline(title, [target(expr, "{{cluster}}")], CLUSTER_PHASES, **kw)
+
+
+def share_gauge(title: str, expr: str, legend: str, **kw: Any) -> sdk_bargauge.Panel:
+    """Bars of a ratio (used against a limit), green to red by percent() unless told."""
+    kw.setdefault("thresholds", percent())
+    kw.setdefault("minmax", (0, 1))
+    return bargauge(title, [target(expr, legend)], unit="percentunit", **kw)
+
+
 def text(title: str, content: str) -> sdk_text.Panel:
     return sdk_text.Panel().title(title).mode(tm.TextMode.MARKDOWN).content(content)
 

@@ -15,14 +15,13 @@ from dashboards.kit import (
     NODE_PHASES,
     PROJECT,
     Board,
-    bargauge,
     board,
+    cluster_phase_timeline,
     colour_overrides,
     count_or_zero,
     firing,
     hibernation_actual,
-    percent,
-    phase_code,
+    share_gauge,
     stat,
     state_column,
     state_timeline,
@@ -136,17 +135,7 @@ def _overview_summary(d: Board) -> None:
         4,
     )
     d.add(
-        state_timeline(
-            "Cluster phase",
-            [
-                target(
-                    phase_code("cce_cluster_status_phase", "phase", list(CLUSTER_PHASES), CLUSTER),
-                    "{{cluster}}",
-                )
-            ],
-            CLUSTER_PHASES,
-            description="Phase of every cluster over time.",
-        ),
+        cluster_phase_timeline("Cluster phase", description="Phase of every cluster over time."),
         24,
         8,
     )
@@ -171,54 +160,32 @@ def _overview_capacity(d: Board) -> None:
         8,
     )
     d.add(
-        bargauge(
+        share_gauge(
             "Node pools: current vs autoscaling max",
-            [
-                target(
-                    # Pools without autoscaling report a maxNodeCount too; it bounds nothing.
-                    f"(\n  cce_nodepool_nodes{{{CLUSTER}}}\n  / (cce_nodepool_autoscaling_max_nodes"
-                    f"{{{CLUSTER}}} > 0)\n)\nand (cce_nodepool_autoscaling_enabled{{{CLUSTER}}}"
-                    " == 1)",
-                    "{{cluster}} / {{nodepool}}",
-                )
-            ],
+            # Pools without autoscaling report a maxNodeCount too; it bounds nothing.
+            f"(\n  cce_nodepool_nodes{{{CLUSTER}}}\n  / (cce_nodepool_autoscaling_max_nodes"
+            f"{{{CLUSTER}}} > 0)\n)\nand (cce_nodepool_autoscaling_enabled{{{CLUSTER}}} == 1)",
+            "{{cluster}} / {{nodepool}}",
             description="Nodes of each autoscaling node pool as a share of its maximum.",
-            unit="percentunit",
-            thresholds=percent(),
-            minmax=(0, 1),
         ),
         12,
         8,
     )
     d.add(
-        bargauge(
+        share_gauge(
             "Cluster size vs flavor limit",
-            [
-                target(
-                    f"cce_cluster_nodes{{{CLUSTER}}} / (cce_cluster_max_nodes{{{CLUSTER}}} > 0)",
-                    "{{cluster}}",
-                )
-            ],
-            unit="percentunit",
-            thresholds=percent(),
-            minmax=(0, 1),
+            f"cce_cluster_nodes{{{CLUSTER}}} / (cce_cluster_max_nodes{{{CLUSTER}}} > 0)",
+            "{{cluster}}",
         ),
         12,
         8,
     )
     d.add(
-        bargauge(
+        share_gauge(
             "Quota usage",
-            [
-                target(
-                    f"cce_quota_used{{{PROJECT}}} / (cce_quota_limit{{{PROJECT}}} > 0)",
-                    "{{project_id}} {{resource}}",
-                )
-            ],
+            f"cce_quota_used{{{PROJECT}}} / (cce_quota_limit{{{PROJECT}}} > 0)",
+            "{{project_id}} {{resource}}",
             description="Used / limit of every CCE quota (unlimited quotas are left out).",
-            unit="percentunit",
-            thresholds=percent(),
-            minmax=(0, 1),
         ),
         12,
         8,
