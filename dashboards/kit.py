@@ -46,7 +46,7 @@ CLUSTER = 'project_id=~"$project", cluster=~"$cluster"'
 EXPORTER = 'project_id=~"$project", instance=~"$instance"'
 
 #: Colour of a phase, status or reason by what it means; a value not listed is a transition
-#: (blue). The values themselves come from the models; tests/test_dashboards_phases.py checks
+#: (blue). The values themselves come from the models; tests/test_known_values.py checks
 #: that every name here is one the exporter knows.
 COLOURS: dict[str, tuple[str, ...]] = {
     "green": (
