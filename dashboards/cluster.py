@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from dashboards.kit import (
-    ADDON_STATUSES,
-    CERTIFICATE_REASONS,
-    CLUSTER,
-    CLUSTER_PHASES,
+from dashboards.board import (
     CLUSTER_VARIABLES,
-    JOB_PHASES,
-    NODE_PHASES,
-    NODEPOOL_PHASES,
-    PROJECT,
     Board,
-    bars,
     board,
+)
+from dashboards.kit import (
+    CLUSTER,
+    PROJECT,
+    bars,
     cluster_phase_timeline,
     column,
     state_column,
@@ -23,6 +19,14 @@ from dashboards.kit import (
     timeseries,
     value_mapping,
     with_cluster_name,
+)
+from dashboards.phases import (
+    ADDON_STATUSES,
+    CERTIFICATE_REASONS,
+    CLUSTER_PHASES,
+    JOB_PHASES,
+    NODE_PHASES,
+    NODEPOOL_PHASES,
 )
 
 

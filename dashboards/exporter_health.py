@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dashboards.board import (
+    Board,
+    board,
+)
 from dashboards.kit import (
     EXPORTER,
-    Board,
     bars,
-    board,
     colour_overrides,
     count_or_zero,
     firing,

@@ -10,8 +10,9 @@ Every panel and query uses the ``${datasource}`` variable (no data source UID is
 files import as they are and work with Grafana's file provisioning
 (dashboards/provisioning/dashboards.yaml). Dashboards link to each other through the ``cce`` tag.
 One module per dashboard (overview, cluster, hibernation, exporter_health, workloads) lays out
-its panels; dashboards/kit.py holds the panel shapes, the settings every dashboard shares and the
-phases and statuses, which are the models' (exporter/cce/models.py), never a list of its own.
+its panels from dashboards/kit.py's panel shapes on dashboards/board.py's dashboard; the phases
+and statuses they show are the models' (exporter/cce/models.py) with dashboards/phases.py's
+colours, never a list of the dashboards' own.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from pathlib import Path
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
+from dashboards.board import Board
 from dashboards.cluster import cluster
 from dashboards.exporter_health import exporter
 from dashboards.hibernation import hibernation
-from dashboards.kit import Board
 from dashboards.overview import overview
 from dashboards.workloads import workloads
 

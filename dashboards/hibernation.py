@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dashboards.board import (
+    CLUSTER_VARIABLES,
+    Board,
+    board,
+)
 from dashboards.kit import (
     CLUSTER,
-    CLUSTER_VARIABLES,
-    HIBERNATION_STATES,
-    Board,
     bargauge,
     bars,
-    board,
     column,
     firing,
     hibernation_actual,
@@ -18,6 +19,9 @@ from dashboards.kit import (
     table,
     target,
     timeseries,
+)
+from dashboards.phases import (
+    HIBERNATION_STATES,
 )
 
 #: Title, timestamp family, its label and the column of the time, of the schedule's tables.

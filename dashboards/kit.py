@@ -1,20 +1,19 @@
 """The pieces the CCE dashboards are made of, on grafana-foundation-sdk's typed builders.
 
 One function per panel shape (stat, time series, bars, bar gauge, state timeline, table, text),
-each taking the panel's queries and the few settings that differ between panels; ``Board`` wraps
-the SDK's dashboard builder with what every CCE dashboard shares (data source variable, links,
-annotations, time range) and numbers the panels.
+each taking the panel's queries and the few settings that differ between panels, and the PromQL
+pieces several panels share. The dashboards themselves are dashboards/board.py's; the phases and
+their colours dashboards/phases.py's.
 
 State sets (one 0/1 series per phase) become one number per resource for state timelines:
 ``phase_code()`` maps the phase whose series is 1 to its index, and a value mapping turns the
 index back into the phase's name and colour. It relies on ``== 1`` only, so it also works when the
-exporter is configured to export the current value only. The phases come from the models
-(``exporter.cce.models``) with the state sets' ``unknown`` appended, as the exporter exports them.
+exporter is configured to export the current value only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge as sdk_bargauge
@@ -26,96 +25,20 @@ from grafana_foundation_sdk.builders import statetimeline as sdk_statetimeline
 from grafana_foundation_sdk.builders import table as sdk_table
 from grafana_foundation_sdk.builders import text as sdk_text
 from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
-from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 from grafana_foundation_sdk.models import text as tm
 
-from exporter.cce import models
-from exporter.metrics.spec import UNKNOWN
+from dashboards.phases import CLUSTER_PHASES
 
 Json = dict[str, Any]
-PanelBuilder = Builder[dm.Panel]
 
 DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
-TAGS = ["cce", "cce-exporter"]
 
 PROJECT = 'project_id=~"$project"'
 CLUSTER = 'project_id=~"$project", cluster=~"$cluster"'
 EXPORTER = 'project_id=~"$project", instance=~"$instance"'
-
-#: Colour of a phase, status or reason by what it means; a value not listed is a transition
-#: (blue). The values themselves come from the models; tests/test_known_values.py checks
-#: that every name here is one the exporter knows.
-COLOURS: dict[str, tuple[str, ...]] = {
-    "green": (
-        "Available",
-        "Active",
-        "Normal",
-        "Synchronized",
-        "running",
-        "available",
-        "Success",
-        "CertificateValid",
-        "RotationSucceeded",
-    ),
-    "red": (
-        "Unavailable",
-        "RollbackFailed",
-        "Error",
-        "Abnormal",
-        "RepairFailed",
-        "Failed",
-        "abnormal",
-        "unavailable",
-        "installFailed",
-        "upgradeFailed",
-        "deleteFailed",
-        "rollbackFailed",
-        "CertificateExpired",
-        "RotationFailed",
-    ),
-    "orange": (
-        "Deleting",
-        "RollingBack",
-        "Repairing",
-        "SoldOut",
-        "rollbacking",
-        "deleting",
-        "CertificateExpiringWithin30Days",
-    ),
-    "yellow": ("CertificateExpiringWithin180Days",),
-    "purple": ("Hibernating", "Awaking"),
-    "dark-purple": ("Hibernation",),
-    "text": ("Empty", "ShutDown", "deleteSuccess", UNKNOWN),
-}
-_COLOUR_OF = {name: colour for colour, names in COLOURS.items() for name in names}
-TRANSITION = "blue"
-
-
-def coloured(names: Iterable[str]) -> dict[str, str]:
-    """Each name with its colour, in the given order."""
-    return {name: _COLOUR_OF.get(name, TRANSITION) for name in names}
-
-
-def state_set(values: Sequence[str]) -> dict[str, str]:
-    """A state set's values as exported (the known ones, then ``unknown``), coloured."""
-    return coloured((*values, UNKNOWN))
-
-
-# Phases and statuses as the exporter exports them (the models' values, then "unknown"); the
-# order is the code phase_code() gives them.
-CLUSTER_PHASES = state_set(models.CLUSTER_PHASES)
-NODE_PHASES = state_set(models.NODE_PHASES)
-NODEPOOL_PHASES = state_set(models.NODEPOOL_PHASES)
-ADDON_STATUSES = state_set(models.ADDON_STATUSES)
-JOB_PHASES = state_set(models.JOB_PHASES)
-#: Certificate stages and rotation outcomes (the SDK's ClusterCondition reasons), as coloured cells.
-CERTIFICATE_REASONS = coloured(models.CLUSTER_CONDITION_REASONS)
-#: The codes hibernation_actual() gives (0, 1, 2): the dashboards' own, not phases.
-HIBERNATION_STATES = {"Awake": "green", "Transition": "purple", "Hibernated": "dark-purple"}
-
 
 # --- PromQL helpers ------------------------------------------------------------------------------
 
@@ -492,111 +415,4 @@ def table(
         for name, props in (columns or {}).items()
     ]
     result: sdk_table.Panel = _common(panel, title, targets, overrides=overrides, **kw)
-    return result
-
-
-# --- dashboards ----------------------------------------------------------------------------------
-
-
-class Board:
-    """A CCE dashboard: the SDK's builder with the shared settings, panels laid out left to right
-    on Grafana's 24-column grid by the SDK, numbered from 1 in order."""
-
-    def __init__(self, uid: str, title: str, description: str) -> None:
-        self.sdk = (
-            sdk_dashboard.Dashboard(title)
-            .uid(uid)
-            .description(description)
-            .tags(TAGS)
-            .editable()
-            .tooltip(dm.DashboardCursorSync.CROSSHAIR)
-            .version(1)
-            .refresh("1m")
-            .time("now-6h", "now")
-            .timezone("browser")
-            .fiscal_year_start_month(0)
-            .live_now(False)
-            .week_start("")
-            .annotation(
-                sdk_dashboard.AnnotationQuery()
-                .built_in(1)
-                .datasource(dm.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
-                .enable(True)
-                .hide(True)
-                .icon_color("rgba(0, 211, 255, 1)")
-                .name("Annotations & Alerts")
-                .type("dashboard")
-            )
-            .link(
-                sdk_dashboard.DashboardLink("CCE dashboards")
-                .type(dm.DashboardLinkType.DASHBOARDS)
-                .tags(["cce"])
-                .as_dropdown(True)
-                .include_vars(True)
-                .keep_time(True)
-                .target_blank(False)
-                .icon("external link")
-                .tooltip("")
-                .url("")
-            )
-            .with_variable(
-                sdk_dashboard.DatasourceVariable("datasource")
-                .label("Data source")
-                .type("prometheus")
-                .hide(dm.VariableHide.DONT_HIDE)
-                .regex("")
-            )
-        )
-
-    def variable(self, name: str, label: str, query: str) -> None:
-        self.sdk.with_variable(
-            sdk_dashboard.QueryVariable(name)
-            .label(label)
-            .datasource(DS)
-            .query(query)
-            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .multi(True)
-            .include_all(True)
-            .all_value(".*")
-            .current(dm.VariableOption(selected=True, text=["All"], value=["$__all"]))
-            .sort(dm.VariableSort.ALPHABETICAL_ASC)
-            .hide(dm.VariableHide.DONT_HIDE)
-            .regex("")
-            .options([])
-        )
-
-    def row(self, title: str) -> None:
-        self.sdk.with_row(sdk_dashboard.Row(title))
-
-    def add(self, panel: Any, w: int, h: int) -> None:
-        self.sdk.with_panel(panel.span(w).height(h))
-
-    def build(self) -> dm.Dashboard:
-        model = self.sdk.build()
-        for number, panel in enumerate(model.panels or [], start=1):
-            panel.id_val = number
-        return model
-
-
-Section = Callable[[Board], None]
-#: (name, label, query) of the variables that select projects and clusters.
-CLUSTER_VARIABLES: tuple[tuple[str, str, str], ...] = (
-    ("project", "Project", "label_values(cce_cluster_info, project_id)"),
-    ("cluster", "Cluster", 'label_values(cce_cluster_info{project_id=~"$project"}, cluster)'),
-)
-
-
-def board(
-    uid: str,
-    title: str,
-    description: str,
-    variables: Sequence[tuple[str, str, str]],
-    sections: Sequence[Section],
-) -> Board:
-    """A dashboard with its query variables (name, label, query), laid out section by section."""
-    result = Board(uid, title, description)
-    for name, label, query in variables:
-        result.variable(name, label, query)
-    for section in sections:
-        section(result)
     return result

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import yaml
 
-from dashboards.kit import (
-    CERTIFICATE_REASONS,
-    CLUSTER,
-    CLUSTER_PHASES,
+from dashboards.board import (
     CLUSTER_VARIABLES,
-    HIBERNATION_STATES,
-    NODE_PHASES,
-    PROJECT,
     Board,
     board,
+)
+from dashboards.kit import (
+    CLUSTER,
+    PROJECT,
     cluster_phase_timeline,
     colour_overrides,
     count_or_zero,
@@ -28,6 +26,12 @@ from dashboards.kit import (
     table,
     target,
     timeseries,
+)
+from dashboards.phases import (
+    CERTIFICATE_REASONS,
+    CLUSTER_PHASES,
+    HIBERNATION_STATES,
+    NODE_PHASES,
 )
 
 SEVERITIES = {"critical": "red", "warning": "orange"}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dashboards.kit import (
+from dashboards.board import (
     CLUSTER_VARIABLES,
     Board,
-    bargauge,
     board,
+)
+from dashboards.kit import (
+    bargauge,
     column,
     count_or_zero,
     firing,

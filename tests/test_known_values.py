@@ -19,7 +19,7 @@ import pytest
 from test_alerts import load_rules
 from test_dashboards import UIDS, all_panels, load, queries
 
-from dashboards import kit
+from dashboards import phases
 from exporter.cce import models
 from exporter.metrics.catalog import ALL_FAMILIES
 from exporter.metrics.clusters import CONDITION_STATES
@@ -253,5 +253,5 @@ def test_the_generator_colours_only_known_values() -> None:
     """The colour table is not a second list of phases: every name in it is a value the exporter
     knows."""
     every = {v for values in KNOWN.values() for v in values}
-    stale = {name for names in kit.COLOURS.values() for name in names} - every
+    stale = {name for names in phases.COLOURS.values() for name in names} - every
     assert stale == set()
