@@ -76,16 +76,15 @@ def with_cluster_name(expr: str) -> str:
 # --- queries, thresholds, mappings ---------------------------------------------------------------
 
 
-def target(
-    expr: str, legend: str = "", *, instant: bool = False, table: bool = False
-) -> sdk_prometheus.Dataquery:
-    """A Prometheus query in code mode; its refId is set by the panel (A, B, ...)."""
+def target(expr: str, legend: str = "", *, instant: bool = False) -> sdk_prometheus.Dataquery:
+    """A Prometheus query in code mode; its refId is set by the panel (A, B, ...), tables make it
+    a table query, single-value panels an instant one."""
     query = (
         sdk_prometheus.Dataquery()
         .datasource(DS)
         .expr(expr)
         .legend_format(legend or "__auto")
-        .format(pm.PromQueryFormat.TABLE if table else pm.PromQueryFormat.TIME_SERIES)
+        .format(pm.PromQueryFormat.TIME_SERIES)
         .editor_mode(pm.QueryEditorMode.CODE)
     )
     return query.instant() if instant else query.range()
@@ -134,8 +133,8 @@ def state_mapping(names: Mapping[str, str], *, by_index: bool) -> dm.ValueMap:
     )
 
 
-def fixed_colour(colour: str) -> Json:
-    return {"mode": "fixed", "fixedColor": colour}
+def _fixed(colour: str) -> dm.FieldColor:
+    return dm.FieldColor(mode=dm.FieldColorModeId.FIXED, fixed_color=colour)
 
 
 def colour_overrides(
@@ -145,7 +144,7 @@ def colour_overrides(
     return [
         sdk_dashboard.DashboardFieldConfigSourceOverrides()
         .matcher(dm.MatcherConfig(id_val="byName", options=name))
-        .properties([dm.DynamicConfigValue(id_val="color", value=fixed_colour(colour))])
+        .properties([dm.DynamicConfigValue(id_val="color", value=_fixed(colour))])
         for name, colour in names.items()
     ]
 
@@ -172,7 +171,8 @@ def _common(
     """Title, queries, data source and the field defaults every panel shape shares.
 
     ``color``: a fixed colour for every value; else thresholds colour the values when thresholds
-    are given, the classic palette when not.
+    are given, the classic palette when not. ``panel`` is any of the SDK's panel builders: they
+    share these methods by name, not through a common base class, hence ``Any``.
     """
     panel.title(title).datasource(DS).unit(unit).thresholds(thresholds or green())
     panel.targets([t.ref_id(_REFS[i]) for i, t in enumerate(targets)])
@@ -180,13 +180,13 @@ def _common(
         panel.description(description)
     if mappings:
         panel.mappings(list(mappings))
-    mode = "thresholds" if thresholds else "palette-classic"
-    scheme = sdk_dashboard.FieldColor()
     if color:
-        scheme.mode(dm.FieldColorModeId.FIXED).fixed_color(color)
+        panel.color_scheme(
+            sdk_dashboard.FieldColor().mode(dm.FieldColorModeId.FIXED).fixed_color(color)
+        )
     else:
-        scheme.mode(dm.FieldColorModeId(mode))
-    panel.color_scheme(scheme)
+        mode = dm.FieldColorModeId.THRESHOLDS if thresholds else dm.FieldColorModeId.PALETTE_CLASSIC
+        panel.color_scheme(sdk_dashboard.FieldColor().mode(mode))
     if overrides:
         panel.overrides(list(overrides))
     if decimals is not None:
@@ -337,12 +337,16 @@ def text(title: str, content: str) -> sdk_text.Panel:
     return sdk_text.Panel().title(title).mode(tm.TextMode.MARKDOWN).content(content)
 
 
+#: Table cells whose text takes the colour of its thresholds or value mapping.
+COLOR_TEXT = cm.TableColorTextCellOptions()
+
+
 def column(
     *,
     unit: str | None = None,
     mappings: Sequence[dm.ValueMap] = (),
     thresholds: sdk_dashboard.ThresholdsConfig | None = None,
-    cells: str | None = None,
+    cells: cm.TableCellOptions | None = None,
 ) -> list[dm.DynamicConfigValue]:
     """Field properties of one table column: unit, value mappings, thresholds, cell display."""
     props = []
@@ -353,19 +357,19 @@ def column(
     if thresholds:
         props.append(dm.DynamicConfigValue(id_val="thresholds", value=thresholds.build()))
     if cells:
-        cell: Json = (
-            {"type": cells, "mode": "basic"} if cells == "color-background" else {"type": cells}
-        )
-        props.append(dm.DynamicConfigValue(id_val="custom.cellOptions", value=cell))
+        props.append(dm.DynamicConfigValue(id_val="custom.cellOptions", value=cells))
     return props
 
 
 def state_column(names: Mapping[str, str]) -> list[dm.DynamicConfigValue]:
     """A phase text coloured like the state timelines."""
-    return column(mappings=[state_mapping(names, by_index=False)], cells="color-background")
+    background = cm.TableColoredBackgroundCellOptions(mode=cm.TableCellBackgroundDisplayMode.BASIC)
+    return column(mappings=[state_mapping(names, by_index=False)], cells=background)
 
 
 def _organize(hide: Sequence[str], rename: Mapping[str, str], order: Sequence[str]) -> Json:
+    """Options of the "organize" transformation, as Grafana stores them: Grafana's schema leaves
+    transformation options untyped (``DataTransformerConfig.options`` is ``Any`` in the SDK)."""
     return {
         "excludeByName": dict.fromkeys(("Time", "__name__", "instance", "job", *hide), True),
         "renameByName": dict(rename),

@@ -8,6 +8,7 @@ from dashboards.board import (
     board,
 )
 from dashboards.kit import (
+    COLOR_TEXT,
     bargauge,
     column,
     count_or_zero,
@@ -149,7 +150,7 @@ def _workloads_failing_jobs(d: Board) -> None:
                 "Running for": column(
                     unit="s",
                     thresholds=steps(("green", None), ("orange", 3600), ("red", 43200)),
-                    cells="color-text",
+                    cells=COLOR_TEXT,
                 ),
                 "Deadline": column(unit="s"),
             },
@@ -250,7 +251,7 @@ def _workloads_cronjobs(d: Board) -> None:
             columns={
                 "Suspended": column(
                     mappings=[value_mapping({"0": ("no", "green"), "1": ("suspended", "orange")})],
-                    cells="color-text",
+                    cells=COLOR_TEXT,
                 ),
                 "Since last schedule": column(unit="s"),
                 "Since last success": column(unit="s"),
