@@ -53,22 +53,18 @@ def _cluster_summary(d: Board) -> None:
         table(
             "Cluster",
             [
-                target(f"cce_cluster_info{{{CLUSTER}}}"),
-                target(f"cce_cluster_status_phase{{{CLUSTER}}} == 1"),
-                target(f"time() - cce_cluster_status_phase_since_timestamp_seconds{{{CLUSTER}}}"),
-                target(f"cce_cluster_created_timestamp_seconds{{{CLUSTER}}} * 1000"),
-                target(f"cce_cluster_nodes{{{CLUSTER}}}"),
-                target(f"cce_cluster_nodes_active{{{CLUSTER}}}"),
-                target(f"cce_cluster_max_nodes{{{CLUSTER}}}"),
+                (None, f"cce_cluster_info{{{CLUSTER}}}"),
+                (None, f"cce_cluster_status_phase{{{CLUSTER}}} == 1"),
+                (
+                    "Time in phase",
+                    f"time() - cce_cluster_status_phase_since_timestamp_seconds{{{CLUSTER}}}",
+                ),
+                ("Created", f"cce_cluster_created_timestamp_seconds{{{CLUSTER}}} * 1000"),
+                ("Nodes", f"cce_cluster_nodes{{{CLUSTER}}}"),
+                ("Active", f"cce_cluster_nodes_active{{{CLUSTER}}}"),
+                ("Max nodes", f"cce_cluster_max_nodes{{{CLUSTER}}}"),
             ],
-            hide=["Value #A", "Value #B", "project_id"],
-            rename={
-                "Value #C": "Time in phase",
-                "Value #D": "Created",
-                "Value #E": "Nodes",
-                "Value #F": "Active",
-                "Value #G": "Max nodes",
-            },
+            hide=["project_id"],
             order=["cluster", "cluster_id", "phase", "Time in phase", "version", "flavor"],
             columns={
                 "phase": state_column(CLUSTER_PHASES),
@@ -108,13 +104,15 @@ def _cluster_nodes(d: Board) -> None:
         table(
             "Nodes",
             [
-                target(f"cce_node_info{{{CLUSTER}}}"),
-                target(f"cce_node_status_phase{{{CLUSTER}}} == 1"),
-                target(f"time() - cce_node_status_phase_since_timestamp_seconds{{{CLUSTER}}}"),
-                target(f"time() - cce_node_created_timestamp_seconds{{{CLUSTER}}}"),
+                (None, f"cce_node_info{{{CLUSTER}}}"),
+                (None, f"cce_node_status_phase{{{CLUSTER}}} == 1"),
+                (
+                    "Time in phase",
+                    f"time() - cce_node_status_phase_since_timestamp_seconds{{{CLUSTER}}}",
+                ),
+                ("Age", f"time() - cce_node_created_timestamp_seconds{{{CLUSTER}}}"),
             ],
-            hide=["Value #A", "Value #B", "project_id", "cluster_id"],
-            rename={"Value #C": "Time in phase", "Value #D": "Age"},
+            hide=["project_id", "cluster_id"],
             order=["cluster", "node", "node_id", "phase", "Time in phase", "flavor", "az"],
             columns={
                 "phase": state_column(NODE_PHASES),
@@ -135,22 +133,15 @@ def _cluster_pools(d: Board) -> None:
         table(
             "Node pools",
             [
-                target(f"cce_nodepool_info{{{CLUSTER}}}"),
-                target(f"cce_nodepool_status_phase{{{CLUSTER}}} == 1"),
-                target(f"cce_nodepool_nodes{{{CLUSTER}}}"),
-                target(f"cce_nodepool_initial_nodes{{{CLUSTER}}}"),
-                target(f"cce_nodepool_autoscaling_enabled{{{CLUSTER}}}"),
-                target(f"cce_nodepool_autoscaling_min_nodes{{{CLUSTER}}}"),
-                target(f"cce_nodepool_autoscaling_max_nodes{{{CLUSTER}}}"),
+                (None, f"cce_nodepool_info{{{CLUSTER}}}"),
+                (None, f"cce_nodepool_status_phase{{{CLUSTER}}} == 1"),
+                ("Nodes", f"cce_nodepool_nodes{{{CLUSTER}}}"),
+                ("Initial", f"cce_nodepool_initial_nodes{{{CLUSTER}}}"),
+                ("Autoscaling", f"cce_nodepool_autoscaling_enabled{{{CLUSTER}}}"),
+                ("Min", f"cce_nodepool_autoscaling_min_nodes{{{CLUSTER}}}"),
+                ("Max", f"cce_nodepool_autoscaling_max_nodes{{{CLUSTER}}}"),
             ],
-            hide=["Value #A", "Value #B", "project_id", "cluster_id"],
-            rename={
-                "Value #C": "Nodes",
-                "Value #D": "Initial",
-                "Value #E": "Autoscaling",
-                "Value #F": "Min",
-                "Value #G": "Max",
-            },
+            hide=["project_id", "cluster_id"],
             order=["cluster", "nodepool", "phase", "Nodes", "Min", "Max", "Autoscaling"],
             columns={
                 "phase": state_column(NODEPOOL_PHASES),
@@ -166,10 +157,10 @@ def _cluster_pools(d: Board) -> None:
         table(
             "Add-ons",
             [
-                target(f"cce_addon_info{{{CLUSTER}}}"),
-                target(f"cce_addon_status{{{CLUSTER}}} == 1"),
+                (None, f"cce_addon_info{{{CLUSTER}}}"),
+                (None, f"cce_addon_status{{{CLUSTER}}} == 1"),
             ],
-            hide=["Value #A", "Value #B", "project_id", "cluster_id"],
+            hide=["project_id", "cluster_id"],
             order=["cluster", "addon", "status", "version"],
             columns={"status": state_column(ADDON_STATUSES)},
         ),
@@ -185,11 +176,11 @@ def _cluster_conditions(d: Board) -> None:
         table(
             "Cluster conditions",
             [
-                target(f"cce_cluster_status_condition{{{CLUSTER}}} == 1"),
-                target(f"cce_cluster_status_condition_reason{{{CLUSTER}}}"),
+                (None, f"cce_cluster_status_condition{{{CLUSTER}}} == 1"),
+                (None, f"cce_cluster_status_condition_reason{{{CLUSTER}}}"),
             ],
             description="status.conditions: certificate, rotation, agency (true/false/unknown).",
-            hide=["Value #A", "Value #B", "project_id", "cluster_id"],
+            hide=["project_id", "cluster_id"],
             order=["cluster", "condition", "status", "reason"],
             columns={"reason": state_column(CERTIFICATE_REASONS)},
         ),
@@ -200,15 +191,14 @@ def _cluster_conditions(d: Board) -> None:
         table(
             "Lock, zones and upgrades",
             [
-                target(f"cce_cluster_locked{{{CLUSTER}}}"),
-                target(f"cce_cluster_upgrade_available{{{CLUSTER}}}"),
-                target(f"cce_cluster_upgrade_target_info{{{CLUSTER}}}"),
-                target(f"cce_cluster_control_plane_az_info{{{CLUSTER}}}"),
+                ("Locked", f"cce_cluster_locked{{{CLUSTER}}}"),
+                ("Upgrade available", f"cce_cluster_upgrade_available{{{CLUSTER}}}"),
+                (None, f"cce_cluster_upgrade_target_info{{{CLUSTER}}}"),
+                (None, f"cce_cluster_control_plane_az_info{{{CLUSTER}}}"),
             ],
             description="Billing lock, upgrade offered (hourly) with its target versions, and "
             "the control plane's zones.",
-            hide=["Value #C", "Value #D", "project_id", "cluster_id"],
-            rename={"Value #A": "Locked", "Value #B": "Upgrade available"},
+            hide=["project_id", "cluster_id"],
             order=["cluster", "Locked", "Upgrade available", "target_version", "az"],
         ),
         12,
@@ -218,11 +208,11 @@ def _cluster_conditions(d: Board) -> None:
         table(
             "Node pool conditions",
             [
-                target(f"cce_nodepool_status_condition{{{CLUSTER}}} == 1"),
-                target(f"cce_nodepool_status_condition_reason{{{CLUSTER}}}"),
+                (None, f"cce_nodepool_status_condition{{{CLUSTER}}} == 1"),
+                (None, f"cce_nodepool_status_condition_reason{{{CLUSTER}}}"),
             ],
             description="Scalable, QuotaInsufficient, ResourceInsufficient, LockedByOrder...",
-            hide=["Value #A", "Value #B", "project_id", "cluster_id", "nodepool_id"],
+            hide=["project_id", "cluster_id", "nodepool_id"],
             order=["cluster", "nodepool", "condition", "status", "reason"],
         ),
         12,
@@ -262,14 +252,16 @@ def _cluster_counts(d: Board) -> None:
         table(
             "Node freshness",
             [
-                target(f"time() - cce_node_status_last_probe_timestamp_seconds{{{CLUSTER}}}"),
-                target(f"cce_node_configuration_up_to_date{{{CLUSTER}}}"),
-                target(f"cce_addon_upgrade_available{{{CLUSTER}}} == 1"),
+                (
+                    "Last probe age",
+                    f"time() - cce_node_status_last_probe_timestamp_seconds{{{CLUSTER}}}",
+                ),
+                ("Up to date", f"cce_node_configuration_up_to_date{{{CLUSTER}}}"),
+                (None, f"cce_addon_upgrade_available{{{CLUSTER}}} == 1"),
             ],
             description="Seconds since CCE last probed each node, whether it matches its "
             "pool's template, and the add-ons that can be upgraded.",
-            hide=["Value #C", "project_id", "cluster_id", "node_id", "addon_id"],
-            rename={"Value #A": "Last probe age", "Value #B": "Up to date"},
+            hide=["project_id", "cluster_id", "node_id", "addon_id"],
             order=["cluster", "node", "Last probe age", "Up to date", "addon"],
             columns={"Last probe age": column(unit="s")},
             sort_by="Last probe age",
@@ -286,16 +278,19 @@ def _cluster_jobs(d: Board) -> None:
         table(
             "CCE jobs",
             [
-                target(with_cluster_name(f"cce_job_info{{{PROJECT}}}")),
-                target(with_cluster_name(f"cce_job_status_phase{{{PROJECT}}} == 1")),
-                target(with_cluster_name(f"cce_job_duration_seconds{{{PROJECT}}}")),
-                target(with_cluster_name(f"cce_job_created_timestamp_seconds{{{PROJECT}}} * 1000")),
-                target(
-                    with_cluster_name(f"cce_job_completion_timestamp_seconds{{{PROJECT}}} * 1000")
+                (None, with_cluster_name(f"cce_job_info{{{PROJECT}}}")),
+                (None, with_cluster_name(f"cce_job_status_phase{{{PROJECT}}} == 1")),
+                ("Duration", with_cluster_name(f"cce_job_duration_seconds{{{PROJECT}}}")),
+                (
+                    "Started",
+                    with_cluster_name(f"cce_job_created_timestamp_seconds{{{PROJECT}}} * 1000"),
+                ),
+                (
+                    "Finished",
+                    with_cluster_name(f"cce_job_completion_timestamp_seconds{{{PROJECT}}} * 1000"),
                 ),
             ],
-            hide=["Value #A", "Value #B", "project_id", "cluster_id"],
-            rename={"Value #C": "Duration", "Value #D": "Started", "Value #E": "Finished"},
+            hide=["project_id", "cluster_id"],
             order=["cluster", "job_id", "type", "resource", "phase", "Duration", "Started"],
             columns={
                 "phase": state_column(JOB_PHASES),

@@ -43,12 +43,10 @@ def _exporter_summary(d: Board) -> None:
         table(
             "Exporters",
             [
-                target(f"cce_exporter_build_info{{{INSTANCE}}}"),
-                target(f"cce_exporter_shard_ordinal{{{INSTANCE}}}"),
-                target(f"cce_exporter_total_shards{{{INSTANCE}}}"),
+                (None, f"cce_exporter_build_info{{{INSTANCE}}}"),
+                ("Shard", f"cce_exporter_shard_ordinal{{{INSTANCE}}}"),
+                ("Shards", f"cce_exporter_total_shards{{{INSTANCE}}}"),
             ],
-            hide=["Value #A"],
-            rename={"Value #B": "Shard", "Value #C": "Shards"},
             order=["instance", "version", "python_version", "Shard", "Shards"],
         ),
         12,

@@ -138,9 +138,8 @@ def _hibernation_schedule(d: Board) -> None:
         d.add(
             table(
                 title,
-                [target(f"{metric}{{{CLUSTER}}} * 1000")],
+                [(when, f"{metric}{{{CLUSTER}}} * 1000")],
                 hide=["project_id", "cluster_id"],
-                rename={"Value": when},
                 order=["cluster", label, when],
                 columns={when: column(unit="dateTimeAsIso")},
             ),
@@ -150,8 +149,8 @@ def _hibernation_schedule(d: Board) -> None:
     d.add(
         table(
             "Policies",
-            [target(f"cce_hibernation_policy_info{{{CLUSTER}}}")],
-            hide=["Value", "project_id", "cluster_id"],
+            [(None, f"cce_hibernation_policy_info{{{CLUSTER}}}")],
+            hide=["project_id", "cluster_id"],
             order=["cluster", "policy", "timezone", "dry_run"],
         ),
         8,

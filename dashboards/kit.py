@@ -377,9 +377,14 @@ def _organize(hide: Sequence[str], rename: Mapping[str, str], order: Sequence[st
     }
 
 
+#: A table's query: the name of the column its value goes to (None: only its labels are shown)
+#: and its PromQL.
+TableQuery = tuple[str | None, str]
+
+
 def table(
     title: str,
-    targets: Sequence[sdk_prometheus.Dataquery],
+    queries: Sequence[TableQuery],
     *,
     hide: Sequence[str] = (),
     rename: Mapping[str, str] | None = None,
@@ -388,17 +393,22 @@ def table(
     sort_by: str | None = None,
     **kw: Any,
 ) -> sdk_table.Panel:
-    """Instant table queries merged on their common labels, then tidied up.
-
-    ``columns`` sets field properties per (renamed) column (see ``column()``).
+    """Instant table queries merged on their common labels, then tidied up: ``hide`` and
+    ``rename`` label columns, ``order`` puts columns first, ``columns`` sets field properties per
+    (renamed) column (see ``column()``).
     """
-    for t in _instant(targets):
-        t.format(pm.PromQueryFormat.TABLE)
+    targets = [target(expr).format(pm.PromQueryFormat.TABLE) for _, expr in queries]
+    _instant(targets)
+    # Grafana names the value of a lone query "Value", else "Value #<refId>".
+    fields = ["Value"] if len(queries) == 1 else [f"Value #{ref}" for ref in _REFS]
+    values = list(zip(fields, (name for name, _ in queries), strict=False))
+    hide = [field for field, name in values if name is None] + list(hide)
+    rename = {field: name for field, name in values if name is not None} | dict(rename or {})
     transformations = (
         [dm.DataTransformerConfig(id_val="merge", options={})] if len(targets) > 1 else []
     )
     transformations.append(
-        dm.DataTransformerConfig(id_val="organize", options=_organize(hide, rename or {}, order))
+        dm.DataTransformerConfig(id_val="organize", options=_organize(hide, rename, order))
     )
     panel = (
         sdk_table.Panel()

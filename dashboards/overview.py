@@ -203,16 +203,15 @@ def _overview_attention(d: Board) -> None:
         table(
             "Certificates and locks needing attention",
             [
-                target(
+                (
+                    None,
                     f'cce_cluster_status_condition_reason{{{CLUSTER}, reason=~"CertificateExpiring'
-                    'Within.*|CertificateExpired|RotationFailed"} == 1'
+                    'Within.*|CertificateExpired|RotationFailed"} == 1',
                 ),
             ],
-            description=(
-                "Clusters whose certificate expires within 180 or 30 days, has expired, or "
-                "failed to rotate (status.conditions)."
-            ),
-            hide=["Value", "project_id"],
+            description="Clusters whose certificate expires within 180 or 30 days, has expired, or "
+            "failed to rotate (status.conditions).",
+            hide=["project_id"],
             order=["cluster", "condition", "reason"],
             columns={"reason": state_column(CERTIFICATE_REASONS)},
         ),
@@ -222,9 +221,9 @@ def _overview_attention(d: Board) -> None:
     d.add(
         table(
             "Locked clusters",
-            [target(f"cce_cluster_locked{{{CLUSTER}}} == 1")],
+            [(None, f"cce_cluster_locked{{{CLUSTER}}} == 1")],
             description="Clusters billing has locked (status.isLocked), with scene and source.",
-            hide=["Value", "project_id"],
+            hide=["project_id"],
             order=["cluster", "lock_scene", "lock_source"],
         ),
         12,
@@ -234,13 +233,14 @@ def _overview_attention(d: Board) -> None:
         table(
             "Node pools that cannot scale up",
             [
-                target(
+                (
+                    None,
                     f'cce_nodepool_status_condition{{{CLUSTER}, condition=~"{SCALE_BLOCKING}", '
-                    'status="true"} == 1'
-                )
+                    'status="true"} == 1',
+                ),
             ],
             description="Pool conditions that stop scale-ups (today's replacement of SoldOut).",
-            hide=["Value", "project_id", "status"],
+            hide=["project_id", "status"],
             order=["cluster", "nodepool", "condition"],
         ),
         12,
@@ -339,9 +339,9 @@ def _overview_alerts(d: Board) -> None:
     d.add(
         table(
             "Firing CCE alerts",
-            [target(FIRING_ALERTS)],
+            [(None, FIRING_ALERTS)],
             description=FIRING_ALERTS_DESCRIPTION,
-            hide=["Value", "alertstate"],
+            hide=["alertstate"],
             order=["alertname", "severity", "cluster", "project_id"],
             columns={"severity": state_column(SEVERITIES)},
         ),

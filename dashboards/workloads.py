@@ -114,15 +114,19 @@ def _workloads_failing_jobs(d: Board) -> None:
         table(
             "Failing Jobs",
             [
-                target(f"cce_kube_job_status_failed{{{KUBE}}}\nand on({KUBE_JOB}) {KUBE_FAILED}"),
-                target(
-                    f"cce_kube_job_status_start_time_seconds{{{KUBE}}} * 1000\n"
-                    f"and on({KUBE_JOB}) {KUBE_FAILED}"
+                (
+                    "Failed pods",
+                    f"cce_kube_job_status_failed{{{KUBE}}}\nand on({KUBE_JOB}) {KUBE_FAILED}",
                 ),
-                target(f"cce_kube_job_info{{{KUBE}}}\nand on({KUBE_JOB}) {KUBE_FAILED}"),
+                (
+                    "Started",
+                    f"cce_kube_job_status_start_time_seconds{{{KUBE}}} * 1000\n"
+                    f"and on({KUBE_JOB}) {KUBE_FAILED}",
+                ),
+                (None, f"cce_kube_job_info{{{KUBE}}}\nand on({KUBE_JOB}) {KUBE_FAILED}"),
             ],
-            hide=["project_id", "cluster_id", "Value #C"],
-            rename={"Value #A": "Failed pods", "Value #B": "Started", "job_name": "Job"},
+            hide=["project_id", "cluster_id"],
+            rename={"job_name": "Job"},
             order=["cluster", "namespace", "Job", "owner_kind", "owner_name", "Failed pods"],
             columns={"Started": column(unit="dateTimeAsIso")},
             description="Jobs whose condition Failed is true (backoff limit or deadline).",
@@ -134,17 +138,19 @@ def _workloads_failing_jobs(d: Board) -> None:
         table(
             "Long-running Jobs",
             [
-                target(
+                (
+                    "Running for",
                     f"time() - cce_kube_job_status_start_time_seconds{{{KUBE}}}\n"
-                    f"and on({KUBE_JOB}) {KUBE_RUNNING}"
+                    f"and on({KUBE_JOB}) {KUBE_RUNNING}",
                 ),
-                target(
+                (
+                    "Deadline",
                     f"cce_kube_job_spec_active_deadline_seconds{{{KUBE}}}\n"
-                    f"and on({KUBE_JOB}) {KUBE_RUNNING}"
+                    f"and on({KUBE_JOB}) {KUBE_RUNNING}",
                 ),
             ],
             hide=["project_id", "cluster_id"],
-            rename={"Value #A": "Running for", "Value #B": "Deadline", "job_name": "Job"},
+            rename={"job_name": "Job"},
             order=["cluster", "namespace", "Job", "Running for", "Deadline"],
             columns={
                 "Running for": column(
@@ -199,14 +205,15 @@ def _workloads_job_pods(d: Board) -> None:
         table(
             "Completed Jobs",
             [
-                target(f"cce_kube_job_status_completion_time_seconds{{{KUBE}}} * 1000"),
-                target(
+                ("Completed", f"cce_kube_job_status_completion_time_seconds{{{KUBE}}} * 1000"),
+                (
+                    "Took",
                     f"cce_kube_job_status_completion_time_seconds{{{KUBE}}}\n"
-                    f"- cce_kube_job_status_start_time_seconds{{{KUBE}}}"
+                    f"- cce_kube_job_status_start_time_seconds{{{KUBE}}}",
                 ),
             ],
             hide=["project_id", "cluster_id"],
-            rename={"Value #A": "Completed", "Value #B": "Took", "job_name": "Job"},
+            rename={"job_name": "Job"},
             order=["cluster", "namespace", "Job", "Completed", "Took"],
             columns={"Completed": column(unit="dateTimeAsIso"), "Took": column(unit="s")},
             sort_by="Completed",
@@ -224,19 +231,19 @@ def _workloads_cronjobs(d: Board) -> None:
         table(
             "CronJobs",
             [
-                target(f"cce_kube_cronjob_info{{{KUBE}}}"),
-                target(f"cce_kube_cronjob_spec_suspend{{{KUBE}}}"),
-                target(f"time() - cce_kube_cronjob_status_last_schedule_time_seconds{{{KUBE}}}"),
-                target(f"time() - cce_kube_cronjob_status_last_successful_time_seconds{{{KUBE}}}"),
-                target(f"cce_kube_cronjob_next_schedule_time_seconds{{{KUBE}}} * 1000"),
+                (None, f"cce_kube_cronjob_info{{{KUBE}}}"),
+                ("Suspended", f"cce_kube_cronjob_spec_suspend{{{KUBE}}}"),
+                (
+                    "Since last schedule",
+                    f"time() - cce_kube_cronjob_status_last_schedule_time_seconds{{{KUBE}}}",
+                ),
+                (
+                    "Since last success",
+                    f"time() - cce_kube_cronjob_status_last_successful_time_seconds{{{KUBE}}}",
+                ),
+                ("Next schedule", f"cce_kube_cronjob_next_schedule_time_seconds{{{KUBE}}} * 1000"),
             ],
-            hide=["project_id", "cluster_id", "Value #A"],
-            rename={
-                "Value #B": "Suspended",
-                "Value #C": "Since last schedule",
-                "Value #D": "Since last success",
-                "Value #E": "Next schedule",
-            },
+            hide=["project_id", "cluster_id"],
             order=[
                 "cluster",
                 "namespace",
@@ -290,11 +297,10 @@ def _workloads_quotas(d: Board) -> None:
         table(
             "Quotas",
             [
-                target(f'cce_kube_resourcequota{{{KUBE}, type="used"}}'),
-                target(f'cce_kube_resourcequota{{{KUBE}, type="hard"}}'),
+                ("Used", f'cce_kube_resourcequota{{{KUBE}, type="used"}}'),
+                ("Hard", f'cce_kube_resourcequota{{{KUBE}, type="hard"}}'),
             ],
             hide=["project_id", "cluster_id", "type"],
-            rename={"Value #A": "Used", "Value #B": "Hard"},
             order=["cluster", "namespace", "resourcequota", "resource", "Used", "Hard"],
             description="Values in the resource's base unit (cores, bytes, counts).",
         ),
