@@ -12,7 +12,12 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from exporter.config.names import PROCESS_FIELDS, env_name_for_target
-from exporter.config.settings import ACTIVE_LOAD, Settings, _settings_problems
+from exporter.config.settings import (
+    ACTIVE_LOAD,
+    Settings,
+    _plain_process_namer,
+    _settings_problems,
+)
 from exporter.config.sources import FILE, EnvSource, PerTargetEnvSource, Report, YamlSource
 from exporter.config.targets import _CHECK, KUBE_LIST_KEYS, Namer, _target_problems
 from exporter.config.values import (
@@ -145,8 +150,8 @@ class _Load:
             targets.append(merged)
             self.problems.extend(_target_problems(merged, self.namer_for(i)))
         data["targets"] = targets
-        namer: Namer = lambda f: (ENV_PREFIX + f.upper(), f)  # noqa: E731
-        self.problems.extend(_settings_problems(data, [n for n in names if n], namer))
+        names = [n for n in names if n]
+        self.problems.extend(_settings_problems(data, names, _plain_process_namer))
         return data
 
     def _entries(self, defaults: Layer, layers: Mapping[str, Any]) -> tuple[list[str], list[Layer]]:
