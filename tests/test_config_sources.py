@@ -14,9 +14,12 @@ from exporter.config import (
     Settings,
     TargetConfig,
     default_addon_endpoint,
+    listen_address,
     load_settings,
+    parse_listen,
 )
 
+ANY = "0.0.0.0"  # noqa: S104 - expected parse results, nothing binds here
 ENDPOINT = "https://cce.ap-southeast-1.myhuaweicloud.com"
 BASE_ENV = {
     "CCE_EXPORTER_ENDPOINT": ENDPOINT,
@@ -125,3 +128,26 @@ def test_default_addon_endpoint_is_the_per_cluster_host() -> None:
     local = load_settings(env={**BASE_ENV, "CCE_EXPORTER_ENDPOINT": "http://127.0.0.1:9"})
     assert local.targets[0].addon_endpoint == "http://127.0.0.1:9"
     assert local.targets[0].explicit_addon_endpoint is None
+
+
+@pytest.mark.parametrize(
+    ("value", "address", "parsed"),
+    [
+        (":9877", ("", 9877), (ANY, 9877)),
+        ("0.0.0.0:1", (ANY, 1), (ANY, 1)),
+        ("[::]:2", ("::", 2), ("::", 2)),
+        ("localhost:3", ("localhost", 3), ("localhost", 3)),
+    ],
+)
+def test_listen_address_keeps_every_interface_apart(
+    value: str, address: tuple[str, int], parsed: tuple[str, int]
+) -> None:
+    # ":PORT" leaves the address families to the server; the settings show it as 0.0.0.0.
+    assert listen_address(value) == address
+    assert parse_listen(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["9877", "::1:9877", "[zz]:1", "a b:1", "h:70000"])
+def test_listen_address_refuses_what_parse_listen_refuses(value: str) -> None:
+    with pytest.raises(ValueError, match=r"HOST:PORT"):
+        listen_address(value)

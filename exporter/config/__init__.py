@@ -68,6 +68,7 @@ from exporter.config.values import (
     ConfigError,
     PositiveDuration,
     default_addon_endpoint,
+    listen_address,
     parse_duration,
     parse_listen,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "TargetConfig",
     "default_addon_endpoint",
     "env_name_for_target",
+    "listen_address",
     "load_settings",
     "parse_duration",
     "parse_listen",

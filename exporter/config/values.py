@@ -166,8 +166,9 @@ def _check_host(host: str) -> bool:
     return True
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """``(host, port)`` from ``HOST:PORT``, ``[::1]:PORT`` or ``:PORT`` (all IPv4 interfaces)."""
+def listen_address(value: str) -> tuple[str, int]:
+    """``(host, port)`` from ``HOST:PORT``, ``[::1]:PORT`` or ``:PORT``; the host is ``""`` for
+    ``:PORT`` (every interface: the server decides which address families it binds)."""
     text = value.strip()
     hint = "write HOST:PORT, [IPV6]:PORT or :PORT, e.g. 0.0.0.0:9877"
     if text.startswith("["):
@@ -187,10 +188,15 @@ def parse_listen(value: str) -> tuple[str, int]:
             raise ValueError(f"IPv6 addresses need brackets: {hint}, or [::]:9877")
         if host and not _check_host(host):
             raise ValueError(f"has an invalid host: {hint}")
-        host = host or "0.0.0.0"  # noqa: S104 - ":PORT" means every interface, as in Go
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"has an invalid port (0-65535): {hint}")
     return host, int(port_text)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``(host, port)`` from ``HOST:PORT``, ``[::1]:PORT`` or ``:PORT`` (all IPv4 interfaces)."""
+    host, port = listen_address(value)
+    return host or "0.0.0.0", port  # noqa: S104 - ":PORT" means every interface, as in Go
 
 
 def _check_url(value: str) -> str:
