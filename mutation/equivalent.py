@@ -42,6 +42,9 @@ _LOCALE = (
 )
 _HEADER_CASE = "HTTP header names are case-insensitive (httpx's Headers and every server)"
 _METHODS = "Starlette upper-cases a route's methods"
+_CATCH_ALL = (
+    'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", "PUT"])]'
+)
 _KNOWN_ID = "a known cluster always has an ID (refresh keeps only clusters with one)"
 _TIME_LEFT = (
     "they differ only when exactly no time is left; a retry is made only when its wait ends "
@@ -342,10 +345,7 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "build_hook_routes",
-        (
-            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", '
-            '"PUT"])]'
-        ),
+        _CATCH_ALL,
         (
             'return [Route("/hooks/{rest:path}", _not_found, methods=["get", "POST", "DELETE", '
             '"PUT"])]'
@@ -354,10 +354,7 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "build_hook_routes",
-        (
-            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", '
-            '"PUT"])]'
-        ),
+        _CATCH_ALL,
         (
             'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "post", "DELETE", '
             '"PUT"])]'
@@ -366,10 +363,7 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "build_hook_routes",
-        (
-            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", '
-            '"PUT"])]'
-        ),
+        _CATCH_ALL,
         (
             'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "delete", '
             '"PUT"])]'
@@ -378,10 +372,7 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "build_hook_routes",
-        (
-            'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", '
-            '"PUT"])]'
-        ),
+        _CATCH_ALL,
         (
             'return [Route("/hooks/{rest:path}", _not_found, methods=["GET", "POST", "DELETE", '
             '"put"])]'

@@ -737,27 +737,7 @@ async def test_went_back_without_a_reason() -> None:
         await ctl.close()
 
 
-async def test_an_override_whose_clearing_cannot_be_saved_is_kept(monkeypatch: Any) -> None:
-    async with environment(["dev-a"]) as env:
-        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
-        ctl = env.controller()
-        await ctl.tick()
-        cid = env.ids["dev-a"]
-        now = datetime.fromtimestamp(env.sim.clock.now(), UTC)
-        assert ctl.set_override(cid, "awake", now + timedelta(hours=1), "keep") is None
-        kept = dict(ctl.state["overrides"])
-
-        def refuse(value: Any) -> None:
-            raise StateNotSaved("disk full")
-
-        monkeypatch.setattr(ctl.store, "save", refuse)
-        with pytest.raises(StateNotSaved):
-            ctl.clear_override(cid)
-        assert ctl.state["overrides"] == kept
-        await ctl.close()
-
-
-async def test_an_override_that_cannot_be_saved_is_not_made(monkeypatch: Any) -> None:
+async def test_an_override_change_that_cannot_be_saved_is_not_made(monkeypatch: Any) -> None:
     async with environment(["dev-a"]) as env:
         env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
         ctl = env.controller()
@@ -781,9 +761,12 @@ async def test_an_override_that_cannot_be_saved_is_not_made(monkeypatch: Any) ->
             raise StateNotSaved("disk full")
 
         monkeypatch.setattr(ctl.store, "save", refuse)
-        # A replacement that cannot be saved leaves the one before it in place...
+        # A replacement or a clearing that cannot be saved leaves the override in place...
         with pytest.raises(StateNotSaved):
             ctl.set_override(cid, None, until, "second")
+        assert ctl.state["overrides"] == {f"sim/{cid}": first}
+        with pytest.raises(StateNotSaved):
+            ctl.clear_override(cid)
         assert ctl.state["overrides"] == {f"sim/{cid}": first}
         # ...and a first override that cannot be saved leaves none.
         ctl.state["overrides"].clear()

@@ -246,56 +246,12 @@ def test_a_cut_hash_is_refused_with_what_a_whole_one_looks_like() -> None:
     )
 
 
-async def test_closing_the_verifier_does_not_wait_for_a_check_in_progress(monkeypatch: Any) -> None:
-    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
-    gate, entered, finished = threading.Event(), threading.Event(), threading.Event()
-    real = bcrypt.checkpw
-
-    def blocked(password: bytes, hashed_pw: bytes) -> bool:
-        entered.set()
-        gate.wait(30)
-        finished.set()
-        return bool(real(password, hashed_pw))
-
-    monkeypatch.setattr(bcrypt, "checkpw", blocked)
-    verifier = BasicAuthVerifier({"prom": hashed}, workers=1)
-    check = asyncio.create_task(verifier.verify("prom", "pw"))
-    await _until(entered.is_set)
-    await verifier.aclose()
-    # Closing returned while bcrypt was still busy (a shutdown must not hang on a check).
-    assert not finished.is_set()
-    gate.set()
-    assert await check
-
-
-async def test_by_default_one_check_runs_and_eight_wait(monkeypatch: Any) -> None:
-    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
-    gate, entered = threading.Event(), threading.Event()
-    real = bcrypt.checkpw
-
-    def blocked(password: bytes, hashed_pw: bytes) -> bool:
-        entered.set()
-        gate.wait(30)
-        return bool(real(password, hashed_pw))
-
-    monkeypatch.setattr(bcrypt, "checkpw", blocked)
-    verifier = BasicAuthVerifier({"prom": hashed})
-    running = asyncio.create_task(verifier.verify("prom", "wrong-0"))
-    await _until(entered.is_set)
-    waiting = [asyncio.create_task(verifier.verify("prom", f"wrong-{i}")) for i in range(1, 9)]
-    await _until(lambda: len(verifier._waiting[0]) == 8)
-    with pytest.raises(AuthBusyError):
-        await verifier.verify("prom", "wrong-9")
-    gate.set()
-    assert not any(await asyncio.gather(running, *waiting))
-    await verifier.aclose()
-
-
 class _Gate:
     """bcrypt.checkpw held until ``open()``: counts the checks that entered it."""
 
     def __init__(self, monkeypatch: Any) -> None:
         self.gate = threading.Event()
+        self.finished = threading.Event()
         self.entered = 0
         self._lock = threading.Lock()
         real = bcrypt.checkpw
@@ -304,12 +260,41 @@ class _Gate:
             with self._lock:
                 self.entered += 1
             self.gate.wait(30)
+            self.finished.set()
             return bool(real(password, hashed_pw))
 
         monkeypatch.setattr(bcrypt, "checkpw", blocked)
 
     def open(self) -> None:
         self.gate.set()
+
+
+async def test_closing_the_verifier_does_not_wait_for_a_check_in_progress(monkeypatch: Any) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate = _Gate(monkeypatch)
+    verifier = BasicAuthVerifier({"prom": hashed}, workers=1)
+    check = asyncio.create_task(verifier.verify("prom", "pw"))
+    await _until(lambda: gate.entered == 1)
+    await verifier.aclose()
+    # Closing returned while bcrypt was still busy (a shutdown must not hang on a check).
+    assert not gate.finished.is_set()
+    gate.open()
+    assert await check
+
+
+async def test_by_default_one_check_runs_and_eight_wait(monkeypatch: Any) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate = _Gate(monkeypatch)
+    verifier = BasicAuthVerifier({"prom": hashed})
+    running = asyncio.create_task(verifier.verify("prom", "wrong-0"))
+    await _until(lambda: gate.entered == 1)
+    waiting = [asyncio.create_task(verifier.verify("prom", f"wrong-{i}")) for i in range(1, 9)]
+    await _until(lambda: len(verifier._waiting[0]) == 8)
+    with pytest.raises(AuthBusyError):
+        await verifier.verify("prom", "wrong-9")
+    gate.open()
+    assert not any(await asyncio.gather(running, *waiting))
+    await verifier.aclose()
 
 
 async def test_the_check_queue_at_its_edges(monkeypatch: Any) -> None:
