@@ -16,9 +16,11 @@ with other work, where wall times stretch.
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import resource
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -81,6 +83,21 @@ def prune(tests_by_function: dict[str, set[str]], selection: Selection) -> None:
         tests.intersection_update({t for t in tests if any(guards(p, t) for p in patterns)})
 
 
+def refresh_copies(mutated: set[str]) -> None:
+    """Bring ``mutants/``'s copies of the code that is not mutated up to date (mutmut copies a
+    file only when it is missing): a resumed run must test the mutants against today's code."""
+    for source in Path("exporter").rglob("*.py"):
+        copy = Path("mutants") / source
+        if str(source) not in mutated and not (
+            copy.exists() and filecmp.cmp(source, copy, shallow=False)
+        ):
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy)
+    for copy in Path("mutants/exporter").rglob("*.py"):
+        if not Path(*copy.parts[1:]).exists():
+            copy.unlink()
+
+
 def run(rows: list[Row], children: int, names: list[str]) -> Clock:
     """``mutmut run`` over the rows (``names``: only these mutants, keeping other verdicts)."""
     import mutmut.__main__ as mm
@@ -90,6 +107,8 @@ def run(rows: list[Row], children: int, names: list[str]) -> Clock:
     selection = select(rows=tuple(rows))
     for message in selection.unmatched:
         print(f"warning: the pattern {message} selects no function: was it moved or renamed?")
+    if Path("mutants").exists():
+        refresh_copies(set(selection.lines()))
     cfg = config()
     cfg.only_mutate = sorted(selection.lines())
     cfg.pytest_add_cli_args_test_selection = watched_tests(tuple(rows))
