@@ -107,6 +107,10 @@ def report(found: dict[str, dict[str, str]], *, complete: bool) -> str:
     return text
 
 
+def _judged(found: dict[str, dict[str, str]]) -> int:
+    return sum(1 for statuses in found.values() for s in statuses.values() if s != "not checked")
+
+
 def _block(text: str) -> str:
     return "".join(f"      {line}\n" for line in text.splitlines())
 
@@ -160,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(ROWS)}")
     rows = [row for row in MODULES if not args.modules or row.name in args.modules]
+    # The mutants this invocation judges, for the rate: a resumed run goes on from the judged
+    # ones, a survivors pass judges its survivors and mutants no test ran again.
+    before = results(rows) if args.command == "survivors" or args.resume else {}
+    again = sum(1 for st in before.values() for s in st.values() if s in ("survived", "no tests"))
+    judged_before = _judged(before) if args.command == "run" else -again
     clock = None
     if args.command == "run":
         # A fresh mutants/ each time (a verdict cached from other code or tests would be a lie),
@@ -173,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     found = results(rows)
     text = report(found, complete=not args.modules)
     if clock is not None:
-        ran = sum(1 for statuses in found.values() for s in statuses.values() if s != "not checked")
-        timing = engine.save_timing(clock, ran)
+        timing = engine.save_timing(clock, max(0, _judged(found) - judged_before))
         text += "\nTiming (seconds; CPU is user + system of the run and its children):\n\n"
         text += "".join(
             f"- {phase}: wall {t['wall']:.0f}, CPU {t['cpu']:.0f}\n"
