@@ -168,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     # ones, a survivors pass judges its survivors and mutants no test ran again.
     before = results(rows) if args.command == "survivors" or args.resume else {}
     again = sum(1 for st in before.values() for s in st.values() if s in ("survived", "no tests"))
-    judged_before = _judged(before) if args.command == "run" else -again
     clock = None
     if args.command == "run":
         # A fresh mutants/ each time (a verdict cached from other code or tests would be a lie),
@@ -180,9 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "survivors":
         clock = rerun_survivors(rows, args.max_children)
     found = results(rows)
-    text = report(found, complete=not args.modules)
+    # Stale equivalents can only be told after every mutant of every module was judged.
+    complete = not args.modules and all(
+        s != "not checked" for st in found.values() for s in st.values()
+    )
+    text = report(found, complete=complete)
     if clock is not None:
-        timing = engine.save_timing(clock, max(0, _judged(found) - judged_before))
+        ran = again if args.command == "survivors" else _judged(found) - _judged(before)
+        timing = engine.save_timing(clock, ran)
         text += "\nTiming (seconds; CPU is user + system of the run and its children):\n\n"
         text += "".join(
             f"- {phase}: wall {t['wall']:.0f}, CPU {t['cpu']:.0f}\n"
