@@ -10,16 +10,26 @@ A readable file is validated section by section, entry by entry, with pydantic m
 (:func:`validate_sections`): an entry of the wrong shape (an override that is a string,
 ``until: "never"``, ``handled: "yesterday"``) is dropped with one WARNING naming it, and the rest
 is kept. Sections this module does not know are kept as they are.
+
+Two processes may write one file: a running daemon, and ``cce-exporter hibernate|awake --until``
+writing an override. :class:`StateFile` keeps what it last read or wrote (and the file's inode,
+size and modification time then), and every save merges the hibernation section with what
+another process changed since (:func:`merge_hibernation`), under an advisory lock on the
+directory, so neither side's override is lost; :meth:`StateFile.take_in` brings those changes
+into a running daemon's memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import fcntl
 import json
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,16 +38,42 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: The section two processes may both write (merged, see :func:`merge_hibernation`).
+SHARED = "hibernation"
+#: How many history entries are kept per cluster.
+HISTORY_KEPT = 20
+#: Longest wait for the advisory lock of the state file's directory (then written without it).
+LOCK_WAIT = 2.0
+
+Stamp = tuple[int, int, int] | None
 
 
 class StateFile:
-    """Load and atomically save a JSON document of named sections."""
+    """Load and atomically save a JSON document of named sections (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._stamp: Stamp = None  # the file as this process last read or wrote it
+        self._known: Any = None  # its hibernation section then
+        self._base: Any = None  # the hibernation section this process's memory started from
+
+    def _fingerprint(self) -> Stamp:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def load(self) -> dict[str, Any]:
         """The saved sections, or ``{}`` when there is no file or it could not be read."""
+        stamp = self._fingerprint()
+        sections = self._read()
+        self._stamp = stamp
+        self._known = sections.get(SHARED)
+        self._base = copy.deepcopy(self._known)
+        return sections
+
+    def _read(self) -> dict[str, Any]:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -66,9 +102,77 @@ class StateFile:
         sections: dict[str, Any] = data["sections"]
         return validate_sections(sections, f"state file {self.path}")
 
+    def _on_disk(self) -> Any:
+        """The file's hibernation section now (read again only when the file changed)."""
+        stamp = self._fingerprint()
+        if stamp != self._stamp:
+            self._known = self._read().get(SHARED)
+            self._stamp = stamp
+        return self._known
+
+    def take_in(self, sections: dict[str, Any]) -> bool:
+        """Merge into ``sections`` what another process changed in the file's hibernation
+        section since this one last read or wrote it; True when that changed ``sections``."""
+        ours = sections.get(SHARED)
+        merged = merge_hibernation(ours, self._base, self._on_disk())
+        self._base = copy.deepcopy(merged)
+        if merged == ours:
+            return False
+        sections[SHARED] = merged
+        return True
+
     def save(self, sections: dict[str, Any]) -> None:
-        """Write atomically. Raises ``OSError`` when the directory is not writable."""
+        """Write atomically, the hibernation section merged with the file's (see
+        :func:`merge_hibernation`). Raises ``OSError`` when the directory is not writable."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            self._write(self._merged(dict(sections)))
+
+    def save_section(self, name: str, value: Any) -> None:
+        """Write one section, keeping every other section as it is in the file now."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            sections = self._read()
+            self._stamp = self._fingerprint()
+            self._known = sections.get(SHARED)
+            sections[name] = value
+            self._write(self._merged(sections))
+
+    def _merged(self, sections: dict[str, Any]) -> dict[str, Any]:
+        ours = sections.get(SHARED)
+        merged = merge_hibernation(ours, self._base, self._on_disk())
+        if merged is not None:
+            sections[SHARED] = merged
+        # From here the file holds this process's memory plus the other process's changes;
+        # those stay changes (relative to the memory) until take_in brings them in.
+        self._base = copy.deepcopy(ours)
+        return sections
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An advisory lock on the directory (the file itself is replaced by each write), held
+        for a read-merge-write; waited for at most ``LOCK_WAIT``."""
+        try:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:
+            yield
+            return
+        try:
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        log.warning("state file %s: lock not free; writing anyway", self.path)
+                        break
+                    time.sleep(0.01)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _write(self, sections: dict[str, Any]) -> None:
         payload = json.dumps(
             {"version": FORMAT_VERSION, "saved_at": time.time(), "sections": sections},
             separators=(",", ":"),
@@ -85,6 +189,8 @@ class StateFile:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        self._stamp = self._fingerprint()
+        self._known = copy.deepcopy(sections.get(SHARED))
         try:
             dir_fd = os.open(self.path.parent, os.O_RDONLY)
         except OSError:
@@ -235,3 +341,63 @@ def validate_sections(sections: dict[str, Any], source: str = "state") -> dict[s
     if "hibernation" in out:
         out["hibernation"] = clean_hibernation(out["hibernation"], source)
     return out
+
+
+# --- two writers ---------------------------------------------------------------------------------
+
+
+def _changed(key: str, base: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    return theirs.get(key) != base.get(key)
+
+
+def _newer(ours: Any, theirs: Any) -> Any:
+    """Of two changes to one override, the one made later (a removal loses to an entry)."""
+    if ours is None or theirs is None:
+        return theirs if ours is None else ours
+    return theirs if float(theirs.get("created", 0)) >= float(ours.get("created", 0)) else ours
+
+
+def _section(value: Any, name: str) -> dict[str, Any]:
+    inner = value.get(name) if isinstance(value, dict) else None
+    return inner if isinstance(inner, dict) else {}
+
+
+def merge_hibernation(ours: Any, base: Any, theirs: Any) -> Any:
+    """The hibernation section ``ours`` (this process's memory, which started from ``base``)
+    with what another process changed in ``theirs`` (the file) since ``base``:
+
+    - an override the file changed (set, changed or removed) since ``base`` is taken from the
+      file; where both sides changed the same cluster's override, the one created later wins
+      (an override wins over a removal);
+    - history entries the file added are added (newest last, ``HISTORY_KEPT`` per cluster);
+    - ``handled`` and ``in_flight`` stay this process's own.
+
+    ``ours`` itself is returned (unchanged) when the file changed nothing."""
+    o_over, b_over, t_over = (_section(v, "overrides") for v in (ours, base, theirs))
+    overrides = dict(o_over)
+    for k in set(b_over) | set(t_over):
+        if not _changed(k, b_over, t_over):
+            continue
+        chosen = t_over.get(k)
+        if _changed(k, b_over, o_over):  # changed on both sides
+            chosen = _newer(o_over.get(k), chosen)
+        if chosen is None:
+            overrides.pop(k, None)
+        else:
+            overrides[k] = chosen
+    o_hist, b_hist, t_hist = (_section(v, "history") for v in (ours, base, theirs))
+    history = dict(o_hist)
+    for k, entries in t_hist.items():
+        if not isinstance(entries, list):
+            continue
+        have = list(o_hist.get(k) or [])
+        added = [e for e in entries if e not in (b_hist.get(k) or []) and e not in have]
+        if added:
+            both = sorted(have + added, key=lambda e: float(e.get("at", 0.0)))
+            history[k] = both[-HISTORY_KEPT:]
+    if overrides == o_over and history == o_hist:
+        return ours
+    merged = dict(ours) if isinstance(ours, dict) else {}
+    merged["overrides"] = overrides
+    merged["history"] = history
+    return merged
