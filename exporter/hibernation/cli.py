@@ -27,9 +27,10 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from exporter.cce.errors import CCEError
+from exporter.cce.models import Cluster
 from exporter.hibernation.controller import (
     ControllerTarget,
     HibernationController,
@@ -40,7 +41,11 @@ from exporter.hibernation.hooks import parse_rfc3339
 from exporter.hibernation.policy import PolicyError, PolicyFile, load_policy_file, match_policies
 from exporter.hibernation.schedule import Action, transitions
 
+if TYPE_CHECKING:
+    from exporter.config import TargetConfig
+
 __all__ = [
+    "CommandSettings",
     "StateFileStore",
     "add_action_arguments",
     "add_plan_arguments",
@@ -49,7 +54,21 @@ __all__ = [
     "run_plan",
 ]
 
-TargetFactory = Callable[[Any], Sequence[ControllerTarget]]
+
+class CommandSettings(Protocol):
+    """What the commands need of the configuration (``exporter.config.Settings``)."""
+
+    @property
+    def policy_file(self) -> Path | str | None: ...
+    @property
+    def state_file(self) -> Path | str | None: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def targets(self) -> Sequence[TargetConfig]: ...
+
+
+TargetFactory = Callable[[CommandSettings], Sequence[ControllerTarget]]
 
 
 def _rfc3339(value: str) -> datetime:
@@ -68,8 +87,8 @@ policy selects, only from the right phase (hibernate from Available, awake from 
 waits for the target phase. --force also acts on a cluster no policy selects (no policy file
 needed): a one-off, which no schedule follows, said so in the output. --until keeps the state
 until then as an override in the state file (CCE_EXPORTER_STATE_FILE): it is refused without one.
-A daemon that is running keeps its own overrides and would write over this one: to change a
-running daemon's overrides, use its /hooks/ endpoints instead."""
+A daemon that is running with the same state file takes the override in within seconds and keeps
+it (the file's override wins over the daemon's older one for that cluster)."""
 
 
 def _days(value: str) -> float:
@@ -119,7 +138,8 @@ def add_action_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class StateFileStore:
-    """The ``hibernation`` section of the exporter's state file, read and written in place."""
+    """The ``hibernation`` section of the exporter's state file, read and written in place;
+    a running daemon's changes to the file since it was read are kept (``StateFile``)."""
 
     def __init__(self, path: Path, section: str = "hibernation") -> None:
         from exporter.collect.statefile import StateFile
@@ -131,12 +151,10 @@ class StateFileStore:
         return self.file.load().get(self.section)
 
     def save(self, value: Any) -> None:
-        sections = self.file.load()
-        sections[self.section] = value
-        self.file.save(sections)
+        self.file.save_section(self.section, value)
 
 
-def _settings_targets(settings: Any) -> list[ControllerTarget]:
+def _settings_targets(settings: CommandSettings) -> list[ControllerTarget]:
     """Clients for the configured targets, as the collector builds them."""
     from prometheus_client import CollectorRegistry
 
@@ -155,9 +173,10 @@ def _settings_targets(settings: Any) -> list[ControllerTarget]:
     ]
 
 
-async def _resolve_projects(targets: Sequence[ControllerTarget], settings: Any) -> None:
+async def _resolve_projects(targets: Sequence[ControllerTarget], settings: CommandSettings) -> None:
     from prometheus_client import CollectorRegistry
 
+    from exporter.cce.client import CCEClient
     from exporter.cce.instrumentation import ApiMetrics
     from exporter.collect.service import build_client
 
@@ -166,13 +185,14 @@ async def _resolve_projects(targets: Sequence[ControllerTarget], settings: Any) 
         if target.project_id:
             continue
         config = by_name[target.name]
-        client: Any = target.client
+        client = target.client
+        assert isinstance(client, CCEClient)  # built by _settings_targets
         target.project_id = await client.resolve_project_id(config.project_name or "")
         await client.aclose()
         target.client = build_client(config, ApiMetrics(CollectorRegistry()), target.project_id)
 
 
-def _load_policies(settings: Any, err: TextIO) -> PolicyFile | None:
+def _load_policies(settings: CommandSettings, err: TextIO) -> PolicyFile | None:
     path = getattr(settings, "policy_file", None)
     if not path:
         print("no policy file configured (CCE_EXPORTER_POLICY_FILE or policy_file)", file=err)
@@ -219,8 +239,10 @@ def compute_plan(
     return rows, [c.message() for c in conflicts]
 
 
-async def _list_all(targets: Sequence[ControllerTarget]) -> tuple[dict[str, Any], list[str]]:
-    found: dict[str, Any] = {}
+async def _list_all(
+    targets: Sequence[ControllerTarget],
+) -> tuple[dict[str, list[Cluster]], list[str]]:
+    found: dict[str, list[Cluster]] = {}
     errors: list[str] = []
     for target in targets:
         try:
@@ -239,7 +261,7 @@ async def _close(targets: Sequence[ControllerTarget]) -> None:
 
 def run_plan(
     args: argparse.Namespace,
-    settings: Any,
+    settings: CommandSettings,
     *,
     targets: TargetFactory | None = None,
     out: TextIO | None = None,
@@ -253,7 +275,7 @@ def run_plan(
         return 2
     start = args.start or datetime.now(UTC)
 
-    async def work() -> tuple[dict[str, Any], list[str], dict[tuple[str, str], str]]:
+    async def work() -> tuple[dict[str, list[Cluster]], list[str], dict[tuple[str, str], str]]:
         built = list((targets or _settings_targets)(settings))
         try:
             if targets is None:
@@ -316,7 +338,7 @@ def _print_table(
 
 def run_action(
     args: argparse.Namespace,
-    settings: Any,
+    settings: CommandSettings,
     action: Action,
     *,
     targets: TargetFactory | None = None,
