@@ -1,0 +1,159 @@
+"""Two writers of one state file: the daemon and ``hibernate|awake --until`` of the command line.
+
+The rule (``merge_hibernation``): an override the file changed since this process last read or
+wrote it wins over this process's unchanged entry; where both changed one cluster's override, the
+one created later wins (an override wins over a removal); history entries the file added are
+kept; ``handled`` and ``in_flight`` stay the writer's own.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.collect.statefile import HISTORY_KEPT, StateFile, clean_hibernation, merge_hibernation
+
+
+def override(state: str, until: float, created: float) -> dict[str, Any]:
+    return {"kind": "keep", "state": state, "until": until, "reason": "", "created": created}
+
+
+def section(overrides: dict[str, Any] | None = None, **rest: Any) -> dict[str, Any]:
+    return clean_hibernation({"overrides": overrides or {}, **rest})
+
+
+def on_disk(path: Path) -> dict[str, Any]:
+    sections: dict[str, Any] = json.loads(path.read_text())["sections"]
+    return sections
+
+
+A = override("hibernated", 2e9, 100.0)
+B = override("awake", 2e9, 200.0)
+
+
+def test_an_override_only_the_file_changed_is_taken_from_the_file() -> None:
+    base = section({"t/a": A})
+    ours = section({"t/a": A, "t/mine": B})  # this process added one of its own
+    theirs = section({"t/a": A, "t/new": B})  # the other added another
+    merged = merge_hibernation(ours, base, theirs)
+    assert merged["overrides"] == {"t/a": A, "t/mine": B, "t/new": B}
+
+
+def test_a_removal_in_the_file_removes_the_unchanged_entry() -> None:
+    base = section({"t/a": A})
+    merged = merge_hibernation(section({"t/a": A}), base, section({}))
+    assert merged["overrides"] == {}
+
+
+def test_where_both_changed_one_cluster_the_later_override_wins() -> None:
+    base = section({})
+    older, newer = override("awake", 2e9, 100.0), override("hibernated", 2e9, 300.0)
+    assert merge_hibernation(section({"t/a": older}), base, section({"t/a": newer}))[
+        "overrides"
+    ] == {"t/a": newer}
+    assert merge_hibernation(section({"t/a": newer}), base, section({"t/a": older}))[
+        "overrides"
+    ] == {"t/a": newer}
+    # An override wins over a removal on the other side.
+    base = section({"t/a": older})
+    assert merge_hibernation(section({}), base, section({"t/a": newer}))["overrides"] == {
+        "t/a": newer
+    }
+    assert merge_hibernation(section({"t/a": newer}), base, section({}))["overrides"] == {
+        "t/a": newer
+    }
+
+
+def test_nothing_changed_in_the_file_returns_ours_itself() -> None:
+    ours = section({"t/mine": B}, handled={"t/mine": 5.0})
+    base = section({})
+    assert merge_hibernation(ours, base, section({})) is ours
+    assert merge_hibernation(None, None, None) is None
+
+
+def test_history_the_file_added_is_kept_and_handled_stays_ours() -> None:
+    entry = {"at": 10.0, "action": "hibernate", "result": "success", "reason": "", "source": "cli"}
+    mine = {"at": 5.0, "action": "awake", "result": "success", "reason": "", "source": "hook"}
+    ours = section(history={"t/a": [mine]}, handled={"t/a": 1.0})
+    theirs = section(history={"t/a": [entry]}, handled={"t/a": 99.0}, in_flight={})
+    merged = merge_hibernation(ours, section(), theirs)
+    assert merged["history"]["t/a"] == [mine, entry]
+    assert merged["handled"] == {"t/a": 1.0}
+    many = [{**entry, "at": float(i)} for i in range(HISTORY_KEPT + 5)]
+    merged = merge_hibernation(section(), section(), section(history={"t/a": many}))
+    assert merged["history"]["t/a"] == many[-HISTORY_KEPT:]
+
+
+def test_a_save_keeps_the_other_writers_override_until_taken_in(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    daemon, cli = StateFile(path), StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A})
+    daemon.save(memory)
+    assert not daemon.take_in(memory)  # its own write is no change
+
+    cli_memory = cli.load()["hibernation"]
+    cli_memory["overrides"]["t/cli"] = B
+    cli.save_section("hibernation", cli_memory)
+
+    # The daemon saves twice with its old memory (no "t/cli"): the file keeps the entry.
+    memory["phases"] = {"default": {}}
+    daemon.save(memory)
+    daemon.save(memory)
+    assert on_disk(path)["hibernation"]["overrides"] == {"t/a": A, "t/cli": B}
+    assert "t/cli" not in memory["hibernation"]["overrides"]
+    # Taken in: now in memory, and a removal by the daemon is a removal again.
+    assert daemon.take_in(memory)
+    assert memory["hibernation"]["overrides"] == {"t/a": A, "t/cli": B}
+    assert not daemon.take_in(memory)
+    del memory["hibernation"]["overrides"]["t/cli"]
+    daemon.save(memory)
+    assert on_disk(path)["hibernation"]["overrides"] == {"t/a": A}
+    assert on_disk(path)["phases"] == {"default": {}}
+
+
+def test_the_command_keeps_the_daemons_sections_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    daemon, cli = StateFile(path), StateFile(path)
+    cli_memory = cli.load().get("hibernation") or section()
+    memory = daemon.load()
+    memory.update(phases={"default": {}}, hibernation=section({"t/a": A}))
+    daemon.save(memory)  # after the command read the file
+    cli_memory["overrides"]["t/cli"] = B
+    cli.save_section("hibernation", cli_memory)
+    sections = on_disk(path)
+    assert sections["hibernation"]["overrides"] == {"t/a": A, "t/cli": B}
+    assert sections["phases"] == {"default": {}}
+
+
+@pytest.mark.parametrize("writers", [4])
+def test_concurrent_writers_lose_no_entry(tmp_path: Path, writers: int) -> None:
+    path = tmp_path / "state.json"
+    per_writer = 15
+    errors: list[BaseException] = []
+    start = threading.Barrier(writers)
+
+    def write(w: int) -> None:
+        try:
+            start.wait(timeout=30)
+            for i in range(per_writer):
+                file = StateFile(path)  # a fresh process's view each time, as the command has
+                memory = file.load().get("hibernation") or section()
+                memory["overrides"][f"w{w}/c{i}"] = override("awake", 2e9, float(i))
+                file.save_section("hibernation", memory)
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    overrides = on_disk(path)["hibernation"]["overrides"]
+    assert set(overrides) == {f"w{w}/c{i}" for w in range(writers) for i in range(per_writer)}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
