@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Collection, Container, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from prometheus_client import Histogram
 
@@ -26,30 +26,41 @@ from exporter.hibernation.planning import SOURCE, TARGET, TRANSIT, wrong_phase
 from exporter.hibernation.policy import ControllerOptions
 from exporter.hibernation.schedule import Action
 from exporter.hibernation.state import HibernationState, key
+from exporter.hibernation.targets import ControllerTarget
 
-log = logging.getLogger(__name__)
+#: The controller's logger: its parts log as the controller always has.
+log = logging.getLogger("exporter.hibernation.controller")
 
-__all__ = ["ActionRunner", "ClusterAPI", "ControllerTarget", "Failure", "reason_of"]
+__all__ = ["ActionRunner", "Failure", "Outcome", "Result", "reason_of"]
 
 Ident = tuple[str, str]
 Progress = Callable[[str], None] | None
+#: Records the result of an action: ``(ident, action, result, reason, source) -> Outcome``.
+Finish = Callable[[Ident, str, str, str, str], "Outcome"]
 
 
-class ClusterAPI(Protocol):
-    """What the controller needs of :class:`exporter.cce.client.CCEClient`."""
-
-    async def list_clusters(self) -> list[Cluster]: ...
-    async def get_cluster(self, cluster_id: str) -> Cluster: ...
-    async def hibernate(self, cluster_id: str) -> str | None: ...
-    async def awake(self, cluster_id: str) -> str | None: ...
+Result = Literal["started", "success", "failed", "skipped", "dry_run", "not_found"]
 
 
 @dataclass
-class ControllerTarget:
-    name: str
-    client: ClusterAPI
-    project_id: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
+class Outcome:
+    """What became of an action (or a request for one)."""
+
+    result: Result
+    cluster_id: str
+    action: str
+    cluster: str = ""
+    reason: str = ""
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "result": self.result,
+            "cluster_id": self.cluster_id,
+            "cluster": self.cluster,
+            "action": self.action,
+            "reason": self.reason,
+        }
 
 
 class Failure(Exception):
@@ -265,6 +276,42 @@ class ActionRunner:
         except asyncio.CancelledError:
             self.active.discard(key(*ident))
             raise
+
+    # --- actions cut short by a shutdown ----------------------------------------------------------
+
+    def resolve_interrupted(
+        self, listed: Collection[str], known: Container[Ident], finish: Finish
+    ) -> None:
+        """Start resolving every ``in_flight`` record no running action owns: left behind by a
+        shutdown during the action (the call may or may not have reached CCE). ``finish``
+        records a result. Records of targets not ``listed`` yet wait for a later tick."""
+        for k, entry in list(self.state.in_flight().items()):
+            if k in self.active:
+                continue
+            name, _, cid = k.partition("/")
+            ident = (name, cid)
+            if name not in self.targets or name not in listed:
+                continue  # not known yet; a later tick resolves it
+            action = entry.get("action")
+            if ident not in known:
+                finish(
+                    ident,
+                    action,
+                    "failed",
+                    "interrupted by a shutdown; the cluster is gone",
+                    "restart",
+                )
+                continue
+            started = float(entry.get("started", 0.0))
+            self.spawn(ident, self._resolve_and_finish(ident, action, started, finish))
+
+    async def _resolve_and_finish(
+        self, ident: Ident, action: Action, started: float, finish: Finish
+    ) -> Outcome:
+        result, reason = await self.resolve(ident, action, started)
+        if result == "unknown":
+            return Outcome("skipped", ident[1], action, reason=reason)
+        return finish(ident, action, result, reason, "restart")
 
     async def wait_idle(self) -> None:
         while self.tasks:

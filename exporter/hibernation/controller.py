@@ -8,12 +8,9 @@ Edge-triggered with catch-up
     the exporter was down is caught up on start-up only if it is within the catch-up window.
 
 Its own timer
-    :meth:`HibernationController.start_timer` runs the ticks on a timer of their own: it sleeps
-    until the next scheduled transition of any governed cluster (or the end of a keep override),
-    at most ``TIMER_MAX_WAIT`` seconds, and ticks then with the clusters it last saw. A transition
-    is acted on within a second of its time, not at the next cluster collection, and a
-    collection that hangs does not hold hibernation up. Cluster collections still feed it fresh
-    lists (:meth:`on_collect`).
+    :meth:`HibernationController.start_timer` ticks at each scheduled transition (see
+    :mod:`exporter.hibernation.timer`); cluster collections still feed it fresh lists
+    (:meth:`HibernationController.on_collect`).
 
 Precedence
     A temporary override (keep awake / keep hibernated until T, skip the next transition) beats an
@@ -22,21 +19,18 @@ Precedence
 
 Safety
     Only clusters one policy selects are touched; a cluster two policies select is reported and
-    left alone. Hibernate only from ``Available``, awake only from ``Hibernation``; any other
-    phase -> ``skipped`` with the reason. At most ``max_in_flight`` actions per target. After the
-    call the cluster is polled to the target phase with a timeout; a failure (API error, wake-up
-    refused for lack of capacity, timeout) is retried with exponential backoff up to
-    ``max_attempts``, with the phase checked again before every call, then given up: counted
-    ``failed`` and logged with the API's reason. An action is recorded in the state (and the state
-    saved) before it is started or reported, so a restart never repeats it; an action cut short by a
+    left alone. The call itself, its phase checks, retries and following are
+    :mod:`exporter.hibernation.actions`. An action is recorded in the state (and the state saved)
+    before it is started or reported, so a restart never repeats it; an action cut short by a
     shutdown (its ``in_flight`` record left behind) is resolved after the restart by reading the
-    cluster's phase (following it while it is still in transit), and its result recorded. A
-    requested change that cannot be saved (:class:`StateNotSaved`) is refused and undone, so a
-    hook answers 503 rather than a success that a restart would forget. ``dry_run`` (per policy
-    or global) computes, logs and counts ``dry_run`` and calls nothing that changes a cluster.
+    cluster's phase, and its result recorded. A requested change that cannot be saved
+    (:class:`StateNotSaved`) is refused and undone, so a hook answers 503 rather than a success
+    that a restart would forget. ``dry_run`` (per policy or global) computes, logs and counts
+    ``dry_run`` and calls nothing that changes a cluster.
 
 Its parts
-    ``planning`` (pure: policy, override and clock -> what is due and wanted), ``state``
+    ``view`` (the clusters last listed, matched against the policies), ``planning`` (pure:
+    policy, override and clock -> what is due and wanted), ``timer``, ``state``
     (the state, overrides and their stores), ``actions`` (the guarded call, its retries and
     following), ``metrics`` (the families, in a private registry,
     :attr:`HibernationController.registry`). This class composes them.
@@ -44,8 +38,8 @@ Its parts
 Overrides written by another process
     With a state file, ``cce-exporter hibernate|awake CLUSTER --until T`` writes its override to
     the file while a daemon runs. The daemon looks at the file between its timer's waits (every
-    ``STATE_POLL`` seconds) and at every tick, takes in the overrides (and history) the other
-    process changed, and never writes over them (see
+    few seconds, ``exporter.hibernation.timer.STATE_POLL``) and at every tick, takes in the
+    overrides (and history) the other process changed, and never writes over them (see
     :func:`exporter.collect.statefile.merge_hibernation`).
 """
 
@@ -54,32 +48,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
 from exporter.cce.errors import CCEError
 from exporter.cce.models import Cluster
-from exporter.hibernation.actions import ActionRunner, ClusterAPI, ControllerTarget, reason_of
+from exporter.hibernation.actions import ActionRunner, Outcome, reason_of
 from exporter.hibernation.metrics import HibernationMetrics
-from exporter.hibernation.notify import Notifier
+from exporter.hibernation.notify import Notifier, action_event
 from exporter.hibernation.planning import (
     ACTIONS,
     SOURCE,
     STATE_OF,
     TARGET,
     TRANSIT,
-    conflict_view,
     due_transition,
     iso,
     keep_blocks,
-    plan_row,
+    plan_view,
     skip_applies,
     ts,
     wrong_phase,
@@ -90,7 +81,6 @@ from exporter.hibernation.policy import (
     ControllerOptions,
     Match,
     PolicyFile,
-    match_policies,
 )
 from exporter.hibernation.schedule import Action, State
 from exporter.hibernation.state import (
@@ -103,6 +93,15 @@ from exporter.hibernation.state import (
     StateStore,
 )
 from exporter.hibernation.state import key as _key
+from exporter.hibernation.targets import (
+    ClusterAPI,
+    CollectedTarget,
+    ControllerTarget,
+    TargetSource,
+    targets_from_service,
+)
+from exporter.hibernation.timer import Timer
+from exporter.hibernation.view import ClusterView
 from exporter.limits import truncate_label
 
 log = logging.getLogger(__name__)
@@ -122,86 +121,8 @@ __all__ = [
     "targets_from_service",
 ]
 
-RESULTS = ("success", "failed", "skipped", "dry_run")
-#: Longest sleep of the timer between two looks at the schedule (policies and overrides change).
-TIMER_MAX_WAIT = 30.0
-#: Longest sleep of the timer between two looks at a state file another process may write.
-STATE_POLL = 2.0
 
-Result = Literal["started", "success", "failed", "skipped", "dry_run", "not_found"]
 Ident = tuple[str, str]
-
-
-@dataclass
-class Outcome:
-    result: Result
-    cluster_id: str
-    action: str
-    cluster: str = ""
-    reason: str = ""
-    dry_run: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "result": self.result,
-            "cluster_id": self.cluster_id,
-            "cluster": self.cluster,
-            "action": self.action,
-            "reason": self.reason,
-        }
-
-
-# --- what the controller needs of the exporter service ------------------------------------------
-
-
-class _TargetConfig(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def labels(self) -> Mapping[str, str]: ...
-
-
-class _Listing(Protocol):
-    @property
-    def clusters(self) -> Sequence[Cluster]: ...
-
-
-class _Collector(Protocol):
-    @property
-    def project_id(self) -> str: ...
-    @property
-    def state(self) -> _Listing: ...
-
-
-class CollectedTarget(Protocol):
-    """A target of the exporter service: its configuration, client and last cluster listing."""
-
-    @property
-    def config(self) -> _TargetConfig: ...
-    @property
-    def client(self) -> ClusterAPI: ...
-    @property
-    def collector(self) -> _Collector: ...
-
-
-class TargetSource(Protocol):
-    """What :func:`targets_from_service` needs of the exporter service."""
-
-    @property
-    def targets(self) -> Sequence[CollectedTarget]: ...
-
-
-def targets_from_service(service: TargetSource) -> list[ControllerTarget]:
-    """The controller's targets from a set-up ``ExporterService`` (its clients and labels)."""
-    return [
-        ControllerTarget(
-            name=t.config.name,
-            client=t.client,
-            project_id=t.collector.project_id,
-            labels=dict(t.config.labels),
-        )
-        for t in service.targets
-    ]
 
 
 # --- the controller ------------------------------------------------------------------------------
@@ -250,11 +171,7 @@ class HibernationController:
             ),
         )
         self._timer: asyncio.Task[None] | None = None
-        self._listed: set[str] = set()  # targets whose clusters were seen at least once
-        self.clusters: dict[Ident, Cluster] = {}
-        self.matches: dict[Ident, Match] = {}
-        self.conflicts: list[Conflict] = []
-        self._reported_conflicts: set[Ident] = set()
+        self.view = ClusterView(policy_file)
 
     # --- the parts' settings, one place each ----------------------------------------------------
 
@@ -283,20 +200,20 @@ class HibernationController:
         self.runner.sleep = value
 
     @property
+    def clusters(self) -> dict[Ident, Cluster]:
+        return self.view.clusters
+
+    @property
+    def matches(self) -> dict[Ident, Match]:
+        return self.view.matches
+
+    @property
+    def conflicts(self) -> list[Conflict]:
+        return self.view.conflicts
+
+    @property
     def actions(self) -> dict[tuple[Ident, str, str], float]:
         return self.metrics.actions
-
-    @property
-    def hibernated_seconds(self) -> dict[Ident, float]:
-        return self.metrics.hibernated_seconds
-
-    @property
-    def savings(self) -> dict[Ident, float]:
-        return self.metrics.savings
-
-    @property
-    def duration(self) -> Any:
-        return self.metrics.duration
 
     @property
     def _tasks(self) -> set[asyncio.Task[Any]]:
@@ -310,13 +227,7 @@ class HibernationController:
 
     def find(self, cluster_id_or_name: str) -> tuple[str, Cluster] | None:
         """The known cluster with this ID (or, failing that, this name)."""
-        for (target, cid), cluster in self.clusters.items():
-            if cid == cluster_id_or_name:
-                return target, cluster
-        for (target, _), cluster in self.clusters.items():
-            if cluster.name == cluster_id_or_name:
-                return target, cluster
-        return None
+        return self.view.find(cluster_id_or_name)
 
     def _save(self, *, strict: bool = False) -> None:
         self.book.save(strict=strict)
@@ -347,24 +258,7 @@ class HibernationController:
             except CCEError as exc:
                 errors[name] = reason_of(exc)
                 log.warning("hibernation: cannot list the clusters of %s: %s", name, exc)
-        for name, items in given.items():
-            if name not in self.targets:
-                continue
-            self._listed.add(name)
-            for k in [k for k in self.clusters if k[0] == name]:
-                del self.clusters[k]
-            for cluster in items:
-                if cluster.id:
-                    self.clusters[(name, cluster.id)] = cluster
-        self.matches, self.conflicts = match_policies(
-            self.policy_file,
-            ((t, cid, c.name or "") for (t, cid), c in self.clusters.items()),
-        )
-        for conflict in self.conflicts:
-            ident = (conflict.target, conflict.cluster_id)
-            if ident not in self._reported_conflicts:
-                self._reported_conflicts.add(ident)
-                log.error("hibernation policy conflict: %s", conflict.message())
+        self.view.update({name: items for name, items in given.items() if name in self.targets})
         self.metrics.observe_phases(self.clusters, self.matches, self.clock())
         return errors
 
@@ -375,7 +269,7 @@ class HibernationController:
         actions decided in this tick (``started`` for those now running in the background)."""
         self.reload_state()
         await self.refresh(clusters)
-        self._resolve_interrupted()
+        self.runner.resolve_interrupted(self.view.listed, self.clusters, self._finish)
         now = self.clock()
         outcomes: list[Outcome] = []
         for ident, match in sorted(self.matches.items()):
@@ -446,42 +340,25 @@ class HibernationController:
         return self._timer
 
     async def run_timer(self, ready: Callable[[], bool] | None = None) -> None:
-        """Sleep until the next transition (at most ``TIMER_MAX_WAIT``), then tick with the
-        clusters last seen; forever. ``ready``: whether this replica may act (the leader gate).
-        A tick never lists clusters itself for a target already seen, so a hanging API does not
-        hold the timer."""
-        while True:
-            due = self.next_due(self.clock())
-            # The clock read again: working out the schedule takes time of its own.
-            left = None if due is None else due - self.clock()
-            wait = TIMER_MAX_WAIT if left is None else min(TIMER_MAX_WAIT, max(0.0, left))
-            await self._wait(wait)
-            if not self._listed or (ready is not None and not ready()):
-                continue  # the first cluster collection starts things; a follower waits
-            known: dict[str, list[Cluster]] = {name: [] for name in self._listed}
-            for (name, _), cluster in self.clusters.items():
-                if name in known:
-                    known[name].append(cluster)
-            try:
-                await self.tick(known)
-            except Exception:  # the timer must outlive any one tick
-                log.exception("hibernation: a scheduled tick failed")
+        """Tick at each transition, forever (see :mod:`exporter.hibernation.timer`), with the
+        clusters last seen. ``ready``: whether this replica may act (the leader gate). A tick
+        never lists clusters itself for a target already seen, so a hanging API does not hold
+        the timer."""
 
-    async def _wait(self, seconds: float) -> None:
-        """Sleep ``seconds``. With a store another process may write (the state file), in
-        slices of at most ``STATE_POLL``, taking in its changes between them: a change ends the
-        wait early (an override's end may now come sooner)."""
-        if not isinstance(self.store, ReloadableStore):
-            await self.sleep(seconds)
-            return
-        slices = max(1, math.ceil(seconds / STATE_POLL))
-        for _ in range(slices):
-            await self.sleep(seconds / slices)
-            try:
-                if self.reload_state():
-                    return
-            except Exception:  # the timer must outlive a bad read of the state
-                log.exception("hibernation: reading the state written by another process failed")
+        async def scheduled() -> None:
+            if not self.view.listed or (ready is not None and not ready()):
+                return  # the first cluster collection starts things; a follower waits
+            await self.tick(self.view.by_target())
+
+        timer = Timer(
+            due=self.next_due,
+            tick=scheduled,
+            reload=self.reload_state,
+            watch=lambda: isinstance(self.store, ReloadableStore),
+            clock=self.clock,
+            sleep=lambda: self.sleep,
+        )
+        await timer.run()
 
     async def on_collect(self, target: CollectedTarget, resource: str) -> None:
         """The service's ``after_collect`` hook: tick with the cluster list just collected."""
@@ -493,17 +370,7 @@ class HibernationController:
     # --- overrides ------------------------------------------------------------------------------
 
     def _governed(self, cluster_id: str) -> tuple[Ident, Match] | str:
-        found = self.find(cluster_id)
-        if found is None:
-            return f"cluster {cluster_id!r} is not known"
-        ident = (found[0], found[1].id or "")
-        for conflict in self.conflicts:
-            if (conflict.target, conflict.cluster_id) == ident:
-                return conflict.message()
-        match = self.matches.get(ident)
-        if match is None:
-            return f"no policy selects cluster {found[1].name!r}; it is never acted on"
-        return ident, match
+        return self.view.governed(cluster_id)
 
     def set_override(
         self, cluster_id: str, state: State | None, until: datetime | None, reason: str = ""
@@ -683,34 +550,6 @@ class HibernationController:
 
     # --- actions cut short by a shutdown ----------------------------------------------------------
 
-    def _resolve_interrupted(self) -> None:
-        """Start resolving every ``in_flight`` record no running action owns: left behind by a
-        shutdown during the action (the call may or may not have reached CCE)."""
-        for k, entry in list(self.book.in_flight().items()):
-            if k in self.runner.active:
-                continue
-            name, _, cid = k.partition("/")
-            ident = (name, cid)
-            if name not in self.targets or name not in self._listed:
-                continue  # not known yet; a later tick resolves it
-            action = entry.get("action")
-            if ident not in self.clusters:
-                self._finish(
-                    ident,
-                    action,
-                    "failed",
-                    "interrupted by a shutdown; the cluster is gone",
-                    "restart",
-                )
-                continue
-            self.runner.spawn(ident, self._resolve(ident, action, float(entry.get("started", 0.0))))
-
-    async def _resolve(self, ident: Ident, action: Action, started: float) -> Outcome:
-        result, reason = await self.runner.resolve(ident, action, started)
-        if result == "unknown":
-            return Outcome("skipped", ident[1], action, reason=reason)
-        return self._finish(ident, action, result, reason, "restart")
-
     async def wait_idle(self) -> None:
         """Wait for every running action (tests, the CLI, shutdown)."""
         await self.runner.wait_idle()
@@ -738,22 +577,11 @@ class HibernationController:
     def _notify(
         self, when: str, ident: Ident, action: str, result: str, reason: str, source: str
     ) -> None:
-        if self.notifier is None:
-            return
-        cluster = self.clusters.get(ident)
-        self.notifier.notify(
-            {
-                "event": f"{action}.{when}",
-                "target": ident[0],
-                "cluster_id": ident[1],
-                "cluster": (cluster.name if cluster else None) or "",
-                "action": action,
-                "result": result,
-                "reason": reason,
-                "source": source,
-                "at": iso(self.clock()),
-            }
-        )
+        if self.notifier is not None:
+            cluster = self.clusters.get(ident)
+            name = (cluster.name if cluster else None) or ""
+            event = action_event(when, ident, name, action, result, reason, source)
+            self.notifier.notify({**event, "at": iso(self.clock())})
 
     # --- plan -----------------------------------------------------------------------------------
 
@@ -761,24 +589,15 @@ class HibernationController:
         """Every governed cluster with its policy, phase, desired state, override and next
         transitions (a skip override marks the transition it will skip)."""
         now = self.clock() if now is None else now
-        rows = [
-            plan_row(
-                ident,
-                match,
-                phase=self.clusters[ident].phase,
-                dry_run=self.dry_run,
-                override=self.book.overrides.get(self.key(*ident)),
-                history=self.book.history(self.key(*ident))[-5:],
-                now=now,
-                days=days,
-            )
-            for ident, match in sorted(self.matches.items())
-        ]
-        return {
-            "now": iso(now),
-            "clusters": rows,
-            "conflicts": [conflict_view(c) for c in self.conflicts],
-        }
+        return plan_view(
+            self.matches,
+            self.conflicts,
+            phases={ident: self.clusters[ident].phase for ident in self.matches},
+            state=self.state,
+            dry_run=self.dry_run,
+            now=now,
+            days=days,
+        )
 
     # --- metrics --------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ __all__ = [
     "next_due",
     "override_view",
     "plan_row",
+    "plan_view",
     "skip_applies",
 ]
 
@@ -196,6 +197,36 @@ def plan_row(
             for t in nxt
         ],
     }
+
+
+def plan_view(
+    matches: Mapping[tuple[str, str], Match],
+    conflicts: Iterable[Conflict],
+    *,
+    phases: Mapping[tuple[str, str], str | None],
+    state: Mapping[str, Any],
+    dry_run: bool,
+    now: float,
+    days: float,
+) -> dict[str, Any]:
+    """The plan: every governed cluster (:func:`plan_row`, the last five history entries) and
+    the policy conflicts."""
+    rows = []
+    for ident, match in sorted(matches.items()):
+        k = f"{ident[0]}/{ident[1]}"
+        rows.append(
+            plan_row(
+                ident,
+                match,
+                phase=phases[ident],
+                dry_run=dry_run,
+                override=state["overrides"].get(k),
+                history=state["history"].get(k, [])[-5:],
+                now=now,
+                days=days,
+            )
+        )
+    return {"now": iso(now), "clusters": rows, "conflicts": [conflict_view(c) for c in conflicts]}
 
 
 def conflict_view(conflict: Conflict) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from exporter.collect.statefile import HISTORY_KEPT, clean_hibernation
 
-log = logging.getLogger(__name__)
+#: The controller's logger: its parts log as the controller always has.
+log = logging.getLogger("exporter.hibernation.controller")
 
 __all__ = [
     "HibernationState",
