@@ -35,6 +35,7 @@ from exporter.hibernation.controller import (
     ControllerTarget,
     HibernationController,
     MemoryStateStore,
+    Outcome,
     StateStore,
 )
 from exporter.hibernation.hooks import parse_rfc3339
@@ -336,6 +337,39 @@ def _print_table(
         )
 
 
+def _action_policies(
+    args: argparse.Namespace,
+    settings: CommandSettings,
+    action: Action,
+    store: StateStore | None,
+    err: TextIO,
+    poll_seconds: float | None,
+) -> PolicyFile | None:
+    """The policies a one-off action runs under (none needed with ``--force``; ``poll_seconds``
+    replaces theirs); None, said on ``err``, when the command cannot run (no or bad policy
+    file, ``--until`` without a state file)."""
+    if getattr(args, "force", False) and not getattr(settings, "policy_file", None):
+        policy_file: PolicyFile | None = PolicyFile()
+    else:
+        policy_file = _load_policies(settings, err)
+    if policy_file is None:
+        if not getattr(settings, "policy_file", None):
+            print("(use --force to act on a cluster no policy selects)", file=err)
+        return None
+    if args.until is not None and store is None and not getattr(settings, "state_file", None):
+        print(
+            f"{action}: --until needs a state file (CCE_EXPORTER_STATE_FILE) to keep the override "
+            "in: without one it would be lost when this command ends; for a running daemon, use "
+            "its /hooks/ endpoints",
+            file=err,
+        )
+        return None
+    if poll_seconds is not None:
+        options = policy_file.controller.model_copy(update={"poll_seconds": poll_seconds})
+        policy_file = policy_file.model_copy(update={"controller": options})
+    return policy_file
+
+
 def run_action(
     args: argparse.Namespace,
     settings: CommandSettings,
@@ -351,30 +385,9 @@ def run_action(
     out = out or sys.stdout
     err = err or sys.stderr
     force = bool(getattr(args, "force", False))
-    if force and not getattr(settings, "policy_file", None):
-        policy_file: PolicyFile | None = PolicyFile()
-    else:
-        policy_file = _load_policies(settings, err)
+    policy_file = _action_policies(args, settings, action, store, err, poll_seconds)
     if policy_file is None:
-        if not getattr(settings, "policy_file", None):
-            print("(use --force to act on a cluster no policy selects)", file=err)
         return 2
-    if args.until is not None and store is None and not getattr(settings, "state_file", None):
-        print(
-            f"{action}: --until needs a state file (CCE_EXPORTER_STATE_FILE) to keep the override "
-            "in: without one it would be lost when this command ends; for a running daemon, use "
-            "its /hooks/ endpoints",
-            file=err,
-        )
-        return 2
-    if poll_seconds is not None:
-        policy_file = policy_file.model_copy(
-            update={
-                "controller": policy_file.controller.model_copy(
-                    update={"poll_seconds": poll_seconds}
-                )
-            }
-        )
     if store is None:
         state_file = getattr(settings, "state_file", None)
         store = StateFileStore(Path(state_file)) if state_file else MemoryStateStore()
@@ -430,25 +443,21 @@ def run_action(
         finally:
             await controller.close()
             await _close(built)
-        line = f"{action} {outcome.cluster or args.cluster}: {outcome.result}"
-        if outcome.reason:
-            line += f" ({outcome.reason})"
-        if outcome.result == "skipped" and "no policy selects" in outcome.reason:
-            line += "; use --force to act on it anyway"
-        if (
-            args.until is not None
-            and outcome.result
-            in (
-                "success",
-                "started",
-                "dry_run",
-                "skipped",
-            )
-            and not outcome.reason.startswith("--until")
-        ):
-            state = "hibernated" if action == "hibernate" else "awake"
-            line += f"; kept {state} until {args.until.isoformat()}"
-        print(line, file=out)
+        print(_outcome_line(args, action, outcome), file=out)
         return {"success": 0, "dry_run": 0, "failed": 1}.get(outcome.result, 3)
 
     return asyncio.run(work())
+
+
+def _outcome_line(args: argparse.Namespace, action: Action, outcome: Outcome) -> str:
+    """The command's last line: the outcome, why, and the override kept."""
+    line = f"{action} {outcome.cluster or args.cluster}: {outcome.result}"
+    if outcome.reason:
+        line += f" ({outcome.reason})"
+    if outcome.result == "skipped" and "no policy selects" in outcome.reason:
+        line += "; use --force to act on it anyway"
+    kept = outcome.result in ("success", "started", "dry_run", "skipped")
+    if args.until is not None and kept and not outcome.reason.startswith("--until"):
+        state = "hibernated" if action == "hibernate" else "awake"
+        line += f"; kept {state} until {args.until.isoformat()}"
+    return line

@@ -54,7 +54,6 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
 
 from exporter.cce.errors import CCEError
 from exporter.cce.models import Cluster
@@ -76,12 +75,7 @@ from exporter.hibernation.planning import (
     wrong_phase,
 )
 from exporter.hibernation.planning import next_due as _next_due
-from exporter.hibernation.policy import (
-    Conflict,
-    ControllerOptions,
-    Match,
-    PolicyFile,
-)
+from exporter.hibernation.policy import Conflict, ControllerOptions, Match, PolicyFile
 from exporter.hibernation.schedule import Action, State
 from exporter.hibernation.state import (
     HibernationState,
@@ -102,13 +96,13 @@ from exporter.hibernation.targets import (
 )
 from exporter.hibernation.timer import Timer
 from exporter.hibernation.view import ClusterView
-from exporter.limits import truncate_label
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "ACTIONS",
     "ClusterAPI",
+    "CollectedTarget",
     "ControllerTarget",
     "HibernationController",
     "MemoryStateStore",
@@ -155,8 +149,9 @@ class HibernationController:
                 policy_file.notify.webhooks, timeout=policy_file.notify.timeout_seconds
             )
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.view = ClusterView(policy_file)
         self.metrics = HibernationMetrics(
-            self.registry, policy_file, self._labels, lambda name: name in self.targets
+            self.registry, policy_file, self.targets, self.view.clusters
         )
         self.book = HibernationState(self.store, clock)
         self.runner = ActionRunner(
@@ -171,7 +166,6 @@ class HibernationController:
             ),
         )
         self._timer: asyncio.Task[None] | None = None
-        self.view = ClusterView(policy_file)
 
     # --- the parts' settings, one place each ----------------------------------------------------
 
@@ -601,20 +595,6 @@ class HibernationController:
 
     # --- metrics --------------------------------------------------------------------------------
 
-    def _labels(self, ident: Ident) -> dict[str, str]:
-        target = self.targets[ident[0]]
-        cluster = self.clusters.get(ident)
-        labels = dict(target.labels)
-        labels.update(
-            project_id=target.project_id,
-            cluster_id=ident[1],
-            cluster=truncate_label((cluster.name if cluster else None) or ""),
-        )
-        return labels
-
     def _rebuild_snapshot(self, now: float) -> None:
         """Compute the gauges once per tick, so a scrape (or a render) does no schedule work."""
         self.metrics.rebuild(self.matches, self.book.overrides, self.dry_run, now)
-
-    def collect_metrics(self) -> list[Metric]:
-        return list(self.metrics.collect())

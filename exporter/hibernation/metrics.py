@@ -16,7 +16,7 @@ schedule work; the counters are kept here as the controller reports actions and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +28,8 @@ from exporter.cce.models import Cluster
 from exporter.hibernation.planning import ACTIONS, dt, ts
 from exporter.hibernation.policy import Match, PolicyFile
 from exporter.hibernation.schedule import desired_state, next_transitions
+from exporter.hibernation.targets import ControllerTarget
+from exporter.limits import truncate_label
 
 __all__ = ["OBSERVATION_CAP", "HibernationMetrics", "Ident"]
 
@@ -37,18 +39,19 @@ OBSERVATION_CAP = 3600.0
 
 
 class HibernationMetrics(Collector):
-    """The families above. ``labels(ident)`` gives a cluster's identifying labels."""
+    """The families above, labelled from the controller's ``targets`` and ``clusters`` (kept
+    up to date by the controller)."""
 
     def __init__(
         self,
         registry: CollectorRegistry,
         policy_file: PolicyFile,
-        labels: Callable[[Ident], dict[str, str]],
-        known: Callable[[str], bool],
+        targets: Mapping[str, ControllerTarget],
+        clusters: Mapping[Ident, Cluster],
     ) -> None:
         self.policy_file = policy_file
-        self.labels = labels
-        self.known = known  # whether a target still exists (its counters are shown)
+        self.targets = targets
+        self.clusters = clusters
         self.duration = Histogram(
             "cce_hibernation_action_duration_seconds",
             "Seconds from the hibernate/awake API call to the cluster reaching the target phase.",
@@ -62,6 +65,18 @@ class HibernationMetrics(Collector):
         self._observed: dict[Ident, tuple[float, str]] = {}
         self._snapshot: list[Metric] = []
         registry.register(self)
+
+    def labels(self, ident: Ident) -> dict[str, str]:
+        """A cluster's identifying labels: its target's labels, project, ID and name."""
+        target = self.targets[ident[0]]
+        cluster = self.clusters.get(ident)
+        labels = dict(target.labels)
+        labels.update(
+            project_id=target.project_id,
+            cluster_id=ident[1],
+            cluster=truncate_label((cluster.name if cluster else None) or ""),
+        )
+        return labels
 
     def count(self, ident: Ident, action: str, result: str) -> None:
         k = (ident, action, result)
@@ -163,7 +178,7 @@ class HibernationMetrics(Collector):
             "cce_hibernation_actions", "Hibernation actions taken, by result.", "counter"
         )
         for (ident, action, result), value in sorted(self.actions.items()):
-            if self.known(ident[0]):
+            if ident[0] in self.targets:
                 actions.add_sample(
                     "cce_hibernation_actions_total",
                     {**self.labels(ident), "action": action, "result": result},
