@@ -75,6 +75,22 @@ def test_nothing_changed_in_the_file_returns_ours_itself() -> None:
     assert merge_hibernation(None, None, None) is None
 
 
+def test_a_file_gone_or_corrupt_removes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    daemon = StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A})
+    daemon.save(memory)
+    path.unlink()
+    assert not daemon.take_in(memory)
+    path.write_text("{not json")
+    assert not daemon.take_in(memory)
+    assert memory["hibernation"]["overrides"] == {"t/a": A}
+    daemon.save(memory)
+    assert on_disk(path)["hibernation"]["overrides"] == {"t/a": A}
+    assert list(tmp_path.glob("state.json.corrupt-*"))  # kept aside, as at start-up
+
+
 def test_history_the_file_added_is_kept_and_handled_stays_ours() -> None:
     entry = {"at": 10.0, "action": "hibernate", "result": "success", "reason": "", "source": "cli"}
     mine = {"at": 5.0, "action": "awake", "result": "success", "reason": "", "source": "hook"}

@@ -372,7 +372,10 @@ def merge_hibernation(ours: Any, base: Any, theirs: Any) -> Any:
     - history entries the file added are added (newest last, ``HISTORY_KEPT`` per cluster);
     - ``handled`` and ``in_flight`` stay this process's own.
 
-    ``ours`` itself is returned (unchanged) when the file changed nothing."""
+    ``ours`` itself is returned (unchanged) when the file changed nothing, or has no
+    hibernation section (a file gone, unreadable or corrupt says nothing of the overrides)."""
+    if not isinstance(theirs, dict):
+        return ours
     o_over, b_over, t_over = (_section(v, "overrides") for v in (ours, base, theirs))
     overrides = dict(o_over)
     for k in set(b_over) | set(t_over):

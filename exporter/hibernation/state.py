@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from exporter.collect.statefile import HISTORY_KEPT, clean_hibernation
@@ -113,7 +114,7 @@ def key(target: str, cluster_id: str) -> str:
 class HibernationState:
     """The controller's state (see the module docstring) and the changes made to it."""
 
-    def __init__(self, store: StateStore, clock: Any) -> None:
+    def __init__(self, store: StateStore, clock: Callable[[], float]) -> None:
         self.store = store
         self.clock = clock
         # Validated entry by entry: a mistyped entry is dropped (one WARNING), never fatal.
