@@ -112,7 +112,9 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             for name in (
                 "x_merge_hibernation",
                 "x__newer",
-                "x__changed",
+                "x__later",
+                "x__merge_map",
+                "x__merge_history",
                 "xǁStateFileǁtake_in",
                 "xǁStateFileǁ_merged",
                 "xǁStateFileǁ_on_disk",

@@ -2,8 +2,9 @@
 
 The rule (``merge_hibernation``): an override the file changed since this process last read or
 wrote it wins over this process's unchanged entry; where both changed one cluster's override, the
-one created later wins (an override wins over a removal); history entries the file added are
-kept; ``handled`` and ``in_flight`` stay the writer's own.
+one created later wins (an override wins over a removal); ``handled`` instants likewise (the
+later one where both changed); history entries the file added are kept; ``in_flight`` stays
+the writer's own.
 """
 
 from __future__ import annotations
@@ -91,17 +92,27 @@ def test_a_file_gone_or_corrupt_removes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.glob("state.json.corrupt-*"))  # kept aside, as at start-up
 
 
-def test_history_the_file_added_is_kept_and_handled_stays_ours() -> None:
+def test_history_the_file_added_is_kept() -> None:
     entry = {"at": 10.0, "action": "hibernate", "result": "success", "reason": "", "source": "cli"}
     mine = {"at": 5.0, "action": "awake", "result": "success", "reason": "", "source": "hook"}
-    ours = section(history={"t/a": [mine]}, handled={"t/a": 1.0})
-    theirs = section(history={"t/a": [entry]}, handled={"t/a": 99.0}, in_flight={})
-    merged = merge_hibernation(ours, section(), theirs)
+    merged = merge_hibernation(
+        section(history={"t/a": [mine]}), section(), section(history={"t/a": [entry]})
+    )
     assert merged["history"]["t/a"] == [mine, entry]
-    assert merged["handled"] == {"t/a": 1.0}
     many = [{**entry, "at": float(i)} for i in range(HISTORY_KEPT + 5)]
     merged = merge_hibernation(section(), section(), section(history={"t/a": many}))
     assert merged["history"]["t/a"] == many[-HISTORY_KEPT:]
+
+
+def test_handled_is_merged_and_in_flight_stays_ours() -> None:
+    flight = {"action": "hibernate", "started": 7.0, "attempt": 1}
+    base = section(handled={"t/a": 1.0, "t/b": 1.0})
+    ours = section(handled={"t/a": 1.0, "t/b": 50.0}, in_flight={"t/a": flight})
+    theirs = section(handled={"t/a": 30.0, "t/b": 40.0, "t/c": 5.0}, in_flight={"t/z": flight})
+    merged = merge_hibernation(ours, base, theirs)
+    # Changed only in the file: the file's; changed on both sides: the later instant.
+    assert merged["handled"] == {"t/a": 30.0, "t/b": 50.0, "t/c": 5.0}
+    assert merged["in_flight"] == {"t/a": flight}
 
 
 def test_a_save_keeps_the_other_writers_override_until_taken_in(tmp_path: Path) -> None:

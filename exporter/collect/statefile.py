@@ -29,7 +29,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -346,10 +346,6 @@ def validate_sections(sections: dict[str, Any], source: str = "state") -> dict[s
 # --- two writers ---------------------------------------------------------------------------------
 
 
-def _changed(key: str, base: dict[str, Any], theirs: dict[str, Any]) -> bool:
-    return theirs.get(key) != base.get(key)
-
-
 def _newer(ours: Any, theirs: Any) -> Any:
     """Of two changes to one override, the one made later (a removal loses to an entry)."""
     if ours is None or theirs is None:
@@ -357,9 +353,55 @@ def _newer(ours: Any, theirs: Any) -> Any:
     return theirs if float(theirs.get("created", 0)) >= float(ours.get("created", 0)) else ours
 
 
+def _later(ours: Any, theirs: Any) -> Any:
+    """Of two changes to one ``handled`` instant, the later instant."""
+    if ours is None or theirs is None:
+        return theirs if ours is None else ours
+    return max(ours, theirs)
+
+
 def _section(value: Any, name: str) -> dict[str, Any]:
     inner = value.get(name) if isinstance(value, dict) else None
     return inner if isinstance(inner, dict) else {}
+
+
+def _merge_map(
+    ours: dict[str, Any],
+    base: dict[str, Any],
+    theirs: dict[str, Any],
+    both: Callable[[Any, Any], Any],
+) -> dict[str, Any]:
+    """``ours`` with each entry ``theirs`` changed (set, changed, removed) since ``base``; an
+    entry changed on both sides is ``both(ours, theirs)`` (None: removed)."""
+    out = dict(ours)
+    for k in set(base) | set(theirs):
+        if theirs.get(k) == base.get(k):
+            continue
+        chosen = theirs.get(k)
+        if ours.get(k) != base.get(k):
+            chosen = both(ours.get(k), chosen)
+        if chosen is None:
+            out.pop(k, None)
+        else:
+            out[k] = chosen
+    return out
+
+
+def _merge_history(
+    ours: dict[str, Any], base: dict[str, Any], theirs: dict[str, Any]
+) -> dict[str, Any]:
+    """``ours`` with the entries ``theirs`` added since ``base`` (newest last, at most
+    ``HISTORY_KEPT`` per cluster)."""
+    out = dict(ours)
+    for k, entries in theirs.items():
+        if not isinstance(entries, list):
+            continue
+        have = list(ours.get(k) or [])
+        added = [e for e in entries if e not in (base.get(k) or []) and e not in have]
+        if added:
+            merged = sorted(have + added, key=lambda e: float(e.get("at", 0.0)))
+            out[k] = merged[-HISTORY_KEPT:]
+    return out
 
 
 def merge_hibernation(ours: Any, base: Any, theirs: Any) -> Any:
@@ -369,38 +411,24 @@ def merge_hibernation(ours: Any, base: Any, theirs: Any) -> Any:
     - an override the file changed (set, changed or removed) since ``base`` is taken from the
       file; where both sides changed the same cluster's override, the one created later wins
       (an override wins over a removal);
+    - likewise a ``handled`` instant (where both changed it, the later one);
     - history entries the file added are added (newest last, ``HISTORY_KEPT`` per cluster);
-    - ``handled`` and ``in_flight`` stay this process's own.
+    - ``in_flight`` stays this process's own (an action runs in the process that started it).
 
     ``ours`` itself is returned (unchanged) when the file changed nothing, or has no
     hibernation section (a file gone, unreadable or corrupt says nothing of the overrides)."""
     if not isinstance(theirs, dict):
         return ours
-    o_over, b_over, t_over = (_section(v, "overrides") for v in (ours, base, theirs))
-    overrides = dict(o_over)
-    for k in set(b_over) | set(t_over):
-        if not _changed(k, b_over, t_over):
-            continue
-        chosen = t_over.get(k)
-        if _changed(k, b_over, o_over):  # changed on both sides
-            chosen = _newer(o_over.get(k), chosen)
-        if chosen is None:
-            overrides.pop(k, None)
-        else:
-            overrides[k] = chosen
-    o_hist, b_hist, t_hist = (_section(v, "history") for v in (ours, base, theirs))
-    history = dict(o_hist)
-    for k, entries in t_hist.items():
-        if not isinstance(entries, list):
-            continue
-        have = list(o_hist.get(k) or [])
-        added = [e for e in entries if e not in (b_hist.get(k) or []) and e not in have]
-        if added:
-            both = sorted(have + added, key=lambda e: float(e.get("at", 0.0)))
-            history[k] = both[-HISTORY_KEPT:]
-    if overrides == o_over and history == o_hist:
-        return ours
     merged = dict(ours) if isinstance(ours, dict) else {}
-    merged["overrides"] = overrides
-    merged["history"] = history
-    return merged
+    changed = False
+    for name, merge in (
+        ("overrides", lambda o, b, t: _merge_map(o, b, t, _newer)),
+        ("handled", lambda o, b, t: _merge_map(o, b, t, _later)),
+        ("history", _merge_history),
+    ):
+        mine = _section(ours, name)
+        value = merge(mine, _section(base, name), _section(theirs, name))
+        if value != mine:
+            merged[name] = value
+            changed = True
+    return merged if changed else ours
