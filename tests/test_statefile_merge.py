@@ -184,3 +184,31 @@ def test_concurrent_writers_lose_no_entry(tmp_path: Path, writers: int) -> None:
     overrides = on_disk(path)["hibernation"]["overrides"]
     assert set(overrides) == {f"w{w}/c{i}" for w in range(writers) for i in range(per_writer)}
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_taking_in_reads_the_file_only_after_another_process_wrote_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    daemon, cli = StateFile(path), StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A})
+    daemon.save(memory)
+    reads: list[Path] = []
+    read = StateFile._read
+
+    def counted(self: StateFile) -> dict[str, Any]:
+        reads.append(self.path)
+        return read(self)
+
+    monkeypatch.setattr(StateFile, "_read", counted)
+    for _ in range(3):
+        assert not daemon.take_in(memory)
+    assert reads == []
+    cli_memory = cli.load()["hibernation"]
+    cli_memory["overrides"]["t/cli"] = B
+    cli.save_section("hibernation", cli_memory)
+    reads.clear()
+    assert daemon.take_in(memory)
+    assert not daemon.take_in(memory)
+    assert reads == [path]

@@ -56,6 +56,7 @@ class StateFile:
         self._stamp: Stamp = None  # the file as this process last read or wrote it
         self._known: Any = None  # its hibernation section then
         self._base: Any = None  # the hibernation section this process's memory started from
+        self._pending = False  # the file may hold changes of another process not taken in
 
     def _fingerprint(self) -> Stamp:
         try:
@@ -71,6 +72,7 @@ class StateFile:
         self._stamp = stamp
         self._known = sections.get(SHARED)
         self._base = copy.deepcopy(self._known)
+        self._pending = False
         return sections
 
     def _read(self) -> dict[str, Any]:
@@ -108,14 +110,19 @@ class StateFile:
         if stamp != self._stamp:
             self._known = self._read().get(SHARED)
             self._stamp = stamp
+            self._pending = True
         return self._known
 
     def take_in(self, sections: dict[str, Any]) -> bool:
         """Merge into ``sections`` what another process changed in the file's hibernation
-        section since this one last read or wrote it; True when that changed ``sections``."""
+        section since this one last read or wrote it; True when that changed ``sections``.
+        Cheap when nothing did: one ``stat`` of the file."""
+        if not self._pending and self._fingerprint() == self._stamp:
+            return False
         ours = sections.get(SHARED)
         merged = merge_hibernation(ours, self._base, self._on_disk())
         self._base = copy.deepcopy(merged)
+        self._pending = False
         if merged == ours:
             return False
         sections[SHARED] = merged
@@ -146,6 +153,7 @@ class StateFile:
         # From here the file holds this process's memory plus the other process's changes;
         # those stay changes (relative to the memory) until take_in brings them in.
         self._base = copy.deepcopy(ours)
+        self._pending = merged is not ours
         return sections
 
     @contextlib.contextmanager
