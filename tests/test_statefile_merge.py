@@ -10,6 +10,7 @@ the writer's own.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,30 @@ def test_taking_in_reads_the_file_only_after_another_process_wrote_it(
     assert daemon.take_in(memory)
     assert not daemon.take_in(memory)
     assert reads == [path]
+
+
+def test_a_failed_write_loses_none_of_this_processs_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    daemon = StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A}, handled={"t/a": 1.0})
+    daemon.save(memory)
+    memory["hibernation"]["handled"]["t/a"] = 2.0
+    memory["hibernation"]["overrides"]["t/b"] = B
+    replace = os.replace
+    with monkeypatch.context() as patched:
+
+        def full(src: str, dst: Path) -> None:
+            raise OSError(28, "No space left on device")
+
+        patched.setattr(os, "replace", full)
+        with pytest.raises(OSError):
+            daemon.save(memory)
+    assert os.replace is replace
+    assert not daemon.take_in(memory)
+    daemon.save(memory)  # the disk has room again
+    saved = on_disk(path)["hibernation"]
+    assert saved["handled"] == {"t/a": 2.0}
+    assert saved["overrides"] == {"t/a": A, "t/b": B}

@@ -133,7 +133,7 @@ class StateFile:
         :func:`merge_hibernation`). Raises ``OSError`` when the directory is not writable."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            self._write(self._merged(dict(sections)))
+            self._commit(dict(sections))
 
     def save_section(self, name: str, value: Any) -> None:
         """Write one section, keeping every other section as it is in the file now."""
@@ -142,19 +142,20 @@ class StateFile:
             sections = self._read()
             self._stamp = self._fingerprint()
             self._known = sections.get(SHARED)
+            self._pending = True
             sections[name] = value
-            self._write(self._merged(sections))
+            self._commit(sections)
 
-    def _merged(self, sections: dict[str, Any]) -> dict[str, Any]:
+    def _commit(self, sections: dict[str, Any]) -> None:
         ours = sections.get(SHARED)
         merged = merge_hibernation(ours, self._base, self._on_disk())
         if merged is not None:
             sections[SHARED] = merged
-        # From here the file holds this process's memory plus the other process's changes;
-        # those stay changes (relative to the memory) until take_in brings them in.
+        self._write(sections)
+        # Only once written: the file holds this process's memory plus the other process's
+        # changes, which stay changes (relative to the memory) until take_in brings them in.
         self._base = copy.deepcopy(ours)
         self._pending = merged is not ours
-        return sections
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
