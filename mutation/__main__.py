@@ -116,7 +116,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
                 "x__merge_map",
                 "x__merge_history",
                 "xǁStateFileǁtake_in",
-                "xǁStateFileǁ_merged",
+                "xǁStateFileǁ_commit",
                 "xǁStateFileǁ_on_disk",
             )
         ),
