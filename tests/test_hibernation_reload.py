@@ -20,6 +20,7 @@ from exporter.hibernation.cli import StateFileStore
 from exporter.hibernation.controller import (
     ControllerTarget,
     HibernationController,
+    MemoryStateStore,
     ServiceStateStore,
 )
 from exporter.hibernation.policy import parse_policy_file
@@ -100,3 +101,21 @@ async def test_the_timer_takes_in_an_override_written_by_another_process(
         await command.close()
         await service.close()
     assert set(on_disk(path)) == {f"default/{ids['dev-b']}"}
+
+
+class BrokenReload(MemoryStateStore):
+    """A store whose look at the other process's changes fails."""
+
+    def reload(self) -> Any:
+        raise RuntimeError("the state file vanished mid-read")
+
+
+async def test_a_failing_look_at_the_state_file_stops_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = BrokenReload({"overrides": {}, "handled": {}, "in_flight": {}, "history": {}})
+    ctl = HibernationController(parse_policy_file(ALWAYS_AWAKE), [], store=store)
+    assert ctl.reload_state() is False
+    assert await ctl.tick() == []
+    assert "reading the state another process wrote failed" in caplog.text
+    await ctl.close()

@@ -138,7 +138,11 @@ class HibernationState:
         """Take in what another process wrote to the store (True when something changed)."""
         if not isinstance(self.store, ReloadableStore):
             return False
-        value = self.store.reload()
+        try:
+            value = self.store.reload()
+        except Exception:  # a bad read of the file never stops the controller
+            log.exception("hibernation: reading the state another process wrote failed")
+            return False
         if value is None:
             return False
         self.data = clean_hibernation(value, "hibernation state")

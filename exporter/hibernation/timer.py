@@ -65,8 +65,5 @@ class Timer:
         slices = max(1, math.ceil(seconds / STATE_POLL))
         for _ in range(slices):
             await self.sleep()(seconds / slices)
-            try:
-                if self.reload():
-                    return
-            except Exception:  # the timer must outlive a bad read of the state
-                log.exception("hibernation: reading the state written by another process failed")
+            if self.reload():
+                return
