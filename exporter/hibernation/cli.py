@@ -141,7 +141,7 @@ def _settings_targets(settings: Any) -> list[ControllerTarget]:
     from prometheus_client import CollectorRegistry
 
     from exporter.cce.instrumentation import ApiMetrics
-    from exporter.collect.service import build_client
+    from exporter.cce.factory import build_client
 
     metrics = ApiMetrics(CollectorRegistry())
     return [
@@ -159,7 +159,7 @@ async def _resolve_projects(targets: Sequence[ControllerTarget], settings: Any) 
     from prometheus_client import CollectorRegistry
 
     from exporter.cce.instrumentation import ApiMetrics
-    from exporter.collect.service import build_client
+    from exporter.cce.factory import build_client
 
     by_name = {t.name: t for t in settings.targets}
     for target in targets:
