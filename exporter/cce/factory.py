@@ -20,6 +20,7 @@ from exporter.config import TargetConfig
 
 __all__ = ["build_auth", "build_client", "connect", "describe_auth"]
 
+
 def build_auth(target: TargetConfig, api_metrics: ApiMetrics) -> httpx.Auth:
     """The ``httpx.Auth`` for a target's configured method (wrapped in an assume-agency token
     when the target names another account's agency)."""
