@@ -399,7 +399,8 @@ def with_tcp_proto(sock: socket.socket) -> socket.socket:
 
     ``socket.create_server`` leaves ``proto`` at 0, and asyncio sets ``TCP_NODELAY`` on accepted
     connections only when the listening socket says ``IPPROTO_TCP``: without it every small answer
-    (a scrape of a small exposition, ``/healthz``) waits ~40 ms for Nagle and delayed ACKs.
+    (a scrape of a small exposition, ``/healthz``) waits for Nagle and delayed ACKs
+    (docs/performance.md).
     """
     if sock.proto == socket.IPPROTO_TCP:
         return sock

@@ -202,7 +202,7 @@ class TargetCollector(CollectorBase):
 
     async def collect_nodes(self) -> bool:
         async def fetch(cluster_id: str) -> list[NodeSummary]:
-            # Only the summary is kept: a parsed node costs ~10x its summary's memory.
+            # Only the summary is kept: a parsed node takes far more memory (docs/performance.md).
             return await self.client.list_node_summaries(
                 cluster_id, memo=self._memo(f"nodes/{cluster_id}")
             )
