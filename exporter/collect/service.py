@@ -227,11 +227,28 @@ class ExporterService:
         async with self._semaphore:
             return await target.collector.collect(resource)
 
-    async def collect(self, target: Target, resource: str) -> bool:
+    async def _scheduled(self, work: Callable[[], Awaitable[bool]]) -> bool:
+        """A scheduled job's ``work``, cancelled (and awaited) by :meth:`close`."""
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
         try:
+            return await work()
+        except asyncio.CancelledError:
+            if self._closing:
+                # Cancelled by close(): the end of a job, not its failure (the scheduler would
+                # log it as an error).
+                return False
+            raise
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def collect(self, target: Target, resource: str) -> bool:
+        """The scheduled collection of one resource of one target, its render, then the
+        ``after_collect`` hooks."""
+
+        async def work() -> bool:
             before = _cluster_identities(target) if resource == "clusters" else None
             ok = await self._collect_resource(target, resource)
             groups: tuple[str, ...] = GROUPS_OF[resource]
@@ -246,15 +263,8 @@ class ExporterService:
                 if asyncio.iscoroutine(result):
                     await result
             return ok
-        except asyncio.CancelledError:
-            if self._closing:
-                # Cancelled by close(): the end of a job, not its failure (the scheduler would
-                # log it as an error).
-                return False
-            raise
-        finally:
-            if task is not None:
-                self._running.discard(task)
+
+        return await self._scheduled(work)
 
     async def collect_all(self) -> dict[str, bool]:
         """One full collection of every enabled resource of every target, jobs included.
@@ -319,20 +329,13 @@ class ExporterService:
 
     async def collect_kube(self, target: Target) -> bool:
         """The scheduled Kubernetes collection of one target, then its render."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-        try:
+
+        async def work() -> bool:
             ok = await self._collect_kube(target)
             await self.render(("kube", "exporter"), ())
             return ok
-        except asyncio.CancelledError:
-            if self._closing:
-                return False
-            raise
-        finally:
-            if task is not None:
-                self._running.discard(task)
+
+        return await self._scheduled(work)
 
     async def _known_jobs(self, target: Target, results: dict[str, bool]) -> bool:
         ok = await self._collect_resource(target, "jobs")
