@@ -36,6 +36,7 @@ from exporter.kube.collector import KubeCollector
 from exporter.kube.wiring import KubeCounters, build_kube_collector, with_kube
 from exporter.limits import LimitsCollector, limits
 from exporter.memory import HeapFreezer
+from exporter.metrics.catalog import GROUPS
 from exporter.metrics.render import (
     Exposition,
     Fragment,
@@ -59,7 +60,8 @@ GROUPS_OF: dict[str, tuple[str, ...]] = {
 }
 if set(GROUPS_OF) != set(RESOURCES):  # pragma: no cover - a resource added without its groups
     raise AssertionError(f"no metric groups for {sorted(set(RESOURCES) ^ set(GROUPS_OF))}")
-ALL_GROUPS = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "kube", "exporter")
+#: Every metric group, in exposition order (defined once, by the metric catalog).
+ALL_GROUPS = GROUPS
 
 
 def _cluster_identities(target: Target) -> frozenset[tuple[str | None, str | None]]:
