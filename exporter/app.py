@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from exporter.collect.service import ExporterService
 from exporter.config import Settings
@@ -229,6 +229,8 @@ def build_web_app(
 def _stop_signals_cancel() -> Iterator[list[signal.Signals]]:
     """While the first API calls run (retries can take a while), SIGTERM, SIGINT and SIGHUP cancel
     the current task instead of killing the process; the signals received are listed."""
+    from exporter.web import on_stop_signals
+
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     received: list[signal.Signals] = []
@@ -246,24 +248,13 @@ def _stop_signals_cancel() -> Iterator[list[signal.Signals]]:
         received.append(sig)
         insist()
 
-    installed: list[tuple[signal.Signals, Any]] = []  # what signal.getsignal gives
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        try:
-            previous = signal.getsignal(sig)
-            loop.add_signal_handler(sig, stop, sig)
-            installed.append((sig, previous))
-        except (NotImplementedError, RuntimeError, ValueError):
-            break  # not the main thread: the caller handles signals
     try:
-        yield received
+        with on_stop_signals(stop):
+            yield received
     finally:
         active = False
         for handle in retry:
             handle.cancel()
-        for sig, previous in installed:
-            loop.remove_signal_handler(sig)
-            if previous is not None:
-                signal.signal(sig, previous)
 
 
 async def _start(service: ExporterService) -> int | None:

@@ -36,7 +36,15 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Protocol
 
 import uvicorn
@@ -65,6 +73,7 @@ __all__ = [
     "StatusSource",
     "WebLimits",
     "build_app",
+    "on_stop_signals",
     "serve",
 ]
 
@@ -437,6 +446,30 @@ class Server:
         await self.wait()
 
 
+@contextlib.contextmanager
+def on_stop_signals(handler: Callable[[signal.Signals], None]) -> Iterator[None]:
+    """Within the block, SIGTERM, SIGINT and SIGHUP call ``handler`` (on the running loop); the
+    handlers in place before are given back after it. Outside the main thread nothing is
+    installed: the caller stops the block."""
+    loop = asyncio.get_running_loop()
+    installed: dict[signal.Signals, Any] = {}  # what signal.getsignal gives
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, handler, sig)
+            installed[sig] = previous
+        except (NotImplementedError, RuntimeError, ValueError):
+            break  # not the main thread, or no signal support
+    try:
+        yield
+    finally:
+        for sig, previous in installed.items():
+            loop.remove_signal_handler(sig)
+            # remove_signal_handler resets to the default; give back what was there before.
+            if previous is not None:
+                signal.signal(sig, previous)
+
+
 async def serve(
     app: ASGIApp,
     listen: str,
@@ -455,32 +488,19 @@ async def serve(
     """
     server = Server(app, listen, web_config, limits=limits)
     await server.start()
-    loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
         force = server.stopping and sig == signal.SIGINT
         log.info("received %s, %s", sig.name, "stopping now" if force else "stopping gracefully")
         server.request_stop(force=force)
 
-    installed: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        try:
-            previous = signal.getsignal(sig)
-            loop.add_signal_handler(sig, on_signal, sig)
-            installed[sig] = previous
-        except (NotImplementedError, RuntimeError, ValueError):
-            break  # not the main thread, or no signal support: the caller stops us
     try:
-        if on_started is not None:
-            on_started(server)
-        if ready is not None:
-            ready.set()
-        await server.wait()
+        with on_stop_signals(on_signal):
+            if on_started is not None:
+                on_started(server)
+            if ready is not None:
+                ready.set()
+            await server.wait()
     finally:
-        for sig, previous in installed.items():
-            loop.remove_signal_handler(sig)
-            # remove_signal_handler resets to the default; give back what was there before.
-            if previous is not None:
-                signal.signal(sig, previous)
         if not server.stopping:
             await server.stop()
