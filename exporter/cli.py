@@ -153,8 +153,7 @@ def _load(args: argparse.Namespace, overrides: Mapping[str, str] | None = None) 
     try:
         return load_settings(getattr(args, "config", None), env)
     except ConfigError as exc:
-        print(f"cce-exporter: configuration error:\n{exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(_configuration_error(exc)) from None
 
 
 def _startup_files_or_exit(settings: Settings) -> StartupFiles | None:
