@@ -55,7 +55,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from exporter.config import parse_listen
+from exporter.config import listen_address
 from exporter.metrics.render import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
 from exporter.webconfig import BasicAuthVerifier, WebConfig
 from exporter.webguard import (
@@ -264,9 +264,10 @@ class PartsResponse(Response):
 
 
 def _listen_address(listen: str) -> tuple[str, int]:
-    """``(host, port)`` of a listen address, as the configuration reads it."""
+    """``(host, port)`` of a listen address, as the configuration reads it (host "" for
+    ``:PORT``: every interface, of both IP families when the system has them)."""
     try:
-        return parse_listen(listen)
+        return listen_address(listen)
     except ValueError as exc:
         raise ValueError(f"listen address {listen!r} {exc}") from None
 

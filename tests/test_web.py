@@ -479,22 +479,6 @@ def test_bad_listen_address(source: FakeSource, listen: str) -> None:
         Server(build_app(source), listen)
 
 
-async def test_listen_on_port_alone_serves_every_ipv4_interface(source: FakeSource) -> None:
-    """``:PORT`` reads as the configuration documents it: every IPv4 interface."""
-    server = Server(build_app(source), ":0")
-    await server.start()
-    try:
-        assert server.url == f"http://127.0.0.1:{server.port}"
-        async with httpx.AsyncClient() as client:
-            r = await client.get(f"{server.url}/healthz")
-        assert r.status_code == 200
-        with pytest.raises(httpx.ConnectError):
-            async with httpx.AsyncClient() as client:
-                await client.get(f"http://[::1]:{server.port}/healthz")
-    finally:
-        await server.stop()
-
-
 # --- a real Prometheus scrapes us --------------------------------------------------------------
 
 
