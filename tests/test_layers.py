@@ -17,6 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent / "exporter"
 
 #: Package (or module) -> what it must never import.
 FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "exporter.config": (
+        "exporter.collect",
+        "exporter.metrics",
+        "exporter.kube",
+        "exporter.hibernation",
+        "exporter.ha",
+    ),
     "exporter.cce": ("exporter.collect", "exporter.metrics", "exporter.hibernation", "exporter.ha"),
     "exporter.metrics": ("exporter.collect", "exporter.hibernation", "exporter.ha"),
     "exporter.collect": ("exporter.hibernation", "exporter.ha", "exporter.kube.client"),
