@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from exporter import __version__
 
@@ -29,16 +29,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("exporter")
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
 def _log_level(value: str) -> str:
     """``--log-level``, checked here so that a bad value is blamed on the flag."""
+    from exporter.config.settings import LogLevel
+
+    levels = get_args(LogLevel)  # the configuration's levels, in its order
     level = value.strip().upper()
     level = "WARNING" if level == "WARN" else level
-    if level not in LOG_LEVELS:
+    if level not in levels:
         raise argparse.ArgumentTypeError(
-            f"invalid log level {value!r}: use one of {', '.join(LOG_LEVELS)}"
+            f"invalid log level {value!r}: use one of {', '.join(levels)}"
         )
     return level
 
