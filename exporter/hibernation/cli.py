@@ -159,8 +159,8 @@ def _settings_targets(settings: CommandSettings) -> list[ControllerTarget]:
     """Clients for the configured targets, as the collector builds them."""
     from prometheus_client import CollectorRegistry
 
+    from exporter.cce.factory import build_client
     from exporter.cce.instrumentation import ApiMetrics
-    from exporter.collect.service import build_client
 
     metrics = ApiMetrics(CollectorRegistry())
     return [
@@ -178,8 +178,8 @@ async def _resolve_projects(targets: Sequence[ControllerTarget], settings: Comma
     from prometheus_client import CollectorRegistry
 
     from exporter.cce.client import CCEClient
+    from exporter.cce.factory import build_client
     from exporter.cce.instrumentation import ApiMetrics
-    from exporter.collect.service import build_client
 
     by_name = {t.name: t for t in settings.targets}
     for target in targets:
