@@ -33,6 +33,8 @@ _SAFETY = "tests/test_safety_rules.py"
 _CONTROLLER_TESTS = (
     "tests/test_hibernation_controller.py",
     "tests/test_controller_rules.py",
+    "tests/test_hibernation_timer.py",
+    "tests/test_hibernation_reload.py",
     _SAFETY,
 )
 
