@@ -285,8 +285,8 @@ class _TLSSection(_Section):
 
 
 class _HTTPSection(_Section):
-    headers: dict[str, Any] = Field(default_factory=dict)
     http2: StrictBool | None = None  # accepted, ignored: the server speaks HTTP/1.1
+    headers: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("headers")
     @classmethod
@@ -369,7 +369,7 @@ def _first(errors: list[ErrorDetails]) -> ErrorDetails:
 
     def order(error: ErrorDetails) -> tuple[int, int]:
         kind, loc = _kind_and_place(error)
-        rank = _RANKS.get(kind, 3)
+        rank = _RANKS.get(kind, 3) if len(loc) <= 2 else 3  # a header's name is a value
         if len(loc) <= 1 and rank <= 1:
             return (-1, rank)
         return (list(_Document.model_fields).index(loc[0]) if loc else -1, rank)

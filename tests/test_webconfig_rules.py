@@ -100,6 +100,69 @@ def test_refusals_name_the_key(data: Any, message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"bogus": 1, 1: "x"}, "web config: keys must be strings, got 1"),
+        (
+            {"basic_auth_users": {"u": "x"}, "rate_limit": {}, "tls_server_config": {"x": 1}},
+            "rate_limit: not supported by cce-exporter",
+        ),
+        (
+            {"tls_server_config": {"cert_file": 5, "bogus": 1}},
+            "tls_server_config.bogus: unknown key; expected one of cert_file, client_auth_type, "
+            "client_ca_file, key_file, max_version, min_version, prefer_server_cipher_suites",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "", "client_auth_type": "RequestClientCert"}},
+            "tls_server_config.key_file: required when tls_server_config is set",
+        ),
+        (
+            {
+                "tls_server_config": {
+                    **CERTS,
+                    "cert_file": "",
+                    "client_auth_type": "VerifyClientCertIfGiven",
+                    "min_version": "TLS14",
+                }
+            },
+            "tls_server_config.client_ca_file: required when client_auth_type is "
+            "VerifyClientCertIfGiven",
+        ),
+        (
+            {"tls_server_config": {**CERTS, "key_file": 1, "max_version": "TLS10"}},
+            "tls_server_config.min_version: TLS12 is above max_version TLS10",
+        ),
+        (
+            {"tls_server_config": {"cert_file": ""}, "http_server_config": {"http3": 1}},
+            "tls_server_config.key_file: required when tls_server_config is set",
+        ),
+        (
+            {"http_server_config": {"headers": {"Server": "x"}, "http2": "yes"}},
+            "http_server_config.http2: expected true or false",
+        ),
+    ],
+)
+def test_of_several_mistakes_the_first_in_reading_order_is_named(data: Any, message: str) -> None:
+    """Top-level keys first, then section by section: its keys, the missing ones, the values."""
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(data)
+    assert str(caught.value) == message
+
+
+def test_a_null_value_is_an_absent_key_but_a_refused_key_stays_refused() -> None:
+    config = parse_web_config(
+        {"tls_server_config": None, "http_server_config": {"headers": None, "http2": None}}
+    )
+    assert config.tls is None and config.headers == {}
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config({"tls_server_config": {**CERTS, "cert": None}})
+    assert (
+        str(caught.value)
+        == "tls_server_config.cert: inline certificates are not supported; use cert_file"
+    )
+
+
+@pytest.mark.parametrize(
     "value", ["a\nb", "a\rb", "line\r\n", 5], ids=["lf", "cr", "crlf", "not-a-string"]
 )
 def test_a_header_value_is_one_line_of_text(value: Any) -> None:
