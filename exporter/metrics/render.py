@@ -57,10 +57,9 @@ logger = logging.getLogger(__name__)
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-#: Compression level of the expositions, with zlib-ng (the zlib module's interface, about three
-#: times the speed): its level 2 makes smaller output than zlib's level 1 in 40% of the CPU; its
-#: level 1 is faster still but 40% larger; higher levels gain little on this repetitive text
-#: (``python -m bench.compression``).
+#: Compression level of the expositions, with zlib-ng (the zlib module's interface): level 2 is
+#: the best trade of CPU against size on this repetitive text; ``python -m bench.compression``
+#: compares the levels (figures in docs/performance.md).
 GZIP_LEVEL = 2
 
 _EOF = b"# EOF\n"
@@ -79,8 +78,8 @@ INFLATE_CHUNK = 256 * 1024
 
 
 def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of ``A + B`` from ``crc32(A)``, ``crc32(B)`` and ``len(B)`` (zlib-ng's, in
-    microseconds; the standard zlib module does not expose it)."""
+    """The CRC-32 of ``A + B`` from ``crc32(A)``, ``crc32(B)`` and ``len(B)`` (zlib-ng's; the
+    standard zlib module does not expose it)."""
     if len2 <= 0:
         return crc1
     return int(zlib.crc32_combine(crc1, crc2, len2))
@@ -89,8 +88,8 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
 @dataclass(frozen=True, slots=True)
 class Packed:
     """Exposition bytes kept compressed: a :func:`deflate` piece and the CRC-32 and size of the
-    bytes it holds. At 100,000 nodes the text is ~120 MB and its deflate ~16 MB: only the latter
-    is kept, and a scrape that does not accept gzip is inflated as it is sent."""
+    bytes it holds. Only the compressed form is kept (it is several times smaller than the text),
+    and a scrape that does not accept gzip is inflated as it is sent."""
 
     deflate: bytes
     crc: int
