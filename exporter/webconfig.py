@@ -438,7 +438,7 @@ def load_web_config(path: str | Path) -> WebConfig:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise WebConfigError(f"web config {p}: not valid YAML{where}") from None
     try:
-        return parse_web_config(data, base_dir=p.parent)
+        return parse_web_config({} if data is None else data, base_dir=p.parent)
     except WebConfigError as exc:
         raise WebConfigError(f"web config {p}: {exc}") from None
 
