@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.tools.helm_render import render_manifest
+from tests.tools.helm_render import as_manifest, render_chart
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "cce-exporter"
@@ -63,7 +63,7 @@ def documents(manifest: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rendering_matches_the_golden_manifest(case: str, stubbed_chart: Path) -> None:
-    got = render_manifest(stubbed_chart, values_of(case), RELEASE, NAMESPACE)
+    got = as_manifest(render_chart(stubbed_chart, values_of(case), RELEASE, NAMESPACE))
     path = GOLDEN / f"{case}.yaml"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,5 +90,5 @@ def test_helm_template_renders_the_same_documents(case: str) -> None:
     if CASES[case] is not None:
         args += ["--values", str(CASES[case])]
     helm = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
-    ours = render_manifest(CHART, values_of(case), RELEASE, NAMESPACE)
+    ours = as_manifest(render_chart(CHART, values_of(case), RELEASE, NAMESPACE))
     assert documents(ours) == documents(helm.stdout)

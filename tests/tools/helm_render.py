@@ -547,15 +547,9 @@ def render_documents(
     return docs
 
 
-def render_manifest(
-    chart_dir: Path,
-    values: Mapping[str, Any] | None = None,
-    release_name: str = "cce-exporter",
-    namespace: str = "default",
-) -> str:
-    """The chart as ``helm template`` prints it: each non-empty template after ``---`` and a
-    ``# Source:`` comment."""
-    rendered = render_chart(chart_dir, values, release_name, namespace)
+def as_manifest(rendered: Mapping[str, str]) -> str:
+    """:func:`render_chart`'s output as ``helm template`` prints it: each non-empty template after
+    ``---`` and a ``# Source:`` comment."""
     return "".join(
         f"---\n# Source: {rel}\n{text.strip()}\n" for rel, text in rendered.items() if text.strip()
     )
@@ -575,11 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             values = merge_values(values, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
         for assignment in args.set:
             values = merge_values(values, parse_set(assignment))
-        manifest = render_manifest(args.chart, values, args.name_template, args.namespace)
+        rendered = render_chart(args.chart, values, args.name_template, args.namespace)
     except TemplateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.write(manifest)
+    sys.stdout.write(as_manifest(rendered))
     return 0
 
 
