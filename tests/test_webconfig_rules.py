@@ -149,6 +149,34 @@ def test_of_several_mistakes_the_first_in_reading_order_is_named(data: Any, mess
     assert str(caught.value) == message
 
 
+SECRET = "$2y$10$" + "s3cr3t" * 8  # a hash cut short: 55 characters
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"basic_auth_users": {"u": SECRET}},
+        {"basic_auth_users": {"u": [SECRET]}},
+        {"basic_auth_users": {"u": {"hash": SECRET}}},
+        {"basic_auth_users": SECRET},
+        {"bogus": SECRET},
+        {"rate_limit": SECRET},
+        {"http_server_config": {"http2": SECRET}},
+        {"http_server_config": {"headers": SECRET}},
+        {"tls_server_config": SECRET},
+        {"tls_server_config": {**CERTS, "prefer_server_cipher_suites": SECRET}},
+        {"tls_server_config": {**CERTS, "cert": SECRET}},
+        {"tls_server_config": {**CERTS, "client_ca_file": [SECRET]}},
+    ],
+    ids=lambda data: "-".join(str(k) for k in data) if isinstance(data, dict) else "x",
+)
+def test_a_refusal_never_quotes_a_value_that_may_be_a_hash(data: Any) -> None:
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(data)
+    assert "s3cr3t" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
 def test_a_null_value_is_an_absent_key_but_a_refused_key_stays_refused() -> None:
     config = parse_web_config(
         {"tls_server_config": None, "http_server_config": {"headers": None, "http2": None}}
