@@ -31,6 +31,12 @@ HEADERS = (
     [
         ([1], "web config: expected a mapping, got list"),
         ({1: "x"}, "web config: keys must be strings, got 1"),
+        ({"tls_server_config": {None: 1}}, "tls_server_config: keys must be strings, got None"),
+        ({"basic_auth_users": {1: "x"}}, "basic_auth_users: keys must be strings, got 1"),
+        (
+            {"http_server_config": {"headers": {True: "x"}}},
+            "http_server_config.headers: keys must be strings, got True",
+        ),
         ({"bogus": 1}, f"bogus: unknown key; expected one of {TOP}"),
         ({"tls_server_config": "x"}, "tls_server_config: expected a mapping, got str"),
         ({"http_server_config": 5}, "http_server_config: expected a mapping, got int"),
