@@ -56,6 +56,10 @@ HEADERS = (
             {"tls_server_config": {"cert_file": 5, "key_file": "k"}},
             "tls_server_config.cert_file: expected a non-empty string",
         ),
+        (  # YAML's !!binary
+            {"tls_server_config": {"cert_file": b"c.crt", "key_file": "k"}},
+            "tls_server_config.cert_file: expected a non-empty string",
+        ),
         (
             {"tls_server_config": {"cert_file": "c", "key_file": ""}},
             "tls_server_config.key_file: expected a non-empty string",
@@ -144,6 +148,10 @@ def test_refusals_name_the_key(data: Any, message: str) -> None:
         ),
         (
             {"http_server_config": {"headers": {"Server": "x"}, "http2": "yes"}},
+            "http_server_config.http2: expected true or false",
+        ),
+        (
+            {"http_server_config": {"headers": {2: "x"}, "http2": "yes"}},
             "http_server_config.http2: expected true or false",
         ),
     ],
