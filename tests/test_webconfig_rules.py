@@ -38,6 +38,10 @@ HEADERS = (
             "http_server_config.headers: keys must be strings, got True",
         ),
         ({"bogus": 1}, f"bogus: unknown key; expected one of {TOP}"),
+        (
+            {"http_server_config": {"http3": True}},
+            "http_server_config.http3: unknown key; expected one of headers, http2",
+        ),
         ({"tls_server_config": "x"}, "tls_server_config: expected a mapping, got str"),
         ({"http_server_config": 5}, "http_server_config: expected a mapping, got int"),
         (
