@@ -35,8 +35,6 @@ ALLOWED: dict[str, str] = {
     "exporter/cli.py::_serve": BEING_SPLIT,
     "exporter/collect/service.py": BEING_SPLIT,
     "exporter/collect/target.py": BEING_SPLIT,
-    "exporter/config.py": BEING_SPLIT,
-    "exporter/config.py::_Loader.read": BEING_SPLIT,
     "exporter/ha/leader.py": BEING_SPLIT,
     "exporter/hibernation/cli.py::run_action": BEING_SPLIT,
     "exporter/hibernation/controller.py": BEING_SPLIT,
