@@ -31,10 +31,6 @@ ALLOWED: dict[str, str] = {
     "exporter/cce/client.py": BEING_SPLIT,
     "exporter/cce/client.py::CCEClient.__init__": BEING_SPLIT,
     "exporter/cce/models.py": BEING_SPLIT,
-    "exporter/cli.py": BEING_SPLIT,
-    "exporter/cli.py::_serve": BEING_SPLIT,
-    "exporter/collect/service.py": BEING_SPLIT,
-    "exporter/collect/target.py": BEING_SPLIT,
     "exporter/ha/leader.py": BEING_SPLIT,
     "exporter/hibernation/cli.py::run_action": BEING_SPLIT,
     "exporter/hibernation/controller.py": BEING_SPLIT,
@@ -48,7 +44,6 @@ ALLOWED: dict[str, str] = {
     "exporter/status/model.py::_cluster_problems": BEING_SPLIT,
     "exporter/status/model.py::_hibernation": BEING_SPLIT,
     "exporter/status/model.py::build_cluster_detail": BEING_SPLIT,
-    "exporter/web.py": BEING_SPLIT,
 }
 
 
