@@ -32,8 +32,6 @@ ALLOWED: dict[str, str] = {
     "exporter/cce/client.py::CCEClient.__init__": BEING_SPLIT,
     "exporter/cce/models.py": BEING_SPLIT,
     "exporter/ha/leader.py": BEING_SPLIT,
-    "exporter/hibernation/cli.py::run_action": BEING_SPLIT,
-    "exporter/hibernation/controller.py": BEING_SPLIT,
     "exporter/simulator/app.py": BEING_SPLIT,
     "exporter/simulator/app.py::SimulatorApp.__init__": BEING_SPLIT,
     "exporter/simulator/kube.py::KubeSim._jobs": BEING_SPLIT,
