@@ -16,11 +16,11 @@ from exporter.cce.models import (
     NodeList,
     NodeSpec,
     NodeSummary,
-    _fast_utc_timestamp,
     parse_node_summaries,
     parse_response,
     parse_timestamp,
 )
+from exporter.cce.models.fields import _utc_timestamp
 from exporter.simulator.world import World
 
 REFERENCE_EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "cce-api" / "examples"
@@ -46,9 +46,9 @@ REFERENCE_EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "cce-api" / 
 )
 def test_timestamps_fast_and_general_paths_agree(text: str, expected: datetime | None) -> None:
     assert parse_timestamp(text) == expected
-    fast = _fast_utc_timestamp(text)
+    fast = _utc_timestamp(text)
     assert fast is None or fast == expected
-    # Twice: the one-entry cache must give the same answer.
+    # Twice: the cache must give the same answer.
     assert parse_timestamp(text) == expected
 
 
