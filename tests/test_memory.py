@@ -1,11 +1,15 @@
-"""The malloc arena cap is applied where glibc has it, and the environment wins."""
+"""Process-wide tuning: each knob applied where glibc has it, and switched off by its variable."""
 
 from __future__ import annotations
 
 import gc
+import logging
 import subprocess
 import sys
+import threading
 import weakref
+
+import pytest
 
 
 def _run(code: str, env: dict[str, str]) -> str:
@@ -29,7 +33,96 @@ def test_limit_malloc_arenas_applies_once_unless_the_environment_says() -> None:
         and hasattr(ctypes.CDLL(libc), "mallopt")
     )
     assert _run(code, base) == str(has_mallopt)
-    assert _run(code, {**base, "MALLOC_ARENA_MAX": "4"}) == "False"
+
+
+def test_apply_process_tuning_reads_each_switch() -> None:
+    from exporter.memory import Tuning, apply_process_tuning, tuning
+
+    try:
+        assert apply_process_tuning({}) == Tuning(gc=True, malloc_arenas=True, malloc_trim=True)
+        off = {
+            "CCE_EXPORTER_TUNING_GC": "off",
+            "CCE_EXPORTER_TUNING_MALLOC_ARENAS": "False",
+            "CCE_EXPORTER_TUNING_MALLOC_TRIM": " 0 ",
+        }
+        assert apply_process_tuning(off) == Tuning(gc=False, malloc_arenas=False, malloc_trim=False)
+        assert tuning() == Tuning(gc=False, malloc_arenas=False, malloc_trim=False)
+        on = {"CCE_EXPORTER_TUNING_GC": "YES", "CCE_EXPORTER_TUNING_MALLOC_TRIM": ""}
+        assert apply_process_tuning(on).gc and tuning().malloc_trim
+    finally:
+        apply_process_tuning({})
+
+
+def test_a_value_neither_on_nor_off_is_named_and_the_knob_stays_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from exporter.memory import apply_process_tuning
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="exporter.memory"):
+            applied = apply_process_tuning({"CCE_EXPORTER_TUNING_GC": "sometimes"})
+        assert applied.gc
+        assert "CCE_EXPORTER_TUNING_GC='sometimes' is neither on nor off" in caplog.text
+    finally:
+        apply_process_tuning({})
+
+
+def test_the_arena_switch_and_malloc_arena_max_keep_mallopt_uncalled() -> None:
+    code = (
+        "import exporter.memory as m; calls = [];"
+        " m.limit_malloc_arenas = lambda *a, **k: calls.append(1) or True;"
+        " m.apply_process_tuning(); print(len(calls))"
+    )
+    base = {"PATH": "/usr/bin:/bin"}
+    assert _run(code, base) == "1"
+    assert _run(code, {**base, "CCE_EXPORTER_TUNING_MALLOC_ARENAS": "off"}) == "0"
+    direct = "from exporter.memory import limit_malloc_arenas as f; print(f())"
+    assert _run(direct, {**base, "MALLOC_ARENA_MAX": "4"}) == "False"
+
+
+def test_gc_pause_is_reentrant_across_threads_and_off_with_its_switch() -> None:
+    from exporter.memory import apply_process_tuning, gc_paused
+
+    assert gc.isenabled()
+    started, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with gc_paused():
+            started.set()
+            release.wait(30)
+
+    try:
+        worker = threading.Thread(target=other)
+        with gc_paused():
+            worker.start()
+            assert started.wait(30)
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the other thread still holds its pause
+        release.set()
+        worker.join(30)
+        assert gc.isenabled()
+        apply_process_tuning({"CCE_EXPORTER_TUNING_GC": "off"})
+        with gc_paused():
+            assert gc.isenabled()
+    finally:
+        release.set()
+        apply_process_tuning({})
+        gc.enable()
+
+
+def test_malloc_trim_and_heap_freeze_follow_their_switches() -> None:
+    from exporter.memory import HeapFreezer, apply_process_tuning, trim_malloc
+
+    try:
+        apply_process_tuning({"CCE_EXPORTER_TUNING_MALLOC_TRIM": "off"})
+        assert trim_malloc() is False
+        apply_process_tuning({"CCE_EXPORTER_TUNING_GC": "off"})
+        gc.unfreeze()
+        HeapFreezer().settle()
+        assert gc.get_freeze_count() == 0
+    finally:
+        apply_process_tuning({})
+        gc.unfreeze()
 
 
 def test_trim_malloc_runs_where_glibc_has_it() -> None:

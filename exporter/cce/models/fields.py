@@ -83,9 +83,14 @@ def parse_timestamp(value: object) -> datetime | None:
 
     Numbers are taken as Unix seconds. A timestamp without an offset is taken as UTC.
     """
-    if type(value) is str:
+    if type(value) is str and len(value) <= _CACHED_LENGTH:
         return _text_timestamp(value)
     return _other_timestamp(value)
+
+
+#: Strings up to this long are cached (a timestamp is at most about 50 characters; longer ones
+#: are unreadable anyway, and a cache of hostile kilobyte strings would hold memory).
+_CACHED_LENGTH = 64
 
 
 @functools.lru_cache(maxsize=1024)
