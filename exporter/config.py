@@ -53,6 +53,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from exporter.memory import TUNING_VARIABLES
+
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_INTERVALS",
@@ -1326,8 +1328,8 @@ class _Loader:
         per_target_env: dict[str, dict[str, str]] = {}
         for name, value in sorted(self.env.items()):
             suffix = name[len(ENV_PREFIX) :]
-            if name == CONFIG_ENV:
-                continue
+            if name == CONFIG_ENV or name in TUNING_VARIABLES.values():
+                continue  # the tuning switches are read by exporter.memory
             if suffix in PROCESS_ENV:
                 process_env[PROCESS_ENV[suffix]] = value
             elif suffix in TARGET_ENV:

@@ -197,3 +197,22 @@ async def test_a_collection_cycle_leaves_no_reference_cycles() -> None:
         finally:
             await service.close()
     assert kinds == []
+
+
+def test_the_configuration_leaves_the_tuning_switches_to_the_tuning() -> None:
+    from exporter.config import load_settings
+
+    env = {
+        "CCE_EXPORTER_ENDPOINT": "https://cce.example.com",
+        "CCE_EXPORTER_PROJECT_ID": "p",
+        "CCE_EXPORTER_AUTH_METHOD": "token",
+        "CCE_EXPORTER_TOKEN": "t",
+        "CCE_EXPORTER_TUNING_GC": "off",
+        "CCE_EXPORTER_TUNING_MALLOC_ARENAS": "off",
+        "CCE_EXPORTER_TUNING_MALLOC_TRIM": "off",
+        "CCE_EXPORTER_TUNING_GCC": "off",
+    }
+    notices = load_settings(None, env).notices
+    # Only the misspelt one is named (the notice may suggest a close setting).
+    assert len(notices) == 1
+    assert notices[0].startswith("ignoring unknown variable CCE_EXPORTER_TUNING_GCC")
