@@ -77,6 +77,7 @@ from exporter.cce.models.fields import (
     Int,
     Lenient,
     ObjectMeta,
+    Resource,
     Str,
     StrList,
     StrMap,
@@ -112,6 +113,7 @@ from exporter.cce.models.nodes import (
     NodeSpec,
     NodeStatus,
     NodeSummary,
+    NodeTemplate,
     PageInfo,
     Volume,
     page_marker,
@@ -129,7 +131,6 @@ from exporter.cce.models.pools import (
     NodePoolList,
     NodePoolSpec,
     NodePoolStatus,
-    NodeTemplate,
     ScaleGroupStatus,
 )
 from exporter.cce.models.quotas import (
@@ -199,6 +200,7 @@ __all__ = [
     "ProjectList",
     "Quota",
     "QuotaList",
+    "Resource",
     "ScaleGroupStatus",
     "Str",
     "StrList",

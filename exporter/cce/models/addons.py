@@ -13,6 +13,7 @@ from exporter.cce.models.fields import (
     CaseInsensitive,
     Lenient,
     ObjectMeta,
+    Resource,
     Str,
     StrList,
     _nested,
@@ -44,15 +45,9 @@ class AddonStatus(CaseInsensitive):
     )
 
 
-class Addon(Lenient):
-    kind: Str = None
-    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+class Addon(Resource):
     spec: Annotated[AddonSpec, _nested(AddonSpec)] = Field(default_factory=AddonSpec)
     status: Annotated[AddonStatus, _nested(AddonStatus)] = Field(default_factory=AddonStatus)
-
-    @property
-    def id(self) -> str | None:
-        return self.metadata.uid
 
     @property
     def name(self) -> str | None:

@@ -13,7 +13,7 @@ from exporter.cce.models.fields import (
     ExtendParam,
     Int,
     Lenient,
-    ObjectMeta,
+    Resource,
     Str,
     _nested,
     _objects,
@@ -88,20 +88,10 @@ class ClusterStatus(CaseInsensitive):
     conditions: Annotated[list[Condition], _objects()] = Field(default_factory=list)
 
 
-class Cluster(Lenient):
-    kind: Str = None
+class Cluster(Resource):
     api_version: Str = Field(None, alias="apiVersion")
-    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
     spec: Annotated[ClusterSpec, _nested(ClusterSpec)] = Field(default_factory=ClusterSpec)
     status: Annotated[ClusterStatus, _nested(ClusterStatus)] = Field(default_factory=ClusterStatus)
-
-    @property
-    def id(self) -> str | None:
-        return self.metadata.uid
-
-    @property
-    def name(self) -> str | None:
-        return self.metadata.name
 
     @property
     def phase(self) -> str | None:

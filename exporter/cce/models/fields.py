@@ -385,3 +385,18 @@ class Condition(CaseInsensitive):
             return None
         lowered = raw.strip().lower()
         return lowered if lowered in ("true", "false", "unknown") else raw
+
+
+class Resource(Lenient):
+    """A CCE object: its ``kind`` and ``metadata``, and the ID and name the metadata gives."""
+
+    kind: Str = None
+    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+
+    @property
+    def id(self) -> str | None:
+        return self.metadata.uid
+
+    @property
+    def name(self) -> str | None:
+        return self.metadata.name

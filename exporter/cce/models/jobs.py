@@ -9,8 +9,7 @@ from pydantic import Field
 from exporter.cce.models.fields import (
     CaseInsensitive,
     ExtendParam,
-    Lenient,
-    ObjectMeta,
+    Resource,
     Str,
     _nested,
     _objects,
@@ -32,15 +31,9 @@ class JobStatus(CaseInsensitive):
     reason: Str = None
 
 
-class Job(Lenient):
-    kind: Str = None
-    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+class Job(Resource):
     spec: Annotated[JobSpec, _nested(JobSpec)] = Field(default_factory=JobSpec)
     status: Annotated[JobStatus, _nested(JobStatus)] = Field(default_factory=JobStatus)
-
-    @property
-    def id(self) -> str | None:
-        return self.metadata.uid
 
     @property
     def phase(self) -> str | None:

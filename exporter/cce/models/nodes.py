@@ -17,7 +17,7 @@ from exporter.cce.models.fields import (
     ExtendParam,
     Int,
     Lenient,
-    ObjectMeta,
+    Resource,
     Str,
     Timestamp,
     _nested,
@@ -44,7 +44,25 @@ class Volume(CaseInsensitive):
         return data
 
 
-class NodeSpec(CaseInsensitive):
+class NodeTemplate(Lenient):
+    """A node pool's template for its nodes: a node's spec without the billing mode."""
+
+    flavor: Str = None
+    az: Str = None
+    os: Str = None
+    root_volume: Annotated[Volume, _nested(Volume)] = Field(
+        default_factory=Volume, alias="rootVolume"
+    )
+    data_volumes: Annotated[list[Volume], _objects()] = Field(
+        default_factory=list, alias="dataVolumes"
+    )
+    extend_param: ExtendParam = Field(None, alias="extendParam")
+
+
+class NodeSpec(CaseInsensitive, NodeTemplate):
+    """A node's spec: its pool's template fields, read with keys in any case, and the billing
+    mode."""
+
     _other_keys = frozenset(
         {
             "login",
@@ -63,17 +81,7 @@ class NodeSpec(CaseInsensitive):
         }
     )
 
-    flavor: Str = None
-    az: Str = None
-    os: Str = None
-    root_volume: Annotated[Volume, _nested(Volume)] = Field(
-        default_factory=Volume, alias="rootVolume"
-    )
-    data_volumes: Annotated[list[Volume], _objects()] = Field(
-        default_factory=list, alias="dataVolumes"
-    )
     billing_mode: Int = Field(None, alias="billingMode")
-    extend_param: ExtendParam = Field(None, alias="extendParam")
 
 
 class NodeStatus(CaseInsensitive):
@@ -93,19 +101,9 @@ class NodeStatus(CaseInsensitive):
 NODE_POOL_ANNOTATION = "kubernetes.io/node-pool.id"
 
 
-class Node(Lenient):
-    kind: Str = None
-    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+class Node(Resource):
     spec: Annotated[NodeSpec, _nested(NodeSpec)] = Field(default_factory=NodeSpec)
     status: Annotated[NodeStatus, _nested(NodeStatus)] = Field(default_factory=NodeStatus)
-
-    @property
-    def id(self) -> str | None:
-        return self.metadata.uid
-
-    @property
-    def name(self) -> str | None:
-        return self.metadata.name
 
     @property
     def phase(self) -> str | None:

@@ -10,28 +10,14 @@ from exporter.cce.models.fields import (
     Bool,
     CaseInsensitive,
     Condition,
-    ExtendParam,
     Int,
     Lenient,
-    ObjectMeta,
+    Resource,
     Str,
     _nested,
     _objects,
 )
-from exporter.cce.models.nodes import Volume
-
-
-class NodeTemplate(Lenient):
-    flavor: Str = None
-    az: Str = None
-    os: Str = None
-    root_volume: Annotated[Volume, _nested(Volume)] = Field(
-        default_factory=Volume, alias="rootVolume"
-    )
-    data_volumes: Annotated[list[Volume], _objects()] = Field(
-        default_factory=list, alias="dataVolumes"
-    )
-    extend_param: ExtendParam = Field(None, alias="extendParam")
+from exporter.cce.models.nodes import NodeTemplate
 
 
 class Autoscaling(CaseInsensitive):
@@ -93,9 +79,7 @@ class NodePoolStatus(CaseInsensitive):
     )
 
 
-class NodePool(Lenient):
-    kind: Str = None
-    metadata: Annotated[ObjectMeta, _nested(ObjectMeta)] = Field(default_factory=ObjectMeta)
+class NodePool(Resource):
     spec: Annotated[NodePoolSpec, _nested(NodePoolSpec)] = Field(default_factory=NodePoolSpec)
     status: Annotated[NodePoolStatus, _nested(NodePoolStatus)] = Field(
         default_factory=NodePoolStatus
