@@ -70,7 +70,7 @@ def test_odd_values_still_take_the_lenient_path() -> None:
     assert nodes[1].kind is None
 
 
-def test_case_insensitive_keys_after_the_plain_key_cache_warmed() -> None:
+def test_case_insensitive_keys_beside_keys_no_field_reads() -> None:
     for _ in range(3):
         spec = NodeSpec.model_validate({"Flavor": "s6", "login": {}, "ROOTVOLUME": {"size": 1}})
         assert spec.flavor == "s6" and spec.root_volume.size == 1
@@ -78,7 +78,7 @@ def test_case_insensitive_keys_after_the_plain_key_cache_warmed() -> None:
         assert exact.flavor == "a"  # the exact spelling wins
 
 
-# --- node lists straight into summaries ----------------------------------------------------------
+# --- node lists read into summaries: the values the Node models give ----------------------------
 
 _SCALARS = st.one_of(
     st.none(),
