@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
-from pydantic import Field, GetCoreSchemaHandler, model_validator
+from pydantic import ConfigDict, Field, GetCoreSchemaHandler, model_validator
 from pydantic_core import CoreSchema
 from pydantic_core import core_schema as cs
 
@@ -251,6 +251,9 @@ class NodeList(Lenient):
 class NodePage(Lenient):
     """A node list read as :class:`NodeSummary` objects: each node is validated by the
     :class:`Node` model (every tolerance of it), and only its summary is kept."""
+
+    # Errors name the answer as the API does (parse_response uses the title).
+    model_config = ConfigDict(title="NodeList")
 
     items: Annotated[list[NodeSummary], _objects()] = Field(default_factory=list)
     page_info: Annotated[PageInfo, _nested(PageInfo)] = Field(

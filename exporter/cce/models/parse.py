@@ -19,8 +19,9 @@ def parse_response(model: type[M], payload: bytes | str, *, endpoint: str | None
     """Validate a whole JSON response into ``model``.
 
     Raises :class:`ResponseParseError` (and nothing else) for invalid JSON, a top level that is not
-    an object, or any shape the model refuses.
+    an object, or any shape the model refuses; it names the model (its ``title``, if it has one).
     """
+    name = model.model_config.get("title") or model.__name__
     try:
         text = payload.decode("utf-8") if isinstance(payload, bytes | bytearray) else payload
         # Top level must be an object; checking the first character spares a second parse.
@@ -41,10 +42,10 @@ def parse_response(model: type[M], payload: bytes | str, *, endpoint: str | None
         detail = first[0]["msg"] if first else "invalid"
         where = ".".join(str(p) for p in first[0]["loc"]) if first and first[0]["loc"] else ""
         raise ResponseParseError(
-            f"malformed {model.__name__} response{' at ' + where if where else ''}: {detail}",
+            f"malformed {name} response{' at ' + where if where else ''}: {detail}",
             endpoint=endpoint,
         ) from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise ResponseParseError(
-            f"malformed {model.__name__} response: {type(exc).__name__}", endpoint=endpoint
+            f"malformed {name} response: {type(exc).__name__}", endpoint=endpoint
         ) from None
