@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import subprocess
 import sys
 import threading
 import weakref
+from typing import Any
 
 import pytest
 
@@ -216,3 +218,43 @@ def test_the_configuration_leaves_the_tuning_switches_to_the_tuning() -> None:
     # Only the misspelt one is named (the notice may suggest a close setting).
     assert len(notices) == 1
     assert notices[0].startswith("ignoring unknown variable CCE_EXPORTER_TUNING_GCC")
+
+
+def test_rendering_shares_the_gc_pause_instead_of_ending_another_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The renderer used to disable and re-enable the collector on its own: a parse (another
+    thread) that paused it first and finished mid-render switched it back on during the render."""
+    from exporter.memory import gc_paused
+    from exporter.metrics import TargetData
+    from exporter.metrics import render as render_module
+
+    target = TargetData(
+        project_id="p",
+        labels={},
+        clusters=[],
+        nodes={},
+        nodepools={},
+        addons={},
+        jobs=[],
+        quotas=[],
+        phase_since={},
+        health=[],
+    )
+    parse = contextlib.ExitStack()
+    parse.enter_context(gc_paused())  # a parse pauses the collector first...
+    during: list[bool] = []
+    prepare = render_module._prepare
+
+    def prepare_while_the_parse_ends(*args: Any) -> Any:
+        parse.close()  # ...and ends while the render runs
+        during.append(gc.isenabled())
+        return prepare(*args)
+
+    monkeypatch.setattr(render_module, "_prepare", prepare_while_the_parse_ends)
+    try:
+        render_module.render_group("nodes", [target], now=0.0)
+    finally:
+        parse.close()
+    assert during and not any(during)  # still paused: the render holds its own pause
+    assert gc.isenabled()
