@@ -244,14 +244,14 @@ def test_rendering_shares_the_gc_pause_instead_of_ending_another_one(
     parse = contextlib.ExitStack()
     parse.enter_context(gc_paused())  # a parse pauses the collector first...
     during: list[bool] = []
-    prepare = render_module._prepare
+    rows = render_module._rows
 
-    def prepare_while_the_parse_ends(*args: Any) -> Any:
+    def rows_while_the_parse_ends(*args: Any) -> Any:
         parse.close()  # ...and ends while the render runs
         during.append(gc.isenabled())
-        return prepare(*args)
+        return rows(*args)
 
-    monkeypatch.setattr(render_module, "_prepare", prepare_while_the_parse_ends)
+    monkeypatch.setattr(render_module, "_rows", rows_while_the_parse_ends)
     try:
         render_module.render_group("nodes", [target], now=0.0)
     finally:

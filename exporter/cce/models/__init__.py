@@ -93,6 +93,7 @@ from exporter.cce.models.jobs import (
 )
 from exporter.cce.models.known import (
     ADDON_STATUSES,
+    CLUSTER_CONDITION_REASONS,
     CLUSTER_CONDITION_TYPES,
     CLUSTER_PHASES,
     CONDITION_STATUSES,
@@ -144,6 +145,7 @@ from exporter.cce.models.quotas import (
 
 __all__ = [
     "ADDON_STATUSES",
+    "CLUSTER_CONDITION_REASONS",
     "CLUSTER_CONDITION_TYPES",
     "CLUSTER_PHASES",
     "CONDITION_STATUSES",
