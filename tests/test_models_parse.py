@@ -95,6 +95,14 @@ def test_cached_timestamps_are_shared_and_long_strings_are_not_kept() -> None:
     assert parse_timestamp(long) is not parse_timestamp(long)
 
 
+@pytest.mark.parametrize("seconds", [-62_135_596_801, -253_402_300_799, -1e11])
+def test_a_number_before_year_one_is_no_timestamp_and_keeps_the_node(seconds: float) -> None:
+    assert parse_timestamp(seconds) is None
+    body = json.dumps({"items": [{"metadata": {"uid": "n1", "creationTimestamp": seconds}}]})
+    (node,), _ = parse_node_page(body.encode())
+    assert node.id == "n1" and node.created is None
+
+
 def test_the_parse_benchmark_reports_every_figure() -> None:
     command = [sys.executable, "-m", "bench.parse", "--pages", "3", "--nodes", "4"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)

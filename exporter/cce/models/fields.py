@@ -108,7 +108,10 @@ def _other_timestamp(value: object) -> datetime | None:
     if isinstance(value, int | float):
         if not math.isfinite(value) or abs(value) > 253402300799:
             return None
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (ValueError, OverflowError, OSError):  # before year 1
+            return None
     if not isinstance(value, str):
         return None
     m = _TS.match(value.strip())
