@@ -75,13 +75,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import importlib.util
 import json
 import logging
 import random
 import re
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -136,14 +134,6 @@ from exporter.cce.salvage import salvage_list
 from exporter.limits import CompressedBodyError, inflate
 
 log = logging.getLogger(__name__)
-
-# httpcore asks ``import sniffio`` several times per request to learn which event loop runs it,
-# and falls back to asyncio when the import fails. Without sniffio installed every one of those
-# imports searches the whole path again (about a third of a millisecond per request, seconds per
-# cycle at 1,500 requests). A None entry makes the failing import immediate; the answer httpcore
-# draws from it, asyncio, is the only loop this exporter runs.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 #: Responses at least this large are parsed in a worker thread, so that the event loop keeps
 #: serving scrapes and other targets' calls (a 200-node list is about 140 kB).
