@@ -30,7 +30,6 @@ ALLOWED: dict[str, str] = {
     "exporter/cce/auth.py": BEING_SPLIT,
     "exporter/cce/client.py": BEING_SPLIT,
     "exporter/cce/client.py::CCEClient.__init__": BEING_SPLIT,
-    "exporter/cce/models.py": BEING_SPLIT,
     "exporter/ha/leader.py": BEING_SPLIT,
     "exporter/simulator/app.py": BEING_SPLIT,
     "exporter/simulator/app.py::SimulatorApp.__init__": BEING_SPLIT,
