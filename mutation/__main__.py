@@ -33,6 +33,8 @@ P = "exporter.hibernation.policy."
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "signing": ("exporter/cce/signing.py", ("exporter.cce.signing.*",)),
     "auth": ("exporter/cce/auth.py", ("exporter.cce.auth.*",)),
+    "auth-aksk": ("exporter/cce/aksk.py", ("exporter.cce.aksk.*",)),
+    "auth-agency": ("exporter/cce/agency.py", ("exporter.cce.agency.*",)),
     "client-retry": (
         "exporter/cce/client.py",
         (
