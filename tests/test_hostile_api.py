@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from exporter.cce import bodies as bodies_module
 from exporter.cce import client as client_module
 from exporter.cce.auth import AkSkAuth, PasswordAuth
 from exporter.cce.client import CCEClient
@@ -85,13 +86,13 @@ async def test_a_gzip_bomb_is_refused_at_the_cap_in_a_worker_thread(
     simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[str] = []
-    real = client_module.inflate
+    real = bodies_module.inflate
 
     def spy(data: bytes, coding: str, limit: int) -> bytes:
         threads.append(threading.current_thread().name)
         return real(data, coding, limit)
 
-    monkeypatch.setattr(client_module, "inflate", spy)
+    monkeypatch.setattr(bodies_module, "inflate", spy)
     # 64 MB of spaces in about 64 kB of gzip; the client accepts 4 MB.
     simulator.faults.add("gzip_bomb", count=1, path="/clusters$", bomb_mb=64)
     async with aksk_client(simulator, max_response_bytes=4 * 1024 * 1024) as client:
