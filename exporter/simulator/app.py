@@ -81,9 +81,11 @@ from exporter.simulator.faults import (
     pad_names,
     spoil_objects,
 )
+from exporter.simulator.formats import SimError, dump_json, iam_time
 from exporter.simulator.identity import DEFAULT_TEMPORARY_SECONDS, Agency, TemporaryKeys
 from exporter.simulator.kube import KubeSim
-from exporter.simulator.world import Cluster, SimError, World, dump_json, iam_time
+from exporter.simulator.resources import Cluster
+from exporter.simulator.world import World
 
 logger = logging.getLogger(__name__)
 

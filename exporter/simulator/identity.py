@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.simulator.clock import NS, SimClock
-from exporter.simulator.world import iam_time
+from exporter.simulator.formats import iam_time
 
 #: Default lifetime of the metadata service's temporary credentials (the real service: ~24 h).
 DEFAULT_TEMPORARY_SECONDS = 3600.0

@@ -42,7 +42,8 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from exporter.simulator.clock import NS
-from exporter.simulator.world import World, dump_json
+from exporter.simulator.formats import dump_json
+from exporter.simulator.world import World
 
 __all__ = ["KubeSim", "KubeSizes"]
 
