@@ -105,3 +105,82 @@ class Agency:
         return (
             domain in (self.domain, self.domain_id) and assume_role.get("agency_name") == self.name
         )
+
+
+TOKEN_LIFETIME_NS = 24 * 3600 * NS
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The simulator's fake account, derived from the seed. ``repr`` never shows a secret."""
+
+    ak: str = field(repr=False)
+    sk: str = field(repr=False)
+    username: str
+    password: str = field(repr=False)
+    domain: str
+    domain_id: str
+    user_id: str
+    project_id: str
+    project_name: str
+
+    @classmethod
+    def from_seed(cls, seed: int) -> Credentials:
+        rng = random.Random(f"credentials-{seed}")
+        upper = string.ascii_uppercase + string.digits
+        alnum = string.ascii_letters + string.digits
+
+        def pick(alphabet: str, n: int) -> str:
+            return "".join(rng.choice(alphabet) for _ in range(n))
+
+        return cls(
+            ak="SIM" + pick(upper, 17),
+            sk=pick(alnum, 40),
+            username=f"sim-user-{seed}",
+            password=pick(alnum, 20),
+            domain=f"sim-domain-{seed}",
+            domain_id=f"{rng.getrandbits(128):032x}",
+            user_id=f"{rng.getrandbits(128):032x}",
+            project_id=f"{rng.getrandbits(128):032x}",
+            project_name="sim-region-1",
+        )
+
+
+@dataclass
+class TokenEntry:
+    project_id: str | None
+    issued: int
+    expires: int
+
+
+class Tokens:
+    """Tokens issued by the simulated IAM; expiry is on the simulator clock."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self._clock = clock
+        self._tokens: dict[str, TokenEntry] = {}
+        self.issued_total = 0
+
+    def issue(
+        self, project_id: str | None, lifetime_ns: int = TOKEN_LIFETIME_NS
+    ) -> tuple[str, TokenEntry]:
+        now = self._clock.now_ns()
+        # Real tokens are long opaque PKI blobs starting with MII; the length does not matter here.
+        token = "MIIsim" + secrets.token_urlsafe(96)
+        entry = TokenEntry(project_id=project_id, issued=now, expires=now + lifetime_ns)
+        self._tokens[token] = entry
+        self.issued_total += 1
+        return token, entry
+
+    def get(self, token: str) -> TokenEntry | None:
+        return self._tokens.get(token)
+
+    def expire_all(self) -> int:
+        now = self._clock.now_ns()
+        for entry in self._tokens.values():
+            entry.expires = min(entry.expires, now)
+        return len(self._tokens)
+
+    def active(self) -> int:
+        now = self._clock.now_ns()
+        return sum(1 for e in self._tokens.values() if e.expires > now)
