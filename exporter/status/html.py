@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from exporter.status.model import (
+from exporter.status.view import (
     ADDON_UNHEALTHY,
     GROUPS,
     NODE_ABNORMAL,
