@@ -268,49 +268,7 @@ def build_cluster_detail(
         rows, hib_problems, _ = _hibernation(controller, now)
         hib_row = next((r for r in rows if (r.target, r.cluster_id) == (t.name, cluster_id)), None)
         problems += [p for p in hib_problems if (p.target, p.cluster_id) == (t.name, cluster_id)]
-    nodes = t.state.nodes.get(cluster_id, ())
-    node_rows = [
-        NodeRow(
-            id=n.id or "",
-            name=n.name or n.id or "",
-            phase=n.phase or "",
-            flavor=n.flavor,
-            az=n.az,
-            nodepool_id=n.nodepool_id,
-            private_ip=n.private_ip,
-            phase_since=t.phase_since(f"node/{cluster_id}/{n.id}"),
-        )
-        for n in nodes
-    ]
-    # Problems first, then by name.
-    node_rows.sort(key=lambda n: (n.phase == "Active", n.name))
-    pools = [
-        PoolRow(
-            id=p.id or "",
-            name=p.name or "",
-            phase=p.phase,
-            nodes=p.status.current_node,
-            flavor=p.spec.node_template.flavor,
-            autoscaling=(
-                f"{p.spec.autoscaling.min_node_count or 0}-{p.spec.autoscaling.max_node_count}"
-                if p.spec.autoscaling.enable
-                else "off"
-            ),
-            blocked_by=tuple(_blocking_conditions(p)),
-        )
-        for p in t.state.nodepools.get(cluster_id, ())
-    ]
-    addons = [
-        AddonRow(
-            id=a.id or "",
-            name=a.name or "",
-            version=a.version,
-            status=a.status.status or "",
-            reason=a.status.reason,
-            message=a.status.message,
-        )
-        for a in t.state.addons.get(cluster_id, ())
-    ]
+    node_rows = _node_rows(t, cluster_id)
     errors = [
         dataclasses.replace(c, errors=tuple(e for e in c.errors if e.cluster_id == cluster_id))
         for c in t_collections
@@ -326,10 +284,62 @@ def build_cluster_detail(
         problems=tuple(_sorted_problems(problems)),
         nodes=tuple(node_rows[:MAX_NODES]),
         nodes_total=len(node_rows),
-        nodepools=tuple(pools),
-        addons=tuple(addons),
+        nodepools=tuple(_pool_rows(t, cluster_id)),
+        addons=tuple(_addon_rows(t, cluster_id)),
         jobs=tuple(jobs),
         quotas=tuple(_quota_rows(t)),
         hibernation=hib_row,
         collection_errors=tuple(c for c in errors if c.errors),
     )
+
+
+def _node_rows(t: _Target, cluster_id: str) -> list[NodeRow]:
+    """The cluster's nodes, those not Active first, then by name."""
+    rows = [
+        NodeRow(
+            id=n.id or "",
+            name=n.name or n.id or "",
+            phase=n.phase or "",
+            flavor=n.flavor,
+            az=n.az,
+            nodepool_id=n.nodepool_id,
+            private_ip=n.private_ip,
+            phase_since=t.phase_since(f"node/{cluster_id}/{n.id}"),
+        )
+        for n in t.state.nodes.get(cluster_id, ())
+    ]
+    rows.sort(key=lambda n: (n.phase == "Active", n.name))
+    return rows
+
+
+def _pool_rows(t: _Target, cluster_id: str) -> list[PoolRow]:
+    return [
+        PoolRow(
+            id=p.id or "",
+            name=p.name or "",
+            phase=p.phase,
+            nodes=p.status.current_node,
+            flavor=p.spec.node_template.flavor,
+            autoscaling=(
+                f"{p.spec.autoscaling.min_node_count or 0}-{p.spec.autoscaling.max_node_count}"
+                if p.spec.autoscaling.enable
+                else "off"
+            ),
+            blocked_by=tuple(_blocking_conditions(p)),
+        )
+        for p in t.state.nodepools.get(cluster_id, ())
+    ]
+
+
+def _addon_rows(t: _Target, cluster_id: str) -> list[AddonRow]:
+    return [
+        AddonRow(
+            id=a.id or "",
+            name=a.name or "",
+            version=a.version,
+            status=a.status.status or "",
+            reason=a.status.reason,
+            message=a.status.message,
+        )
+        for a in t.state.addons.get(cluster_id, ())
+    ]

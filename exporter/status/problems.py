@@ -83,6 +83,19 @@ class _Target:
 
 
 def _cluster_problems(t: _Target, cluster: Any, now: float) -> list[Problem]:
+    """Every problem of one cluster: phase, conditions, lock, nodes, pools and add-ons."""
+    cid, name = cluster.id, cluster.name or cluster.id
+    return [
+        *_phase_problems(t, cluster, now),
+        *_status_problems(t, cluster),
+        *_node_problems(t, cid, name),
+        *_pool_problems(t, cid, name),
+        *_addon_problems(t, cid, name),
+    ]
+
+
+def _phase_problems(t: _Target, cluster: Any, now: float) -> list[Problem]:
+    """A failing cluster, or one stuck in a transition."""
     out: list[Problem] = []
     cid, name, phase = cluster.id, cluster.name or cluster.id, cluster.phase or ""
     since = t.phase_since(f"cluster/{cid}")
@@ -111,6 +124,13 @@ def _cluster_problems(t: _Target, cluster: Any, now: float) -> list[Problem]:
                 since=since,
             )
         )
+    return out
+
+
+def _status_problems(t: _Target, cluster: Any) -> list[Problem]:
+    """The cluster's alarming conditions, and its lock."""
+    out: list[Problem] = []
+    cid, name = cluster.id, cluster.name or cluster.id
     for condition in getattr(cluster.status, "conditions", None) or ():
         found = CLUSTER_CONDITION_REASONS.get(condition.reason or "")
         if found is not None:
@@ -143,6 +163,12 @@ def _cluster_problems(t: _Target, cluster: Any, now: float) -> list[Problem]:
                 name,
             )
         )
+    return out
+
+
+def _node_problems(t: _Target, cid: str, name: str) -> list[Problem]:
+    """The cluster's abnormal nodes."""
+    out: list[Problem] = []
     for node in t.state.nodes.get(cid, ()):
         if node.phase in NODE_ABNORMAL:
             out.append(
@@ -157,6 +183,12 @@ def _cluster_problems(t: _Target, cluster: Any, now: float) -> list[Problem]:
                     since=t.phase_since(f"node/{cid}/{node.id}"),
                 )
             )
+    return out
+
+
+def _pool_problems(t: _Target, cid: str, name: str) -> list[Problem]:
+    """The cluster's node pools that cannot scale up."""
+    out: list[Problem] = []
     for pool in t.state.nodepools.get(cid, ()):
         blocking = _blocking_conditions(pool)
         if blocking and pool.phase not in POOL_CANNOT_SCALE:
@@ -192,6 +224,12 @@ def _cluster_problems(t: _Target, cluster: Any, now: float) -> list[Problem]:
                     since=t.phase_since(f"nodepool/{cid}/{pool.id}"),
                 )
             )
+    return out
+
+
+def _addon_problems(t: _Target, cid: str, name: str) -> list[Problem]:
+    """The cluster's unhealthy add-ons."""
+    out: list[Problem] = []
     for addon in t.state.addons.get(cid, ()):
         status = addon.status.status or ""
         if status in ADDON_UNHEALTHY:
