@@ -35,6 +35,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "auth": ("exporter/cce/auth.py", ("exporter.cce.auth.*",)),
     "auth-aksk": ("exporter/cce/aksk.py", ("exporter.cce.aksk.*",)),
     "auth-agency": ("exporter/cce/agency.py", ("exporter.cce.agency.*",)),
+    "auth-refreshing": ("exporter/cce/refreshing.py", ("exporter.cce.refreshing.*",)),
     "client-retry": (
         "exporter/cce/transport.py",
         (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +23,7 @@ from exporter.cce.errors import (
     TransportError,
 )
 from exporter.cce.http import HttpOptions, build_http_client, scrub
+from exporter.cce.refreshing import RefreshingAuth
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def parse_securitykey(content: bytes) -> tuple[str, str, str, datetime]:
     return access, secret, token, expires
 
 
-class AgencyAuth(httpx.Auth):
+class AgencyAuth(RefreshingAuth):
     """Sign with the temporary credentials of the instance's agency, from the metadata service.
 
     ``GET {metadata_endpoint}/openstack/latest/securitykey`` hands out an AK/SK and a security
@@ -98,8 +99,6 @@ class AgencyAuth(httpx.Auth):
     a minute) tries again. A 401 from the API fetches new credentials once and retries the request.
     The metadata service is always reached directly, whatever the proxy settings.
     """
-
-    requires_request_body = True
 
     def __init__(
         self,
@@ -117,6 +116,7 @@ class AgencyAuth(httpx.Auth):
     ) -> None:
         if not metadata_endpoint:
             raise CredentialsError("agency authentication needs the metadata endpoint")
+        super().__init__(on_refresh)
         self.metadata_endpoint = metadata_endpoint.rstrip("/")
         self.project_id = project_id
         base = http if http is not None else HttpOptions(timeout=5.0, max_connections=2)
@@ -124,7 +124,6 @@ class AgencyAuth(httpx.Auth):
         self._refresh_margin = refresh_margin
         self._attempts = max(1, attempts)
         self._retry_wait = retry_wait
-        self._on_refresh = on_refresh
         self._clock = clock
         self._sleep = sleep
         self._current: TemporaryCredentials | None = None
@@ -132,8 +131,6 @@ class AgencyAuth(httpx.Auth):
         self._refresh_at: datetime | None = None
         self._next_try: datetime | None = None
         self._failures = 0
-        self._lock: asyncio.Lock | None = None
-        self._client: httpx.AsyncClient | None = None
         self._session_token: str | None = None
         self._session_until: datetime | None = None
         # The total time one metadata exchange may take, every byte of the answer included.
@@ -154,17 +151,6 @@ class AgencyAuth(httpx.Auth):
     def expires_at(self) -> datetime | None:
         return self._current.expires_at if self._current is not None else None
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("AgencyAuth needs httpx.AsyncClient")
-        yield request  # pragma: no cover - makes this a generator, as httpx expects
-
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
@@ -178,11 +164,6 @@ class AgencyAuth(httpx.Auth):
         signer = await self._replace(signer)
         signer.sign_request(request)
         yield request
-
-    def _get_lock(self) -> asyncio.Lock:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        return self._lock
 
     def _usable(self, now: datetime) -> AkSkAuth | None:
         """The current signer if it needs no refresh attempt now."""
@@ -256,10 +237,6 @@ class AgencyAuth(httpx.Auth):
                 clock=self._clock,
             )
             return self._signer
-
-    def _report(self, outcome: str) -> None:
-        if self._on_refresh is not None:
-            self._on_refresh(outcome)
 
     def _metadata_client(self) -> httpx.AsyncClient:
         if self._client is None:

@@ -46,6 +46,7 @@ from exporter.cce.errors import (
 )
 from exporter.cce.http import HttpOptions, build_http_client, scrub, tls_verify
 from exporter.cce.models import TokenBody, parse_response
+from exporter.cce.refreshing import RefreshingAuth
 
 __all__ = [
     "DEFAULT_METADATA_ENDPOINT",
@@ -86,7 +87,7 @@ class PasswordOptions(IamTokenOptions, total=False):
     timeout: float
 
 
-class _IamTokenAuth(httpx.Auth):
+class _IamTokenAuth(RefreshingAuth):
     """An IAM token, cached, refreshed and sent as X-Auth-Token; subclasses say how to ask.
 
     The token is refreshed ``refresh_margin`` before it expires (at most half its lifetime
@@ -98,7 +99,6 @@ class _IamTokenAuth(httpx.Auth):
     the token request never runs through this flow.
     """
 
-    requires_request_body = True  # the request is sent a second time after a 401
     #: What the token request is called in errors.
     what = "IAM token request"
 
@@ -115,6 +115,7 @@ class _IamTokenAuth(httpx.Auth):
         deadline: float | None = None,
     ) -> None:
         self._check_endpoint(iam_endpoint)
+        super().__init__(on_refresh)
         self.iam_endpoint = iam_endpoint.rstrip("/")
         if http is None:
             if isinstance(verify, str | Path):
@@ -126,13 +127,10 @@ class _IamTokenAuth(httpx.Auth):
         # timeout bounds each silence only): a dripping answer must not hold every request.
         self._deadline = deadline
         self._refresh_margin = refresh_margin
-        self._on_refresh = on_refresh
         self._clock = clock
         self._token: str | None = None
         self._refresh_at: datetime | None = None
         self._expires_at: datetime | None = None
-        self._lock: asyncio.Lock | None = None
-        self._client: httpx.AsyncClient | None = None
 
     @classmethod
     def method_name(cls) -> str:
@@ -154,18 +152,6 @@ class _IamTokenAuth(httpx.Auth):
     def _iam_auth(self) -> httpx.Auth | None:
         """The authentication of the token request itself (none: the body carries it)."""
         return None
-
-    async def aclose(self) -> None:
-        """Close the IAM client (a new one is created if the auth is used again)."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError(f"{type(self).__name__} needs httpx.AsyncClient")
-        yield request  # pragma: no cover - makes this a generator, as httpx expects
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -191,11 +177,6 @@ class _IamTokenAuth(httpx.Auth):
             return self._token
         return None
 
-    def _get_lock(self) -> asyncio.Lock:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        return self._lock
-
     async def _valid_token(self) -> str:
         token = self._fresh()
         if token is not None:
@@ -212,10 +193,6 @@ class _IamTokenAuth(httpx.Auth):
             if self._token is not None and self._token != rejected:
                 return self._token  # another request already replaced it
             return await self._fetch()
-
-    def _report(self, outcome: str) -> None:
-        if self._on_refresh is not None:
-            self._on_refresh(outcome)
 
     def _iam_client(self) -> httpx.AsyncClient:
         if self._client is None:
