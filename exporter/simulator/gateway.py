@@ -14,10 +14,10 @@ import logging
 import re
 import secrets
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from exporter.cce import signing
@@ -94,6 +94,27 @@ _C = _P + r"/clusters/(?P<cluster_id>[^/]+)"
 
 
 ApiRoute = tuple[str, str, str, Handler, bool]
+T = TypeVar("T")
+
+
+def _find(
+    routes: Sequence[tuple[str, re.Pattern[str], T]], request: Request
+) -> tuple[T | None, bool]:
+    """The first route for the request's path and method (its path parameters are set on the
+    request), and whether a route matches the path with another method (a 405, not a 404)."""
+    allowed = False
+    for method, regex, found in routes:
+        m = regex.match(request.path)
+        if m is None:
+            continue
+        if method != request.method:
+            allowed = True
+            continue
+        request.params = m.groupdict()
+        return found, allowed
+    return None, allowed
+
+
 ControlRoute = tuple[str, str, Handler]
 
 
@@ -138,7 +159,7 @@ class Gateway:
         # The clusters' Kubernetes API (exporter.simulator.kube): handlers answer (body, status).
         for method, rx, name, kube_handler in self.kube.routes():
             api.append((method, rx, name, _answer(kube_handler), False))
-        self._routes = [(m, re.compile(f"^{rx}/?$"), n, h, a) for m, rx, n, h, a in api]
+        self._routes = [(m, re.compile(f"^{rx}/?$"), (n, h, a)) for m, rx, n, h, a in api]
         self._control = [(m, re.compile(f"^{rx}/?$"), h) for m, rx, h in self._control_routes()]
 
     def _api_routes(self) -> list[ApiRoute]:
@@ -304,32 +325,26 @@ class Gateway:
         return False
 
     def _dispatch(self, request: Request) -> Response:
-        allowed = False
-        for method, regex, name, handler, addon in self._routes:
-            m = regex.match(request.path)
-            if m is None:
-                continue
-            if method != request.method:
-                allowed = True
-                continue
-            request.params = m.groupdict()
-            self.requests[name] += 1
-            try:
-                if name not in ("iam_tokens", "securitykey", "metadata_token"):
-                    scope = self._authenticate(request)
-                    if self.agency_world is not None and scope == self._agency_project():
-                        return self._in_world(self.agency_world, handler, request)
-                return handler(request)
-            except SimError as exc:
-                if addon and not exc.addon:
-                    exc = SimError(exc.status, exc.code, exc.message, addon=True)
-                return _ok(exc.body(), exc.status)
-            except Exception:
-                logger.exception("simulator handler %s failed", name)
-                return _error(500, "CCE.01500001", "Internal server error")
-        if allowed:
-            return _error(405, "APIGW.0105", "Method not allowed")
-        return _error(404, "APIGW.0101", "The API does not exist or has not been published")
+        found, allowed = _find(self._routes, request)
+        if found is None:
+            if allowed:
+                return _error(405, "APIGW.0105", "Method not allowed")
+            return _error(404, "APIGW.0101", "The API does not exist or has not been published")
+        name, handler, addon = found
+        self.requests[name] += 1
+        try:
+            if name not in ("iam_tokens", "securitykey", "metadata_token"):
+                scope = self._authenticate(request)
+                if self.agency_world is not None and scope == self._agency_project():
+                    return self._in_world(self.agency_world, handler, request)
+            return handler(request)
+        except SimError as exc:
+            if addon and not exc.addon:
+                exc = SimError(exc.status, exc.code, exc.message, addon=True)
+            return _ok(exc.body(), exc.status)
+        except Exception:
+            logger.exception("simulator handler %s failed", name)
+            return _error(500, "CCE.01500001", "Internal server error")
 
     # --- authentication ---------------------------------------------------------------------
 
@@ -416,21 +431,14 @@ class Gateway:
     # --- control API ------------------------------------------------------------------------
 
     def _handle_control(self, request: Request) -> Response:
-        allowed = False
-        for method, regex, handler in self._control:
-            m = regex.match(request.path)
-            if m is None:
-                continue
-            if method != request.method:
-                allowed = True
-                continue
-            request.params = m.groupdict()
-            try:
-                return handler(request)
-            except SimError as exc:
-                return _control_json({"error": exc.message}, exc.status)
-            except (ValueError, TypeError, KeyError) as exc:
-                return _control_json({"error": f"bad request: {exc}"}, 400)
-        if allowed:
-            return _control_json({"error": "method not allowed"}, 405)
-        return _control_json({"error": "no such control route"}, 404)
+        handler, allowed = _find(self._control, request)
+        if handler is None:
+            if allowed:
+                return _control_json({"error": "method not allowed"}, 405)
+            return _control_json({"error": "no such control route"}, 404)
+        try:
+            return handler(request)
+        except SimError as exc:
+            return _control_json({"error": exc.message}, exc.status)
+        except (ValueError, TypeError, KeyError) as exc:
+            return _control_json({"error": f"bad request: {exc}"}, 400)

@@ -32,73 +32,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from exporter.simulator.catalog import (
-    _ADDON_REASONS,
-    ADDON_SPECIAL_STATUSES,
-    ADDON_TEMPLATES,
-    AZS,
-    CERTIFICATE_REASONS,
-    CLUSTER_FLAVORS,
-    CLUSTER_SPECIAL_PHASES,
-    DAY,
-    HOUR,
-    K8S_VERSIONS,
-    MINUTE,
-    NODE_FLAVORS,
-    NODE_OSES,
-    NODE_PAGE_MAX,
-    NODE_SPECIAL_PHASES,
-    NODEPOOL_BLOCKING_CONDITIONS,
-    NODEPOOL_SPECIAL_PHASES,
-    PROBE_STEP,
-    ROTATION_REASONS,
-    AddonTemplate,
-    older_version,
-)
+from exporter.simulator.catalog import _ADDON_REASONS, CLUSTER_SPECIAL_PHASES
 from exporter.simulator.clock import NS
-from exporter.simulator.formats import SimError, dump_json, go_time, iam_time, rfc3339
+from exporter.simulator.formats import SimError, dump_json, iam_time
 from exporter.simulator.render import WorldRendering
-from exporter.simulator.resources import Addon, Cluster, Job, Node, NodePool
-from exporter.simulator.timeline import Horizon, Segment, Timeline
+from exporter.simulator.resources import Cluster
+from exporter.simulator.timeline import Segment
 
-# The world's parts live in modules of their own; every name is still importable from here.
-__all__ = [
-    "ADDON_SPECIAL_STATUSES",
-    "ADDON_TEMPLATES",
-    "AZS",
-    "CERTIFICATE_REASONS",
-    "CLUSTER_FLAVORS",
-    "CLUSTER_SPECIAL_PHASES",
-    "DAY",
-    "HOUR",
-    "K8S_VERSIONS",
-    "MINUTE",
-    "NODEPOOL_BLOCKING_CONDITIONS",
-    "NODEPOOL_SPECIAL_PHASES",
-    "NODE_FLAVORS",
-    "NODE_OSES",
-    "NODE_PAGE_MAX",
-    "NODE_SPECIAL_PHASES",
-    "NS",
-    "PROBE_STEP",
-    "ROTATION_REASONS",
-    "Addon",
-    "AddonTemplate",
-    "Cluster",
-    "Horizon",
-    "Job",
-    "Node",
-    "NodePool",
-    "Segment",
-    "SimError",
-    "Timeline",
-    "World",
-    "dump_json",
-    "go_time",
-    "iam_time",
-    "older_version",
-    "rfc3339",
-]
+# Cluster, SimError, dump_json and iam_time live in modules of their own and are re-exported.
+__all__ = ["Cluster", "SimError", "World", "dump_json", "iam_time"]
 
 
 class World(WorldRendering):
@@ -189,16 +131,18 @@ class World(WorldRendering):
                 return found
         raise SimError(404, "SIM.404", f"{uid} not found")
 
-    def hibernate(self, uid: str) -> None:
-        now = self.now_ns()
+    def _in_phase(self, uid: str, now: int, wanted: str, code: str, only: str) -> Cluster:
+        """The cluster, if it is in phase ``wanted``; else the API's 400 (``only ...``)."""
         cluster = self.cluster(uid)
         phase = cluster.segment(now).phase
-        if phase != "Available":
-            raise SimError(
-                400,
-                "CCE.01400010",
-                f"cluster {cluster.name} is {phase}; only an Available cluster can be hibernated",
-            )
+        if phase != wanted:
+            raise SimError(400, code, f"cluster {cluster.name} is {phase}; {only}")
+        return cluster
+
+    def hibernate(self, uid: str) -> None:
+        now = self.now_ns()
+        only = "only an Available cluster can be hibernated"
+        cluster = self._in_phase(uid, now, "Available", "CCE.01400010", only)
         cluster.timeline.replace_from(
             now, Segment(now, "Hibernating"), Segment(now + self.transition_ns, "Hibernation")
         )
@@ -206,14 +150,8 @@ class World(WorldRendering):
 
     def awake(self, uid: str) -> None:
         now = self.now_ns()
-        cluster = self.cluster(uid)
-        phase = cluster.segment(now).phase
-        if phase != "Hibernation":
-            raise SimError(
-                400,
-                "CCE.01400011",
-                f"cluster {cluster.name} is {phase}; only a hibernated cluster can be woken up",
-            )
+        only = "only a hibernated cluster can be woken up"
+        cluster = self._in_phase(uid, now, "Hibernation", "CCE.01400011", only)
         end = now + self.transition_ns
         if cluster.fail_next_wakeup:
             # As on the public cloud, the wake-up is accepted and fails later for lack of

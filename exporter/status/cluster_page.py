@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from exporter.status.html import (
     _COLLECTION_HEADERS,
-    _HIB_HEADERS,
     _age,
     _ago,
     _badge,
     _collection_rows,
     _dash,
     _head,
-    _hib_rows,
+    _hib_table,
     _phase,
     _problems,
     _quotas,
@@ -36,11 +37,12 @@ def render_cluster(detail: ClusterDetail, *, refresh: bool = True) -> str:
             _section(
                 "hibernation",
                 "Hibernation",
-                _table(
+                _hib_table(
                     "The policy that selects this cluster",
-                    _HIB_HEADERS,
-                    _hib_rows([detail.hibernation], now, link=False),
+                    [detail.hibernation],
+                    now,
                     label="Hibernation of this cluster",
+                    link=False,
                 ),
             )
         )
@@ -55,15 +57,13 @@ def render_cluster(detail: ClusterDetail, *, refresh: bool = True) -> str:
     )
     if detail.collection_errors:
         parts.append(
-            _section(
+            _table_section(
                 "collections",
                 "Collection failures",
-                _table(
-                    "Collections of this cluster that failed",
-                    _COLLECTION_HEADERS,
-                    _collection_rows(detail.collection_errors, now),
-                    label="Collection failures table",
-                ),
+                "Collections of this cluster that failed",
+                _COLLECTION_HEADERS,
+                _collection_rows(detail.collection_errors, now),
+                "Collection failures table",
             )
         )
     parts.append("</main></body></html>\n")
@@ -72,6 +72,12 @@ def render_cluster(detail: ClusterDetail, *, refresh: bool = True) -> str:
 
 def _section(anchor: str, heading: str, body: str) -> str:
     return f"<section aria-labelledby={anchor}><h2 id={anchor}>{heading}</h2>{body}</section>"
+
+
+def _table_section(
+    anchor: str, heading: str, caption: str, headers: Sequence[str], rows: list[str], label: str
+) -> str:
+    return _section(anchor, heading, _table(caption, headers, rows, label=label))
 
 
 def _header(detail: ClusterDetail, now: float, interval: int | None) -> str:
@@ -106,15 +112,13 @@ def _nodes(detail: ClusterDetail, now: float) -> str:
     ]
     shown = len(detail.nodes)
     more = f" (first {shown} shown)" if detail.nodes_total > shown else ""
-    return _section(
+    return _table_section(
         "nodes",
         f"Nodes ({detail.nodes_total})",
-        _table(
-            "Nodes, those not Active first" + more,
-            ("node", "phase", "in phase for", "flavor", "zone", "private IP", "node pool"),
-            rows,
-            label="Nodes table",
-        ),
+        "Nodes, those not Active first" + more,
+        ("node", "phase", "in phase for", "flavor", "zone", "private IP", "node pool"),
+        rows,
+        "Nodes table",
     )
 
 
@@ -126,15 +130,13 @@ def _pools(detail: ClusterDetail) -> str:
         f"<td>{_dash(', '.join(p.blocked_by))}</td></tr>"
         for p in detail.nodepools
     ]
-    return _section(
+    return _table_section(
         "pools",
         f"Node pools ({len(detail.nodepools)})",
-        _table(
-            "Node pools",
-            ("pool", "phase", "nodes", "flavor", "autoscaling", "blocked by"),
-            rows,
-            label="Node pools table",
-        ),
+        "Node pools",
+        ("pool", "phase", "nodes", "flavor", "autoscaling", "blocked by"),
+        rows,
+        "Node pools table",
     )
 
 
@@ -144,10 +146,13 @@ def _addons(detail: ClusterDetail) -> str:
         f"<td>{e(' '.join(x for x in (a.reason, a.message) if x))}</td></tr>"
         for a in detail.addons
     ]
-    return _section(
+    return _table_section(
         "addons",
         f"Add-ons ({len(detail.addons)})",
-        _table("Add-ons", ("add-on", "version", "status", "reason"), rows, label="Add-ons table"),
+        "Add-ons",
+        ("add-on", "version", "status", "reason"),
+        rows,
+        "Add-ons table",
     )
 
 
@@ -159,15 +164,13 @@ def _jobs(detail: ClusterDetail, now: float) -> str:
         f"<td>{_dash(j.reason)}</td></tr>"
         for j in detail.jobs
     ]
-    return _section(
+    return _table_section(
         "jobs",
         f"CCE jobs ({len(detail.jobs)})",
-        _table(
-            "CCE jobs the exporter follows for this cluster",
-            ("job", "type", "phase", "resource", "created", "duration", "reason"),
-            rows,
-            label="Jobs table",
-        ),
+        "CCE jobs the exporter follows for this cluster",
+        ("job", "type", "phase", "resource", "created", "duration", "reason"),
+        rows,
+        "Jobs table",
     )
 
 

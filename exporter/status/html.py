@@ -327,6 +327,12 @@ _HIB_HEADERS = (
 )
 
 
+def _hib_table(
+    caption: str, rows: Sequence[HibernationRow], now: float, *, label: str, link: bool = True
+) -> str:
+    return _table(caption, _HIB_HEADERS, _hib_rows(rows, now, link=link), label=label)
+
+
 def _hibernation(model: StatusModel, now: float) -> str:
     out = ["<section aria-labelledby=hibernation><h2 id=hibernation>Hibernation</h2>"]
     if not model.hibernation_enabled:
@@ -340,14 +346,8 @@ def _hibernation(model: StatusModel, now: float) -> str:
             f"{sum(1 for r in model.hibernation if r.pending)} pending; "
             f"{dry} in dry run (nothing is called for them).</p>"
         )
-        out.append(
-            _table(
-                "Clusters a policy selects: what it wants, what they are, what happens next",
-                _HIB_HEADERS,
-                _hib_rows(model.hibernation, now),
-                label="Hibernation table",
-            )
-        )
+        caption = "Clusters a policy selects: what it wants, what they are, what happens next"
+        out.append(_hib_table(caption, model.hibernation, now, label="Hibernation table"))
     out.append("</section>")
     return "".join(out)
 
