@@ -74,6 +74,7 @@ class Elector(abc.ABC):
         self._listeners: list[Listener] = []
         if on_change is not None:
             self._listeners.append(on_change)
+        self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(identity={self.identity!r}, leading={self.is_leader})"
@@ -113,9 +114,28 @@ class Elector(abc.ABC):
             except Exception:  # a listener's bug must not stop the election
                 log.exception("leader election: a leadership listener failed")
 
-    @abc.abstractmethod
     async def start(self) -> None:
         """Start campaigning in the background (returns at once)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._campaign(), name=self._campaign_name()
+            )
+
+    async def _end_campaign(self) -> None:
+        """Cancel the campaign, and wait until it has ended."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @abc.abstractmethod
+    async def _campaign(self) -> None:
+        """Campaign until this replica leads (and, for a lease, keep renewing)."""
+
+    @abc.abstractmethod
+    def _campaign_name(self) -> str:
+        """The campaign task's name."""
 
     @abc.abstractmethod
     async def stop(self) -> None:
@@ -139,7 +159,6 @@ class FileLockElector(Elector):
         self.retry_period = retry_period
         self.sleep = sleep
         self._fd: int | None = None
-        self._task: asyncio.Task[None] | None = None
 
     def try_acquire(self) -> bool:
         """One non-blocking attempt; True while this replica holds the lock."""
@@ -168,11 +187,8 @@ class FileLockElector(Elector):
         while not self.try_acquire():
             await self.sleep(self.retry_period)
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._campaign(), name=f"file-lock-election {self.path}"
-            )
+    def _campaign_name(self) -> str:
+        return f"file-lock-election {self.path}"
 
     async def wait_campaign(self) -> None:
         """Wait until the campaign ends (this replica leads, or :meth:`stop` was called)."""
@@ -181,11 +197,7 @@ class FileLockElector(Elector):
                 await asyncio.shield(self._task)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._end_campaign()
         fd, self._fd = self._fd, None
         if fd is None:
             return
@@ -254,7 +266,6 @@ class LeaseElector(Elector):
         self._observed_at = 0.0
         self._renewed_at = float("-inf")
         self._lost = False
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def client(self) -> AsyncClient:
@@ -400,18 +411,11 @@ class LeaseElector(Elector):
             self._lost = False
             self._set_leading(False)
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._campaign(), name=f"lease-election {self._lease_url()}"
-            )
+    def _campaign_name(self) -> str:
+        return f"lease-election {self._lease_url()}"
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._end_campaign()
         was_leading = self._leading
         self._set_leading(False)
         if was_leading:
