@@ -24,6 +24,7 @@ from exporter.cce.errors import (
 )
 from exporter.cce.http import HttpOptions, build_http_client, scrub
 from exporter.cce.refreshing import RefreshingAuth
+from exporter.limits import read_capped
 
 log = logging.getLogger(__name__)
 
@@ -253,13 +254,11 @@ class AgencyAuth(RefreshingAuth):
                 asyncio.timeout(self._deadline),
                 self._metadata_client().stream(method, url, headers=headers) as response,
             ):
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > _MAX_METADATA_BYTES:
-                        raise CredentialsError(f"the metadata service's {what} is too large")
-                    chunks.append(chunk)
+                body = await read_capped(
+                    response.aiter_bytes(),
+                    _MAX_METADATA_BYTES,
+                    lambda: CredentialsError(f"the metadata service's {what} is too large"),
+                )
         except TimeoutError:
             raise RequestTimeout(
                 f"metadata {what} request: no complete answer within the {self._deadline:g}s "
@@ -273,7 +272,7 @@ class AgencyAuth(RefreshingAuth):
             raise TransportError(
                 f"metadata {what} request failed: {type(exc).__name__}: {scrub(str(exc))}"
             ) from None
-        return response.status_code, b"".join(chunks)
+        return response.status_code, body
 
     async def _metadata_session(self, *, renew: bool = False) -> str | None:
         """The metadata service's session token, asked for as the official SDK does: a hardened

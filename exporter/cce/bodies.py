@@ -20,7 +20,7 @@ from exporter.cce.errors import ResponseParseError
 from exporter.cce.memo import Memo, body_digest
 from exporter.cce.models import Addon, Cluster, Node, NodePool
 from exporter.cce.salvage import salvage_list
-from exporter.limits import CompressedBodyError, inflate
+from exporter.limits import CompressedBodyError, inflate, read_capped
 
 #: Responses at least this large are parsed in a worker thread, so that the event loop keeps
 #: serving scrapes and other targets' calls (a 200-node list is about 140 kB).
@@ -100,20 +100,9 @@ async def read_body(response: httpx.Response, limit: int) -> None:
     if response.is_stream_consumed:
         # Handed over read already (test transports): nothing is left to bound or decode.
         if len(response.content) > limit:
-            raise CompressedBodyError(
-                f"the answer is larger than {limit} bytes; refused", too_large=True
-            )
+            raise _too_large(limit)
         return
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > limit:
-            raise CompressedBodyError(
-                f"the answer is larger than {limit} bytes; refused", too_large=True
-            )
-        chunks.append(chunk)
-    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    raw = await read_capped(response.aiter_raw(), limit, lambda: _too_large(limit))
     coding = response.headers.get("content-encoding", "").strip().lower()
     if coding in ("", "identity") or not raw:
         body = raw
@@ -125,3 +114,7 @@ async def read_body(response: httpx.Response, limit: int) -> None:
     else:
         body = inflate(raw, coding, limit)
     response._content = body
+
+
+def _too_large(limit: int) -> CompressedBodyError:
+    return CompressedBodyError(f"the answer is larger than {limit} bytes; refused", too_large=True)

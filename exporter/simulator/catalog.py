@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.cce.models import ADDON_STATUSES
 from exporter.simulator.clock import NS
 
 MINUTE = 60 * NS
@@ -48,20 +49,8 @@ NODEPOOL_SPECIAL_PHASES: tuple[str, ...] = (
     "Synchronized",
     "Deleting",
 )
-ADDON_SPECIAL_STATUSES: tuple[str, ...] = (
-    "abnormal",
-    "installing",
-    "installFailed",
-    "upgrading",
-    "upgradeFailed",
-    "deleting",
-    "deleteSuccess",
-    "deleteFailed",
-    "available",
-    "unavailable",
-    "rollbacking",
-    "rollbackFailed",
-)
+#: Every add-on status the exporter knows but ``running``, the normal one.
+ADDON_SPECIAL_STATUSES: tuple[str, ...] = tuple(s for s in ADDON_STATUSES if s != "running")
 
 #: Today's cluster conditions (SDK ``ClusterCondition``): certificate stages in the order a
 #: certificate ages, and the outcomes of a certificate rotation.

@@ -191,19 +191,9 @@ def _pool_problems(t: _Target, cid: str, name: str) -> list[Problem]:
     out: list[Problem] = []
     for pool in t.state.nodepools.get(cid, ()):
         blocking = _blocking_conditions(pool)
+        summary = None
         if blocking and pool.phase not in POOL_CANNOT_SCALE:
-            out.append(
-                Problem(
-                    "nodepool_cannot_scale",
-                    "warning",
-                    t.name,
-                    f"node pool {pool.name} cannot scale up: {', '.join(blocking)}",
-                    cid,
-                    name,
-                    subject=pool.name,
-                    since=t.phase_since(f"nodepool/{cid}/{pool.id}"),
-                )
-            )
+            summary = f"node pool {pool.name} cannot scale up: {', '.join(blocking)}"
         if pool.phase in POOL_CANNOT_SCALE:
             what = (
                 "sold out (SoldOut): scale-ups fail"
@@ -212,12 +202,14 @@ def _pool_problems(t: _Target, cid: str, name: str) -> list[Problem]:
             )
             if blocking:
                 what += f"; conditions {', '.join(blocking)}"
+            summary = f"node pool {pool.name} is {what}"
+        if summary is not None:
             out.append(
                 Problem(
                     "nodepool_cannot_scale",
                     "warning",
                     t.name,
-                    f"node pool {pool.name} is {what}",
+                    summary,
                     cid,
                     name,
                     subject=pool.name,
