@@ -23,13 +23,12 @@ from exporter.cce.salvage import salvage_list
 from exporter.limits import CompressedBodyError, inflate, read_capped
 
 #: Responses at least this large are parsed in a worker thread, so that the event loop keeps
-#: serving scrapes and other targets' calls (a 200-node list is about 140 kB).
+#: serving scrapes and other targets' calls (docs/performance.md: sizes of node lists).
 THREAD_PARSE_BYTES = 64 * 1024
 
 #: The one thread large responses are parsed in. One, not a pool: parsing holds the GIL, and
 #: the event loop gets the interpreter back from one other runnable thread half the time, but
-#: from six only a seventh of it (measured at 500 clusters: node lists waited ~150 ms to be read
-#: instead of ~60, while six parses took turns).
+#: from six only a seventh of it (docs/performance.md has the waits measured at 500 clusters).
 _PARSER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cce-parse")
 #: The one thread large compressed answers are inflated in (zlib releases the GIL meanwhile).
 _INFLATER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cce-inflate")

@@ -50,6 +50,6 @@ def _path(template: str, **ids: str) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _parsed_url(url: str) -> httpx.URL:
-    """``httpx.URL(url)``, cached: httpx checks every character of a URL in Python (~60 us), and
-    a cycle requests the same node, pool, add-on and job URLs as the one before."""
+    """``httpx.URL(url)``, cached: httpx checks every character of a URL in Python, and a cycle
+    requests the same node, pool, add-on and job URLs as the one before."""
     return httpx.URL(url)
