@@ -16,7 +16,7 @@ import random
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from exporter.simulator.clock import NS, SimClock
 from exporter.simulator.formats import iam_time
@@ -34,14 +34,42 @@ class TemporaryKey:
     expires: int
 
 
-class TemporaryKeys:
+class _Expiring(Protocol):
+    expires: int
+
+
+E = TypeVar("E", bound=_Expiring)
+
+
+class _Issued(Generic[E]):
+    """Credentials handed out, by key, each expiring at an instant of the simulator clock."""
+
+    def __init__(self, clock: SimClock, issued: dict[str, E]) -> None:
+        self._clock = clock
+        self._issued = issued
+        self.issued_total = 0
+
+    def get(self, key: str) -> E | None:
+        return self._issued.get(key)
+
+    def expire_all(self) -> int:
+        now = self._clock.now_ns()
+        for entry in self._issued.values():
+            entry.expires = min(entry.expires, now)
+        return len(self._issued)
+
+    def active(self) -> int:
+        now = self._clock.now_ns()
+        return sum(1 for e in self._issued.values() if e.expires > now)
+
+
+class TemporaryKeys(_Issued[TemporaryKey]):
     """Temporary AK/SK pairs handed out by the metadata service; expiry on the simulator clock."""
 
     def __init__(self, clock: SimClock, lifetime_seconds: float = DEFAULT_TEMPORARY_SECONDS):
-        self._clock = clock
-        self.lifetime_seconds = lifetime_seconds
         self._keys: dict[str, TemporaryKey] = {}
-        self.issued_total = 0
+        super().__init__(clock, self._keys)
+        self.lifetime_seconds = lifetime_seconds
 
     def issue(self) -> dict[str, Any]:
         """A new temporary credential, as the metadata service's JSON answer."""
@@ -61,21 +89,8 @@ class TemporaryKeys:
             }
         }
 
-    def get(self, access: str) -> TemporaryKey | None:
-        return self._keys.get(access)
-
     def expired(self, key: TemporaryKey) -> bool:
         return key.expires <= self._clock.now_ns()
-
-    def expire_all(self) -> int:
-        now = self._clock.now_ns()
-        for key in self._keys.values():
-            key.expires = min(key.expires, now)
-        return len(self._keys)
-
-    def active(self) -> int:
-        now = self._clock.now_ns()
-        return sum(1 for k in self._keys.values() if k.expires > now)
 
 
 @dataclass(frozen=True)
@@ -153,13 +168,12 @@ class TokenEntry:
     expires: int
 
 
-class Tokens:
+class Tokens(_Issued[TokenEntry]):
     """Tokens issued by the simulated IAM; expiry is on the simulator clock."""
 
     def __init__(self, clock: SimClock) -> None:
-        self._clock = clock
         self._tokens: dict[str, TokenEntry] = {}
-        self.issued_total = 0
+        super().__init__(clock, self._tokens)
 
     def issue(
         self, project_id: str | None, lifetime_ns: int = TOKEN_LIFETIME_NS
@@ -171,16 +185,3 @@ class Tokens:
         self._tokens[token] = entry
         self.issued_total += 1
         return token, entry
-
-    def get(self, token: str) -> TokenEntry | None:
-        return self._tokens.get(token)
-
-    def expire_all(self) -> int:
-        now = self._clock.now_ns()
-        for entry in self._tokens.values():
-            entry.expires = min(entry.expires, now)
-        return len(self._tokens)
-
-    def active(self) -> int:
-        now = self._clock.now_ns()
-        return sum(1 for e in self._tokens.values() if e.expires > now)
