@@ -572,7 +572,7 @@ async def test_golden_exposition_from_simulator_data() -> None:
 
             snapshots = [with_kube(snapshots[0], service.targets[0].kube)]
             fragment = render_group("kube", snapshots, now=FROZEN)
-            got = b"".join(inflate([fragment.text])).decode()
+            got = b"".join(inflate(fragment.text)).decode()
         finally:
             await service.close()
     path = GOLDEN / "kube_simulator.prom"

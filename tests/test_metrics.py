@@ -707,7 +707,7 @@ def test_fragments_are_per_group_and_sorted() -> None:
         frag = render_group(group, targets, now=NOW)
         assert frag.group == group
         assert list(frag.families) == sorted(frag.families)
-        text = b"".join(inflate([frag.text]))
+        text = b"".join(inflate(frag.text))
         assert text.count(b"# TYPE ") == len(frag.families)
         names_seen += frag.families
         # Re-rendering gives identical bytes, whatever the input order.

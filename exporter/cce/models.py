@@ -149,6 +149,17 @@ CLUSTER_CONDITION_TYPES: tuple[str, ...] = (
     "CustomCertificateRotation",
     "AgencyAvailable",
 )
+#: Reasons of the certificate conditions (SDK ``ClusterCondition.reason``): the certificate's
+#: stages in the order it ages, then the outcomes of a rotation; others are exported as they come.
+CLUSTER_CONDITION_REASONS: tuple[str, ...] = (
+    "CertificateValid",
+    "CertificateExpiringWithin180Days",
+    "CertificateExpiringWithin30Days",
+    "CertificateExpired",
+    "RotationInProgress",
+    "RotationSucceeded",
+    "RotationFailed",
+)
 NODEPOOL_CONDITION_TYPES: tuple[str, ...] = (
     "Scalable",
     "QuotaInsufficient",

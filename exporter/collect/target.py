@@ -343,7 +343,9 @@ class TargetCollector:
             return False
         clusters = self.governed_clusters()
         skip = SKIP_PHASES.get(resource, frozenset())
-        results: dict[str, Sequence[T]] = {}
+        # Each cluster's answer replaces its last one as soon as it arrives, so that a pass over
+        # 100,000 changed nodes never holds the old and the new lists of every cluster at once.
+        stored = store(self.state)
         outcomes = self.cluster_success.setdefault(resource, {})
         failed = attempted = 0
 
@@ -366,15 +368,13 @@ class TargetCollector:
             outcomes[cluster.id] = True
             self.errors.pop(f"{resource}/{cluster.id}", None)
             self.last_errors.pop(f"{resource}/{cluster.id}", None)
-            results[cluster.id] = items
+            stored[cluster.id] = items
             after(cluster, items, self.clock())
 
         await asyncio.gather(*(one(c) for c in clusters))
         current_ids = {c.id for c in self.state.clusters}
-        merged = {k: v for k, v in store(self.state).items() if k in current_ids}
-        merged.update(results)
-        store(self.state).clear()
-        store(self.state).update(merged)
+        for gone in [k for k in stored if k not in current_ids]:
+            del stored[gone]
         if failed:
             self.health[resource].error = f"{failed} of {attempted} clusters failed"
         # The pass succeeded unless no cluster could be read at all.

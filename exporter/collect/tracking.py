@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +23,64 @@ PER_CLUSTER_KINDS = frozenset({"node", "nodepool", "addon"})
 SCOPED_IN_RENDER = frozenset({"nodepool"})
 
 
-def _group_of(key: str) -> tuple[str, str]:
-    """``node/c1/n1`` -> ``("node", "c1")``; ``cluster/c1`` -> ``("cluster", "")``."""
+def _split(key: str) -> tuple[str, str, str]:
+    """``node/c1/n1`` -> ``("node", "c1", "n1")``; ``cluster/c1`` -> ``("cluster", "", "c1")``."""
     kind, _, rest = key.partition("/")
     if kind in PER_CLUSTER_KINDS:
-        scope, sep, _ = rest.partition("/")
+        scope, sep, obj_id = rest.partition("/")
         if sep:
-            return kind, scope
-    return kind, ""
+            return kind, scope, obj_id
+    return kind, "", rest
+
+
+def _key(kind: str, scope: str, obj_id: str) -> str:
+    return f"{kind}/{scope}/{obj_id}" if scope else f"{kind}/{obj_id}"
+
+
+class PhaseView(Mapping[str, float]):
+    """The renderer's read-only view of a :class:`PhaseTracker`: ``"<kind>/<id>"`` keys, and
+    ``"nodepool/<cluster_id>/<id>"`` for node pools (see :data:`SCOPED_IN_RENDER`).
+
+    A copy of the times only, indexed by kind (and cluster, for node pools): it holds no key
+    strings of its own, so at 100,000 nodes it costs one dict entry an object.
+    """
+
+    __slots__ = ("_flat", "_scoped")
+
+    def __init__(self, groups: Mapping[tuple[str, str], Mapping[str, tuple[str, float]]]) -> None:
+        self._flat: dict[str, dict[str, float]] = {}
+        self._scoped: dict[tuple[str, str], dict[str, float]] = {}
+        for (kind, scope), group in groups.items():
+            if scope and kind in SCOPED_IN_RENDER:
+                out = self._scoped[(kind, scope)] = {}
+            else:
+                out = self._flat.setdefault(kind, {})
+            for obj_id, (_, since) in group.items():
+                out[obj_id] = since
+
+    def __getitem__(self, key: str) -> float:
+        kind, _, rest = key.partition("/")
+        if kind in SCOPED_IN_RENDER:
+            scope, _, obj_id = rest.partition("/")
+            return self._scoped[(kind, scope)][obj_id]
+        return self._flat[kind][rest]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:
+        for kind, group in self._flat.items():
+            for obj_id in group:
+                yield f"{kind}/{obj_id}"
+        for (kind, scope), scoped in self._scoped.items():
+            for obj_id in scoped:
+                yield f"{kind}/{scope}/{obj_id}"
+
+    def __len__(self) -> int:
+        return sum(map(len, self._flat.values())) + sum(map(len, self._scoped.values()))
 
 
 class PhaseTracker:
@@ -38,30 +88,27 @@ class PhaseTracker:
 
     Keys are ``"<kind>/<id>"``, and ``"<kind>/<cluster_id>/<id>"`` for nodes, node pools and
     add-ons. A phase change restarts the clock; objects that disappear from a successful listing
-    are forgotten with :meth:`retain`. Keys are indexed by (kind, cluster), so that forgetting one
-    cluster's nodes touches that cluster's keys only: at 500 clusters x 200 nodes a flat scan per
-    cluster costs tens of seconds a cycle.
+    are forgotten with :meth:`retain`. Entries are held by (kind, cluster), then by the object's
+    own ID (the model's string, not a new one), so that forgetting one cluster's nodes touches
+    that cluster's entries only and 100,000 nodes cost no key strings of their own.
     """
 
     def __init__(self) -> None:
         self._groups: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}
-        # The renderer's flat view, rebuilt after a change. Not patched in place: object IDs
-        # are not unique across clusters (a default node pool's ID is <az>#<flavor>#<os>), so a
-        # key removed for one cluster may still stand for another. Node pools keep their
-        # cluster in the key for that reason (see SCOPED_IN_RENDER).
-        self._snapshot: dict[str, float] | None = None
+        # The renderer's view, rebuilt after a change (a copy: collection goes on while a
+        # render thread reads it).
+        self._view: PhaseView | None = None
 
     def observe(self, key: str, phase: str | None, now: float) -> float:
         """Record ``phase`` for ``key``; returns the time it was first seen in that phase."""
         value = phase or ""
-        group = self._groups.get(_group_of(key))
-        if group is None:
-            group = self._groups[_group_of(key)] = {}
-        seen = group.get(key)
+        kind, scope, obj_id = _split(key)
+        group = self._groups.setdefault((kind, scope), {})
+        seen = group.get(obj_id)
         if seen is not None and seen[0] == value:
             return seen[1]
-        group[key] = (value, now)
-        self._snapshot = None
+        group[obj_id] = (value, now)
+        self._view = None
         return now
 
     def observe_group(
@@ -70,46 +117,42 @@ class PhaseTracker:
         """Observe every object of one cluster's ``kind`` at once, from ``(id, phase)`` pairs, and
         forget the ones not among them: :meth:`observe` and :meth:`retain` in one pass (100,000
         nodes a cycle make the difference worth it). An unchanged group is left as it is."""
-        prefix = f"{kind}/{scope}/"
         old = self._groups.get((kind, scope), {})
         if len(old) == len(phases) and all(
-            (seen := old.get(prefix + obj_id)) is not None and seen[0] == (phase or "")
+            (seen := old.get(obj_id)) is not None and seen[0] == (phase or "")
             for obj_id, phase in phases
         ):
             return
         new: dict[str, tuple[str, float]] = {}
         for obj_id, phase in phases:
-            key = prefix + obj_id
             value = phase or ""
-            seen = old.get(key)
-            if seen is not None and seen[0] == value:
-                new[key] = seen
-            else:
-                new[key] = (value, now)
+            seen = old.get(obj_id)
+            new[obj_id] = seen if seen is not None and seen[0] == value else (value, now)
         # Reached only when something changed (the check above returned otherwise).
-        self._snapshot = None
+        self._view = None
         if new:
             self._groups[(kind, scope)] = new
         else:
             self._groups.pop((kind, scope), None)
 
     def since(self, key: str) -> float | None:
-        seen = self._groups.get(_group_of(key), {}).get(key)
+        kind, scope, obj_id = _split(key)
+        seen = self._groups.get((kind, scope), {}).get(obj_id)
         return None if seen is None else seen[1]
 
     def retain(self, kind: str, keep: Iterable[str], *, scope: str | None = None) -> None:
         """Forget every key of ``kind`` not in ``keep``; with ``scope``, only that cluster's."""
-        keep_set = set(keep)
+        keep_set = {(s, o) for k, s, o in map(_split, keep) if k == kind}
         if scope is not None:
             candidates = [(kind, scope)] if (kind, scope) in self._groups else []
         else:
             candidates = [g for g in self._groups if g[0] == kind]
         for group_key in candidates:
             group = self._groups[group_key]
-            gone = [k for k in group if k not in keep_set]
-            for k in gone:
-                del group[k]
-                self._snapshot = None
+            gone = [o for o in group if (group_key[1], o) not in keep_set]
+            for obj_id in gone:
+                del group[obj_id]
+                self._view = None
             if not group:
                 del self._groups[group_key]
 
@@ -119,32 +162,27 @@ class PhaseTracker:
         for group_key in [g for g in self._groups if g[0] in PER_CLUSTER_KINDS]:
             if group_key[1] not in ids:
                 del self._groups[group_key]
-                self._snapshot = None
+                self._view = None
 
-    def renderer_snapshot(self) -> dict[str, float]:
+    def renderer_snapshot(self) -> PhaseView:
         """``{"<kind>/<id>": since}``, the renderer's keys (cached until the next change);
         ``"nodepool/<cluster_id>/<id>"`` for node pools, whose IDs repeat across clusters."""
-        if self._snapshot is None:
-            out: dict[str, float] = {}
-            for (kind, scope), group in self._groups.items():
-                if scope and kind not in SCOPED_IN_RENDER:
-                    cut = len(kind) + len(scope) + 2
-                    for key, (_, since) in group.items():
-                        out[f"{kind}/{key[cut:]}"] = since
-                else:
-                    for key, (_, since) in group.items():
-                        out[key] = since
-            self._snapshot = out
-        return self._snapshot
+        if self._view is None:
+            self._view = PhaseView(self._groups)
+        return self._view
 
     def snapshot(self) -> dict[str, float]:
-        return {key: since for group in self._groups.values() for key, (_, since) in group.items()}
+        return {
+            _key(kind, scope, obj_id): since
+            for (kind, scope), group in self._groups.items()
+            for obj_id, (_, since) in group.items()
+        }
 
     def dump(self) -> dict[str, list[Any]]:
         return {
-            key: [phase, since]
-            for group in self._groups.values()
-            for key, (phase, since) in group.items()
+            _key(kind, scope, obj_id): [phase, since]
+            for (kind, scope), group in self._groups.items()
+            for obj_id, (phase, since) in group.items()
         }
 
     def load(self, data: object) -> None:
@@ -158,8 +196,9 @@ class PhaseTracker:
                 and isinstance(value[0], str)
                 and isinstance(value[1], int | float)
             ):
-                self._groups.setdefault(_group_of(key), {})[key] = (value[0], float(value[1]))
-        self._snapshot = None
+                kind, scope, obj_id = _split(key)
+                self._groups.setdefault((kind, scope), {})[obj_id] = (value[0], float(value[1]))
+        self._view = None
 
     def __len__(self) -> int:
         return sum(len(group) for group in self._groups.values())

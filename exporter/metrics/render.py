@@ -23,7 +23,7 @@ import logging
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import islice, repeat
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -35,6 +35,8 @@ from exporter.metrics.histogram import JobDurationHistogram
 from exporter.metrics.inputs import TargetData
 from exporter.metrics.spec import (
     LABEL_NAME,
+    Emitter,
+    Family,
     RenderContext,
     Table,
     escape_help,
@@ -74,6 +76,8 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _FINAL_BLOCK = b"\x03\x00"
 #: Objects rendered, joined and compressed at a time within one family.
 RENDER_SLICE = 2048
+#: Bytes a :class:`Packer` gathers before it compresses them.
+PACK_BUFFER = 128 * 1024
 #: Size of the pieces a plain-text scrape is inflated and sent in.
 INFLATE_CHUNK = 256 * 1024
 
@@ -105,25 +109,48 @@ class Packed:
 
 
 class Packer:
-    """Builds a :class:`Packed` from bytes fed in order, so the whole is never held uncompressed."""
+    """Builds a :class:`Packed` from bytes fed in order, so the whole is never held uncompressed.
 
-    __slots__ = ("_compressor", "_out", "crc", "size")
+    Input is compressed :data:`PACK_BUFFER` bytes at a time: a small family is compressed in one
+    call at :meth:`finish`, and its compressor (a few hundred kB of state) exists only then, so
+    the many packers of one group being rendered cost memory only for the large families.
+    """
+
+    __slots__ = ("_compressor", "_out", "_pending", "_pending_size", "crc", "size")
 
     def __init__(self) -> None:
-        self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self._compressor: Any = None
         self._out: list[bytes] = []
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self.crc = 0
         self.size = 0
 
     def add(self, data: bytes) -> None:
         if data:
-            self._out.append(self._compressor.compress(data))
             self.crc = zlib.crc32(data, self.crc)
             self.size += len(data)
+            self._pending.append(data)
+            self._pending_size += len(data)
+            if self._pending_size >= PACK_BUFFER:
+                self._compress_pending()
+
+    def _compress_pending(self) -> None:
+        if self._compressor is None:
+            self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        if self._pending:
+            pending = self._pending
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            self._pending = []
+            self._pending_size = 0
+            self._out.append(self._compressor.compress(data))
 
     def finish(self) -> Packed:
+        self._compress_pending()
         self._out.append(self._compressor.flush(zlib.Z_FULL_FLUSH))
-        return Packed(b"".join(self._out), self.crc, self.size)
+        self._compressor = None
+        out, self._out = self._out, []
+        return Packed(out[0] if len(out) == 1 else b"".join(out), self.crc, self.size)
 
 
 def inflate(packs: Sequence[Packed], chunk: int = INFLATE_CHUNK) -> Iterator[bytes]:
@@ -143,16 +170,17 @@ def inflate(packs: Sequence[Packed], chunk: int = INFLATE_CHUNK) -> Iterator[byt
 
 @dataclass(frozen=True, slots=True)
 class Fragment:
-    """The finished families of one group, in both formats (no ``# EOF``), kept compressed.
+    """The finished families of one group, in both formats (no ``# EOF``), kept compressed: one
+    :class:`Packed` a family, in name order.
 
-    ``openmetrics`` is the same object as ``text`` when both come out byte for byte the same
-    (a group of gauges only).
+    A family's ``openmetrics`` piece is the same object as its ``text`` piece when both come out
+    byte for byte the same (a gauge).
     """
 
     group: str
     families: tuple[str, ...]
-    text: Packed
-    openmetrics: Packed
+    text: tuple[Packed, ...]
+    openmetrics: tuple[Packed, ...]
 
 
 class Exposition:
@@ -237,36 +265,27 @@ def _headers(name: str, help_text: str, mtype: str) -> tuple[bytes, bytes]:
     return text.encode(), om.encode()
 
 
-@dataclass(slots=True)
-class _Rows:
-    """One target's (or the process-wide) rows of a table, ready for every family's emitter."""
-
-    ctx: RenderContext
-    objs: list[Any]
-    prefixes: list[str]
-    idents: list[str]
-
-
-def _prepare(table: Table[Any], targets: Sequence[TargetData], now: float) -> list[_Rows]:
-    rows_out: list[_Rows] = []
+def _rows(
+    table: Table[Any], targets: Sequence[TargetData], now: float
+) -> Iterator[tuple[RenderContext, str, Iterator[tuple[str, Any]]]]:
+    """Per target (and once for the process-wide rows): its render context, the suffix of its
+    static labels, and its ``(identity labels, object)`` rows, lazily."""
     if table.global_items is not None:
-        items = list(table.global_items())
-        idents = [ident for ident, _ in items]
-        rows_out.append(
-            _Rows(RenderContext(now, _EMPTY_TARGET), [o for _, o in items], idents, idents)
-        )
+        yield RenderContext(now, _EMPTY_TARGET), "", iter(table.global_items())
     for target in sorted(targets, key=_target_key):
-        rows = list(table.items(target))
-        if not rows:
-            continue
         static = _static_pairs(target.labels, RESERVED_LABELS)
         suffix = "".join(f',{k}="{escape_label_value(v)}"' for k, v in static)
-        idents = [ident for ident, _ in rows]
-        prefixes = [ident + suffix for ident in idents] if suffix else idents
-        rows_out.append(
-            _Rows(RenderContext(now, target, static), [o for _, o in rows], prefixes, idents)
-        )
-    return rows_out
+        yield RenderContext(now, target, static), suffix, iter(table.items(target))
+
+
+@dataclass(slots=True)
+class _FamilyOut:
+    """One family being rendered: its sample emitter and its compressed output in each format
+    (``om`` is ``text`` when the family's headers are the same in both)."""
+
+    emit: Emitter[Any]
+    text: Packer
+    om: Packer
 
 
 def render_group(
@@ -278,58 +297,59 @@ def render_group(
 ) -> Fragment:
     """Render every family of ``group`` for ``targets``, compressed as it goes.
 
-    Families are rendered one at a time, in name order, in slices of :data:`RENDER_SLICE`
-    objects, each compressed before the next is built: at 100,000 nodes no more than a slice's
-    text (a few hundred kB) is ever held uncompressed.
+    Objects are taken :data:`RENDER_SLICE` at a time; each slice is rendered for every family of
+    its table and compressed into that family's own deflate stream before the next slice is
+    built. So neither a family's text nor the identity labels of all objects are ever held at
+    once: only one slice's. The families' streams are concatenated in name order (each ends on a
+    full flush, so concatenation is valid deflate).
     ``state_sets="current"`` emits only the value-1 series of each state set (large inventories).
     Raises ``KeyError`` for an unknown group.
     """
-    tables = GROUP_TABLES[group]
-    families = {fam.name: (table, fam) for table in tables for fam in table.families}
-    names = tuple(sorted(families))
-    heads = {name: _headers(name, fam.help, fam.type) for name, (_, fam) in families.items()}
-    text = Packer()
-    # Resource families are gauges: both formats usually come out byte for byte the same.
-    om = text if all(t == o for t, o in heads.values()) else Packer()
-    prepared: dict[int, list[_Rows]] = {}
+    outs: dict[str, _FamilyOut] = {}
     # Rendering creates many short-lived lists and tuples next to a large, long-lived heap of
-    # models; the cyclic collector would walk that heap repeatedly for nothing (about a third of
-    # the render time at 100,000 nodes). Nothing created here forms cycles.
+    # models; the cyclic collector would walk that heap repeatedly for nothing. Nothing created
+    # here forms cycles.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for name in names:
-            table, fam = families[name]
-            rows = prepared.get(id(table))
-            if rows is None:
-                rows = prepared[id(table)] = _prepare(table, targets, now)
-            emit = fam.compile(state_sets)
-            head_text, head_om = heads[name]
-            text.add(head_text)
-            if om is not text:
-                om.add(head_om)
-            # In slices of RENDER_SLICE objects, each joined, encoded and compressed before the
-            # next is built: a 100,000-node family is never held as one string.
-            for r in rows:
-                for start in range(0, len(r.objs), RENDER_SLICE):
-                    end = start + RENDER_SLICE
-                    body = "".join(
-                        map(
-                            emit,
-                            r.objs[start:end],
-                            repeat(r.ctx),
-                            r.prefixes[start:end],
-                            r.idents[start:end],
-                        )
-                    ).encode()
-                    text.add(body)
-                    if om is not text:
-                        om.add(body)
+        for table in GROUP_TABLES[group]:
+            table_outs = [_family_out(fam, state_sets) for fam in table.families]
+            outs.update(
+                (fam.name, out) for fam, out in zip(table.families, table_outs, strict=True)
+            )
+            for ctx, suffix, rows in _rows(table, targets, now):
+                while chunk := list(islice(rows, RENDER_SLICE)):
+                    idents = [ident for ident, _ in chunk]
+                    objs = [obj for _, obj in chunk]
+                    prefixes = [ident + suffix for ident in idents] if suffix else idents
+                    for out in table_outs:
+                        body = "".join(map(out.emit, objs, repeat(ctx), prefixes, idents)).encode()
+                        out.text.add(body)
+                        if out.om is not out.text:
+                            out.om.add(body)
     finally:
         if was_enabled:
             gc.enable()
-    packed = text.finish()
-    return Fragment(group, names, packed, packed if om is text else om.finish())
+    names = tuple(sorted(outs))
+    text: list[Packed] = []
+    om: list[Packed] = []
+    for name in names:
+        out = outs.pop(name)  # each family's pieces freed as soon as they are joined
+        packed = out.text.finish()
+        text.append(packed)
+        om.append(packed if out.om is out.text else out.om.finish())
+    return Fragment(group, names, tuple(text), tuple(om))
+
+
+def _family_out(fam: Family[Any], state_sets: Literal["all", "current"]) -> _FamilyOut:
+    head_text, head_om = _headers(fam.name, fam.help, fam.type)
+    text = Packer()
+    text.add(head_text)
+    om = text
+    if head_om != head_text:
+        om = Packer()
+        om.add(head_om)
+    return _FamilyOut(fam.compile(state_sets), text, om)
 
 
 def _group_order(fragment: Fragment) -> tuple[int, str]:
@@ -357,6 +377,6 @@ def assemble(
         om_tail.append(rendered[: -len(_EOF)] if rendered.endswith(_EOF) else rendered)
     om_tail.append(_EOF)
     return Exposition(
-        [*(f.text for f in ordered), Packed.of(text_tail)],
-        [*(f.openmetrics for f in ordered), Packed.of(om_tail)],
+        [*(p for f in ordered for p in f.text), Packed.of(text_tail)],
+        [*(p for f in ordered for p in f.openmetrics), Packed.of(om_tail)],
     )
