@@ -21,7 +21,7 @@ from exporter.cce import client as client_module
 from exporter.cce.auth import AkSkAuth, PasswordAuth
 from exporter.cce.client import CCEClient
 from exporter.cce.errors import RequestTimeout, ResponseParseError
-from exporter.limits import MARKER, TruncatingFilter, counts, inflate, limits
+from exporter.limits import MARKER, TruncatingFilter, counts, inflate, limits, read_capped
 from exporter.simulator import Simulator
 from tests.test_e2e_exporter import parse, running_exporter, sim_env
 
@@ -156,6 +156,26 @@ def test_inflate_never_produces_more_than_the_cap_plus_one_step() -> None:
 
 
 # --- one bad object in a list -------------------------------------------------------------------
+
+
+async def test_a_capped_read_stops_at_the_first_chunk_past_the_cap() -> None:
+    pulled: list[int] = []
+
+    async def huge() -> Any:
+        for n in range(1, 1001):  # a megabyte: only the cap stops the reader early
+            pulled.append(n)
+            yield b"x" * 1000
+
+    with pytest.raises(ValueError, match="too large"):
+        await read_capped(huge(), 10_500, lambda: ValueError("too large"))
+    assert pulled == list(range(1, 12))  # 11 chunks: the 11th passed the cap, none after it
+
+    async def chunks(*parts: bytes) -> Any:
+        for part in parts:
+            yield part
+
+    assert await read_capped(chunks(b"ab", b"cd"), 4, lambda: ValueError("no")) == b"abcd"
+    assert await read_capped(chunks(), 0, lambda: ValueError("no")) == b""
 
 
 async def test_one_unreadable_cluster_is_dropped_and_counted_the_others_kept(
