@@ -12,31 +12,33 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, get_args
 
 from exporter import __version__
+
+if TYPE_CHECKING:
+    from exporter.app import StartupFiles
+    from exporter.config import Settings
 
 log = logging.getLogger("exporter")
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
 def _log_level(value: str) -> str:
     """``--log-level``, checked here so that a bad value is blamed on the flag."""
+    from exporter.config.settings import LogLevel
+
+    levels = get_args(LogLevel)  # the configuration's levels, in its order
     level = value.strip().upper()
     level = "WARNING" if level == "WARN" else level
-    if level not in LOG_LEVELS:
+    if level not in levels:
         raise argparse.ArgumentTypeError(
-            f"invalid log level {value!r}: use one of {', '.join(LOG_LEVELS)}"
+            f"invalid log level {value!r}: use one of {', '.join(levels)}"
         )
     return level
 
@@ -129,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace, overrides: Mapping[str, str] | None = None) -> Any:
+def _load(args: argparse.Namespace, overrides: Mapping[str, str] | None = None) -> Settings:
     """Load settings, or print the configuration errors and exit 2."""
     from exporter.config import ConfigError, load_settings
 
@@ -151,69 +153,13 @@ def _load(args: argparse.Namespace, overrides: Mapping[str, str] | None = None) 
     try:
         return load_settings(getattr(args, "config", None), env)
     except ConfigError as exc:
-        print(f"cce-exporter: configuration error:\n{exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(_configuration_error(exc)) from None
 
 
-class StartupError(Exception):
-    """A file the daemon needs is invalid; the message is one line naming the file and the key
-    (a policy file with several problems: a line naming the file, then one line per problem)."""
+def _startup_files_or_exit(settings: Settings) -> StartupFiles | None:
+    """The validated start-up files, or the error as one line on stderr and None."""
+    from exporter.app import StartupError, load_startup_files
 
-
-@dataclass(frozen=True)
-class StartupFiles:
-    """The files ``run`` reads besides the configuration, validated."""
-
-    web_config: Any = None  # exporter.webconfig.WebConfig
-    policies: Any = None  # exporter.hibernation.policy.PolicyFile
-    hook_token: str | None = None
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def load_startup_files(settings: Any) -> StartupFiles:
-    """Read and validate the web config file, the policy file and the hook token file as the
-    daemon uses them; :class:`StartupError` (one line: file, key, problem) on the first problem.
-
-    ``run`` calls it before anything is collected, and ``check-config`` calls it too, so that
-    check-config accepts exactly what run accepts."""
-    web_config = None
-    if settings.web_config_file:
-        from exporter.webconfig import WebConfigError, load_web_config
-
-        try:
-            web_config = load_web_config(Path(settings.web_config_file))
-        except WebConfigError as exc:
-            raise StartupError(_one_line(str(exc))) from None
-    policies = None
-    hook_token = None
-    if settings.policy_file:
-        from exporter.hibernation.hooks import load_hook_token
-        from exporter.hibernation.policy import PolicyError, load_policy_file
-
-        try:
-            policies = load_policy_file(Path(settings.policy_file))
-        except PolicyError as exc:
-            # One line per problem (a file with one problem is one line), as `plan` prints them.
-            message = "\n".join(_one_line(line) for line in str(exc).splitlines() if line.strip())
-            message = message.replace("\n", "\n  ")  # the problems stay indented under the head
-            if str(settings.policy_file) not in message:
-                message = f"policy file {settings.policy_file}: {message}"
-            raise StartupError(message) from None
-        try:
-            hook_token = load_hook_token(settings)
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or type(exc).__name__
-            raise StartupError(
-                f"hook token file {settings.hook_token_file}: cannot read: {reason}"
-            ) from None
-    return StartupFiles(web_config=web_config, policies=policies, hook_token=hook_token)
-
-
-def _startup_files_or_exit(settings: Any) -> StartupFiles | None:
-    """:func:`load_startup_files`, or the error as one line on stderr and None."""
     try:
         return load_startup_files(settings)
     except StartupError as exc:
@@ -221,174 +167,28 @@ def _startup_files_or_exit(settings: Any) -> StartupFiles | None:
         return None
 
 
-def _setup_logging(settings: Any) -> None:
+def _setup_logging(settings: Settings) -> None:
     from exporter.logs import setup_logging
 
     setup_logging(settings.log_level, settings.log_format)
 
 
-def _service(settings: Any, **kwargs: Any) -> tuple[Any, Any]:
-    """The ExporterService for this replica's shard (all clusters when unsharded)."""
-    from exporter.collect.service import ExporterService
-    from exporter.ha.sharding import ShardConfig, ShardError, shard_settings
-
-    try:
-        shard = ShardConfig.from_settings(settings)
-    except ShardError as exc:
-        print(f"cce-exporter: configuration error:\n{exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    service = ExporterService(
-        shard_settings(settings, shard),
-        cluster_filter=shard.owns if shard.enabled else None,
-        **kwargs,
-    )
-    if shard.enabled:
-        service.extra_registries.append(shard.registry())
-        log.info("shard %d of %d", shard.ordinal, shard.total)
-    return service, shard
+def _configuration_error(exc: Exception) -> int:
+    print(f"cce-exporter: configuration error:\n{exc}", file=sys.stderr)
+    return 2
 
 
-@contextlib.contextmanager
-def _stop_signals_cancel() -> Iterator[list[signal.Signals]]:
-    """While the first API calls run (retries can take a while), SIGTERM, SIGINT and SIGHUP cancel
-    the current task instead of killing the process; the signals received are listed."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    received: list[signal.Signals] = []
-    active = True
-    retry: list[asyncio.TimerHandle] = []
-
-    def insist() -> None:
-        # Python 3.11's asyncio.wait_for can swallow a cancellation that lands just as what it
-        # waits for completes: cancel again until the block is left.
-        if active and task is not None and not task.done():
-            task.cancel()
-            retry[:] = [loop.call_later(0.1, insist)]
-
-    def stop(sig: signal.Signals) -> None:
-        received.append(sig)
-        insist()
-
-    installed: list[tuple[signal.Signals, Any]] = []
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        try:
-            previous = signal.getsignal(sig)
-            loop.add_signal_handler(sig, stop, sig)
-            installed.append((sig, previous))
-        except (NotImplementedError, RuntimeError, ValueError):
-            break  # not the main thread: the caller handles signals
-    try:
-        yield received
-    finally:
-        active = False
-        for handle in retry:
-            handle.cancel()
-        for sig, previous in installed:
-            loop.remove_signal_handler(sig)
-            if previous is not None:
-                signal.signal(sig, previous)
-
-
-async def _serve(settings: Any, *, banner: Callable[[str], str] | None = None) -> int:
-    from exporter.memory import HeapFreezer
-    from exporter.web import WebLimits, build_app, serve
+async def _serve(settings: Settings, *, banner: Callable[[str], str] | None = None) -> int:
+    from exporter.app import SettingsError, serve_daemon
 
     # Every file is checked before the first API call: a bad one is one line and exit 2.
     files = _startup_files_or_exit(settings)
     if files is None:
         return 2
-    # A daemon keeps a large heap for hours: keep the cyclic collector off it.
-    service, shard = _service(settings, heap=HeapFreezer())
     try:
-        with _stop_signals_cancel() as received:
-            await service.setup()
-    except asyncio.CancelledError:
-        if not received:
-            raise
-        log.info("received %s during start-up, stopping", received[0].name)
-        await service.close()
-        return 0
-    except Exception as exc:  # the first API call can fail: say why and stop
-        log.error("start-up failed: %s", exc)
-        await service.close()
-        return 1
-    routes: list[Any] = []
-    shutdown: list[Any] = []
-    if settings.policy_file:
-        from exporter.hibernation.controller import (
-            HibernationController,
-            ServiceStateStore,
-            targets_from_service,
-        )
-        from exporter.hibernation.hooks import HookLimits, build_hook_routes
-
-        policies = files.policies
-        from exporter.ha.leader import (
-            LeaderGate,
-            StateStoreError,
-            elector_from_settings,
-            fence_targets,
-        )
-
-        try:
-            election = elector_from_settings(settings)
-        except ValueError as exc:
-            print(f"cce-exporter: configuration error:\n{exc}", file=sys.stderr)
-            await service.close()
-            return 2
-        if not settings.state_file and election is None:
-            log.warning(
-                "a policy file without CCE_EXPORTER_STATE_FILE: overrides and the record of "
-                "actions taken live in memory only and are lost on restart"
-            )
-        targets = targets_from_service(service)
-        store: Any = ServiceStateStore(service)
-        if election is not None:
-            elector, store = election
-            targets = fence_targets(targets, elector)
-        try:
-            hibernation = HibernationController(
-                policies, targets, store=store, dry_run=settings.dry_run, clock=service.clock
-            )
-        except StateStoreError as exc:
-            log.error("start-up failed: %s", exc)
-            await service.close()
-            return 1
-        service.extra_registries.append(hibernation.registry)
-        service.hibernation = hibernation  # the status console shows its schedule
-        token = files.hook_token
-        routes = build_hook_routes(hibernation, token, limits=HookLimits.from_settings(settings))
-        shutdown.append(hibernation.close)
-        if election is None:
-            service.after_collect.append(hibernation.on_collect)
-        else:
-            # With shards, the leader governs every cluster, not only its shard's.
-            gate = LeaderGate(elector, hibernation, list_all=shard.enabled)
-            service.after_collect.append(gate.on_collect)
-            routes = gate.routes(routes, token)
-            await elector.start()
-            shutdown.append(elector.stop)  # after hibernation.close: its last save still leads
-        # Scheduled transitions on a timer of their own, not at the next cluster collection.
-        hibernation.start_timer(ready=None if election is None else gate.ready)
-    service.start_scheduler()
-    web_config = files.web_config
-    limits = WebLimits.from_settings(settings)
-    from exporter.status.routes import status_routes
-
-    app = build_app(
-        service,
-        web_config=web_config,
-        extra_routes=[*status_routes(service), *routes],
-        on_shutdown=[*shutdown, service.close],
-        limits=limits,
-    )
-
-    def started(server: Any) -> None:
-        if banner is not None:
-            print(banner(server.url.rstrip("/")), flush=True)
-
-    await serve(app, settings.listen, web_config, on_started=started, limits=limits)
-    return 0
+        return await serve_daemon(settings, files, banner=banner)
+    except SettingsError as exc:
+        return _configuration_error(exc)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -402,8 +202,13 @@ def cmd_once(args: argparse.Namespace) -> int:
     settings = _load(args)
     _setup_logging(settings)
 
+    from exporter.app import SettingsError, build_service
+
     async def main() -> int:
-        service, _ = _service(settings)
+        try:
+            service, _ = build_service(settings)
+        except SettingsError as exc:
+            return _configuration_error(exc)
         try:
             await service.setup()
             results = await service.collect_all()
@@ -459,27 +264,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         from prometheus_client import CollectorRegistry
 
         from exporter.cce.errors import CCEError
+        from exporter.cce.factory import connect
         from exporter.cce.instrumentation import ApiMetrics
-        from exporter.collect.service import build_client
 
         metrics = ApiMetrics(CollectorRegistry())
         failures = 0
         for target in settings.targets:
-            client = build_client(target, metrics)
+            client = None
             try:
-                project_id = target.project_id
-                if not project_id:
-                    project_id = await client.resolve_project_id(target.project_name or "")
-                    await client.aclose()
-                    client = build_client(target, metrics, project_id)
+                client = await connect(target, metrics)
                 clusters = await client.list_clusters()
-                print(f"target {target.name}: OK, project {project_id}, {len(clusters)} cluster(s)")
+                print(
+                    f"target {target.name}: OK, project {client.project_id}, "
+                    f"{len(clusters)} cluster(s)"
+                )
                 print(f"target {target.name}: credentials: {client.credentials_in_use()}")
             except CCEError as exc:
                 failures += 1
                 print(f"target {target.name}: FAILED: {exc}")
             finally:
-                await client.aclose()
+                if client is not None:
+                    await client.aclose()
         return 1 if failures else 0
 
     return asyncio.run(check())

@@ -7,7 +7,9 @@ Routes::
                    503 before the first collection.
     GET /healthz   200 "ok" while the process runs (liveness)
     GET /readyz    200 "ready", or 503 with one reason per line (readiness)
-    GET /          a small HTML status page (targets, per-resource collections, clusters)
+
+The daemon adds the status console's routes (``exporter.status``) and the hibernation hooks
+(``extra_routes``).
 
 A scrape does no work beyond content negotiation: the collector renders the exposition (and its
 gzip) once per collection and swaps it in; this module only picks which bytes to send. The web
@@ -29,53 +31,53 @@ Under attack, :class:`Server` bounds connections, header and write times and acc
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import html
 import logging
 import signal
 import socket
 import sys
-import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from exporter.webconfig import AuthBusyError, BasicAuthVerifier, WebConfig
-from exporter.webguard import CLOSING_SCOPE_KEY, Acceptor, Connections, GuardedH11, WebLimits
+from exporter.config import listen_address
+from exporter.metrics.render import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
+from exporter.webconfig import BasicAuthVerifier, WebConfig
+from exporter.webguard import (
+    CLOSING_SCOPE_KEY,
+    Acceptor,
+    Connections,
+    GuardedH11,
+    RequestGuard,
+    WebLimits,
+)
 
 __all__ = [
-    "ClusterRow",
     "ExpositionLike",
-    "ResourceStatus",
     "Server",
     "StatusSource",
-    "StatusView",
-    "TargetStatus",
-    "Timestamp",
     "WebLimits",
     "build_app",
-    "parse_listen",
+    "on_stop_signals",
     "serve",
 ]
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger(__name__ + ".access")
-
-TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-REALM = "cce-exporter"
 
 
 # --- the interfaces the collector implements --------------------------------------------------
@@ -90,55 +92,6 @@ class ExpositionLike(Protocol):
         large exposition is never joined or copied for a scrape."""
 
 
-#: A point in time: an aware datetime, or Unix seconds (what ``time.time()`` gives).
-Timestamp = datetime | float
-
-
-def _as_datetime(when: Timestamp) -> datetime:
-    if isinstance(when, datetime):
-        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(when, UTC)
-
-
-@dataclass(frozen=True)
-class ResourceStatus:
-    """The last collection of one resource kind (clusters, nodes, ...) of one target."""
-
-    resource: str
-    interval: float  # seconds between collections
-    last_success: Timestamp | None  # when the last successful collection ended
-    last_duration: float | None  # seconds the last collection took
-    success: bool | None  # outcome of the last collection; None before the first
-    error: str | None = None  # the last error's message when success is False
-    last_attempt: Timestamp | None = None  # when the last collection ended, success or not
-
-
-@dataclass(frozen=True)
-class ClusterRow:
-    name: str
-    id: str
-    phase: str
-    nodes: int | None = None
-    nodes_active: int | None = None
-    phase_since: Timestamp | None = None  # when the exporter first saw the current phase
-
-
-@dataclass(frozen=True)
-class TargetStatus:
-    name: str
-    project_id: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    resources: Sequence[ResourceStatus] = ()
-    clusters: Sequence[ClusterRow] = ()
-
-
-@dataclass(frozen=True)
-class StatusView:
-    version: str
-    started_at: Timestamp
-    targets: Sequence[TargetStatus] = ()
-
-
 class StatusSource(Protocol):
     """What the web layer asks of the collector; every call must be cheap and non-blocking."""
 
@@ -147,9 +100,6 @@ class StatusSource(Protocol):
 
     def readiness(self) -> tuple[bool, list[str]]:
         """(ready, reasons when not ready)."""
-
-    def status(self) -> StatusView:
-        """A snapshot for the HTML status page."""
 
 
 # --- content negotiation -----------------------------------------------------------------------
@@ -208,171 +158,7 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return star_q is not None and star_q > 0
 
 
-# --- the status page ---------------------------------------------------------------------------
-
-_PHASE_CLASS = {
-    "Available": "ok",
-    "Hibernation": "sleep",
-    "Hibernating": "busy",
-    "Awaking": "busy",
-    "Creating": "busy",
-    "Upgrading": "busy",
-    "Resizing": "busy",
-    "ScalingUp": "busy",
-    "ScalingDown": "busy",
-    "RollingBack": "busy",
-    "Deleting": "busy",
-    "Empty": "sleep",
-    "Unavailable": "bad",
-    "RollbackFailed": "bad",
-    "Error": "bad",
-}
-
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:72em;
-padding:0 1em;color:#1f2328;background:#fff}
-h1{font-size:1.5em;margin:0 0 .2em}h2{font-size:1.15em;margin:1.6em 0 .4em}
-h3{font-size:1em;margin:1em 0 .3em;color:#57606a}
-.meta,.links{color:#57606a}.links a{margin-right:1em}
-table{border-collapse:collapse;width:100%;margin:.3em 0 1em}
-th,td{text-align:left;padding:.3em .7em;border-bottom:1px solid #d0d7de;vertical-align:top}
-th{background:#f6f8fa;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-code{font-size:.92em}
-.label{display:inline-block;background:#eef1f4;border-radius:3px;padding:0 .4em;
-margin:0 .3em .2em 0}
-.phase{display:inline-block;border-radius:10px;padding:0 .6em;font-weight:600}
-.ok{background:#dafbe1;color:#116329}.bad{background:#ffebe9;color:#a40e26}
-.busy{background:#fff8c5;color:#7d4e00}.sleep{background:#ddf4ff;color:#0550ae}
-.unknown{background:#eef1f4;color:#57606a}
-.err{color:#a40e26}
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def format_age(seconds: float) -> str:
-    """A short human duration: ``42s``, ``5m 3s``, ``2h 10m``, ``3d 4h``."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m {s}s"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h}h {m}m"
-    d, h = divmod(h, 24)
-    return f"{d}d {h}h"
-
-
-def _ago(when: Timestamp | None, now: datetime, *, suffix: str = " ago") -> str:
-    """The age of ``when``, with the exact time as a tooltip."""
-    if when is None:
-        return "never"
-    at = _as_datetime(when)
-    age = format_age((now - at).total_seconds())
-    return f'<span title="{_e(at.isoformat(timespec="seconds"))}">{age}{suffix}</span>'
-
-
-def _count(value: int | None) -> str:
-    return "&ndash;" if value is None else str(value)
-
-
-def _resource_rows(resources: Sequence[ResourceStatus], now: datetime) -> str:
-    if not resources:
-        return "<p class=meta>No collections scheduled.</p>"
-    rows = []
-    for r in resources:
-        if r.success is None:
-            outcome = '<span class="phase unknown">pending</span>'
-        elif r.success:
-            outcome = '<span class="phase ok">ok</span>'
-        else:
-            outcome = (
-                f'<span class="phase bad">error</span> <span class=err>{_e(r.error or "")}</span>'
-            )
-        duration = "&ndash;" if r.last_duration is None else f"{r.last_duration:.2f}s"
-        last_attempt = r.last_attempt
-        if last_attempt is None and r.success:  # a source that tracks successes only
-            last_attempt = r.last_success
-        rows.append(
-            f"<tr><td>{_e(r.resource)}</td><td class=num>{format_age(r.interval)}</td>"
-            f"<td>{_ago(last_attempt, now)}</td><td>{_ago(r.last_success, now)}</td>"
-            f"<td class=num>{duration}</td><td>{outcome}</td></tr>"
-        )
-    return (
-        "<table><tr><th>resource</th><th>every</th><th>last collection</th>"
-        "<th>last success</th><th>duration</th><th>result</th></tr>" + "".join(rows) + "</table>"
-    )
-
-
-def _cluster_rows(clusters: Sequence[ClusterRow], now: datetime) -> str:
-    if not clusters:
-        return "<p class=meta>No clusters seen yet.</p>"
-    rows = []
-    for c in sorted(clusters, key=lambda c: (c.name, c.id)):
-        css = _PHASE_CLASS.get(c.phase, "unknown")
-        since = "&ndash;" if c.phase_since is None else _ago(c.phase_since, now, suffix="")
-        rows.append(
-            f"<tr><td>{_e(c.name)}</td><td><code>{_e(c.id)}</code></td>"
-            f'<td><span class="phase {css}">{_e(c.phase)}</span></td>'
-            f"<td class=num>{_count(c.nodes_active)} / {_count(c.nodes)}</td>"
-            f"<td>{since}</td></tr>"
-        )
-    return (
-        "<table><tr><th>cluster</th><th>id</th><th>phase</th><th>nodes active / total</th>"
-        "<th>in phase for</th></tr>" + "".join(rows) + "</table>"
-    )
-
-
-def render_status_page(view: StatusView, now: datetime, ready: tuple[bool, list[str]]) -> str:
-    """The HTML of ``GET /``; every value from the view is escaped."""
-    is_ready, reasons = ready
-    if is_ready:
-        readiness = '<span class="phase ok">ready</span>'
-    else:
-        readiness = '<span class="phase bad">not ready</span> ' + "; ".join(
-            f"<span class=err>{_e(r)}</span>" for r in reasons
-        )
-    parts = [
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
-        '<meta name=viewport content="width=device-width, initial-scale=1">',
-        f"<title>cce-exporter</title><style>{_CSS}</style></head><body>",
-        "<h1>cce-exporter</h1>",
-        f"<p class=meta>version {_e(view.version)} &middot; up "
-        f"{format_age((now - _as_datetime(view.started_at)).total_seconds())} &middot; "
-        f"{readiness}</p>",
-        '<p class=links><a href="metrics">/metrics</a><a href="healthz">/healthz</a>'
-        '<a href="readyz">/readyz</a></p>',
-    ]
-    if not view.targets:
-        parts.append("<p class=meta>No targets configured.</p>")
-    for t in view.targets:
-        labels = "".join(
-            f"<span class=label>{_e(k)}=&quot;{_e(v)}&quot;</span>"
-            for k, v in sorted(t.labels.items())
-        )
-        parts.append(
-            f"<h2>{_e(t.name)}</h2><p class=meta>project <code>{_e(t.project_id)}</code></p>"
-        )
-        if labels:
-            parts.append(f"<p>{labels}</p>")
-        parts.append("<h3>Collections</h3>")
-        parts.append(_resource_rows(t.resources, now))
-        parts.append("<h3>Clusters</h3>")
-        parts.append(_cluster_rows(t.clusters, now))
-    parts.append("</body></html>\n")
-    return "".join(parts)
-
-
 # --- routes ------------------------------------------------------------------------------------
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def build_app(
@@ -381,7 +167,6 @@ def build_app(
     web_config: WebConfig | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
-    clock: Callable[[], datetime] = _utcnow,
     limits: WebLimits | None = None,
 ) -> Starlette:
     """The ASGI app. ``on_shutdown`` hooks run, in order, after in-flight requests finished."""
@@ -393,7 +178,7 @@ def build_app(
             return PlainTextResponse("no collection has completed yet\n", status_code=503)
         headers = {"Vary": "Accept, Accept-Encoding", "Cache-Control": "no-store"}
         openmetrics = wants_openmetrics(request.headers.get("accept", ""))
-        media = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        media = CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT
         gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
         if gzip:
             headers["Content-Encoding"] = "gzip"
@@ -410,10 +195,6 @@ def build_app(
         text = "".join(f"{r}\n" for r in reasons) or "not ready\n"
         return PlainTextResponse(text, status_code=503)
 
-    async def index(request: Request) -> Response:
-        page = render_status_page(source.status(), clock(), source.readiness())
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -424,13 +205,13 @@ def build_app(
             except Exception:
                 log.exception("shutdown hook %s failed", getattr(hook, "__qualname__", hook))
 
-    # Extra routes first: the daemon's status console (exporter.status) replaces the plain page.
+    # The daemon adds the status console (exporter.status: /, /cluster, /status.json) and the
+    # hibernation hooks.
     routes: list[BaseRoute] = [
         *extra_routes,
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/", index, methods=["GET"]),
     ]
     config = web_config or WebConfig()
     verifier = (
@@ -442,18 +223,8 @@ def build_app(
     )
     if verifier is not None:
         on_shutdown = [*on_shutdown, verifier.aclose]
-    middleware = [Middleware(_Guard, verifier=verifier, headers=dict(config.headers))]
+    middleware = [Middleware(RequestGuard, verifier=verifier, headers=dict(config.headers))]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
-
-
-#: Routes with their own bearer-token check (the hibernation hooks): basic auth would refuse the
-#: ``Authorization: Bearer`` header they need, so it does not apply to them. TLS still does.
-BEARER_PATHS = ("/hooks/",)
-
-#: Seconds a login refused for lack of bcrypt capacity waits before its 503 answer.
-AUTH_BUSY_DELAY = 0.5
-#: Connections remembered as having failed a login (their checks get the lower priority).
-FAILED_CONNECTIONS_KEPT = 4096
 
 
 class PartsResponse(Response):
@@ -489,132 +260,16 @@ class PartsResponse(Response):
         await send({"type": "http.response.body", "body": b""})
 
 
-class _Guard:
-    """Access log (DEBUG), error log, configured headers and basic auth, in one ASGI layer.
-
-    Headers go on every answer (401s and 500s included); an exception from a route is logged here
-    and answered with a plain 500, so uvicorn does not log it a second time.
-    """
-
-    def __init__(
-        self, app: ASGIApp, *, verifier: BasicAuthVerifier | None, headers: Mapping[str, str]
-    ) -> None:
-        self.app = app
-        self.verifier = verifier
-        # Connections (client address and port) that failed a login: their next checks wait
-        # behind those of other clients (see BasicAuthVerifier). Bounded, oldest forgotten.
-        self._failed: OrderedDict[Any, None] = OrderedDict()
-        self.headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 0
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                if self.headers:
-                    message["headers"] = [*message.get("headers", []), *self.headers]
-            await send(message)
-
-        try:
-            response: Response | None = None
-            if self.verifier is not None and not str(scope.get("path", "")).startswith(
-                BEARER_PATHS
-            ):
-                try:
-                    if not await self._authorized(scope):
-                        response = PlainTextResponse(
-                            "unauthorized\n",
-                            status_code=401,
-                            headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
-                        )
-                except AuthBusyError:
-                    # Too many password checks queued (a failed-login flood): shed this one,
-                    # after a pause that costs no CPU, so a flood cannot spin on quick refusals.
-                    await asyncio.sleep(AUTH_BUSY_DELAY)
-                    response = PlainTextResponse(
-                        "too many login attempts, retry later\n",
-                        status_code=503,
-                        headers={"Retry-After": "1"},
-                    )
-            if response is not None:
-                await response(scope, receive, send_wrapper)
-            else:
-                await self.app(scope, receive, send_wrapper)
-        except Exception:
-            log.exception("error serving %s %s", scope.get("method"), scope.get("path"))
-            if status != 0:
-                raise  # the answer is half sent: only dropping the connection is left
-            await PlainTextResponse("internal server error\n", status_code=500)(
-                scope, receive, send_wrapper
-            )
-        finally:
-            if access_log.isEnabledFor(logging.DEBUG):
-                client = scope.get("client")
-                access_log.debug(
-                    "%s %s %s -> %d in %.1f ms",
-                    client[0] if client else "-",
-                    scope.get("method"),
-                    scope.get("path"),
-                    status,
-                    (time.perf_counter() - start) * 1000,
-                )
-
-    async def _authorized(self, scope: Scope) -> bool:
-        assert self.verifier is not None
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if header is None:
-            return False
-        scheme, _, encoded = header.partition(b" ")
-        if scheme.lower() != b"basic":
-            return False
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        user, sep, password = decoded.partition(":")
-        if not sep:
-            return False
-        client = scope.get("client")
-        key = tuple(client) if client else None
-        try:
-            ok = await self.verifier.verify(user, password, suspect=key in self._failed)
-        except AuthBusyError:
-            ok = False
-            raise
-        finally:
-            if not ok and key is not None:  # failed, or refused and still sending: a suspect
-                self._failed[key] = None
-                self._failed.move_to_end(key)
-                while len(self._failed) > FAILED_CONNECTIONS_KEPT:
-                    self._failed.popitem(last=False)
-        return ok
-
-
 # --- serving -----------------------------------------------------------------------------------
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``host:port``, ``:port`` (all interfaces), ``[v6]:port`` -> (host, port); host may be ""."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep:
-        raise ValueError(f"listen address {listen!r}: expected host:port, e.g. :9100")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+def _listen_address(listen: str) -> tuple[str, int]:
+    """``(host, port)`` of a listen address, as the configuration reads it (host "" for
+    ``:PORT``: every interface, of both IP families when the system has them)."""
     try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"listen address {listen!r}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"listen address {listen!r}: port {port} is out of range")
-    return host, port
+        return listen_address(listen)
+    except ValueError as exc:
+        raise ValueError(f"listen address {listen!r} {exc}") from None
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -635,7 +290,8 @@ def with_tcp_proto(sock: socket.socket) -> socket.socket:
 
     ``socket.create_server`` leaves ``proto`` at 0, and asyncio sets ``TCP_NODELAY`` on accepted
     connections only when the listening socket says ``IPPROTO_TCP``: without it every small answer
-    (a scrape of a small exposition, ``/healthz``) waits ~40 ms for Nagle and delayed ACKs.
+    (a scrape of a small exposition, ``/healthz``) waits for Nagle and delayed ACKs
+    (docs/performance.md).
     """
     if sock.proto == socket.IPPROTO_TCP:
         return sock
@@ -698,7 +354,7 @@ class Server:
         grace: int = 30,
         limits: WebLimits | None = None,
     ) -> None:
-        self._host, self._port = parse_listen(listen)
+        self._host, self._port = _listen_address(listen)
         self.web_config = web_config
         ssl_ctx = web_config.tls.ssl_context() if web_config and web_config.tls else None
         self.tls = ssl_ctx is not None
@@ -791,6 +447,30 @@ class Server:
         await self.wait()
 
 
+@contextlib.contextmanager
+def on_stop_signals(handler: Callable[[signal.Signals], None]) -> Iterator[None]:
+    """Within the block, SIGTERM, SIGINT and SIGHUP call ``handler`` (on the running loop); the
+    handlers in place before are given back after it. Outside the main thread nothing is
+    installed: the caller stops the block."""
+    loop = asyncio.get_running_loop()
+    installed: dict[signal.Signals, Any] = {}  # what signal.getsignal gives
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, handler, sig)
+            installed[sig] = previous
+        except (NotImplementedError, RuntimeError, ValueError):
+            break  # not the main thread, or no signal support
+    try:
+        yield
+    finally:
+        for sig, previous in installed.items():
+            loop.remove_signal_handler(sig)
+            # remove_signal_handler resets to the default; give back what was there before.
+            if previous is not None:
+                signal.signal(sig, previous)
+
+
 async def serve(
     app: ASGIApp,
     listen: str,
@@ -809,32 +489,19 @@ async def serve(
     """
     server = Server(app, listen, web_config, limits=limits)
     await server.start()
-    loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
         force = server.stopping and sig == signal.SIGINT
         log.info("received %s, %s", sig.name, "stopping now" if force else "stopping gracefully")
         server.request_stop(force=force)
 
-    installed: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        try:
-            previous = signal.getsignal(sig)
-            loop.add_signal_handler(sig, on_signal, sig)
-            installed[sig] = previous
-        except (NotImplementedError, RuntimeError, ValueError):
-            break  # not the main thread, or no signal support: the caller stops us
     try:
-        if on_started is not None:
-            on_started(server)
-        if ready is not None:
-            ready.set()
-        await server.wait()
+        with on_stop_signals(on_signal):
+            if on_started is not None:
+                on_started(server)
+            if ready is not None:
+                ready.set()
+            await server.wait()
     finally:
-        for sig, previous in installed.items():
-            loop.remove_signal_handler(sig)
-            # remove_signal_handler resets to the default; give back what was there before.
-            if previous is not None:
-                signal.signal(sig, previous)
         if not server.stopping:
             await server.stop()

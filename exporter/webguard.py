@@ -15,6 +15,8 @@ protocol that enforce them (used by :class:`exporter.web.Server`).
   count, never once per attempt (asyncio's own accept loop logs a traceback for every pending
   connection of every event-loop turn).
 * What any client can cause at will (a malformed request) is logged at DEBUG.
+* :class:`RequestGuard` (one ASGI layer) checks basic auth, sheds a failed-login flood, adds the
+  configured headers to every answer and logs errors and (at DEBUG) accesses.
 * A request's scope carries :data:`CLOSING_SCOPE_KEY`, a callable telling whether the client has
   gone, so that a long answer stops being written at once.
 """
@@ -22,6 +24,8 @@ protocol that enforce them (used by :class:`exporter.web.Server`).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import errno
 import logging
 import resource
@@ -29,15 +33,29 @@ import socket
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["CLOSING_SCOPE_KEY", "Acceptor", "Connections", "GuardedH11", "WebLimits"]
+from exporter.webconfig import AuthBusyError, BasicAuthVerifier
+
+__all__ = [
+    "CLOSING_SCOPE_KEY",
+    "Acceptor",
+    "Connections",
+    "GuardedH11",
+    "RequestGuard",
+    "WebLimits",
+]
 
 log = logging.getLogger("exporter.web")
+access_log = logging.getLogger("exporter.web.access")
+
+REALM = "cce-exporter"
 
 #: A scope entry the server adds: a callable telling whether the connection is closing (the
 #: client hung up), so that a long answer stops being written at once.
@@ -393,3 +411,124 @@ class Acceptor:
     async def wait_closed(self) -> None:
         if self._setups:
             await asyncio.wait(set(self._setups), timeout=self._connections.header_timeout)
+
+
+# --- requests: basic auth, configured headers, error and access logs --------------------------
+
+#: Routes with their own bearer-token check (the hibernation hooks): basic auth would refuse the
+#: ``Authorization: Bearer`` header they need, so it does not apply to them. TLS still does.
+BEARER_PATHS = ("/hooks/",)
+
+#: Seconds a login refused for lack of bcrypt capacity waits before its 503 answer.
+AUTH_BUSY_DELAY = 0.5
+#: Connections remembered as having failed a login (their checks get the lower priority).
+FAILED_CONNECTIONS_KEPT = 4096
+
+
+class RequestGuard:
+    """Access log (DEBUG), error log, configured headers and basic auth, in one ASGI layer.
+
+    Headers go on every answer (401s and 500s included); an exception from a route is logged here
+    and answered with a plain 500, so uvicorn does not log it a second time.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, verifier: BasicAuthVerifier | None, headers: Mapping[str, str]
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        # Connections (client address and port) that failed a login: their next checks wait
+        # behind those of other clients (see BasicAuthVerifier). Bounded, oldest forgotten.
+        self._failed: OrderedDict[Any, None] = OrderedDict()
+        self.headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if self.headers:
+                    message["headers"] = [*message.get("headers", []), *self.headers]
+            await send(message)
+
+        try:
+            response: Response | None = None
+            if self.verifier is not None and not str(scope.get("path", "")).startswith(
+                BEARER_PATHS
+            ):
+                try:
+                    if not await self._authorized(scope):
+                        response = PlainTextResponse(
+                            "unauthorized\n",
+                            status_code=401,
+                            headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
+                        )
+                except AuthBusyError:
+                    # Too many password checks queued (a failed-login flood): shed this one,
+                    # after a pause that costs no CPU, so a flood cannot spin on quick refusals.
+                    await asyncio.sleep(AUTH_BUSY_DELAY)
+                    response = PlainTextResponse(
+                        "too many login attempts, retry later\n",
+                        status_code=503,
+                        headers={"Retry-After": "1"},
+                    )
+            if response is not None:
+                await response(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
+        except Exception:
+            log.exception("error serving %s %s", scope.get("method"), scope.get("path"))
+            if status != 0:
+                raise  # the answer is half sent: only dropping the connection is left
+            await PlainTextResponse("internal server error\n", status_code=500)(
+                scope, receive, send_wrapper
+            )
+        finally:
+            if access_log.isEnabledFor(logging.DEBUG):
+                client = scope.get("client")
+                access_log.debug(
+                    "%s %s %s -> %d in %.1f ms",
+                    client[0] if client else "-",
+                    scope.get("method"),
+                    scope.get("path"),
+                    status,
+                    (time.perf_counter() - start) * 1000,
+                )
+
+    async def _authorized(self, scope: Scope) -> bool:
+        assert self.verifier is not None
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if header is None:
+            return False
+        scheme, _, encoded = header.partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return False
+        client = scope.get("client")
+        key = tuple(client) if client else None
+        try:
+            ok = await self.verifier.verify(user, password, suspect=key in self._failed)
+        except AuthBusyError:
+            ok = False
+            raise
+        finally:
+            if not ok and key is not None:  # failed, or refused and still sending: a suspect
+                self._failed[key] = None
+                self._failed.move_to_end(key)
+                while len(self._failed) > FAILED_CONNECTIONS_KEPT:
+                    self._failed.popitem(last=False)
+        return ok

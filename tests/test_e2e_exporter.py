@@ -26,6 +26,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.app import build_web_app
 from exporter.cce.models import (
     ADDON_STATUSES,
     CLUSTER_PHASES,
@@ -37,7 +38,7 @@ from exporter.collect.service import ExporterService
 from exporter.collect.target import RESOURCES
 from exporter.config import load_settings
 from exporter.simulator import Simulator, SimulatorConfig, running_simulator
-from exporter.web import Server, build_app
+from exporter.web import Server
 
 DEADLINE = 20.0
 
@@ -177,7 +178,7 @@ async def running_exporter(
     await service.setup()
     if start_scheduler:
         service.start_scheduler()
-    app = build_app(service, on_shutdown=[service.close])
+    app = build_web_app(service)
     server = Server(app, settings.listen)
     await server.start()
     try:

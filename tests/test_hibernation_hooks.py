@@ -13,7 +13,7 @@ import pytest
 
 from exporter.hibernation.controller import HibernationController
 from exporter.hibernation.hooks import build_hook_routes, load_hook_token
-from exporter.web import Server, StatusView, build_app
+from exporter.web import Server, build_app
 from tests.test_hibernation_controller import Env, environment
 
 TOKEN = "s3cret-hook-token-0123456789"
@@ -25,9 +25,6 @@ class Source:
 
     def readiness(self) -> tuple[bool, list[str]]:
         return True, []
-
-    def status(self) -> StatusView:
-        return StatusView(version="test", started_at=0.0, targets=[])
 
 
 @asynccontextmanager

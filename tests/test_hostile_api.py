@@ -270,8 +270,8 @@ def test_bounds_settings_refuse_nonsense(key: str, value: str, word: str) -> Non
 def test_bounds_settings_reach_the_client() -> None:
     from prometheus_client import CollectorRegistry
 
+    from exporter.cce.factory import build_client
     from exporter.cce.instrumentation import ApiMetrics
-    from exporter.collect.service import build_client
     from exporter.config import load_settings
     from tests.test_config import BASE_ENV
 

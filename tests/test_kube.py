@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cce import signing
 from exporter.cce.errors import APIError, ResponseParseError
-from exporter.collect.service import ExporterService, build_client
+from exporter.cce.factory import build_client
+from exporter.collect.service import ExporterService
 from exporter.config import ConfigError, load_settings
 from exporter.kube.client import KubeClient, fetcher_for
 from exporter.kube.models import parse_job, parse_list, parse_quantity

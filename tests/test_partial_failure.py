@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from exporter.simulator import Simulator
+from exporter.status.model import build_status
 from tests.test_e2e_exporter import control, running_exporter, sim_env
 
 
@@ -60,8 +61,8 @@ async def test_one_cluster_failing_for_good_is_shown_per_cluster_not_target_wide
         shown = scrape.label_values("cce_node_info", "cluster_id")
         assert shown >= {c.id for c in listed[1:] if c.id}
         # Errors are counted and the status says which part failed.
-        status = exporter.service.status()
-        nodes = next(r for r in status.targets[0].resources if r.resource == "nodes")
+        status = build_status(exporter.service)
+        nodes = next(c for c in status.collections if c.resource == "nodes")
         assert nodes.success is True and nodes.error == f"1 of {len(clusters)} clusters failed"
 
         response = await exporter.http.get("/readyz")

@@ -1,4 +1,4 @@
-"""The HTTP server over loopback HTTP: negotiation, health, status page, auth, TLS, shutdown."""
+"""The HTTP server over loopback HTTP: negotiation, health, extra routes, auth, TLS, shutdown."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -27,22 +26,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from exporter.web import (
-    OPENMETRICS_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE,
-    ClusterRow,
-    ResourceStatus,
-    Server,
-    StatusView,
-    TargetStatus,
-    build_app,
-    serve,
-)
+from exporter.metrics.render import CONTENT_TYPE_OPENMETRICS as OPENMETRICS_CONTENT_TYPE
+from exporter.metrics.render import CONTENT_TYPE_TEXT as TEXT_CONTENT_TYPE
+from exporter.web import Server, build_app, serve
 from exporter.webconfig import WebConfig, load_web_config
 
 TEXT = b"# HELP cce_up Whether the API answered.\n# TYPE cce_up gauge\ncce_up 1\n"
 OPENMETRICS = b"# HELP cce_up Whether the API answered.\n# TYPE cce_up gauge\ncce_up 1\n# EOF\n"
-NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
@@ -83,18 +73,12 @@ class FakeSource:
     current: FakeExposition | None = None
     ready: bool = True
     reasons: list[str] = field(default_factory=list)
-    view: StatusView = field(
-        default_factory=lambda: StatusView(version="1.2.3", started_at=NOW - timedelta(hours=2))
-    )
 
     def exposition(self) -> FakeExposition | None:
         return self.current
 
     def readiness(self) -> tuple[bool, list[str]]:
         return self.ready, list(self.reasons)
-
-    def status(self) -> StatusView:
-        return self.view
 
 
 @contextlib.asynccontextmanager
@@ -224,88 +208,23 @@ async def test_healthz_and_readyz(source: FakeSource) -> None:
     assert health_still.status_code == 200
 
 
-# --- status page -------------------------------------------------------------------------------
+# --- the routes the daemon adds ----------------------------------------------------------------
 
 
-async def test_status_page_renders_and_escapes() -> None:
-    view = StatusView(
-        version="1.2.3",
-        started_at=(NOW - timedelta(hours=3, minutes=5)).timestamp(),  # Unix seconds work too
-        targets=[
-            TargetStatus(
-                name="prod",
-                project_id="0123456789abcdef",
-                labels={"region": "ap-southeast-1", "env": '"><b>'},
-                resources=[
-                    ResourceStatus(
-                        resource="clusters",
-                        interval=60,
-                        last_success=NOW - timedelta(seconds=42),
-                        last_duration=0.25,
-                        success=True,
-                    ),
-                    ResourceStatus(
-                        resource="addons",
-                        interval=300,
-                        last_success=None,
-                        last_duration=1.5,
-                        success=False,
-                        error="HTTP 403 <forbidden> & denied",
-                        last_attempt=NOW - timedelta(minutes=5),
-                    ),
-                ],
-                clusters=[
-                    ClusterRow(
-                        name="<script>alert(1)</script>",
-                        id="c-1",
-                        phase="Available",
-                        nodes=3,
-                        nodes_active=2,
-                        phase_since=NOW - timedelta(days=2, hours=1),
-                    ),
-                    ClusterRow(
-                        name="sleepy",
-                        id="c-2",
-                        phase="Hibernation",
-                        nodes=0,
-                        phase_since=NOW.timestamp() - 90,
-                    ),
-                    ClusterRow(name="weird", id="c-3", phase="SomethingNew"),
-                ],
-            )
-        ],
-    )
-    app = build_app(FakeSource(view=view), clock=lambda: NOW)
-    async with running(app) as server, httpx.AsyncClient() as client:
-        r = await client.get(f"{server.url}/")
-    assert r.status_code == 200
-    assert r.headers["content-type"].startswith("text/html")
-    body = r.text
-    assert "<script>" not in body
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
-    assert "<b>" not in body
-    assert "HTTP 403 &lt;forbidden&gt; &amp; denied" in body
-    assert "version 1.2.3" in body
-    assert "up 3h 5m" in body
-    assert "region=&quot;ap-southeast-1&quot;" in body
-    # No last_attempt given: a success is the last collection too.
-    assert body.count("42s ago") == 2
-    assert "1m 30s</span>" in body  # time in phase
-    assert "5m 0s ago" in body
-    assert "2d 1h</span>" in body
-    assert '<span class="phase ok">Available</span>' in body
-    assert '<span class="phase sleep">Hibernation</span>' in body
-    assert '<span class="phase unknown">SomethingNew</span>' in body
-    assert "2 / 3" in body
-    for link in ('href="metrics"', 'href="healthz"', 'href="readyz"'):
-        assert link in body
+async def test_the_status_console_is_an_extra_route(source: FakeSource) -> None:
+    """``/`` is the daemon's status console (exporter.status), given as an extra route."""
 
+    async def console(request: Request) -> Response:
+        return PlainTextResponse("console\n")
 
-async def test_status_page_without_targets() -> None:
-    async with running(build_app(FakeSource())) as server, httpx.AsyncClient() as client:
-        r = await client.get(f"{server.url}/")
-    assert r.status_code == 200
-    assert "No targets configured." in r.text
+    async with httpx.AsyncClient() as client:
+        async with running(build_app(source)) as server:
+            r = await client.get(f"{server.url}/")
+        assert r.status_code == 404
+        app = build_app(source, extra_routes=[Route("/", console, methods=["GET"])])
+        async with running(app) as server:
+            r = await client.get(f"{server.url}/")
+        assert (r.status_code, r.text) == (200, "console\n")
 
 
 # --- basic auth, headers, errors, logs ---------------------------------------------------------

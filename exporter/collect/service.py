@@ -12,31 +12,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Counter
 
-from exporter import __version__
-from exporter.cce.auth import AgencyAuth, AkSkAuth, AssumeAgencyAuth, PasswordAuth, TokenAuth
 from exporter.cce.client import CCEClient
+from exporter.cce.factory import connect, describe_auth
 from exporter.cce.http import HttpOptions
 from exporter.cce.instrumentation import ApiMetrics
 from exporter.cce.models import Cluster, Job
+from exporter.collect.state import RESOURCES, SLOW_RESOURCES
 from exporter.collect.statefile import StateFile
-from exporter.collect.target import RESOURCES, SLOW_RESOURCES, TargetCollector
+from exporter.collect.target import TargetCollector
 from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.config import Settings, TargetConfig
 from exporter.kube.collector import KubeCollector
 from exporter.kube.wiring import KubeCounters, build_kube_collector, with_kube
 from exporter.limits import LimitsCollector, limits
 from exporter.memory import HeapFreezer
+from exporter.metrics.catalog import GROUPS
 from exporter.metrics.render import (
     Exposition,
     Fragment,
@@ -58,7 +58,10 @@ GROUPS_OF: dict[str, tuple[str, ...]] = {
     "cluster_upgrades": ("clusters",),
     "addon_upgrades": ("addons",),
 }
-ALL_GROUPS = ("clusters", "nodes", "nodepools", "addons", "jobs", "quotas", "kube", "exporter")
+if set(GROUPS_OF) != set(RESOURCES):  # pragma: no cover - a resource added without its groups
+    raise AssertionError(f"no metric groups for {sorted(set(RESOURCES) ^ set(GROUPS_OF))}")
+#: Every metric group, in exposition order (defined once, by the metric catalog).
+ALL_GROUPS = GROUPS
 
 
 def _cluster_identities(target: Target) -> frozenset[tuple[str | None, str | None]]:
@@ -99,6 +102,16 @@ class CollectorCounters:
         self.histogram.observe(job)
 
 
+class Connect(Protocol):
+    """Builds a target's client (``exporter.cce.factory.connect``, or a test's stand-in)."""
+
+    async def __call__(self, target: TargetConfig, api_metrics: ApiMetrics) -> CCEClient: ...
+
+
+#: Called after each scheduled collection with the target and the resource (may be async).
+AfterCollect = Callable[["Target", str], Awaitable[None] | None]
+
+
 @dataclass
 class Target:
     config: TargetConfig
@@ -107,101 +120,11 @@ class Target:
     kube: KubeCollector | None = None  # Kubernetes objects inside the clusters (opt-in)
 
 
-def build_auth(target: TargetConfig, api_metrics: ApiMetrics) -> httpx.Auth:
-    """The ``httpx.Auth`` for a target's configured method (wrapped in an assume-agency token
-    when the target names another account's agency)."""
-    http = HttpOptions.for_target(target)
-    assume = target.assume_agency
-    iam = target.iam_endpoint or target.endpoint
-    # The exporter's own credentials: with assume_agency they identify the exporter's account,
-    # not the target's project.
-    own_project = None if assume is not None else target.project_id
-    base: httpx.Auth
-    if target.auth_method == "aksk":
-        assert target.ak is not None and target.sk is not None
-        base = AkSkAuth(target.ak, target.sk.get_secret_value(), project_id=own_project)
-    elif target.auth_method == "password":
-        assert target.username and target.password is not None and target.domain
-        base = PasswordAuth(
-            iam,
-            target.username,
-            target.password.get_secret_value(),
-            target.domain,
-            project_name=None if assume is not None else target.project_name,
-            project_id=own_project,
-            domain_scope=assume is not None,
-            http=http,
-            on_refresh=api_metrics.auth_refresh,
-            deadline=target.request_deadline,
-        )
-    elif target.auth_method == "agency":
-        base = AgencyAuth(
-            target.metadata_endpoint,
-            own_project,
-            http=http,
-            on_refresh=api_metrics.auth_refresh,
-            deadline=target.request_deadline,
-        )
-    else:
-        token = target.token.get_secret_value() if target.token is not None else None
-        base = TokenAuth(
-            token=token, token_file=target.token_file, on_refresh=api_metrics.auth_refresh
-        )
-    if assume is None:
-        return base
-    return AssumeAgencyAuth(
-        iam,
-        base,
-        assume.domain,
-        assume.agency,
-        project_id=target.project_id,
-        project_name=target.project_name,
-        duration=timedelta(seconds=assume.duration),
-        http=http,
-        on_refresh=api_metrics.auth_refresh,
-        deadline=target.request_deadline,
-    )
-
-
-def describe_auth(target: TargetConfig) -> str:
-    """Which credentials a target uses, in words (no secret)."""
-    own = {
-        "aksk": "access key",
-        "password": f"IAM user {target.username}",
-        "token": "token file" if target.token_file is not None else "token",
-        "agency": f"the instance agency's temporary credentials ({target.metadata_endpoint})",
-    }[target.auth_method]
-    if target.assume_agency is not None:
-        a = target.assume_agency
-        return f"agency {a.agency} of domain {a.domain}, assumed with {own}"
-    return own
-
-
-def build_client(
-    target: TargetConfig, api_metrics: ApiMetrics, project_id: str | None = None
-) -> CCEClient:
-    return CCEClient(
-        target.endpoint,
-        build_auth(target, api_metrics),
-        project_id or target.project_id or "",
-        addon_endpoint=target.explicit_addon_endpoint,
-        iam_endpoint=target.iam_endpoint,
-        http=HttpOptions.for_target(target),
-        timeout=target.timeout,
-        request_deadline=target.request_deadline,
-        max_response_bytes=target.max_response_bytes,
-        max_retries=target.max_retries,
-        retry_deadline=target.retry_deadline,
-        concurrency=target.concurrency,
-        requests_per_second=target.requests_per_second,
-        metrics=api_metrics,
-    )
-
-
 class ExporterService:
     """Owns the targets, the scheduler, the state file and the current exposition.
 
-    It is the web layer's ``StatusSource``: :meth:`exposition`, :meth:`readiness`, :meth:`status`.
+    It is the web layer's ``StatusSource`` (:meth:`exposition`, :meth:`readiness`); the status
+    console (``exporter.status``) reads its targets.
     """
 
     def __init__(
@@ -211,10 +134,12 @@ class ExporterService:
         clock: Callable[[], float] = time.time,
         cluster_filter: Callable[[Cluster], bool] | None = None,
         heap: HeapFreezer | None = None,
+        connect: Connect = connect,
     ) -> None:
         """``heap``: freeze the long-lived heap after each render (the daemon passes one; see
-        :class:`~exporter.memory.HeapFreezer`)."""
+        :class:`~exporter.memory.HeapFreezer`). ``connect``: how a target's client is built."""
         self.settings = settings
+        self.connect = connect
         self.heap = heap
         self.clock = clock
         self.cluster_filter = cluster_filter
@@ -241,8 +166,9 @@ class ExporterService:
         self.scheduler: AsyncIOScheduler | None = None
         self._state_sections: dict[str, Any] = {}
         self.last_save_error: str | None = None
-        self.after_collect: list[Callable[[Target, str], Any]] = []
-        self.hibernation: Any = None  # the HibernationController, when a policy file is set
+        self.after_collect: list[AfterCollect] = []
+        # The hibernation controller, when a policy file is set (the status console shows it).
+        self.hibernation: object | None = None
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -253,21 +179,14 @@ class ExporterService:
         phases_by_target = sections.get("phases", {})
         jobs_by_target = sections.get("jobs", {})
         for target_cfg in self.settings.targets:
-            project_id = target_cfg.project_id
-            client = build_client(target_cfg, self.api_metrics, project_id)
             log.info(
                 "target %s: %s, proxy: %s",
                 target_cfg.name,
                 describe_auth(target_cfg),
-                client.http_options.route(),
+                HttpOptions.for_target(target_cfg).route(),
             )
-            if not project_id:
-                try:
-                    project_id = await client.resolve_project_id(target_cfg.project_name or "")
-                finally:
-                    # Closed on failure too: the caller gives up, and the connection would leak.
-                    await client.aclose()
-                client = build_client(target_cfg, self.api_metrics, project_id)
+            client = await self.connect(target_cfg, self.api_metrics)
+            project_id = client.project_id
             tracker = JobTracker(self.settings.job_retention, target=target_cfg.name)
             if isinstance(jobs_by_target, dict):
                 tracker.load(jobs_by_target.get(target_cfg.name))
@@ -298,10 +217,10 @@ class ExporterService:
         await self.render(ALL_GROUPS)
 
     def enabled(self, target: Target) -> list[str]:
-        return [r for r in RESOURCES if getattr(target.config.resources, r).enabled]
+        return target.config.resources.enabled()
 
     def interval(self, target: Target, resource: str) -> float:
-        return float(getattr(target.config.resources, resource).interval)
+        return float(target.config.resources.get(resource).interval)
 
     # --- collection ------------------------------------------------------------------------------
 
@@ -310,11 +229,28 @@ class ExporterService:
         async with self._semaphore:
             return await target.collector.collect(resource)
 
-    async def collect(self, target: Target, resource: str) -> bool:
+    async def _scheduled(self, work: Callable[[], Awaitable[bool]]) -> bool:
+        """A scheduled job's ``work``, cancelled (and awaited) by :meth:`close`."""
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
         try:
+            return await work()
+        except asyncio.CancelledError:
+            if self._closing:
+                # Cancelled by close(): the end of a job, not its failure (the scheduler would
+                # log it as an error).
+                return False
+            raise
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def collect(self, target: Target, resource: str) -> bool:
+        """The scheduled collection of one resource of one target, its render, then the
+        ``after_collect`` hooks."""
+
+        async def work() -> bool:
             before = _cluster_identities(target) if resource == "clusters" else None
             ok = await self._collect_resource(target, resource)
             groups: tuple[str, ...] = GROUPS_OF[resource]
@@ -329,15 +265,8 @@ class ExporterService:
                 if asyncio.iscoroutine(result):
                     await result
             return ok
-        except asyncio.CancelledError:
-            if self._closing:
-                # Cancelled by close(): the end of a job, not its failure (the scheduler would
-                # log it as an error).
-                return False
-            raise
-        finally:
-            if task is not None:
-                self._running.discard(task)
+
+        return await self._scheduled(work)
 
     async def collect_all(self) -> dict[str, bool]:
         """One full collection of every enabled resource of every target, jobs included.
@@ -402,20 +331,13 @@ class ExporterService:
 
     async def collect_kube(self, target: Target) -> bool:
         """The scheduled Kubernetes collection of one target, then its render."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-        try:
+
+        async def work() -> bool:
             ok = await self._collect_kube(target)
             await self.render(("kube", "exporter"), ())
             return ok
-        except asyncio.CancelledError:
-            if self._closing:
-                return False
-            raise
-        finally:
-            if task is not None:
-                self._running.discard(task)
+
+        return await self._scheduled(work)
 
     async def _known_jobs(self, target: Target, results: dict[str, bool]) -> bool:
         ok = await self._collect_resource(target, "jobs")
@@ -561,7 +483,7 @@ class ExporterService:
         for target in self.targets:
             await target.client.aclose()
 
-    # --- StatusSource ----------------------------------------------------------------------------
+    # --- what the web layer reads (exporter.web.StatusSource) -------------------------------------
 
     def exposition(self) -> Exposition | None:
         return self._exposition
@@ -589,51 +511,3 @@ class ExporterService:
                         f"(more than 3 intervals of {interval:g}s)"
                     )
         return (not reasons, reasons)
-
-    def status(self) -> Any:
-        from exporter.web import ClusterRow, ResourceStatus, StatusView, TargetStatus
-
-        targets = []
-        for target in self.targets:
-            c = target.collector
-            resources = [
-                ResourceStatus(
-                    resource=r,
-                    interval=self.interval(target, r),
-                    last_success=c.health[r].last_success,
-                    last_duration=c.health[r].duration,
-                    success=c.health[r].success if c.health[r].attempted else None,
-                    error=c.health[r].error,
-                    last_attempt=c.health[r].last_attempt,
-                )
-                for r in self.enabled(target)
-            ]
-            rows = []
-            for cluster in c.state.clusters:
-                nodes = c.state.nodes.get(cluster.id or "")
-                total = cluster.total_nodes
-                active = cluster.active_nodes
-                if total is None and nodes is not None:
-                    total = len(nodes)
-                if active is None and nodes is not None:
-                    active = sum(1 for n in nodes if n.phase == "Active")
-                rows.append(
-                    ClusterRow(
-                        name=cluster.name or "",
-                        id=cluster.id or "",
-                        phase=cluster.phase or "",
-                        nodes=total,
-                        nodes_active=active,
-                        phase_since=c.phases.since(f"cluster/{cluster.id}"),
-                    )
-                )
-            targets.append(
-                TargetStatus(
-                    name=target.config.name,
-                    project_id=c.project_id,
-                    labels=dict(target.config.labels),
-                    resources=resources,
-                    clusters=rows,
-                )
-            )
-        return StatusView(version=__version__, started_at=self.started_at, targets=targets)

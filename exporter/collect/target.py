@@ -16,233 +16,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from exporter.cce.errors import CCEError, NotFound
-from exporter.cce.memo import Memo, reuse_unchanged
-from exporter.cce.models import (
-    Addon,
-    AddonTemplate,
-    Cluster,
-    Job,
-    NodePool,
-    NodeSummary,
-    Quota,
-    addon_upgrade_available,
+from exporter.cce.memo import reuse_unchanged
+from exporter.cce.models import Addon, Cluster, NodePool, NodeSummary, addon_upgrade_available
+from exporter.collect.base import CollectorBase
+from exporter.collect.state import (
+    FIRST_LISTING_WAIT_SECONDS,
+    RESOURCES,
+    SKIP_PHASES,
+    SLOW_RESOURCES,
+    UPGRADE_SKIP_PHASES,
+    Client,
+    CollectorStats,
+    Health,
+    TargetState,
 )
-from exporter.collect.tracking import JobTracker, PhaseTracker
-from exporter.config import RESOURCE_NAMES
 from exporter.metrics.inputs import ResourceHealth, TargetData, TrackedJob
 
-log = logging.getLogger(__name__)
-
-#: The resources a target collects, in collection order (defined once, by the configuration).
-RESOURCES: tuple[str, ...] = RESOURCE_NAMES
-#: Resources checked at most once per their own (slow) interval, even when a full collection
-#: (``collect_all``) asks sooner: a cycle's request count does not grow by them.
-SLOW_RESOURCES: tuple[str, ...] = ("cluster_upgrades", "addon_upgrades")
-#: How long a slow resource's first run waits for the first cluster listing.
-FIRST_LISTING_WAIT_SECONDS = 300.0
-#: Clusters whose upgrade information is not asked: no control plane to answer, or going away.
-UPGRADE_SKIP_PHASES: frozenset[str] = frozenset(
-    {"Hibernation", "Hibernating", "Awaking", "Creating", "Deleting"}
-)
-
-#: Per-cluster resources are not listed for clusters in these phases: the API cannot answer for a
-#: control plane that is asleep or not there yet, and the last good data is more useful.
-SKIP_PHASES: dict[str, frozenset[str]] = {
-    "addons": frozenset({"Hibernation", "Hibernating", "Awaking", "Creating"}),
-}
+__all__ = [
+    "RESOURCES",
+    "SKIP_PHASES",
+    "SLOW_RESOURCES",
+    "UPGRADE_SKIP_PHASES",
+    "Client",
+    "CollectorStats",
+    "Health",
+    "TargetCollector",
+    "TargetState",
+]
 
 T = TypeVar("T")
 
-
-class Client(Protocol):
-    """What the collector needs of ``exporter.cce.client.CCEClient``."""
-
-    async def list_clusters(self) -> list[Cluster]: ...
-    async def get_cluster(
-        self, cluster_id: str, *, detail: bool = True, error_status: bool = True
-    ) -> Cluster: ...
-    async def list_node_summaries(
-        self, cluster_id: str, memo: Memo[list[NodeSummary]] | None = None
-    ) -> list[NodeSummary]: ...
-    async def list_nodepools(
-        self, cluster_id: str, show_default: bool = True, memo: Memo[list[NodePool]] | None = None
-    ) -> list[NodePool]: ...
-    async def list_addons(
-        self, cluster_id: str, memo: Memo[list[Addon]] | None = None
-    ) -> list[Addon]: ...
-    async def get_quotas(self) -> list[Quota]: ...
-    async def get_job(self, job_id: str, memo: Memo[Job] | None = None) -> Job: ...
-    async def get_upgrade_targets(self, cluster_id: str) -> list[str]: ...
-    async def list_addon_templates(self, cluster_id: str) -> list[AddonTemplate]: ...
+log = logging.getLogger(__name__)
 
 
-class CollectorStats(Protocol):
-    """Counters the collector bumps (kept as prometheus_client objects by the scheduler)."""
-
-    def error(self, project_id: str, resource: str, error: str) -> None: ...
-    def job_dropped(self, project_id: str, reason: str) -> None: ...
-    def job_finished(self, job: Job) -> None: ...
-
-
-@dataclass
-class Health:
-    success: bool = False
-    attempted: bool = False
-    duration: float | None = None
-    last_success: float | None = None
-    last_attempt: float | None = None
-    error: str | None = None
-
-
-@dataclass
-class TargetState:
-    """The target's last good data. Replaced, never mutated in place, so snapshots are cheap."""
-
-    clusters: tuple[Cluster, ...] = ()
-    clusters_listed: bool = False
-    nodes: dict[str, Sequence[NodeSummary]] = field(default_factory=dict)
-    nodepools: dict[str, Sequence[NodePool]] = field(default_factory=dict)
-    addons: dict[str, Sequence[Addon]] = field(default_factory=dict)
-    quotas: tuple[Quota, ...] = ()
-    # cluster_id -> versions upgradeinfo offers; add-on template name -> template
-    upgrades: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    templates: dict[str, AddonTemplate] = field(default_factory=dict)
-    # addon_id -> whether a newer template version fits (from addons and templates)
-    addon_upgrades: dict[str, bool] = field(default_factory=dict)
-
-
-class TargetCollector:
+class TargetCollector(CollectorBase):
     """Lists one target's resources and keeps what is needed to render its metrics."""
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        project_id: str,
-        labels: Mapping[str, str],
-        client: Client,
-        stats: CollectorStats,
-        jobs: JobTracker,
-        phases: PhaseTracker | None = None,
-        cluster_filter: Callable[[Cluster], bool] | None = None,
-        concurrency: asyncio.Semaphore | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = name
-        self.project_id = project_id
-        self.labels = dict(labels)
-        self.client = client
-        self.stats = stats
-        self.jobs = jobs
-        # Not `phases or ...`: an empty tracker is falsy (it has a length), and the one passed in
-        # is the one the state file saves.
-        self.phases = phases if phases is not None else PhaseTracker()
-        self.cluster_filter = cluster_filter
-        self.concurrency = concurrency or asyncio.Semaphore(16)
-        self.clock = clock
-        self.state = TargetState()
-        self.health: dict[str, Health] = {r: Health() for r in RESOURCES}
-        self.errors: dict[str, str] = {}  # "<resource>/<cluster_id>" -> last error text
-        # "<resource>" and "<resource>/<cluster_id>" -> the last error's class, HTTP status, API
-        # error code and message (the status page shows the cause; no traceback is kept)
-        self.last_errors: dict[str, dict[str, Any]] = {}
-        # resource -> cluster_id -> whether that cluster's last collection of it succeeded
-        self.cluster_success: dict[str, dict[str, bool]] = {}
-        # "<resource>/<cluster_id>" and "job/<job_id>" -> the last answer (exporter.cce.memo)
-        self.memos: dict[str, Memo[Any]] = {}
-        #: Seconds between two checks of each slow resource (set from the configuration).
-        self.slow_intervals: dict[str, float] = dict.fromkeys(SLOW_RESOURCES, 3600.0)
-        #: Slow resources this installation does not offer (a 404 on every call): not asked again.
-        self.unsupported: set[str] = set()
-        #: Set once the clusters were first asked for: a slow resource's first run waits for that
-        #: rather than an hour for its next run.
-        self.clusters_asked = asyncio.Event()
-
-    # --- helpers ---------------------------------------------------------------------------------
-
-    def _memo(self, key: str) -> Memo[Any]:
-        memo = self.memos.get(key)
-        if memo is None:
-            memo = self.memos[key] = Memo()
-        return memo
-
-    def _where(self, cluster: Cluster | None = None, resource: str | None = None) -> dict[str, str]:
-        """``extra=`` fields naming the target (and cluster): JSON logs carry them as keys."""
-        extra = {"target": self.name, "project_id": self.project_id}
-        if resource is not None:
-            extra["resource"] = resource
-        if cluster is not None:
-            extra["cluster"] = cluster.name or ""
-            extra["cluster_id"] = cluster.id or ""
-        return extra
-
-    def _where_text(self, cluster: Cluster | None = None, cluster_id: str | None = None) -> str:
-        """``target=... project=... cluster=... cluster_id=...`` for the text of a log line."""
-        where = f"target={self.name} project={self.project_id}"
-        if cluster is None and cluster_id is not None:
-            cluster = next((c for c in self.state.clusters if c.id == cluster_id), None)
-            if cluster is None:
-                return f"{where} cluster_id={cluster_id}"
-        if cluster is not None:
-            where += f" cluster={cluster.name} cluster_id={cluster.id}"
-        return where
-
-    def _log_error(self, resource: str, exc: BaseException, cluster: Cluster | None = None) -> str:
-        where = self._where_text(cluster)
-        text = str(exc) or type(exc).__name__
-        log.warning(
-            "collecting %s failed (%s): %s",
-            resource,
-            where,
-            text,
-            extra=self._where(cluster, resource),
-        )
-        self.stats.error(self.project_id, resource, type(exc).__name__)
-        self.last_errors[resource if cluster is None else f"{resource}/{cluster.id}"] = {
-            "error": type(exc).__name__,
-            "status_code": getattr(exc, "status_code", None),
-            "code": getattr(exc, "code", None),
-            "message": getattr(exc, "message", None),
-        }
-        return text
-
-    async def _timed(self, resource: str, work: Callable[[], Awaitable[bool]]) -> bool:
-        """Run one resource's collection; record duration and success. Never raises CCEError."""
-        health = self.health[resource]
-        started = time.perf_counter()
-        now = self.clock()
-        health.last_attempt = now
-        health.error = None
-        try:
-            ok = await work()
-        except CCEError as exc:
-            ok = False
-            health.error = self._log_error(resource, exc)
-        except Exception as exc:  # a bug must not kill the scheduler; it shows as a failure
-            ok = False
-            log.exception(
-                "collecting %s crashed (%s)",
-                resource,
-                self._where_text(),
-                extra=self._where(None, resource),
-            )
-            self.stats.error(self.project_id, resource, type(exc).__name__)
-            health.error = f"internal error: {type(exc).__name__}"
-        health.attempted = True
-        health.duration = time.perf_counter() - started
-        health.success = ok
-        if ok:
-            health.last_success = self.clock()
-        return ok
-
-    def governed_clusters(self) -> list[Cluster]:
-        return [c for c in self.state.clusters if c.id]
 
     # --- clusters --------------------------------------------------------------------------------
 
@@ -390,7 +202,7 @@ class TargetCollector:
 
     async def collect_nodes(self) -> bool:
         async def fetch(cluster_id: str) -> list[NodeSummary]:
-            # Only the summary is kept: a parsed node costs ~10x its summary's memory.
+            # Only the summary is kept: a parsed node takes far more memory (docs/performance.md).
             return await self.client.list_node_summaries(
                 cluster_id, memo=self._memo(f"nodes/{cluster_id}")
             )
@@ -672,8 +484,8 @@ class TargetCollector:
     # --- output ----------------------------------------------------------------------------------
 
     async def collect(self, resource: str) -> bool:
-        method: Callable[[], Awaitable[bool]] = getattr(self, f"collect_{resource}")
-        return await method()
+        """Collect one resource (one of :data:`RESOURCES`)."""
+        return await COLLECT[resource](self)
 
     def snapshot(self) -> TargetData:
         """An immutable view of the last good data, for the renderer."""
@@ -708,3 +520,18 @@ class TargetCollector:
             upgrades=dict(state.upgrades),
             addon_upgrades=state.addon_upgrades,
         )
+
+
+#: Which method collects each resource: one entry per name of :data:`RESOURCES`.
+COLLECT: dict[str, Callable[[TargetCollector], Awaitable[bool]]] = {
+    "clusters": TargetCollector.collect_clusters,
+    "nodes": TargetCollector.collect_nodes,
+    "nodepools": TargetCollector.collect_nodepools,
+    "addons": TargetCollector.collect_addons,
+    "quotas": TargetCollector.collect_quotas,
+    "jobs": TargetCollector.collect_jobs,
+    "cluster_upgrades": TargetCollector.collect_cluster_upgrades,
+    "addon_upgrades": TargetCollector.collect_addon_upgrades,
+}
+if set(COLLECT) != set(RESOURCES):  # pragma: no cover - a resource added without its method
+    raise AssertionError(f"no collection for {sorted(set(RESOURCES) ^ set(COLLECT))}")

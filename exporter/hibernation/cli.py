@@ -140,8 +140,8 @@ def _settings_targets(settings: Any) -> list[ControllerTarget]:
     """Clients for the configured targets, as the collector builds them."""
     from prometheus_client import CollectorRegistry
 
+    from exporter.cce.factory import build_client
     from exporter.cce.instrumentation import ApiMetrics
-    from exporter.collect.service import build_client
 
     metrics = ApiMetrics(CollectorRegistry())
     return [
@@ -158,8 +158,8 @@ def _settings_targets(settings: Any) -> list[ControllerTarget]:
 async def _resolve_projects(targets: Sequence[ControllerTarget], settings: Any) -> None:
     from prometheus_client import CollectorRegistry
 
+    from exporter.cce.factory import build_client
     from exporter.cce.instrumentation import ApiMetrics
-    from exporter.collect.service import build_client
 
     by_name = {t.name: t for t in settings.targets}
     for target in targets:

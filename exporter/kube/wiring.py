@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
+from exporter.cce.client import CCEClient
 from exporter.cce.models import Cluster
 from exporter.config import TargetConfig
 from exporter.kube.client import KubeClient, fetcher_for
@@ -66,7 +67,7 @@ class KubeCounters:
 
 
 def build_kube_collector(
-    config: TargetConfig, client: Any, target: _TargetCollector, counters: KubeCounters
+    config: TargetConfig, client: CCEClient, target: _TargetCollector, counters: KubeCounters
 ) -> KubeCollector | None:
     """The target's Kubernetes collector, or None when ``kubernetes.enabled`` is off.
 
