@@ -27,7 +27,8 @@ from mutation.equivalent import EQUIVALENT
 
 #: Report row -> (source file, mutant-name globs). Whole modules where the whole module is a
 #: safety rule; elsewhere the functions that decide (the controller's metric snapshot, plan and
-#: notifications, the policy's error wording and the client's plumbing are left out).
+#: notifications, the policy's error wording and the client's plumbing are left out). The
+#: controller's rules live in its parts: planning, state, actions and the cluster view.
 C = "exporter.hibernation.controller.xǁHibernationControllerǁ"
 P = "exporter.hibernation.policy."
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -68,23 +69,58 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             f"{C}{name}__mutmut_*"
             for name in (
                 "__init__",
-                "find",
+                "reload_state",
                 "refresh",
                 "tick",
                 "_due",
                 "_record_skip",
-                "_expire_overrides",
-                "_governed",
                 "set_override",
                 "clear_override",
                 "request",
                 "_start",
                 "_run",
-                "_attempts",
-                "_backoff",
-                "_follow",
-                "_count",
-                "_history",
+                "_finish",
+            )
+        ),
+    ),
+    "planning": (
+        "exporter/hibernation/planning.py",
+        tuple(
+            f"exporter.hibernation.planning.x_{name}__mutmut_*"
+            for name in (
+                "due_transition",
+                "skip_applies",
+                "keep_blocks",
+                "effective_desired",
+                "next_due",
+            )
+        ),
+    ),
+    "hibernation-state": (
+        "exporter/hibernation/state.py",
+        ("exporter.hibernation.state.xǁHibernationStateǁ*",),
+    ),
+    "actions": (
+        "exporter/hibernation/actions.py",
+        ("exporter.hibernation.actions.xǁActionRunnerǁ*",),
+    ),
+    "cluster-view": (
+        "exporter/hibernation/view.py",
+        ("exporter.hibernation.view.xǁClusterViewǁ*",),
+    ),
+    "statefile-merge": (
+        "exporter/collect/statefile.py",
+        tuple(
+            f"exporter.collect.statefile.{name}__mutmut_*"
+            for name in (
+                "x_merge_hibernation",
+                "x__newer",
+                "x__later",
+                "x__merge_map",
+                "x__merge_history",
+                "xǁStateFileǁtake_in",
+                "xǁStateFileǁ_commit",
+                "xǁStateFileǁ_on_disk",
             )
         ),
     ),

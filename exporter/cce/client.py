@@ -30,10 +30,8 @@ Retries, bounds on each answer, limits, errors, metrics and logs: see
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -103,13 +101,6 @@ from exporter.cce.transport import (
 
 log = logging.getLogger(__name__)
 
-# httpcore asks ``import sniffio`` several times per request to learn which event loop runs it,
-# and falls back to asyncio when the import fails. Without sniffio installed every one of those
-# imports searches the whole path again (about a third of a millisecond per request, seconds per
-# cycle at 1,500 requests). A None entry makes the failing import immediate; the answer httpcore
-# draws from it, asyncio, is the only loop this exporter runs.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")

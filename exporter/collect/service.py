@@ -446,6 +446,11 @@ class ExporterService:
     def set_state_section(self, name: str, value: Any) -> None:
         self._state_sections[name] = value
 
+    def reload_state(self) -> bool:
+        """Take in what another process (``cce-exporter hibernate --until``) changed in the
+        state file since this one last read or wrote it; True when a section changed."""
+        return self.statefile is not None and self.statefile.take_in(self._state_sections)
+
     def save_state(self) -> bool:
         """Write the state file; False when it could not be written (``last_save_error`` says
         why; logged at ERROR)."""

@@ -10,16 +10,26 @@ A readable file is validated section by section, entry by entry, with pydantic m
 (:func:`validate_sections`): an entry of the wrong shape (an override that is a string,
 ``until: "never"``, ``handled: "yesterday"``) is dropped with one WARNING naming it, and the rest
 is kept. Sections this module does not know are kept as they are.
+
+Two processes may write one file: a running daemon, and ``cce-exporter hibernate|awake --until``
+writing an override. :class:`StateFile` keeps what it last read or wrote (and the file's inode,
+size and modification time then), and every save merges the hibernation section with what
+another process changed since (:func:`merge_hibernation`), under an advisory lock on the
+directory, so neither side's override is lost; :meth:`StateFile.take_in` brings those changes
+into a running daemon's memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import fcntl
 import json
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,16 +38,44 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: The section two processes may both write (merged, see :func:`merge_hibernation`).
+SHARED = "hibernation"
+#: How many history entries are kept per cluster.
+HISTORY_KEPT = 20
+#: Longest wait for the advisory lock of the state file's directory (then written without it).
+LOCK_WAIT = 2.0
+
+Stamp = tuple[int, int, int] | None
 
 
 class StateFile:
-    """Load and atomically save a JSON document of named sections."""
+    """Load and atomically save a JSON document of named sections (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._stamp: Stamp = None  # the file as this process last read or wrote it
+        self._known: Any = None  # its hibernation section then
+        self._base: Any = None  # the hibernation section this process's memory started from
+        self._pending = False  # the file may hold changes of another process not taken in
+
+    def _fingerprint(self) -> Stamp:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def load(self) -> dict[str, Any]:
         """The saved sections, or ``{}`` when there is no file or it could not be read."""
+        stamp = self._fingerprint()
+        sections = self._read()
+        self._stamp = stamp
+        self._known = sections.get(SHARED)
+        self._base = copy.deepcopy(self._known)
+        self._pending = False
+        return sections
+
+    def _read(self) -> dict[str, Any]:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -66,9 +104,84 @@ class StateFile:
         sections: dict[str, Any] = data["sections"]
         return validate_sections(sections, f"state file {self.path}")
 
+    def _on_disk(self) -> Any:
+        """The file's hibernation section now (read again only when the file changed)."""
+        stamp = self._fingerprint()
+        if stamp != self._stamp:
+            self._known = self._read().get(SHARED)
+            self._stamp = stamp
+            self._pending = True
+        return self._known
+
+    def take_in(self, sections: dict[str, Any]) -> bool:
+        """Merge into ``sections`` what another process changed in the file's hibernation
+        section since this one last read or wrote it; True when that changed ``sections``.
+        Cheap when nothing did: one ``stat`` of the file."""
+        if not self._pending and self._fingerprint() == self._stamp:
+            return False
+        ours = sections.get(SHARED)
+        merged = merge_hibernation(ours, self._base, self._on_disk())
+        self._base = copy.deepcopy(merged)
+        self._pending = False
+        if merged == ours:
+            return False
+        sections[SHARED] = merged
+        return True
+
     def save(self, sections: dict[str, Any]) -> None:
-        """Write atomically. Raises ``OSError`` when the directory is not writable."""
+        """Write atomically, the hibernation section merged with the file's (see
+        :func:`merge_hibernation`). Raises ``OSError`` when the directory is not writable."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            self._commit(dict(sections))
+
+    def save_section(self, name: str, value: Any) -> None:
+        """Write one section, keeping every other section as it is in the file now."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            sections = self._read()
+            self._stamp = self._fingerprint()
+            self._known = sections.get(SHARED)
+            self._pending = True
+            sections[name] = value
+            self._commit(sections)
+
+    def _commit(self, sections: dict[str, Any]) -> None:
+        ours = sections.get(SHARED)
+        merged = merge_hibernation(ours, self._base, self._on_disk())
+        if merged is not None:
+            sections[SHARED] = merged
+        self._write(sections)
+        # Only once written: the file holds this process's memory plus the other process's
+        # changes, which stay changes (relative to the memory) until take_in brings them in.
+        self._base = copy.deepcopy(ours)
+        self._pending = merged is not ours
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An advisory lock on the directory (the file itself is replaced by each write), held
+        for a read-merge-write; waited for at most ``LOCK_WAIT``."""
+        try:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:
+            yield
+            return
+        try:
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        log.warning("state file %s: lock not free; writing anyway", self.path)
+                        break
+                    time.sleep(0.01)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _write(self, sections: dict[str, Any]) -> None:
         payload = json.dumps(
             {"version": FORMAT_VERSION, "saved_at": time.time(), "sections": sections},
             separators=(",", ":"),
@@ -85,6 +198,8 @@ class StateFile:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        self._stamp = self._fingerprint()
+        self._known = copy.deepcopy(sections.get(SHARED))
         try:
             dir_fd = os.open(self.path.parent, os.O_RDONLY)
         except OSError:
@@ -235,3 +350,94 @@ def validate_sections(sections: dict[str, Any], source: str = "state") -> dict[s
     if "hibernation" in out:
         out["hibernation"] = clean_hibernation(out["hibernation"], source)
     return out
+
+
+# --- two writers ---------------------------------------------------------------------------------
+
+
+def _newer(ours: Any, theirs: Any) -> Any:
+    """Of two changes to one override, the one made later (a removal loses to an entry)."""
+    if ours is None or theirs is None:
+        return theirs if ours is None else ours
+    return theirs if float(theirs.get("created", 0)) >= float(ours.get("created", 0)) else ours
+
+
+def _later(ours: Any, theirs: Any) -> Any:
+    """Of two changes to one ``handled`` instant, the later instant."""
+    if ours is None or theirs is None:
+        return theirs if ours is None else ours
+    return max(ours, theirs)
+
+
+def _section(value: Any, name: str) -> dict[str, Any]:
+    inner = value.get(name) if isinstance(value, dict) else None
+    return inner if isinstance(inner, dict) else {}
+
+
+def _merge_map(
+    ours: dict[str, Any],
+    base: dict[str, Any],
+    theirs: dict[str, Any],
+    both: Callable[[Any, Any], Any],
+) -> dict[str, Any]:
+    """``ours`` with each entry ``theirs`` changed (set, changed, removed) since ``base``; an
+    entry changed on both sides is ``both(ours, theirs)`` (None: removed)."""
+    out = dict(ours)
+    for k in set(base) | set(theirs):
+        if theirs.get(k) == base.get(k):
+            continue
+        chosen = theirs.get(k)
+        if ours.get(k) != base.get(k):
+            chosen = both(ours.get(k), chosen)
+        if chosen is None:
+            out.pop(k, None)
+        else:
+            out[k] = chosen
+    return out
+
+
+def _merge_history(
+    ours: dict[str, Any], base: dict[str, Any], theirs: dict[str, Any]
+) -> dict[str, Any]:
+    """``ours`` with the entries ``theirs`` added since ``base`` (newest last, at most
+    ``HISTORY_KEPT`` per cluster)."""
+    out = dict(ours)
+    for k, entries in theirs.items():
+        if not isinstance(entries, list):
+            continue
+        have = list(ours.get(k) or [])
+        added = [e for e in entries if e not in (base.get(k) or []) and e not in have]
+        if added:
+            merged = sorted(have + added, key=lambda e: float(e.get("at", 0.0)))
+            out[k] = merged[-HISTORY_KEPT:]
+    return out
+
+
+def merge_hibernation(ours: Any, base: Any, theirs: Any) -> Any:
+    """The hibernation section ``ours`` (this process's memory, which started from ``base``)
+    with what another process changed in ``theirs`` (the file) since ``base``:
+
+    - an override the file changed (set, changed or removed) since ``base`` is taken from the
+      file; where both sides changed the same cluster's override, the one created later wins
+      (an override wins over a removal);
+    - likewise a ``handled`` instant (where both changed it, the later one);
+    - history entries the file added are added (newest last, ``HISTORY_KEPT`` per cluster);
+    - ``in_flight`` stays this process's own (an action runs in the process that started it).
+
+    ``ours`` itself is returned (unchanged) when the file changed nothing, or has no
+    hibernation section (a file gone, unreadable or corrupt says nothing of the overrides)."""
+    if not isinstance(theirs, dict):
+        return ours
+    merged = dict(ours) if isinstance(ours, dict) else {}
+    changed = False
+    for name, merge in (
+        ("overrides", lambda o, b, t: _merge_map(o, b, t, _newer)),
+        ("handled", lambda o, b, t: _merge_map(o, b, t, _later)),
+        ("history", _merge_history),
+    ):
+        mine = _section(ours, name)
+        value = merge(mine, _section(base, name), _section(theirs, name))
+        if value != mine:
+            merged[name] = value
+            changed = True
+    return merged if changed else ours

@@ -27,20 +27,26 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from exporter.cce.errors import CCEError
+from exporter.cce.models import Cluster
 from exporter.hibernation.controller import (
     ControllerTarget,
     HibernationController,
     MemoryStateStore,
+    Outcome,
     StateStore,
 )
 from exporter.hibernation.hooks import parse_rfc3339
 from exporter.hibernation.policy import PolicyError, PolicyFile, load_policy_file, match_policies
 from exporter.hibernation.schedule import Action, transitions
 
+if TYPE_CHECKING:
+    from exporter.config import TargetConfig
+
 __all__ = [
+    "CommandSettings",
     "StateFileStore",
     "add_action_arguments",
     "add_plan_arguments",
@@ -49,7 +55,21 @@ __all__ = [
     "run_plan",
 ]
 
-TargetFactory = Callable[[Any], Sequence[ControllerTarget]]
+
+class CommandSettings(Protocol):
+    """What the commands need of the configuration (``exporter.config.Settings``)."""
+
+    @property
+    def policy_file(self) -> Path | str | None: ...
+    @property
+    def state_file(self) -> Path | str | None: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def targets(self) -> Sequence[TargetConfig]: ...
+
+
+TargetFactory = Callable[[CommandSettings], Sequence[ControllerTarget]]
 
 
 def _rfc3339(value: str) -> datetime:
@@ -68,8 +88,8 @@ policy selects, only from the right phase (hibernate from Available, awake from 
 waits for the target phase. --force also acts on a cluster no policy selects (no policy file
 needed): a one-off, which no schedule follows, said so in the output. --until keeps the state
 until then as an override in the state file (CCE_EXPORTER_STATE_FILE): it is refused without one.
-A daemon that is running keeps its own overrides and would write over this one: to change a
-running daemon's overrides, use its /hooks/ endpoints instead."""
+A daemon that is running with the same state file takes the override in within seconds and keeps
+it (the file's override wins over the daemon's older one for that cluster)."""
 
 
 def _days(value: str) -> float:
@@ -119,7 +139,8 @@ def add_action_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class StateFileStore:
-    """The ``hibernation`` section of the exporter's state file, read and written in place."""
+    """The ``hibernation`` section of the exporter's state file, read and written in place;
+    a running daemon's changes to the file since it was read are kept (``StateFile``)."""
 
     def __init__(self, path: Path, section: str = "hibernation") -> None:
         from exporter.collect.statefile import StateFile
@@ -131,12 +152,10 @@ class StateFileStore:
         return self.file.load().get(self.section)
 
     def save(self, value: Any) -> None:
-        sections = self.file.load()
-        sections[self.section] = value
-        self.file.save(sections)
+        self.file.save_section(self.section, value)
 
 
-def _settings_targets(settings: Any) -> list[ControllerTarget]:
+def _settings_targets(settings: CommandSettings) -> list[ControllerTarget]:
     """Clients for the configured targets, as the collector builds them."""
     from prometheus_client import CollectorRegistry
 
@@ -155,9 +174,10 @@ def _settings_targets(settings: Any) -> list[ControllerTarget]:
     ]
 
 
-async def _resolve_projects(targets: Sequence[ControllerTarget], settings: Any) -> None:
+async def _resolve_projects(targets: Sequence[ControllerTarget], settings: CommandSettings) -> None:
     from prometheus_client import CollectorRegistry
 
+    from exporter.cce.client import CCEClient
     from exporter.cce.factory import build_client
     from exporter.cce.instrumentation import ApiMetrics
 
@@ -166,13 +186,14 @@ async def _resolve_projects(targets: Sequence[ControllerTarget], settings: Any) 
         if target.project_id:
             continue
         config = by_name[target.name]
-        client: Any = target.client
+        client = target.client
+        assert isinstance(client, CCEClient)  # built by _settings_targets
         target.project_id = await client.resolve_project_id(config.project_name or "")
         await client.aclose()
         target.client = build_client(config, ApiMetrics(CollectorRegistry()), target.project_id)
 
 
-def _load_policies(settings: Any, err: TextIO) -> PolicyFile | None:
+def _load_policies(settings: CommandSettings, err: TextIO) -> PolicyFile | None:
     path = getattr(settings, "policy_file", None)
     if not path:
         print("no policy file configured (CCE_EXPORTER_POLICY_FILE or policy_file)", file=err)
@@ -219,8 +240,10 @@ def compute_plan(
     return rows, [c.message() for c in conflicts]
 
 
-async def _list_all(targets: Sequence[ControllerTarget]) -> tuple[dict[str, Any], list[str]]:
-    found: dict[str, Any] = {}
+async def _list_all(
+    targets: Sequence[ControllerTarget],
+) -> tuple[dict[str, list[Cluster]], list[str]]:
+    found: dict[str, list[Cluster]] = {}
     errors: list[str] = []
     for target in targets:
         try:
@@ -239,7 +262,7 @@ async def _close(targets: Sequence[ControllerTarget]) -> None:
 
 def run_plan(
     args: argparse.Namespace,
-    settings: Any,
+    settings: CommandSettings,
     *,
     targets: TargetFactory | None = None,
     out: TextIO | None = None,
@@ -253,7 +276,7 @@ def run_plan(
         return 2
     start = args.start or datetime.now(UTC)
 
-    async def work() -> tuple[dict[str, Any], list[str], dict[tuple[str, str], str]]:
+    async def work() -> tuple[dict[str, list[Cluster]], list[str], dict[tuple[str, str], str]]:
         built = list((targets or _settings_targets)(settings))
         try:
             if targets is None:
@@ -314,9 +337,42 @@ def _print_table(
         )
 
 
+def _action_policies(
+    args: argparse.Namespace,
+    settings: CommandSettings,
+    action: Action,
+    store: StateStore | None,
+    err: TextIO,
+    poll_seconds: float | None,
+) -> PolicyFile | None:
+    """The policies a one-off action runs under (none needed with ``--force``; ``poll_seconds``
+    replaces theirs); None, said on ``err``, when the command cannot run (no or bad policy
+    file, ``--until`` without a state file)."""
+    if getattr(args, "force", False) and not getattr(settings, "policy_file", None):
+        policy_file: PolicyFile | None = PolicyFile()
+    else:
+        policy_file = _load_policies(settings, err)
+    if policy_file is None:
+        if not getattr(settings, "policy_file", None):
+            print("(use --force to act on a cluster no policy selects)", file=err)
+        return None
+    if args.until is not None and store is None and not getattr(settings, "state_file", None):
+        print(
+            f"{action}: --until needs a state file (CCE_EXPORTER_STATE_FILE) to keep the override "
+            "in: without one it would be lost when this command ends; for a running daemon, use "
+            "its /hooks/ endpoints",
+            file=err,
+        )
+        return None
+    if poll_seconds is not None:
+        options = policy_file.controller.model_copy(update={"poll_seconds": poll_seconds})
+        policy_file = policy_file.model_copy(update={"controller": options})
+    return policy_file
+
+
 def run_action(
     args: argparse.Namespace,
-    settings: Any,
+    settings: CommandSettings,
     action: Action,
     *,
     targets: TargetFactory | None = None,
@@ -329,30 +385,9 @@ def run_action(
     out = out or sys.stdout
     err = err or sys.stderr
     force = bool(getattr(args, "force", False))
-    if force and not getattr(settings, "policy_file", None):
-        policy_file: PolicyFile | None = PolicyFile()
-    else:
-        policy_file = _load_policies(settings, err)
+    policy_file = _action_policies(args, settings, action, store, err, poll_seconds)
     if policy_file is None:
-        if not getattr(settings, "policy_file", None):
-            print("(use --force to act on a cluster no policy selects)", file=err)
         return 2
-    if args.until is not None and store is None and not getattr(settings, "state_file", None):
-        print(
-            f"{action}: --until needs a state file (CCE_EXPORTER_STATE_FILE) to keep the override "
-            "in: without one it would be lost when this command ends; for a running daemon, use "
-            "its /hooks/ endpoints",
-            file=err,
-        )
-        return 2
-    if poll_seconds is not None:
-        policy_file = policy_file.model_copy(
-            update={
-                "controller": policy_file.controller.model_copy(
-                    update={"poll_seconds": poll_seconds}
-                )
-            }
-        )
     if store is None:
         state_file = getattr(settings, "state_file", None)
         store = StateFileStore(Path(state_file)) if state_file else MemoryStateStore()
@@ -408,25 +443,21 @@ def run_action(
         finally:
             await controller.close()
             await _close(built)
-        line = f"{action} {outcome.cluster or args.cluster}: {outcome.result}"
-        if outcome.reason:
-            line += f" ({outcome.reason})"
-        if outcome.result == "skipped" and "no policy selects" in outcome.reason:
-            line += "; use --force to act on it anyway"
-        if (
-            args.until is not None
-            and outcome.result
-            in (
-                "success",
-                "started",
-                "dry_run",
-                "skipped",
-            )
-            and not outcome.reason.startswith("--until")
-        ):
-            state = "hibernated" if action == "hibernate" else "awake"
-            line += f"; kept {state} until {args.until.isoformat()}"
-        print(line, file=out)
+        print(_outcome_line(args, action, outcome), file=out)
         return {"success": 0, "dry_run": 0, "failed": 1}.get(outcome.result, 3)
 
     return asyncio.run(work())
+
+
+def _outcome_line(args: argparse.Namespace, action: Action, outcome: Outcome) -> str:
+    """The command's last line: the outcome, why, and the override kept."""
+    line = f"{action} {outcome.cluster or args.cluster}: {outcome.result}"
+    if outcome.reason:
+        line += f" ({outcome.reason})"
+    if outcome.result == "skipped" and "no policy selects" in outcome.reason:
+        line += "; use --force to act on it anyway"
+    kept = outcome.result in ("success", "started", "dry_run", "skipped")
+    if args.until is not None and kept and not outcome.reason.startswith("--until"):
+        state = "hibernated" if action == "hibernate" else "awake"
+        line += f"; kept {state} until {args.until.isoformat()}"
+    return line

@@ -8,12 +8,9 @@ Edge-triggered with catch-up
     the exporter was down is caught up on start-up only if it is within the catch-up window.
 
 Its own timer
-    :meth:`HibernationController.start_timer` runs the ticks on a timer of their own: it sleeps
-    until the next scheduled transition of any governed cluster (or the end of a keep override),
-    at most ``TIMER_MAX_WAIT`` seconds, and ticks then with the clusters it last saw. A transition
-    is acted on within a second of its time, not at the next cluster collection, and a
-    collection that hangs does not hold hibernation up. Cluster collections still feed it fresh
-    lists (:meth:`on_collect`).
+    :meth:`HibernationController.start_timer` ticks at each scheduled transition (see
+    :mod:`exporter.hibernation.timer`); cluster collections still feed it fresh lists
+    (:meth:`HibernationController.on_collect`).
 
 Precedence
     A temporary override (keep awake / keep hibernated until T, skip the next transition) beats an
@@ -22,30 +19,28 @@ Precedence
 
 Safety
     Only clusters one policy selects are touched; a cluster two policies select is reported and
-    left alone. Hibernate only from ``Available``, awake only from ``Hibernation``; any other
-    phase -> ``skipped`` with the reason. At most ``max_in_flight`` actions per target. After the
-    call the cluster is polled to the target phase with a timeout; a failure (API error, wake-up
-    refused for lack of capacity, timeout) is retried with exponential backoff up to
-    ``max_attempts``, with the phase checked again before every call, then given up: counted
-    ``failed`` and logged with the API's reason. An action is recorded in the state (and the state
-    saved) before it is started or reported, so a restart never repeats it; an action cut short by a
+    left alone. The call itself, its phase checks, retries and following are
+    :mod:`exporter.hibernation.actions`. An action is recorded in the state (and the state saved)
+    before it is started or reported, so a restart never repeats it; an action cut short by a
     shutdown (its ``in_flight`` record left behind) is resolved after the restart by reading the
-    cluster's phase (following it while it is still in transit), and its result recorded. A
-    requested change that cannot be saved (:class:`StateNotSaved`) is refused and undone, so a
-    hook answers 503 rather than a success that a restart would forget. ``dry_run`` (per policy
-    or global) computes, logs and counts ``dry_run`` and calls nothing that changes a cluster.
+    cluster's phase, and its result recorded. A requested change that cannot be saved
+    (:class:`StateNotSaved`) is refused and undone, so a hook answers 503 rather than a success
+    that a restart would forget. ``dry_run`` (per policy or global) computes, logs and counts
+    ``dry_run`` and calls nothing that changes a cluster.
 
-Metrics (a private registry, :attr:`HibernationController.registry`)::
+Its parts
+    ``view`` (the clusters last listed, matched against the policies), ``planning`` (pure:
+    policy, override and clock -> what is due and wanted), ``timer``, ``state``
+    (the state, overrides and their stores), ``actions`` (the guarded call, its retries and
+    following), ``metrics`` (the families, in a private registry,
+    :attr:`HibernationController.registry`). This class composes them.
 
-    cce_hibernation_policy_info{project_id,cluster_id,cluster,policy,timezone,dry_run} 1
-    cce_hibernation_desired_state{...,state="awake"} 0
-    cce_hibernation_desired_state{...,state="hibernated"} 1
-    cce_hibernation_next_transition_timestamp_seconds{...,action="awake"} 1.8e9
-    cce_hibernation_override_until_timestamp_seconds{...,state="awake"} 1.8e9
-    cce_hibernation_actions_total{...,action="hibernate",result="success"} 3
-    cce_hibernation_action_duration_seconds_bucket{action="hibernate",le="300.0"} 3
-    cce_cluster_hibernated_seconds_total{project_id,cluster_id,cluster} 86400
-    cce_hibernation_estimated_savings_total{...,currency="EUR"} 7.2
+Overrides written by another process
+    With a state file, ``cce-exporter hibernate|awake CLUSTER --until T`` writes its override to
+    the file while a daemon runs. The daemon looks at the file between its timer's waits (every
+    few seconds, ``exporter.hibernation.timer.STATE_POLL``) and at every tick, takes in the
+    overrides (and history) the other process changed, and never writes over them (see
+    :func:`exporter.collect.statefile.merge_hibernation`).
 """
 
 from __future__ import annotations
@@ -54,165 +49,77 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry
 
-from exporter.cce.errors import CCEError, RateLimited
+from exporter.cce.errors import CCEError
 from exporter.cce.models import Cluster
-from exporter.collect.statefile import clean_hibernation
-from exporter.hibernation.notify import Notifier
-from exporter.hibernation.policy import Conflict, Match, PolicyFile, match_policies
-from exporter.hibernation.schedule import (
-    Action,
-    State,
-    Transition,
-    desired_state,
-    next_transitions,
-    transitions,
+from exporter.hibernation.actions import ActionRunner, Outcome, reason_of
+from exporter.hibernation.metrics import HibernationMetrics
+from exporter.hibernation.notify import Notifier, action_event
+from exporter.hibernation.planning import (
+    ACTIONS,
+    SOURCE,
+    STATE_OF,
+    TARGET,
+    TRANSIT,
+    due_transition,
+    iso,
+    keep_blocks,
+    plan_view,
+    skip_applies,
+    ts,
+    wrong_phase,
 )
-from exporter.limits import truncate_label
+from exporter.hibernation.planning import next_due as _next_due
+from exporter.hibernation.policy import Conflict, ControllerOptions, Match, PolicyFile
+from exporter.hibernation.schedule import Action, State
+from exporter.hibernation.state import (
+    HibernationState,
+    MemoryStateStore,
+    ReloadableStore,
+    ServiceStateStore,
+    StateNotSaved,
+    StateSections,
+    StateStore,
+)
+from exporter.hibernation.state import key as _key
+from exporter.hibernation.targets import (
+    ClusterAPI,
+    CollectedTarget,
+    ControllerTarget,
+    TargetSource,
+    targets_from_service,
+)
+from exporter.hibernation.timer import Timer
+from exporter.hibernation.view import ClusterView
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "ACTIONS",
     "ClusterAPI",
+    "CollectedTarget",
     "ControllerTarget",
     "HibernationController",
     "MemoryStateStore",
     "Outcome",
     "ServiceStateStore",
     "StateNotSaved",
+    "StateSections",
     "StateStore",
+    "TargetSource",
+    "targets_from_service",
 ]
 
-ACTIONS: tuple[Action, ...] = ("hibernate", "awake")
-#: The phase an action needs, the phase it goes through, the phase it ends in.
-SOURCE = {"hibernate": "Available", "awake": "Hibernation"}
-TRANSIT = {"hibernate": "Hibernating", "awake": "Awaking"}
-TARGET = {"hibernate": "Hibernation", "awake": "Available"}
-STATE_OF: dict[str, State] = {"hibernate": "hibernated", "awake": "awake"}
-ACTION_FOR: dict[str, Action] = {"hibernated": "hibernate", "awake": "awake"}
-RESULTS = ("success", "failed", "skipped", "dry_run")
-HISTORY = 20
-#: Longest sleep of the timer between two looks at the schedule (policies and overrides change).
-TIMER_MAX_WAIT = 30.0
-#: How far ahead the timer looks for the next transition.
-TIMER_HORIZON = timedelta(days=2)
-#: Longest gap between two observations still counted as time in ``Hibernation``.
-OBSERVATION_CAP = 3600.0
 
-Result = Literal["started", "success", "failed", "skipped", "dry_run", "not_found"]
+Ident = tuple[str, str]
 
 
-class ClusterAPI(Protocol):
-    """What the controller needs of :class:`exporter.cce.client.CCEClient`."""
-
-    async def list_clusters(self) -> list[Cluster]: ...
-    async def get_cluster(self, cluster_id: str) -> Cluster: ...
-    async def hibernate(self, cluster_id: str) -> str | None: ...
-    async def awake(self, cluster_id: str) -> str | None: ...
-
-
-class StateStore(Protocol):
-    """Where the controller keeps its state (a JSON-able dict)."""
-
-    def load(self) -> Any: ...
-    def save(self, value: Any) -> None: ...
-
-
-class StateNotSaved(Exception):
-    """The state could not be written (the message says why); the change was not made."""
-
-
-class MemoryStateStore:
-    def __init__(self, value: Any = None) -> None:
-        self.value = value
-        self.saves = 0
-
-    def load(self) -> Any:
-        return self.value
-
-    def save(self, value: Any) -> None:
-        import json
-
-        # A round trip through JSON, as the state file does, so tests see what a restart sees.
-        self.value = json.loads(json.dumps(value))
-        self.saves += 1
-
-
-class ServiceStateStore:
-    """A section of the exporter service's state file, written through at once: an action is on
-    disk before the API is called."""
-
-    def __init__(self, service: Any, section: str = "hibernation") -> None:
-        self.service = service
-        self.section = section
-
-    def load(self) -> Any:
-        return self.service.state_section(self.section)
-
-    def save(self, value: Any) -> None:
-        self.service.set_state_section(self.section, value)
-        if self.service.save_state() is False:
-            raise StateNotSaved(getattr(self.service, "last_save_error", None) or "not written")
-
-
-@dataclass
-class ControllerTarget:
-    name: str
-    client: ClusterAPI
-    project_id: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Outcome:
-    result: Result
-    cluster_id: str
-    action: str
-    cluster: str = ""
-    reason: str = ""
-    dry_run: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "result": self.result,
-            "cluster_id": self.cluster_id,
-            "cluster": self.cluster,
-            "action": self.action,
-            "reason": self.reason,
-        }
-
-
-class _Failure(Exception):
-    """An attempt that did not end in the target phase; the message is the reason."""
-
-
-def _ts(at: datetime) -> float:
-    return at.timestamp()
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def _iso(ts: float) -> str:
-    return _dt(ts).isoformat().replace("+00:00", "Z")
-
-
-def _wrong_phase(phase: str, action: str) -> str:
-    return f"the cluster is {phase or 'in an unknown phase'}; {action} needs {SOURCE[action]}"
-
-
-def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+# --- the controller ------------------------------------------------------------------------------
 
 
 class HibernationController:
@@ -232,67 +139,100 @@ class HibernationController:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.policy_file = policy_file
-        self.options = policy_file.controller
         self.targets = {t.name: t for t in targets}
         self.store = store if store is not None else MemoryStateStore()
         self.dry_run = dry_run
         self.clock = clock
-        self.sleep = sleep
         self.notifier = notifier
         if notifier is None and policy_file.notify.webhooks:
             self.notifier = Notifier(
                 policy_file.notify.webhooks, timeout=policy_file.notify.timeout_seconds
             )
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.duration = Histogram(
-            "cce_hibernation_action_duration_seconds",
-            "Seconds from the hibernate/awake API call to the cluster reaching the target phase.",
-            ["action"],
-            buckets=(30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600),
-            registry=self.registry,
+        self.view = ClusterView(policy_file)
+        self.metrics = HibernationMetrics(
+            self.registry, policy_file, self.targets, self.view.clusters
         )
-        self.registry.register(_HibernationCollector(self))
-        self._slots = {name: asyncio.Semaphore(self.options.max_in_flight) for name in self.targets}
-        self._tasks: set[asyncio.Task[Outcome]] = set()
+        self.book = HibernationState(self.store, clock)
+        self.runner = ActionRunner(
+            self.targets,
+            policy_file.controller,
+            self.book,
+            self.metrics.duration,
+            clock=clock,
+            sleep=sleep,
+            before_call=lambda ident, action: self._notify(
+                "before", ident, action, "started", "", ""
+            ),
+        )
         self._timer: asyncio.Task[None] | None = None
-        self._listed: set[str] = set()  # targets whose clusters were seen at least once
-        self._active: set[str] = set()  # cluster keys with an action running
-        self.clusters: dict[tuple[str, str], Cluster] = {}
-        self.matches: dict[tuple[str, str], Match] = {}
-        self.conflicts: list[Conflict] = []
-        self._reported_conflicts: set[tuple[str, str]] = set()
-        self.actions: dict[tuple[tuple[str, str], str, str], float] = {}
-        self.hibernated_seconds: dict[tuple[str, str], float] = {}
-        self.savings: dict[tuple[str, str], float] = {}
-        self._observed: dict[tuple[str, str], tuple[float, str]] = {}
-        self._snapshot: list[Metric] = []
-        # Validated entry by entry: a mistyped entry is dropped (one WARNING), never fatal.
-        self.state: dict[str, Any] = clean_hibernation(self.store.load(), "hibernation state")
+
+    # --- the parts' settings, one place each ----------------------------------------------------
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.book.data
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        self.book.data = value
+
+    @property
+    def options(self) -> ControllerOptions:
+        return self.runner.options
+
+    @options.setter
+    def options(self, value: ControllerOptions) -> None:
+        self.runner.options = value
+
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[None]]:
+        return self.runner.sleep
+
+    @sleep.setter
+    def sleep(self, value: Callable[[float], Awaitable[None]]) -> None:
+        self.runner.sleep = value
+
+    @property
+    def clusters(self) -> dict[Ident, Cluster]:
+        return self.view.clusters
+
+    @property
+    def matches(self) -> dict[Ident, Match]:
+        return self.view.matches
+
+    @property
+    def conflicts(self) -> list[Conflict]:
+        return self.view.conflicts
+
+    @property
+    def actions(self) -> dict[tuple[Ident, str, str], float]:
+        return self.metrics.actions
+
+    @property
+    def _tasks(self) -> set[asyncio.Task[Any]]:
+        return self.runner.tasks
 
     # --- keys, lookups --------------------------------------------------------------------------
 
     @staticmethod
     def key(target: str, cluster_id: str) -> str:
-        return f"{target}/{cluster_id}"
+        return _key(target, cluster_id)
 
     def find(self, cluster_id_or_name: str) -> tuple[str, Cluster] | None:
         """The known cluster with this ID (or, failing that, this name)."""
-        for (target, cid), cluster in self.clusters.items():
-            if cid == cluster_id_or_name:
-                return target, cluster
-        for (target, _), cluster in self.clusters.items():
-            if cluster.name == cluster_id_or_name:
-                return target, cluster
-        return None
+        return self.view.find(cluster_id_or_name)
 
     def _save(self, *, strict: bool = False) -> None:
-        """Save the state; with ``strict``, raise :class:`StateNotSaved` when it cannot be
-        written (else the store has logged it, and the next save tries again)."""
-        try:
-            self.store.save(self.state)
-        except StateNotSaved:
-            if strict:
-                raise
+        self.book.save(strict=strict)
+
+    def reload_state(self) -> bool:
+        """Take in what another process wrote to the state store (a ``--until`` of the command
+        line); True when something changed. The gauges follow at once."""
+        if not self.book.reload():
+            return False
+        self._rebuild_snapshot(self.clock())
+        return True
 
     # --- observing ------------------------------------------------------------------------------
 
@@ -310,147 +250,39 @@ class HibernationController:
             try:
                 given[name] = await target.client.list_clusters()
             except CCEError as exc:
-                errors[name] = _reason(exc)
+                errors[name] = reason_of(exc)
                 log.warning("hibernation: cannot list the clusters of %s: %s", name, exc)
-        for name, items in given.items():
-            if name not in self.targets:
-                continue
-            self._listed.add(name)
-            for key in [k for k in self.clusters if k[0] == name]:
-                del self.clusters[key]
-            for cluster in items:
-                if cluster.id:
-                    self.clusters[(name, cluster.id)] = cluster
-        self.matches, self.conflicts = match_policies(
-            self.policy_file,
-            ((t, cid, c.name or "") for (t, cid), c in self.clusters.items()),
-        )
-        for conflict in self.conflicts:
-            ident = (conflict.target, conflict.cluster_id)
-            if ident not in self._reported_conflicts:
-                self._reported_conflicts.add(ident)
-                log.error("hibernation policy conflict: %s", conflict.message())
-        self._observe_phases()
+        self.view.update({name: items for name, items in given.items() if name in self.targets})
+        self.metrics.observe_phases(self.clusters, self.matches, self.clock())
         return errors
-
-    def _observe_phases(self) -> None:
-        now = self.clock()
-        pricing = self.policy_file.pricing
-        for ident in self.matches:
-            cluster = self.clusters[ident]
-            previous = self._observed.get(ident)
-            if previous is not None and previous[1] == "Hibernation":
-                seconds = min(max(0.0, now - previous[0]), OBSERVATION_CAP)
-                self.hibernated_seconds[ident] = self.hibernated_seconds.get(ident, 0.0) + seconds
-                price = (
-                    pricing.control_plane_per_hour.get(cluster.spec.flavor or "")
-                    if pricing
-                    else None
-                )
-                if price is not None:
-                    self.savings[ident] = self.savings.get(ident, 0.0) + seconds / 3600 * price
-            self._observed[ident] = (now, cluster.phase or "")
 
     # --- the tick -------------------------------------------------------------------------------
 
     async def tick(self, clusters: Mapping[str, Sequence[Cluster]] | None = None) -> list[Outcome]:
         """Refresh, expire overrides, and start the actions due now. Returns the outcomes of the
         actions decided in this tick (``started`` for those now running in the background)."""
+        self.reload_state()
         await self.refresh(clusters)
-        self._resolve_interrupted()
+        self.runner.resolve_interrupted(self.view.listed, self.clusters, self._finish)
         now = self.clock()
         outcomes: list[Outcome] = []
         for ident, match in sorted(self.matches.items()):
             outcome = self._due(ident, match, now)
             if outcome is not None:
                 outcomes.append(outcome)
-        self._expire_overrides(now)
+        self.book.expire_overrides(now)
         self._rebuild_snapshot(now)
         return outcomes
 
-    # --- the timer ------------------------------------------------------------------------------
-
-    def next_due(self, now: float) -> float | None:
-        """The next instant after ``now`` at which a tick has something to do: a transition of
-        a policy that governs a cluster, or the end of a keep override."""
-        due: float | None = None
-        seen: set[str] = set()
-        for match in self.matches.values():
-            if match.excluded or match.policy.name in seen:
-                continue
-            seen.add(match.policy.name)
-            upcoming = next_transitions(match.policy, _dt(now), TIMER_HORIZON)
-            if upcoming:
-                at = _ts(upcoming[0].at)
-                due = at if due is None else min(due, at)
-        for override in self.state["overrides"].values():
-            until = override.get("until") if isinstance(override, dict) else None
-            if isinstance(until, int | float) and until > now:
-                due = float(until) if due is None else min(due, float(until))
-        return due
-
-    def start_timer(self, ready: Callable[[], bool] | None = None) -> asyncio.Task[None]:
-        """Run :meth:`run_timer` in the background (stopped by :meth:`close`)."""
-        if self._timer is None or self._timer.done():
-            self._timer = asyncio.get_running_loop().create_task(
-                self.run_timer(ready), name="hibernation-timer"
-            )
-        return self._timer
-
-    async def run_timer(self, ready: Callable[[], bool] | None = None) -> None:
-        """Sleep until the next transition (at most ``TIMER_MAX_WAIT``), then tick with the
-        clusters last seen; forever. ``ready``: whether this replica may act (the leader gate).
-        A tick never lists clusters itself for a target already seen, so a hanging API does not
-        hold the timer."""
-        while True:
-            due = self.next_due(self.clock())
-            # The clock read again: working out the schedule takes time of its own.
-            left = None if due is None else due - self.clock()
-            wait = TIMER_MAX_WAIT if left is None else min(TIMER_MAX_WAIT, max(0.0, left))
-            await self.sleep(wait)
-            if not self._listed or (ready is not None and not ready()):
-                continue  # the first cluster collection starts things; a follower waits
-            known: dict[str, list[Cluster]] = {name: [] for name in self._listed}
-            for (name, _), cluster in self.clusters.items():
-                if name in known:
-                    known[name].append(cluster)
-            try:
-                await self.tick(known)
-            except Exception:  # the timer must outlive any one tick
-                log.exception("hibernation: a scheduled tick failed")
-
-    async def on_collect(self, target: Any, resource: str) -> None:
-        """The service's ``after_collect`` hook: tick with the cluster list just collected."""
-        if resource != "clusters":
-            return
-        name = target.config.name
-        await self.tick({name: list(target.collector.state.clusters)})
-
-    def _due(self, ident: tuple[str, str], match: Match, now: float) -> Outcome | None:
-        key = self.key(*ident)
-        handled = float(self.state["handled"].get(key, 0.0))
-        since = max(handled, now - self.options.catch_up_seconds)
-        override = self.state["overrides"].get(key)
-        due: Transition | None = None
-        found = transitions(match.policy, _dt(since), _dt(now))
-        if found:
-            due = found[-1]
-        if override and override.get("kind") == "keep" and override.get("until") is not None:
-            until = float(override["until"])
-            if since < until <= now:
-                # The override ended: the policy's wish at that moment becomes due, if it
-                # differs from what the override kept (and no later transition says otherwise).
-                wanted = desired_state(match.policy, _dt(until))
-                if (
-                    wanted
-                    and wanted != override.get("state")
-                    and (due is None or _ts(due.at) < until)
-                ):
-                    due = Transition(_dt(until), ACTION_FOR[wanted])
+    def _due(self, ident: Ident, match: Match, now: float) -> Outcome | None:
+        k = self.key(*ident)
+        since = max(self.book.handled(k), now - self.options.catch_up_seconds)
+        override = self.book.overrides.get(k)
+        due = due_transition(match.policy, override, since, now)
         if due is None:
             return None
-        at = _ts(due.at)
-        self.state["handled"][key] = at
+        at = ts(due.at)
+        self.book.set_handled(k, at)
         if match.excluded:
             self._save()
             log.info(
@@ -461,25 +293,12 @@ class HibernationController:
                 match.policy.name,
             )
             return None
-        if override:
-            kind = override.get("kind")
-            if kind == "skip" and float(override.get("created", 0)) < at:
-                del self.state["overrides"][key]
-                return self._record_skip(
-                    ident, match, due.action, "skipped on request (skip override)"
-                )
-            if (
-                kind == "keep"
-                and override.get("state") != STATE_OF[due.action]
-                and (override.get("until") is None or float(override["until"]) > now)
-            ):
-                return self._record_skip(
-                    ident,
-                    match,
-                    due.action,
-                    f"override keeps it {override.get('state')} until "
-                    f"{_iso(float(override['until'])) if override.get('until') else 'removed'}",
-                )
+        if skip_applies(override, at):
+            del self.book.overrides[k]
+            return self._record_skip(ident, match, due.action, "skipped on request (skip override)")
+        blocked = keep_blocks(override, due.action, now)
+        if blocked is not None:
+            return self._record_skip(ident, match, due.action, blocked)
         self._save()
         late = now - at
         log.info(
@@ -492,41 +311,60 @@ class HibernationController:
         )
         return self._start(ident, due.action, source="policy", dry_run=match.policy.dry_run)
 
-    def _record_skip(
-        self, ident: tuple[str, str], match: Match, action: str, reason: str
-    ) -> Outcome:
+    def _record_skip(self, ident: Ident, match: Match, action: str, reason: str) -> Outcome:
         self._count(ident, action, "skipped")
         self._history(ident, action, "skipped", reason, "policy")
         self._save()
         log.info("hibernation: %s of %s skipped: %s", action, match.cluster, reason)
         return Outcome("skipped", ident[1], action, match.cluster, reason)
 
-    def _expire_overrides(self, now: float) -> None:
-        expired = [
-            k
-            for k, o in self.state["overrides"].items()
-            if o.get("until") is not None and float(o["until"]) <= now
-        ]
-        for k in expired:
-            log.info("hibernation: override of %s expired", k)
-            del self.state["overrides"][k]
-        if expired:
-            self._save()
+    # --- the timer ------------------------------------------------------------------------------
+
+    def next_due(self, now: float) -> float | None:
+        """The next instant after ``now`` at which a tick has something to do: a transition of
+        a policy that governs a cluster, or the end of a keep override."""
+        return _next_due(self.matches.values(), self.state["overrides"].values(), now)
+
+    def start_timer(self, ready: Callable[[], bool] | None = None) -> asyncio.Task[None]:
+        """Run :meth:`run_timer` in the background (stopped by :meth:`close`)."""
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(
+                self.run_timer(ready), name="hibernation-timer"
+            )
+        return self._timer
+
+    async def run_timer(self, ready: Callable[[], bool] | None = None) -> None:
+        """Tick at each transition, forever (see :mod:`exporter.hibernation.timer`), with the
+        clusters last seen. ``ready``: whether this replica may act (the leader gate). A tick
+        never lists clusters itself for a target already seen, so a hanging API does not hold
+        the timer."""
+
+        async def scheduled() -> None:
+            if not self.view.listed or (ready is not None and not ready()):
+                return  # the first cluster collection starts things; a follower waits
+            await self.tick(self.view.by_target())
+
+        timer = Timer(
+            due=self.next_due,
+            tick=scheduled,
+            reload=self.reload_state,
+            watch=lambda: isinstance(self.store, ReloadableStore),
+            clock=self.clock,
+            sleep=lambda: self.sleep,
+        )
+        await timer.run()
+
+    async def on_collect(self, target: CollectedTarget, resource: str) -> None:
+        """The service's ``after_collect`` hook: tick with the cluster list just collected."""
+        if resource != "clusters":
+            return
+        name = target.config.name
+        await self.tick({name: list(target.collector.state.clusters)})
 
     # --- overrides ------------------------------------------------------------------------------
 
-    def _governed(self, cluster_id: str) -> tuple[tuple[str, str], Match] | str:
-        found = self.find(cluster_id)
-        if found is None:
-            return f"cluster {cluster_id!r} is not known"
-        ident = (found[0], found[1].id or "")
-        for conflict in self.conflicts:
-            if (conflict.target, conflict.cluster_id) == ident:
-                return conflict.message()
-        match = self.matches.get(ident)
-        if match is None:
-            return f"no policy selects cluster {found[1].name!r}; it is never acted on"
-        return ident, match
+    def _governed(self, cluster_id: str) -> tuple[Ident, Match] | str:
+        return self.view.governed(cluster_id)
 
     def set_override(
         self, cluster_id: str, state: State | None, until: datetime | None, reason: str = ""
@@ -538,26 +376,19 @@ class HibernationController:
             return governed
         ident, _ = governed
         now = self.clock()
-        if until is not None and _ts(until) <= now:
+        if until is not None and ts(until) <= now:
             return "'until' is in the past"
-        key = self.key(*ident)
-        previous = self.state["overrides"].get(key)
-        self.state["overrides"][key] = {
-            "kind": "skip" if state is None else "keep",
-            "state": state,
-            "until": None if until is None else _ts(until),
-            "reason": reason[:200],
-            "created": now,
-        }
-        try:
-            self._save(strict=True)
-        except StateNotSaved:
-            # Not on disk, so not made: a restart would forget it without a word.
-            if previous is None:
-                del self.state["overrides"][key]
-            else:
-                self.state["overrides"][key] = previous
-            raise
+        self.reload_state()  # what another process wrote first: this change is made on top
+        self.book.set_override(
+            self.key(*ident),
+            {
+                "kind": "skip" if state is None else "keep",
+                "state": state,
+                "until": None if until is None else ts(until),
+                "reason": reason[:200],
+                "created": now,
+            },
+        )
         self._rebuild_snapshot(now)
         return None
 
@@ -565,16 +396,11 @@ class HibernationController:
         found = self.find(cluster_id)
         if found is None:
             return False
-        key = self.key(found[0], found[1].id or "")
-        removed = self.state["overrides"].pop(key, None)
-        if removed is not None:
-            try:
-                self._save(strict=True)
-            except StateNotSaved:
-                self.state["overrides"][key] = removed
-                raise
+        self.reload_state()
+        removed = self.book.clear_override(self.key(found[0], found[1].id or ""))
+        if removed:
             self._rebuild_snapshot(self.clock())
-        return removed is not None
+        return removed
 
     # --- requested actions ----------------------------------------------------------------------
 
@@ -640,20 +466,15 @@ class HibernationController:
         )
         outcome = self._start(ident, action, source=source, dry_run=dry_run, progress=progress)
         if wait and outcome.result == "started":
-            return await self._task_for(ident)
+            result: Outcome = await self.runner.task_for(ident)
+            return result
         return outcome
-
-    def _task_for(self, ident: tuple[str, str]) -> asyncio.Task[Outcome]:
-        for task in self._tasks:
-            if task.get_name() == self.key(*ident):
-                return task
-        raise LookupError(ident)
 
     # --- running actions ------------------------------------------------------------------------
 
     def _start(
         self,
-        ident: tuple[str, str],
+        ident: Ident,
         action: Action,
         *,
         source: str,
@@ -668,8 +489,7 @@ class HibernationController:
             self._save()
             log.info("hibernation: [dry run] would %s %s", action, name)
             return Outcome("dry_run", ident[1], action, name, "dry run: nothing called", True)
-        key = self.key(*ident)
-        if key in self._active:
+        if self.key(*ident) in self.runner.active:
             reason = "another action on this cluster is still running"
             self._count(ident, action, "skipped")
             log.info("hibernation: %s of %s skipped: %s", action, name, reason)
@@ -680,50 +500,33 @@ class HibernationController:
             why = (
                 f"the cluster is already {phase}"
                 if phase == TARGET[action]
-                else _wrong_phase(phase, action)
+                else wrong_phase(phase, action)
             )
             self._count(ident, action, "skipped")
             self._history(ident, action, "skipped", why, source)
             self._save()
             log.info("hibernation: %s of %s skipped: %s", action, name, why)
             return Outcome("skipped", ident[1], action, name, why)
-        self._active.add(key)
-        task = asyncio.get_running_loop().create_task(
-            self._run(ident, action, source, progress), name=key
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.runner.spawn(ident, self._run(ident, action, source, progress))
         return Outcome("started", ident[1], action, name)
 
     async def _run(
         self,
-        ident: tuple[str, str],
+        ident: Ident,
         action: Action,
         source: str,
         progress: Callable[[str], None] | None,
     ) -> Outcome:
-        key = self.key(*ident)
         name = self.clusters[ident].name or ident[1]
-        target = self.targets[ident[0]]
-        try:
-            async with self._slots[ident[0]]:
-                result, reason = await self._attempts(ident, target, action, name, progress)
-        except asyncio.CancelledError:
-            self._active.discard(key)
-            raise
-        except Exception as exc:  # the boundary of a background task: log, count, keep going
-            log.exception("hibernation: %s of %s crashed", action, name)
-            result, reason = "failed", _reason(exc)
+        result, reason = await self.runner.run(ident, action, name, progress)
         return self._finish(ident, action, result, reason, source)
 
-    def _finish(
-        self, ident: tuple[str, str], action: str, result: str, reason: str, source: str
-    ) -> Outcome:
-        key = self.key(*ident)
+    def _finish(self, ident: Ident, action: str, result: str, reason: str, source: str) -> Outcome:
+        k = self.key(*ident)
         cluster = self.clusters.get(ident)
         name = (cluster.name if cluster else None) or ident[1]
-        self._active.discard(key)
-        self.state["in_flight"].pop(key, None)
+        self.runner.active.discard(k)
+        self.book.end(k)
         self._count(ident, action, result)
         self._history(ident, action, result, reason, source)
         self._save()  # on disk before it is reported
@@ -741,198 +544,9 @@ class HibernationController:
 
     # --- actions cut short by a shutdown ----------------------------------------------------------
 
-    def _resolve_interrupted(self) -> None:
-        """Start resolving every ``in_flight`` record no running action owns: left behind by a
-        shutdown during the action (the call may or may not have reached CCE)."""
-        for key, entry in list(self.state["in_flight"].items()):
-            if key in self._active:
-                continue
-            name, _, cid = key.partition("/")
-            ident = (name, cid)
-            if name not in self.targets or name not in self._listed:
-                continue  # not known yet; a later tick resolves it
-            action = entry.get("action")
-            if ident not in self.clusters:
-                self._finish(
-                    ident,
-                    action,
-                    "failed",
-                    "interrupted by a shutdown; the cluster is gone",
-                    "restart",
-                )
-                continue
-            self._active.add(key)
-            task = asyncio.get_running_loop().create_task(
-                self._resolve(ident, action, float(entry.get("started", 0.0))), name=key
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _resolve(self, ident: tuple[str, str], action: Action, started: float) -> Outcome:
-        key = self.key(*ident)
-        target = self.targets[ident[0]]
-        try:
-            try:
-                cluster = await target.client.get_cluster(ident[1])
-            except CCEError as exc:
-                # Unknown for now: the record stays, and the next tick asks again.
-                self._active.discard(key)
-                log.info(
-                    "hibernation: cannot resolve the interrupted %s of %s yet: %s", action, key, exc
-                )
-                return Outcome("skipped", ident[1], action, reason=_reason(exc))
-            phase = cluster.phase or ""
-            if phase == TARGET[action]:
-                result, reason = "success", f"interrupted by a shutdown; {phase} after the restart"
-            elif phase == TRANSIT[action]:
-                try:
-                    await self._follow(target, ident[1], action, started, None)
-                    result, reason = "success", "interrupted by a shutdown; followed to the end"
-                except _Failure as exc:
-                    result, reason = "failed", f"interrupted by a shutdown; then {exc}"
-            else:
-                result = "failed"
-                reason = f"interrupted by a shutdown; the cluster is {phase or 'in no phase'}"
-        except asyncio.CancelledError:
-            self._active.discard(key)
-            raise
-        return self._finish(ident, action, result, reason, "restart")
-
-    async def _attempts(
-        self,
-        ident: tuple[str, str],
-        target: ControllerTarget,
-        action: Action,
-        name: str,
-        progress: Callable[[str], None] | None,
-    ) -> tuple[str, str]:
-        cid = ident[1]
-        key = self.key(*ident)
-        last_reason = ""
-        last_error: BaseException | None = None
-        for attempt in range(1, self.options.max_attempts + 1):
-            if attempt > 1:
-                await self.sleep(self._backoff(attempt, last_error))
-            last_error = None
-            try:
-                cluster = await target.client.get_cluster(cid)
-            except CCEError as exc:
-                last_error, last_reason = exc, f"reading the cluster failed: {_reason(exc)}"
-                continue
-            phase = cluster.phase or ""
-            if phase == TARGET[action]:
-                return (
-                    ("success", "")
-                    if attempt > 1
-                    else ("skipped", f"the cluster is already {phase}")
-                )
-            started = self.clock()
-            if phase != TRANSIT[action]:
-                if phase != SOURCE[action]:
-                    why = _wrong_phase(phase, action)
-                    return (
-                        ("skipped", why)
-                        if attempt == 1
-                        else ("failed", f"{last_reason}; then {why}")
-                    )
-                self.state["in_flight"][key] = {
-                    "action": action,
-                    "started": started,
-                    "attempt": attempt,
-                }
-                self._save()  # recorded before the call: a restart will not call again blindly
-                if attempt == 1:
-                    self._notify("before", ident, action, "started", "", "")
-                try:
-                    job = await (
-                        target.client.hibernate(cid)
-                        if action == "hibernate"
-                        else target.client.awake(cid)
-                    )
-                except CCEError as exc:
-                    last_error, last_reason = exc, _reason(exc)
-                    log.warning(
-                        "hibernation: %s of %s, attempt %d/%d: %s",
-                        action,
-                        name,
-                        attempt,
-                        self.options.max_attempts,
-                        last_reason,
-                    )
-                    continue
-                if job:
-                    log.info("hibernation: %s of %s runs as CCE job %s", action, name, job)
-            try:
-                await self._follow(target, cid, action, started, progress)
-            except _Failure as exc:
-                last_error, last_reason = exc, str(exc)
-                log.warning(
-                    "hibernation: %s of %s, attempt %d/%d: %s",
-                    action,
-                    name,
-                    attempt,
-                    self.options.max_attempts,
-                    last_reason,
-                )
-                continue
-            self.duration.labels(action).observe(max(0.0, self.clock() - started))
-            return "success", ""
-        return "failed", f"gave up after {self.options.max_attempts} attempts: {last_reason}"
-
-    def _backoff(self, attempt: int, error: BaseException | None) -> float:
-        wait = self.options.retry_backoff_seconds * 2.0 ** (attempt - 2)
-        if isinstance(error, RateLimited) and error.retry_after:
-            wait = max(wait, float(error.retry_after))
-        return wait
-
-    async def _follow(
-        self,
-        target: ControllerTarget,
-        cid: str,
-        action: Action,
-        started: float,
-        progress: Callable[[str], None] | None,
-    ) -> None:
-        deadline = started + self.options.action_timeout_seconds
-        seen_transit = False
-        last = ""
-        while True:
-            await self.sleep(self.options.poll_seconds)
-            try:
-                cluster = await target.client.get_cluster(cid)
-            except CCEError as exc:
-                # One failed read is not a failed action: keep following until the deadline.
-                log.debug("hibernation: reading %s failed while following: %s", cid, exc)
-                cluster = None
-            if cluster is not None:
-                phase = cluster.phase or ""
-                if progress is not None and phase != last:
-                    progress(phase)
-                last = phase
-                if phase == TARGET[action]:
-                    return
-                if phase == TRANSIT[action]:
-                    seen_transit = True
-                elif phase == SOURCE[action] and (
-                    seen_transit or "fail" in (cluster.status.reason or "").lower()
-                ):
-                    why = " ".join(p for p in (cluster.status.reason, cluster.status.message) if p)
-                    raise _Failure(
-                        f"the cluster went back to {phase}" + (f": {why}" if why else "")
-                    )
-                elif phase not in (SOURCE[action], TRANSIT[action]):
-                    why = " ".join(p for p in (cluster.status.reason, cluster.status.message) if p)
-                    raise _Failure(f"the cluster went to {phase}" + (f": {why}" if why else ""))
-            if self.clock() >= deadline:
-                raise _Failure(
-                    f"not {TARGET[action]} {self.options.action_timeout_seconds:g}s after the call"
-                    f" (last phase {last or 'unknown'})"
-                )
-
     async def wait_idle(self) -> None:
         """Wait for every running action (tests, the CLI, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.runner.wait_idle()
         if self.notifier is not None:
             await self.notifier.drain()
 
@@ -941,55 +555,27 @@ class HibernationController:
             self._timer.cancel()
             with contextlib.suppress(BaseException):
                 await self._timer
-        for task in list(self._tasks):
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.runner.cancel()
         if self.notifier is not None:
             await self.notifier.aclose()
         self._save()
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
-    def _count(self, ident: tuple[str, str], action: str, result: str) -> None:
-        k = (ident, action, result)
-        self.actions[k] = self.actions.get(k, 0.0) + 1
+    def _count(self, ident: Ident, action: str, result: str) -> None:
+        self.metrics.count(ident, action, result)
 
-    def _history(
-        self, ident: tuple[str, str], action: str, result: str, reason: str, source: str
-    ) -> None:
-        key = self.key(*ident)
-        entries = self.state["history"].setdefault(key, [])
-        entries.append(
-            {
-                "at": self.clock(),
-                "action": action,
-                "result": result,
-                "reason": reason[:500],
-                "source": source,
-            }
-        )
-        del entries[:-HISTORY]
+    def _history(self, ident: Ident, action: str, result: str, reason: str, source: str) -> None:
+        self.book.add_history(self.key(*ident), action, result, reason, source)
 
     def _notify(
-        self, when: str, ident: tuple[str, str], action: str, result: str, reason: str, source: str
+        self, when: str, ident: Ident, action: str, result: str, reason: str, source: str
     ) -> None:
-        if self.notifier is None:
-            return
-        cluster = self.clusters.get(ident)
-        self.notifier.notify(
-            {
-                "event": f"{action}.{when}",
-                "target": ident[0],
-                "cluster_id": ident[1],
-                "cluster": (cluster.name if cluster else None) or "",
-                "action": action,
-                "result": result,
-                "reason": reason,
-                "source": source,
-                "at": _iso(self.clock()),
-            }
-        )
+        if self.notifier is not None:
+            cluster = self.clusters.get(ident)
+            name = (cluster.name if cluster else None) or ""
+            event = action_event(when, ident, name, action, result, reason, source)
+            self.notifier.notify({**event, "at": iso(self.clock())})
 
     # --- plan -----------------------------------------------------------------------------------
 
@@ -997,209 +583,18 @@ class HibernationController:
         """Every governed cluster with its policy, phase, desired state, override and next
         transitions (a skip override marks the transition it will skip)."""
         now = self.clock() if now is None else now
-        horizon = timedelta(days=days)
-        rows = []
-        for ident, match in sorted(self.matches.items()):
-            key = self.key(*ident)
-            override = self.state["overrides"].get(key)
-            nxt = next_transitions(match.policy, _dt(now), horizon)
-            skip_at = None
-            if override and override.get("kind") == "skip":
-                skip_at = next((t.at for t in nxt if _ts(t.at) > float(override["created"])), None)
-            rows.append(
-                {
-                    "target": ident[0],
-                    "cluster_id": ident[1],
-                    "cluster": match.cluster,
-                    "policy": match.policy.name,
-                    "timezone": match.policy.timezone,
-                    "dry_run": match.policy.dry_run or self.dry_run,
-                    "excluded": match.excluded,
-                    "phase": self.clusters[ident].phase,
-                    "desired": _effective_desired(match.policy, override, now),
-                    "policy_desired": desired_state(match.policy, _dt(now)),
-                    "override": _override_view(override),
-                    "history": [
-                        {**h, "at": _iso(float(h["at"]))}
-                        if isinstance(h, dict) and isinstance(h.get("at"), int | float)
-                        else h
-                        for h in self.state["history"].get(key, [])[-5:]
-                    ],
-                    "next": [
-                        {
-                            "action": t.action,
-                            "at": _iso(_ts(t.at)),
-                            **({"skipped": True} if t.at == skip_at else {}),
-                        }
-                        for t in nxt
-                    ],
-                }
-            )
-        return {
-            "now": _iso(now),
-            "clusters": rows,
-            "conflicts": [
-                {
-                    "target": c.target,
-                    "cluster_id": c.cluster_id,
-                    "cluster": c.cluster,
-                    "policies": list(c.policies),
-                    "message": c.message(),
-                }
-                for c in self.conflicts
-            ],
-        }
+        return plan_view(
+            self.matches,
+            self.conflicts,
+            phases={ident: self.clusters[ident].phase for ident in self.matches},
+            state=self.state,
+            dry_run=self.dry_run,
+            now=now,
+            days=days,
+        )
 
     # --- metrics --------------------------------------------------------------------------------
 
-    def _labels(self, ident: tuple[str, str]) -> dict[str, str]:
-        target = self.targets[ident[0]]
-        cluster = self.clusters.get(ident)
-        labels = dict(target.labels)
-        labels.update(
-            project_id=target.project_id,
-            cluster_id=ident[1],
-            cluster=truncate_label((cluster.name if cluster else None) or ""),
-        )
-        return labels
-
     def _rebuild_snapshot(self, now: float) -> None:
         """Compute the gauges once per tick, so a scrape (or a render) does no schedule work."""
-        info = Metric(
-            "cce_hibernation_policy_info",
-            "Which hibernation policy governs which cluster.",
-            "gauge",
-        )
-        desired = Metric(
-            "cce_hibernation_desired_state",
-            "What the policy wants now (1 for the wanted state).",
-            "gauge",
-        )
-        nxt = Metric(
-            "cce_hibernation_next_transition_timestamp_seconds",
-            "When the next scheduled action of each kind happens.",
-            "gauge",
-        )
-        over = Metric(
-            "cce_hibernation_override_until_timestamp_seconds",
-            "A temporary override in force, until then.",
-            "gauge",
-        )
-        for ident, match in sorted(self.matches.items()):
-            if match.excluded:
-                continue
-            labels = self._labels(ident)
-            policy = match.policy
-            info.add_sample(
-                "cce_hibernation_policy_info",
-                {
-                    **labels,
-                    "policy": policy.name,
-                    "timezone": policy.timezone,
-                    "dry_run": str(policy.dry_run or self.dry_run).lower(),
-                },
-                1,
-            )
-            wanted = desired_state(policy, _dt(now))
-            if wanted is not None:
-                for state in ("awake", "hibernated"):
-                    desired.add_sample(
-                        "cce_hibernation_desired_state",
-                        {**labels, "state": state},
-                        float(wanted == state),
-                    )
-            upcoming = next_transitions(policy, _dt(now), timedelta(days=8))
-            for action in ACTIONS:
-                first = next((t for t in upcoming if t.action == action), None)
-                if first is not None:
-                    nxt.add_sample(
-                        "cce_hibernation_next_transition_timestamp_seconds",
-                        {**labels, "action": action},
-                        _ts(first.at),
-                    )
-            o = self.state["overrides"].get(self.key(*ident))
-            if o and o.get("kind") == "keep" and o.get("until") is not None:
-                over.add_sample(
-                    "cce_hibernation_override_until_timestamp_seconds",
-                    {**labels, "state": str(o.get("state"))},
-                    float(o["until"]),
-                )
-        self._snapshot = [info, desired, nxt, over]
-
-    def collect_metrics(self) -> Iterator[Metric]:
-        yield from self._snapshot
-        actions = Metric(
-            "cce_hibernation_actions", "Hibernation actions taken, by result.", "counter"
-        )
-        for (ident, action, result), value in sorted(self.actions.items()):
-            if ident[0] in self.targets:
-                actions.add_sample(
-                    "cce_hibernation_actions_total",
-                    {**self._labels(ident), "action": action, "result": result},
-                    value,
-                )
-        yield actions
-        hib = Metric(
-            "cce_cluster_hibernated_seconds",
-            "Time the exporter observed the cluster in phase Hibernation.",
-            "counter",
-        )
-        for ident, value in sorted(self.hibernated_seconds.items()):
-            hib.add_sample("cce_cluster_hibernated_seconds_total", self._labels(ident), value)
-        yield hib
-        if self.policy_file.pricing is not None:
-            currency = self.policy_file.pricing.currency
-            sav = Metric(
-                "cce_hibernation_estimated_savings",
-                "Hibernated hours times the configured control-plane price per hour.",
-                "counter",
-            )
-            for ident, value in sorted(self.savings.items()):
-                sav.add_sample(
-                    "cce_hibernation_estimated_savings_total",
-                    {**self._labels(ident), "currency": currency},
-                    value,
-                )
-            yield sav
-
-
-def _effective_desired(policy: Any, override: Mapping[str, Any] | None, now: float) -> State | None:
-    """What is wanted now: a keep override in force wins over the policy."""
-    if override and override.get("kind") == "keep" and override.get("state") in STATE_OF.values():
-        until = override.get("until")
-        if until is None or float(until) > now:
-            state: State = override["state"]
-            return state
-    return desired_state(policy, _dt(now))
-
-
-def _override_view(override: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not override:
-        return None
-    until = override.get("until")
-    return {
-        "kind": "skip_next" if override.get("kind") == "skip" else f"keep_{override.get('state')}",
-        "until": _iso(float(until)) if until is not None else None,
-        "reason": override.get("reason", ""),
-    }
-
-
-class _HibernationCollector(Collector):
-    def __init__(self, controller: HibernationController) -> None:
-        self.controller = controller
-
-    def collect(self) -> Iterable[Metric]:
-        return self.controller.collect_metrics()
-
-
-def targets_from_service(service: Any) -> list[ControllerTarget]:
-    """The controller's targets from a set-up ``ExporterService`` (its clients and labels)."""
-    return [
-        ControllerTarget(
-            name=t.config.name,
-            client=t.client,
-            project_id=t.collector.project_id,
-            labels=dict(t.config.labels),
-        )
-        for t in service.targets
-    ]
+        self.metrics.rebuild(self.matches, self.book.overrides, self.dry_run, now)

@@ -65,7 +65,7 @@ class HookLimits:
     body_timeout: float = 10.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> HookLimits:
+    def from_settings(cls, settings: object) -> HookLimits:
         d = cls()
         return cls(
             max_body_bytes=getattr(settings, "hook_max_body_bytes", d.max_body_bytes),
@@ -113,7 +113,7 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
-def load_hook_token(settings: Any) -> str | None:
+def load_hook_token(settings: object) -> str | None:
     """The hook token from ``settings.hook_token`` (SecretStr or str) or ``hook_token_file``;
     None when neither is set (the hooks are then off). Surrounding whitespace is ignored."""
     value = getattr(settings, "hook_token", None)

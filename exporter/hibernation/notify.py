@@ -20,7 +20,30 @@ from exporter import __version__
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Notifier"]
+__all__ = ["Notifier", "action_event"]
+
+
+def action_event(
+    when: str,
+    ident: tuple[str, str],
+    cluster: str,
+    action: str,
+    result: str,
+    reason: str,
+    source: str,
+) -> dict[str, Any]:
+    """The body of a notification ``when`` (``before``/``after``) an action; the sender adds
+    ``at`` (RFC 3339)."""
+    return {
+        "event": f"{action}.{when}",
+        "target": ident[0],
+        "cluster_id": ident[1],
+        "cluster": cluster,
+        "action": action,
+        "result": result,
+        "reason": reason,
+        "source": source,
+    }
 
 
 class Notifier:

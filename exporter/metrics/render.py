@@ -18,7 +18,6 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
-import gc
 import logging
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from zlib_ng import zlib_ng as zlib
 
+from exporter.memory import gc_paused
 from exporter.metrics.catalog import GROUP_TABLES, GROUPS, RESERVED_LABELS
 from exporter.metrics.histogram import JobDurationHistogram
 from exporter.metrics.inputs import TargetData
@@ -309,9 +309,7 @@ def render_group(
     # Rendering creates many short-lived lists and tuples next to a large, long-lived heap of
     # models; the cyclic collector would walk that heap repeatedly for nothing. Nothing created
     # here forms cycles.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         for table in GROUP_TABLES[group]:
             table_outs = [_family_out(fam, state_sets) for fam in table.families]
             outs.update(
@@ -327,9 +325,6 @@ def render_group(
                         out.text.add(body)
                         if out.om is not out.text:
                             out.om.add(body)
-    finally:
-        if was_enabled:
-            gc.enable()
     names = tuple(sorted(outs))
     text: list[Packed] = []
     om: list[Packed] = []
