@@ -34,12 +34,15 @@ P = "exporter.hibernation.policy."
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "signing": ("exporter/cce/signing.py", ("exporter.cce.signing.*",)),
     "auth": ("exporter/cce/auth.py", ("exporter.cce.auth.*",)),
+    "auth-aksk": ("exporter/cce/aksk.py", ("exporter.cce.aksk.*",)),
+    "auth-agency": ("exporter/cce/agency.py", ("exporter.cce.agency.*",)),
+    "auth-refreshing": ("exporter/cce/refreshing.py", ("exporter.cce.refreshing.*",)),
     "client-retry": (
-        "exporter/cce/client.py",
+        "exporter/cce/transport.py",
         (
-            "exporter.cce.client.x__tls_failure__mutmut_*",
-            "exporter.cce.client.xǁCCEClientǁ_backoff__mutmut_*",
-            "exporter.cce.client.xǁCCEClientǁ_send__mutmut_*",
+            "exporter.cce.transport.x__tls_failure__mutmut_*",
+            "exporter.cce.transport.xǁCCETransportǁ_backoff__mutmut_*",
+            "exporter.cce.transport.xǁCCETransportǁ_send__mutmut_*",
         ),
     ),
     "policy": (

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.cce.auth import AkSkAuth, PasswordAuth, TokenAuth
+from exporter.cce.auth import AgencyAuth, AkSkAuth, AssumeAgencyAuth, PasswordAuth, TokenAuth
 from exporter.cce.errors import APIError, CredentialsError, RequestTimeout
 from tests.test_auth import T0, Served, _password_auth
 from tests.test_auth import served as served  # the fixture
@@ -39,14 +39,24 @@ def test_a_password_repr_shows_the_scope_never_the_password() -> None:
     )
 
 
-def test_password_auth_refuses_a_sync_client() -> None:
-    auth = PasswordAuth("https://iam", "user", "pw-secret", "dom", "name")
+@pytest.mark.parametrize(
+    ("auth", "name"),
+    [
+        (PasswordAuth("https://iam", "user", "pw-secret", "dom", "name"), "PasswordAuth"),
+        (
+            AssumeAgencyAuth("https://iam", AkSkAuth("AK", "SK"), "other", "agency", "p"),
+            "AssumeAgencyAuth",
+        ),
+        (AgencyAuth("http://127.0.0.1:9"), "AgencyAuth"),
+    ],
+)
+def test_fetched_credentials_refuse_a_sync_client(auth: httpx.Auth, name: str) -> None:
     with (
         httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as client,
         pytest.raises(RuntimeError) as caught,
     ):
         client.get("http://127.0.0.1/", auth=auth)
-    assert str(caught.value) == "PasswordAuth needs httpx.AsyncClient"
+    assert str(caught.value) == f"{name} needs httpx.AsyncClient"
 
 
 @pytest.mark.parametrize(
