@@ -23,25 +23,9 @@ MAX_FUNCTION_LINES = 80
 MODULE_HEADER_LINES = 5
 LONG = re.compile(r"^\s*# long: \S")
 
-# Oversized today and being split; empty these once the splits have landed. Keys are paths
-# relative to the repository (modules) or "path::Qualified.name" (functions).
-BEING_SPLIT = "being split"
-ALLOWED: dict[str, str] = {
-    "exporter/cce/auth.py": BEING_SPLIT,
-    "exporter/cce/client.py": BEING_SPLIT,
-    "exporter/cce/client.py::CCEClient.__init__": BEING_SPLIT,
-    "exporter/ha/leader.py": BEING_SPLIT,
-    "exporter/simulator/app.py": BEING_SPLIT,
-    "exporter/simulator/app.py::SimulatorApp.__init__": BEING_SPLIT,
-    "exporter/simulator/kube.py::KubeSim._jobs": BEING_SPLIT,
-    "exporter/simulator/world.py": BEING_SPLIT,
-    "exporter/status/html.py": BEING_SPLIT,
-    "exporter/status/html.py::render_cluster": BEING_SPLIT,
-    "exporter/status/model.py": BEING_SPLIT,
-    "exporter/status/model.py::_cluster_problems": BEING_SPLIT,
-    "exporter/status/model.py::_hibernation": BEING_SPLIT,
-    "exporter/status/model.py::build_cluster_detail": BEING_SPLIT,
-}
+# Exceptions, each with its reason (empty: none is needed today). Keys are paths relative to the
+# repository (modules) or "path::Qualified.name" (functions); prefer a '# long:' comment.
+ALLOWED: dict[str, str] = {}
 
 
 def modules() -> Iterator[Path]:
