@@ -178,7 +178,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    from exporter.memory import limit_malloc_arenas
+    from exporter.memory import apply_process_tuning
 
-    limit_malloc_arenas()  # as `cce-exporter` does at start-up
+    apply_process_tuning()  # as `cce-exporter` does at start-up
     asyncio.run(main())

@@ -11,8 +11,8 @@ files import as they are and work with Grafana's file provisioning
 (dashboards/provisioning/dashboards.yaml). Dashboards link to each other through the ``cce`` tag.
 One module per dashboard (overview, cluster, hibernation, exporter_health, workloads) lays out
 its panels from dashboards/kit.py's panel shapes on dashboards/board.py's dashboard; the phases
-and statuses they show are the models' (exporter/cce/models.py) with dashboards/phases.py's
-colours, never a list of the dashboards' own.
+and statuses they show are the models' (exporter/cce/models/known.py) with
+dashboards/phases.py's colours, never a list of the dashboards' own.
 """
 
 from __future__ import annotations

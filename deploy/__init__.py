@@ -1,1 +1,1 @@
-"""Deployment artefacts: generated Kubernetes and Helm files, and a Helm template renderer."""
+"""Deployment artefacts: the generator of the Kubernetes and Helm files."""

@@ -414,11 +414,11 @@ def _write_demo_policy(directory: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     import prometheus_client
 
-    from exporter.memory import limit_malloc_arenas
+    from exporter.memory import apply_process_tuning
 
     # `*_created` series double every counter and histogram for no use Prometheus makes of them.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
-    limit_malloc_arenas()
+    apply_process_tuning()
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "run"

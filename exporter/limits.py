@@ -25,7 +25,7 @@ import logging
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -39,6 +39,7 @@ __all__ = [
     "count_dropped",
     "inflate",
     "limits",
+    "read_capped",
     "truncate",
     "truncate_label",
 ]
@@ -202,3 +203,18 @@ def inflate(data: bytes, coding: str, limit: int) -> bytes:
     if not decoder.eof:
         raise CompressedBodyError(f"incomplete {coding} body")
     return bytes(out)
+
+
+async def read_capped(
+    chunks: AsyncIterable[bytes], cap: int, too_large: Callable[[], Exception]
+) -> bytes:
+    """``chunks`` joined; ``too_large()`` is raised as soon as they pass ``cap`` bytes, so no more
+    than the cap (and one chunk) is ever held."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            raise too_large()
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)

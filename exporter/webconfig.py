@@ -57,10 +57,23 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import bcrypt
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 __all__ = [
     "AuthBusyError",
@@ -90,7 +103,11 @@ _CLIENT_AUTH_TYPES: dict[str, ssl.VerifyMode] = {
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
-_UNSUPPORTED_CLIENT_AUTH_TYPES = ("RequestClientCert", "RequireAnyClientCert")
+_UNSUPPORTED_CLIENT_AUTH_TYPES = {
+    name: f"{name} is not supported (Python's TLS cannot request a client certificate without "
+    "verifying it); use VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file"
+    for name in ("RequestClientCert", "RequireAnyClientCert")
+}
 
 _TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -107,27 +124,6 @@ _ALLOWED_HEADERS: dict[str, tuple[str, ...] | None] = {
     "X-XSS-Protection": None,
     "Strict-Transport-Security": None,
 }
-
-_TLS_KEYS = {
-    "cert_file",
-    "key_file",
-    "client_auth_type",
-    "client_ca_file",
-    "min_version",
-    "max_version",
-    "prefer_server_cipher_suites",
-}
-_TLS_REFUSED = {
-    "cert": "inline certificates are not supported; use cert_file",
-    "key": "inline keys are not supported; use key_file",
-    "client_ca": "an inline client CA is not supported; use client_ca_file",
-    "client_allowed_sans": "not supported by cce-exporter",
-    "cipher_suites": "not supported by cce-exporter (OpenSSL's defaults are used)",
-    "curve_preferences": "not supported by cce-exporter (OpenSSL's defaults are used)",
-}
-_TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
-_TOP_REFUSED = {"rate_limit": "not supported by cce-exporter"}
-_HTTP_KEYS = {"headers", "http2"}
 
 
 @dataclass(frozen=True)
@@ -184,149 +180,244 @@ def _describe_os_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _mapping(value: object, key: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise WebConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
-    for k in value:
-        if not isinstance(k, str):
-            raise WebConfigError(f"{key}: keys must be strings, got {k!r}")
-    return value
+# --- the document, as pydantic models ------------------------------------------------------------
+#
+# The models say what the file may hold; `_describe` below turns pydantic's first error into the
+# wording operators read (the key's dotted path, then what is wrong), so the messages are the
+# ones the exporter has always given. Checks pydantic has no word for raise `_refuse`.
 
 
-def _check_keys(
-    data: Mapping[str, Any], prefix: str, allowed: set[str], refused: Mapping[str, str]
-) -> None:
-    for k in data:
-        name = f"{prefix}{k}"
-        if k in refused:
-            raise WebConfigError(f"{name}: {refused[k]}")
-        if k not in allowed:
-            raise WebConfigError(
-                f"{name}: unknown key; expected one of {', '.join(sorted(allowed))}"
+def _refuse(
+    message: str, key: str | None = None, *, instead: str | None = None, **ctx: str
+) -> PydanticCustomError:
+    """A refusal in the exporter's words (``message`` is formatted with ``ctx``). ``key`` names
+    the entry of the mapping being validated that it is about (a header, a user); ``instead``
+    names the sibling key to blame rather than the one being validated."""
+    where = {"key": key} if key is not None else {"instead": instead} if instead else {}
+    return PydanticCustomError("web_config", message, {**ctx, **where})
+
+
+def _one_of(choices: Mapping[str, object], refused: Mapping[str, str]) -> AfterValidator:
+    """A string that must be one of ``choices``; ``refused`` values get their own explanation."""
+
+    def check(value: str) -> str:
+        if value in refused:
+            raise _refuse(refused[value])
+        if value not in choices:
+            raise _refuse(
+                "unknown value {value}; use one of {choices}",
+                value=repr(value),
+                choices=", ".join(choices),
             )
+        return value
+
+    return AfterValidator(check)
 
 
-def _string(value: object, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise WebConfigError(f"{key}: expected a non-empty string")
-    return value
+_Text = Annotated[StrictStr, Field(min_length=1)]
+_ClientAuthType = Annotated[_Text, _one_of(_CLIENT_AUTH_TYPES, _UNSUPPORTED_CLIENT_AUTH_TYPES)]
+_TLSVersion = Annotated[_Text, _one_of(_TLS_VERSIONS, {})]
 
 
-def _path(value: object, key: str, base_dir: Path) -> Path:
-    path = Path(_string(value, key))
-    return path if path.is_absolute() else base_dir / path
+class _Section(BaseModel):
+    """A mapping of known keys; a key set to null counts as absent, as in the exporter-toolkit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Keys the exporter-toolkit knows but cce-exporter refuses, with the reason.
+    refused: ClassVar[Mapping[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: object) -> object:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
+        return data
 
 
-def _choice(value: object, key: str, choices: Mapping[str, object], default: str) -> str:
-    if value is None:
-        return default
-    text = _string(value, key)
-    if text not in choices:
-        raise WebConfigError(f"{key}: unknown value {text!r}; use one of {', '.join(choices)}")
-    return text
+class _TLSSection(_Section):
+    refused: ClassVar[Mapping[str, str]] = {
+        "cert": "inline certificates are not supported; use cert_file",
+        "key": "inline keys are not supported; use key_file",
+        "client_ca": "an inline client CA is not supported; use client_ca_file",
+        "client_allowed_sans": "not supported by cce-exporter",
+        "cipher_suites": "not supported by cce-exporter (OpenSSL's defaults are used)",
+        "curve_preferences": "not supported by cce-exporter (OpenSSL's defaults are used)",
+    }
 
+    # Declared in the order the values are checked, so that the first mistake is the one named.
+    client_auth_type: _ClientAuthType = "NoClientCert"
+    client_ca_file: _Text | None = Field(default=None, validate_default=True)
+    min_version: _TLSVersion = "TLS12"
+    max_version: _TLSVersion = "TLS13"
+    prefer_server_cipher_suites: StrictBool | None = None  # accepted, ignored
+    cert_file: _Text
+    key_file: _Text
 
-def _parse_tls(raw: Mapping[str, Any], base_dir: Path) -> TLSServerConfig:
-    p = "tls_server_config."
-    _check_keys(raw, p, _TLS_KEYS, _TLS_REFUSED)
-    for key in ("cert_file", "key_file"):
-        if raw.get(key) is None:
-            raise WebConfigError(f"{p}{key}: required when tls_server_config is set")
-    auth_type = raw.get("client_auth_type")
-    if auth_type in _UNSUPPORTED_CLIENT_AUTH_TYPES:
-        raise WebConfigError(
-            f"{p}client_auth_type: {auth_type} is not supported (Python's TLS cannot request a "
-            "client certificate without verifying it); use VerifyClientCertIfGiven or "
-            "RequireAndVerifyClientCert with client_ca_file"
+    @field_validator("client_ca_file")
+    @classmethod
+    def _ca_to_verify_with(cls, value: str | None, info: ValidationInfo) -> str | None:
+        auth = info.data.get("client_auth_type", "NoClientCert")
+        if value is None and auth != "NoClientCert":
+            raise _refuse("required when client_auth_type is {auth}", auth=auth)
+        return value
+
+    @field_validator("max_version")
+    @classmethod
+    def _min_not_above_max(cls, value: str, info: ValidationInfo) -> str:
+        low = info.data.get("min_version")
+        if low is not None and _TLS_VERSIONS[low] > _TLS_VERSIONS[value]:
+            raise _refuse(
+                "{low} is above max_version {high}", instead="min_version", low=low, high=value
+            )
+        return value
+
+    def resolve(self, base_dir: Path) -> TLSServerConfig:
+        """The settings with file paths relative to ``base_dir`` (an absolute path stays)."""
+        return TLSServerConfig(
+            cert_file=base_dir / self.cert_file,
+            key_file=base_dir / self.key_file,
+            client_auth_type=self.client_auth_type,
+            client_ca_file=None if self.client_ca_file is None else base_dir / self.client_ca_file,
+            min_version=self.min_version,
+            max_version=self.max_version,
         )
-    client_auth_type = _choice(
-        auth_type, f"{p}client_auth_type", _CLIENT_AUTH_TYPES, "NoClientCert"
-    )
-    client_ca_file = (
-        None
-        if raw.get("client_ca_file") is None
-        else _path(raw["client_ca_file"], f"{p}client_ca_file", base_dir)
-    )
-    if client_auth_type != "NoClientCert" and client_ca_file is None:
-        raise WebConfigError(
-            f"{p}client_ca_file: required when client_auth_type is {client_auth_type}"
-        )
-    min_version = _choice(raw.get("min_version"), f"{p}min_version", _TLS_VERSIONS, "TLS12")
-    max_version = _choice(raw.get("max_version"), f"{p}max_version", _TLS_VERSIONS, "TLS13")
-    if _TLS_VERSIONS[min_version] > _TLS_VERSIONS[max_version]:
-        raise WebConfigError(f"{p}min_version: {min_version} is above max_version {max_version}")
-    prefer = raw.get("prefer_server_cipher_suites")
-    if prefer is not None and not isinstance(prefer, bool):
-        raise WebConfigError(f"{p}prefer_server_cipher_suites: expected true or false")
-    return TLSServerConfig(
-        cert_file=_path(raw["cert_file"], f"{p}cert_file", base_dir),
-        key_file=_path(raw["key_file"], f"{p}key_file", base_dir),
-        client_auth_type=client_auth_type,
-        client_ca_file=client_ca_file,
-        min_version=min_version,
-        max_version=max_version,
-    )
 
 
-def _parse_headers(raw: Mapping[str, Any]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    allowed = {k.lower(): k for k in _ALLOWED_HEADERS}
-    for name, value in raw.items():
-        key = f"http_server_config.headers.{name}"
-        canonical = allowed.get(name.lower())
-        if canonical is None:
-            raise WebConfigError(
-                f"{key}: this header cannot be configured; allowed: {', '.join(_ALLOWED_HEADERS)}"
-            )
-        if value is None or value == "":
-            continue  # the toolkit's "unset if blank"
-        if not isinstance(value, str) or "\n" in value or "\r" in value:
-            raise WebConfigError(f"{key}: expected a single-line string")
-        accepted = _ALLOWED_HEADERS[canonical]
-        if accepted is not None and value.lower() not in accepted:
-            raise WebConfigError(f"{key}: {value!r} is not accepted; use {' or '.join(accepted)}")
-        headers[canonical] = value
-    return headers
+class _HTTPSection(_Section):
+    http2: StrictBool | None = None  # accepted, ignored: the server speaks HTTP/1.1
+    headers: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("headers")
+    @classmethod
+    def _allowed_headers(cls, raw: dict[str, Any]) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        allowed = {k.lower(): k for k in _ALLOWED_HEADERS}
+        for name, value in raw.items():
+            canonical = allowed.get(name.lower())
+            if canonical is None:
+                raise _refuse(
+                    "this header cannot be configured; allowed: {allowed}",
+                    name,
+                    allowed=", ".join(_ALLOWED_HEADERS),
+                )
+            if value is None or value == "":
+                continue  # the toolkit's "unset if blank"
+            if not isinstance(value, str) or "\n" in value or "\r" in value:
+                raise _refuse("expected a single-line string", name)
+            accepted = _ALLOWED_HEADERS[canonical]
+            if accepted is not None and value.lower() not in accepted:
+                raise _refuse(
+                    "{value} is not accepted; use {accepted}",
+                    name,
+                    value=repr(value),
+                    accepted=" or ".join(accepted),
+                )
+            headers[canonical] = value
+        return headers
 
 
-def _parse_users(raw: Mapping[str, Any]) -> dict[str, str]:
-    users: dict[str, str] = {}
-    for user, hashed in raw.items():
-        key = f"basic_auth_users.{user}"
-        if not user or ":" in user:
-            raise WebConfigError(f"{key}: a user name must be non-empty and contain no ':'")
-        # The hash is sensitive too: describe it, never quote it.
-        if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-            raise WebConfigError(
-                f"{key}: expected a bcrypt hash ($2a$/$2b$/$2y$...), e.g. from "
-                "htpasswd -nBC 10 \"\" | tr -d ':\\n'"
-            )
-        if _BCRYPT_HASH.fullmatch(hashed) is None:
-            raise WebConfigError(
-                f"{key}: not a complete bcrypt hash ({len(hashed)} characters; 60 expected: "
-                "$2y$, a cost of 04 to 31, $, then 53 characters of ./A-Za-z0-9); was it cut "
-                "short when copied?"
-            )
-        users[user] = hashed
-    return users
+class _Document(_Section):
+    refused: ClassVar[Mapping[str, str]] = {"rate_limit": "not supported by cce-exporter"}
+
+    tls_server_config: _TLSSection | None = None
+    http_server_config: _HTTPSection = Field(default_factory=_HTTPSection)
+    basic_auth_users: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _bcrypt_hashes(cls, raw: dict[str, Any]) -> dict[str, str]:
+        for user, hashed in raw.items():
+            if not user or ":" in user:
+                raise _refuse("a user name must be non-empty and contain no ':'", user)
+            # The hash is sensitive too: describe it, never quote it.
+            if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+                raise _refuse(
+                    "expected a bcrypt hash ($2a$/$2b$/$2y$...), e.g. from "
+                    "htpasswd -nBC 10 \"\" | tr -d ':\\n'",
+                    user,
+                )
+            if _BCRYPT_HASH.fullmatch(hashed) is None:
+                raise _refuse(
+                    "not a complete bcrypt hash ({length} characters; 60 expected: $2y$, a cost "
+                    "of 04 to 31, $, then 53 characters of ./A-Za-z0-9); was it cut short when "
+                    "copied?",
+                    user,
+                    length=str(len(hashed)),
+                )
+        return raw
+
+
+#: The sections by their key, for the names of a section's keys in an error.
+_SECTIONS: dict[str, type[_Section]] = {
+    "tls_server_config": _TLSSection,
+    "http_server_config": _HTTPSection,
+}
+_RANKS = {"invalid_key": 0, "extra_forbidden": 1, "missing": 2}  # then the values
+
+
+def _kind_and_place(error: ErrorDetails) -> tuple[str, tuple[str, ...]]:
+    kind, loc = error["type"], tuple(str(part) for part in error["loc"])
+    if kind == "string_type" and loc[-1:] == ("[key]",):  # a key of a mapping that is no string
+        return "invalid_key", loc[:-1]
+    return kind, loc
+
+
+def _first(errors: list[ErrorDetails]) -> ErrorDetails:
+    """The error to report, in the order a reader meets them: the top level's keys, then section
+    by section: its keys, the missing ones, then the values."""
+
+    def order(error: ErrorDetails) -> tuple[int, int]:
+        kind, loc = _kind_and_place(error)
+        rank = _RANKS.get(kind, 3) if len(loc) <= 2 else 3  # a header's name is a value
+        if len(loc) <= 1 and rank <= 1:
+            return (-1, rank)
+        return (list(_Document.model_fields).index(loc[0]) if loc else -1, rank)
+
+    return min(errors, key=order)
+
+
+def _describe(error: ErrorDetails) -> str:
+    """Pydantic's error in the words of the exporter-toolkit's keys (never quoting a value that
+    may be a secret)."""
+    kind, loc = _kind_and_place(error)
+    value = error["input"]
+    ctx = error.get("ctx") or {}
+    if "key" in ctx:
+        loc = (*loc, str(ctx["key"]))
+    if "instead" in ctx:
+        loc = (*loc[:-1], str(ctx["instead"]))
+    path = ".".join(loc)
+    if kind == "web_config":
+        return f"{path}: {error['msg']}"
+    if kind == "extra_forbidden":
+        section = _SECTIONS.get(".".join(loc[:-1]), _Document) if len(loc) > 1 else _Document
+        if loc[-1] in section.refused:
+            return f"{path}: {section.refused[loc[-1]]}"
+        return f"{path}: unknown key; expected one of {', '.join(sorted(section.model_fields))}"
+    if kind == "invalid_key":
+        return f"{'.'.join(loc[:-1]) or 'web config'}: keys must be strings, got {value!r}"
+    if kind == "missing":
+        return f"{path}: required when {'.'.join(loc[:-1])} is set"
+    if kind in {"string_type", "string_too_short"}:
+        return f"{path}: expected a non-empty string"
+    if kind == "bool_type":
+        return f"{path}: expected true or false"
+    if kind in {"model_type", "dict_type"}:
+        return f"{path or 'web config'}: expected a mapping, got {type(value).__name__}"
+    return f"{path or 'web config'}: {error['msg']}"  # pragma: no cover - every type is above
 
 
 def parse_web_config(data: object, *, base_dir: Path | str = ".") -> WebConfig:
     """Validate a decoded web config document; relative file paths resolve against ``base_dir``."""
-    base = Path(base_dir)
-    top = _mapping(data, "web config")
-    _check_keys(top, "", _TOP_KEYS, _TOP_REFUSED)
-    tls_raw = top.get("tls_server_config")
-    tls = None if tls_raw is None else _parse_tls(_mapping(tls_raw, "tls_server_config"), base)
-    http = _mapping(top.get("http_server_config"), "http_server_config")
-    _check_keys(http, "http_server_config.", _HTTP_KEYS, {})
-    if http.get("http2") is not None and not isinstance(http["http2"], bool):
-        raise WebConfigError("http_server_config.http2: expected true or false")
-    headers = _parse_headers(_mapping(http.get("headers"), "http_server_config.headers"))
-    users = _parse_users(_mapping(top.get("basic_auth_users"), "basic_auth_users"))
-    config = WebConfig(tls=tls, basic_auth_users=users, headers=headers)
+    try:
+        doc = _Document.model_validate({} if data is None else data)
+    except ValidationError as exc:
+        raise WebConfigError(_describe(_first(exc.errors()))) from None
+    tls = None if doc.tls_server_config is None else doc.tls_server_config.resolve(Path(base_dir))
+    config = WebConfig(
+        tls=tls, basic_auth_users=doc.basic_auth_users, headers=doc.http_server_config.headers
+    )
     if tls is not None:
         tls.ssl_context()  # fail at start-up, not at the first handshake
     return config

@@ -50,13 +50,24 @@ MODULES: tuple[Row, ...] = (
     ),
     Row(
         "auth",
-        ("exporter/cce/auth*.py", "exporter/cce/auth/*.py"),
+        (
+            "exporter/cce/auth*.py",
+            "exporter/cce/auth/*.py",
+            "exporter/cce/aksk*.py",
+            "exporter/cce/agency*.py",
+            "exporter/cce/refreshing*.py",
+        ),
         ("*",),
         ("tests/test_auth.py", "tests/test_auth_rules.py", "tests/test_agency.py"),
     ),
     Row(
         "client-retry",
-        ("exporter/cce/client*.py", "exporter/cce/client/*.py", "exporter/cce/retry*.py"),
+        (
+            "exporter/cce/client*.py",
+            "exporter/cce/client/*.py",
+            "exporter/cce/transport*.py",
+            "exporter/cce/retry*.py",
+        ),
         ("_tls_failure", "_backoff", "_send"),
         ("tests/test_client.py", "tests/test_client_tls.py", "tests/test_client_retry_rules.py"),
     ),

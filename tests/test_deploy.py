@@ -1,7 +1,8 @@
 """Deployment artefacts: the Dockerfile's structure, the wheel it installs (built and run in a fresh
 virtual environment), the kustomize manifests (with `kubectl kustomize` when it is installed), the
-Helm chart rendered by deploy.helm_render (and that renderer's semantics), the configuration they
-ship validated by the exporter's own loaders, and the drift of the generated files."""
+Helm chart rendered by tests/tools/helm_render.py (and that renderer's semantics), the
+configuration they ship validated by the exporter's own loaders, and the drift of the generated
+files."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from deploy import generate
-from deploy.helm_render import (
+from exporter import __version__
+from exporter.config import Settings, load_settings
+from exporter.hibernation.policy import load_policy_file
+from tests.tools.helm_render import (
     TemplateError,
     merge_values,
     parse,
@@ -32,16 +36,14 @@ from deploy.helm_render import (
     render_chart,
     render_documents,
 )
-from deploy.helm_render import main as helm_render_main
-from exporter import __version__
-from exporter.config import Settings, load_settings
-from exporter.hibernation.policy import load_policy_file
+from tests.tools.helm_render import main as helm_render_main
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 KUSTOMIZE = ROOT / "deploy" / "kubernetes"
 SHARDS_OVERLAY = ROOT / "deploy" / "overlays" / "shards"
 CHART = ROOT / "deploy" / "helm" / "cce-exporter"
+HELM_EVERYTHING = ROOT / "tests" / "fixtures" / "helm" / "everything.yaml"
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
 KUBECTL = shutil.which("kubectl")
 PORT = int(Settings.model_fields["listen"].default.rsplit(":", 1)[1])
@@ -648,26 +650,7 @@ def test_the_drift_check_notices_an_edit(tmp_path: Path, monkeypatch: pytest.Mon
 HELM_VARIANTS: dict[str, Doc] = {
     "defaults": {},
     "sharded": {"sharding": {"enabled": True, "shards": 4}},
-    "everything": {
-        "sharding": {"enabled": True, "shards": 2},
-        "credentials": {"create": True, "ak": "AK_PLACEHOLDER", "sk": "SK_PLACEHOLDER"},
-        "hookToken": {"existingSecret": "cce-hook"},
-        "webConfig": {"existingSecret": "cce-web"},
-        "probes": {"scheme": "HTTPS", "httpHeaders": [{"name": "Authorization", "value": "x"}]},
-        "extraEnv": [{"name": "CCE_EXPORTER_STATE_SETS", "value": "current"}],
-        "podLabels": {"team": "platform"},
-        "podAnnotations": {"example.com/note": "yes"},
-        "imagePullSecrets": [{"name": "registry"}],
-        "nodeSelector": {"kubernetes.io/os": "linux"},
-        "tolerations": [{"key": "dedicated", "operator": "Exists"}],
-        "priorityClassName": "monitoring",
-        "serviceMonitor": {"labels": {"release": "kps"}, "endpointConfig": {"scheme": "https"}},
-        "prometheusRule": {"labels": {"release": "kps"}},
-        "grafanaDashboards": {"namespace": "grafana"},
-        "networkPolicy": {"from": [{"namespaceSelector": {}}]},
-        "service": {"annotations": {"a": "b"}},
-        "serviceAccount": {"annotations": {"c": "d"}},
-    },
+    "everything": yaml.safe_load(HELM_EVERYTHING.read_text(encoding="utf-8")),
 }
 
 

@@ -16,11 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
+from exporter.cce import bodies as bodies_module
 from exporter.cce import client as client_module
 from exporter.cce.auth import AkSkAuth, PasswordAuth
 from exporter.cce.client import CCEClient
 from exporter.cce.errors import RequestTimeout, ResponseParseError
-from exporter.limits import MARKER, TruncatingFilter, counts, inflate, limits
+from exporter.limits import MARKER, TruncatingFilter, counts, inflate, limits, read_capped
 from exporter.simulator import Simulator
 from tests.test_e2e_exporter import parse, running_exporter, sim_env
 
@@ -85,13 +86,13 @@ async def test_a_gzip_bomb_is_refused_at_the_cap_in_a_worker_thread(
     simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[str] = []
-    real = client_module.inflate
+    real = bodies_module.inflate
 
     def spy(data: bytes, coding: str, limit: int) -> bytes:
         threads.append(threading.current_thread().name)
         return real(data, coding, limit)
 
-    monkeypatch.setattr(client_module, "inflate", spy)
+    monkeypatch.setattr(bodies_module, "inflate", spy)
     # 64 MB of spaces in about 64 kB of gzip; the client accepts 4 MB.
     simulator.faults.add("gzip_bomb", count=1, path="/clusters$", bomb_mb=64)
     async with aksk_client(simulator, max_response_bytes=4 * 1024 * 1024) as client:
@@ -155,6 +156,26 @@ def test_inflate_never_produces_more_than_the_cap_plus_one_step() -> None:
 
 
 # --- one bad object in a list -------------------------------------------------------------------
+
+
+async def test_a_capped_read_stops_at_the_first_chunk_past_the_cap() -> None:
+    pulled: list[int] = []
+
+    async def huge() -> Any:
+        for n in range(1, 1001):  # a megabyte: only the cap stops the reader early
+            pulled.append(n)
+            yield b"x" * 1000
+
+    with pytest.raises(ValueError, match="too large"):
+        await read_capped(huge(), 10_500, lambda: ValueError("too large"))
+    assert pulled == list(range(1, 12))  # 11 chunks: the 11th passed the cap, none after it
+
+    async def chunks(*parts: bytes) -> Any:
+        for part in parts:
+            yield part
+
+    assert await read_capped(chunks(b"ab", b"cd"), 4, lambda: ValueError("no")) == b"abcd"
+    assert await read_capped(chunks(), 0, lambda: ValueError("no")) == b""
 
 
 async def test_one_unreadable_cluster_is_dropped_and_counted_the_others_kept(

@@ -1,6 +1,6 @@
 """Phases, statuses, condition types and reasons named by the dashboards and the alert rules are
-the ones the exporter knows: the models' lists (exporter/cce/models.py), the metric catalog's state
-sets and the metric contract's state-set table (tests/fixtures/METRICS.md).
+the ones the exporter knows: the models' lists (exporter/cce/models/known.py), the metric
+catalog's state sets and the metric contract's state-set table (tests/fixtures/METRICS.md).
 
 Three places name such values: label matchers in queries (dashboards and alerts), the value
 mappings that turn a state timeline's phase code back into a name, and the colours of phase

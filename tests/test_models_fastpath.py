@@ -16,11 +16,11 @@ from exporter.cce.models import (
     NodeList,
     NodeSpec,
     NodeSummary,
-    _fast_utc_timestamp,
     parse_node_summaries,
     parse_response,
     parse_timestamp,
 )
+from exporter.cce.models.fields import _utc_timestamp
 from exporter.simulator.world import World
 
 REFERENCE_EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "cce-api" / "examples"
@@ -46,9 +46,9 @@ REFERENCE_EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "cce-api" / 
 )
 def test_timestamps_fast_and_general_paths_agree(text: str, expected: datetime | None) -> None:
     assert parse_timestamp(text) == expected
-    fast = _fast_utc_timestamp(text)
+    fast = _utc_timestamp(text)
     assert fast is None or fast == expected
-    # Twice: the one-entry cache must give the same answer.
+    # Twice: the cache must give the same answer.
     assert parse_timestamp(text) == expected
 
 
@@ -70,7 +70,7 @@ def test_odd_values_still_take_the_lenient_path() -> None:
     assert nodes[1].kind is None
 
 
-def test_case_insensitive_keys_after_the_plain_key_cache_warmed() -> None:
+def test_case_insensitive_keys_beside_keys_no_field_reads() -> None:
     for _ in range(3):
         spec = NodeSpec.model_validate({"Flavor": "s6", "login": {}, "ROOTVOLUME": {"size": 1}})
         assert spec.flavor == "s6" and spec.root_volume.size == 1
@@ -78,7 +78,7 @@ def test_case_insensitive_keys_after_the_plain_key_cache_warmed() -> None:
         assert exact.flavor == "a"  # the exact spelling wins
 
 
-# --- node lists straight into summaries ----------------------------------------------------------
+# --- node lists read into summaries: the values the Node models give ----------------------------
 
 _SCALARS = st.one_of(
     st.none(),

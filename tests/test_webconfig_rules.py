@@ -35,7 +35,17 @@ HEADERS = (
     [
         ([1], "web config: expected a mapping, got list"),
         ({1: "x"}, "web config: keys must be strings, got 1"),
+        ({"tls_server_config": {None: 1}}, "tls_server_config: keys must be strings, got None"),
+        ({"basic_auth_users": {1: "x"}}, "basic_auth_users: keys must be strings, got 1"),
+        (
+            {"http_server_config": {"headers": {True: "x"}}},
+            "http_server_config.headers: keys must be strings, got True",
+        ),
         ({"bogus": 1}, f"bogus: unknown key; expected one of {TOP}"),
+        (
+            {"http_server_config": {"http3": True}},
+            "http_server_config.http3: unknown key; expected one of headers, http2",
+        ),
         ({"tls_server_config": "x"}, "tls_server_config: expected a mapping, got str"),
         ({"http_server_config": 5}, "http_server_config: expected a mapping, got int"),
         (
@@ -52,6 +62,10 @@ HEADERS = (
         ),
         (
             {"tls_server_config": {"cert_file": 5, "key_file": "k"}},
+            "tls_server_config.cert_file: expected a non-empty string",
+        ),
+        (  # YAML's !!binary
+            {"tls_server_config": {"cert_file": b"c.crt", "key_file": "k"}},
             "tls_server_config.cert_file: expected a non-empty string",
         ),
         (
@@ -101,6 +115,101 @@ def test_refusals_name_the_key(data: Any, message: str) -> None:
     with pytest.raises(WebConfigError) as caught:
         parse_web_config(data)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"bogus": 1, 1: "x"}, "web config: keys must be strings, got 1"),
+        (
+            {"basic_auth_users": {"u": "x"}, "rate_limit": {}, "tls_server_config": {"x": 1}},
+            "rate_limit: not supported by cce-exporter",
+        ),
+        (
+            {"tls_server_config": {"cert_file": 5, "bogus": 1}},
+            "tls_server_config.bogus: unknown key; expected one of cert_file, client_auth_type, "
+            "client_ca_file, key_file, max_version, min_version, prefer_server_cipher_suites",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "", "client_auth_type": "RequestClientCert"}},
+            "tls_server_config.key_file: required when tls_server_config is set",
+        ),
+        (
+            {
+                "tls_server_config": {
+                    **CERTS,
+                    "cert_file": "",
+                    "client_auth_type": "VerifyClientCertIfGiven",
+                    "min_version": "TLS14",
+                }
+            },
+            "tls_server_config.client_ca_file: required when client_auth_type is "
+            "VerifyClientCertIfGiven",
+        ),
+        (
+            {"tls_server_config": {**CERTS, "key_file": 1, "max_version": "TLS10"}},
+            "tls_server_config.min_version: TLS12 is above max_version TLS10",
+        ),
+        (
+            {"tls_server_config": {"cert_file": ""}, "http_server_config": {"http3": 1}},
+            "tls_server_config.key_file: required when tls_server_config is set",
+        ),
+        (
+            {"http_server_config": {"headers": {"Server": "x"}, "http2": "yes"}},
+            "http_server_config.http2: expected true or false",
+        ),
+        (
+            {"http_server_config": {"headers": {2: "x"}, "http2": "yes"}},
+            "http_server_config.http2: expected true or false",
+        ),
+    ],
+)
+def test_of_several_mistakes_the_first_in_reading_order_is_named(data: Any, message: str) -> None:
+    """Top-level keys first, then section by section: its keys, the missing ones, the values."""
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(data)
+    assert str(caught.value) == message
+
+
+SECRET = "$2y$10$" + "s3cr3t" * 8  # a hash cut short: 55 characters
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"basic_auth_users": {"u": SECRET}},
+        {"basic_auth_users": {"u": [SECRET]}},
+        {"basic_auth_users": {"u": {"hash": SECRET}}},
+        {"basic_auth_users": SECRET},
+        {"bogus": SECRET},
+        {"rate_limit": SECRET},
+        {"http_server_config": {"http2": SECRET}},
+        {"http_server_config": {"headers": SECRET}},
+        {"tls_server_config": SECRET},
+        {"tls_server_config": {**CERTS, "prefer_server_cipher_suites": SECRET}},
+        {"tls_server_config": {**CERTS, "cert": SECRET}},
+        {"tls_server_config": {**CERTS, "client_ca_file": [SECRET]}},
+    ],
+    ids=lambda data: "-".join(str(k) for k in data) if isinstance(data, dict) else "x",
+)
+def test_a_refusal_never_quotes_a_value_that_may_be_a_hash(data: Any) -> None:
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(data)
+    assert "s3cr3t" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_null_value_is_an_absent_key_but_a_refused_key_stays_refused() -> None:
+    config = parse_web_config(
+        {"tls_server_config": None, "http_server_config": {"headers": None, "http2": None}}
+    )
+    assert config.tls is None and config.headers == {}
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config({"tls_server_config": {**CERTS, "cert": None}})
+    assert (
+        str(caught.value)
+        == "tls_server_config.cert: inline certificates are not supported; use cert_file"
+    )
 
 
 @pytest.mark.parametrize(

@@ -136,8 +136,8 @@ def tls_verify(
 
 @functools.lru_cache(maxsize=64)
 def _trusting(path: str) -> ssl.SSLContext:
-    # One context per bundle, shared by every client: loading a trust store costs tens of
-    # milliseconds and about a megabyte.
+    # One context per bundle, shared by every client: loading a trust store takes time and
+    # memory (docs/performance.md).
     if os.path.isdir(path):
         return ssl.create_default_context(capath=path)
     return ssl.create_default_context(cafile=path)
@@ -258,7 +258,7 @@ class _RemappedStream(httpx.AsyncByteStream):
 class _Transport(AiohttpTransport):
     """``httpx_aiohttp.AiohttpTransport`` with errors that tell whether the request was sent, and
     a session without a cookie jar (the API sets no cookie the exporter needs, and the jar's
-    bookkeeping cost ~0.1 ms of CPU a response)."""
+    bookkeeping costs CPU on every response: docs/performance.md)."""
 
     def get_client(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(

@@ -18,10 +18,10 @@ from exporter.collect.state import (
     SLOW_RESOURCES,
     Client,
     CollectorStats,
-    Health,
     TargetState,
 )
 from exporter.collect.tracking import JobTracker, PhaseTracker
+from exporter.health import Health
 
 # The collector's log lines keep one logger name, whichever module of it logs.
 log = logging.getLogger("exporter.collect.target")

@@ -62,16 +62,6 @@ class CollectorStats(Protocol):
 
 
 @dataclass
-class Health:
-    success: bool = False
-    attempted: bool = False
-    duration: float | None = None
-    last_success: float | None = None
-    last_attempt: float | None = None
-    error: str | None = None
-
-
-@dataclass
 class TargetState:
     """The target's last good data. A cluster listing replaces it; the other collections update
     their parts in place, so the renderer is given copies (``TargetCollector.snapshot``)."""

@@ -31,9 +31,9 @@ from exporter.collect.state import (
     UPGRADE_SKIP_PHASES,
     Client,
     CollectorStats,
-    Health,
     TargetState,
 )
+from exporter.health import Health
 from exporter.metrics.inputs import ResourceHealth, TargetData, TrackedJob
 
 __all__ = [

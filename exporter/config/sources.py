@@ -39,6 +39,7 @@ from exporter.config.values import (
     RESOURCE_NAMES,
 )
 from exporter.config.yamlfile import read_yaml, unknown_keys
+from exporter.memory import TUNING_VARIABLES
 
 FILE = "the config file"
 
@@ -228,6 +229,7 @@ class EnvSource(EnvSettingsSource):
             elif not (
                 suffix in PROCESS_ENV
                 or name == CONFIG_ENV
+                or name in TUNING_VARIABLES.values()  # read by exporter.memory
                 or name.startswith(PER_TARGET_ENV_PREFIX)
             ):
                 known = [*PROCESS_ENV, *TARGET_ENV, CONFIG_ENV[len(ENV_PREFIX) :]]

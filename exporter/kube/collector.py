@@ -26,10 +26,17 @@ from typing import Any, Protocol
 from exporter.cce.errors import CCEError
 from exporter.cce.models import Cluster
 from exporter.config import KubernetesConfig
+from exporter.health import Health
 from exporter.kube.client import KubeClient
 from exporter.kube.models import KubeClusterData, KubeJob
 
-__all__ = ["KubeClusterData", "KubeCollector", "KubeStats", "select_cluster"]
+__all__ = [
+    "KubeClusterData",
+    "KubeCollector",
+    "KubeHealth",
+    "KubeStats",
+    "select_cluster",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +72,9 @@ def _job_order(job: KubeJob) -> tuple[int, float, str, str]:
 
 
 @dataclass
-class Health:
-    success: bool = False
-    attempted: bool = False
-    duration: float | None = None
-    last_success: float | None = None
-    error: str | None = None
+class KubeHealth(Health):
+    """:class:`~exporter.health.Health`, and the pages and per-cluster errors of the last run."""
+
     requests: int = 0  # pages fetched in the last collection
     errors: dict[str, str] = field(default_factory=dict)  # cluster ID -> last error text
 
@@ -101,7 +105,7 @@ class KubeCollector:
         #: cluster ID -> whether its lists succeeded, for the clusters asked last time
         #: (``cce_exporter_cluster_collect_success{resource="kubernetes"}``)
         self.outcomes: dict[str, bool] = {}
-        self.health = Health()
+        self.health = KubeHealth()
         self._slots = asyncio.Semaphore(concurrency)
 
     def _namespace_ok(self, namespace: str) -> bool:

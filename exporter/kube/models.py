@@ -3,8 +3,8 @@
 Only the fields the metrics need are kept, in slotted frozen dataclasses built straight from the
 decoded JSON. Why not lightkube's models (a dependency already): measured on the simulator's
 lists they parse about as fast, but ``lightkube.models`` builds every nested object of a Job (pod
-template, containers, volumes...) and keeps about seven times the memory per object, leaves
-quantities as text, and is strict about types (``docs/performance.md`` has the numbers).
+template, containers, volumes...) and keeps much more memory per object, leaves quantities as
+text, and is strict about types (``docs/performance.md`` has the numbers).
 
 Like the CCE models, these are tolerant: a field of the wrong type reads as missing, an item that
 is not an object or has no name is skipped, and only a body that is not a Kubernetes list at all

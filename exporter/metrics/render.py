@@ -18,7 +18,6 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
-import gc
 import logging
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from zlib_ng import zlib_ng as zlib
 
+from exporter.memory import gc_paused
 from exporter.metrics.catalog import GROUP_TABLES, GROUPS, RESERVED_LABELS
 from exporter.metrics.histogram import JobDurationHistogram
 from exporter.metrics.inputs import TargetData
@@ -59,10 +59,9 @@ logger = logging.getLogger(__name__)
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-#: Compression level of the expositions, with zlib-ng (the zlib module's interface, about three
-#: times the speed): its level 2 makes smaller output than zlib's level 1 in 40% of the CPU; its
-#: level 1 is faster still but 40% larger; higher levels gain little on this repetitive text
-#: (``python -m bench.compression``).
+#: Compression level of the expositions, with zlib-ng (the zlib module's interface): level 2 is
+#: the best trade of CPU against size on this repetitive text; ``python -m bench.compression``
+#: compares the levels (figures in docs/performance.md).
 GZIP_LEVEL = 2
 
 _EOF = b"# EOF\n"
@@ -83,8 +82,8 @@ INFLATE_CHUNK = 256 * 1024
 
 
 def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of ``A + B`` from ``crc32(A)``, ``crc32(B)`` and ``len(B)`` (zlib-ng's, in
-    microseconds; the standard zlib module does not expose it)."""
+    """The CRC-32 of ``A + B`` from ``crc32(A)``, ``crc32(B)`` and ``len(B)`` (zlib-ng's; the
+    standard zlib module does not expose it)."""
     if len2 <= 0:
         return crc1
     return int(zlib.crc32_combine(crc1, crc2, len2))
@@ -93,8 +92,8 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
 @dataclass(frozen=True, slots=True)
 class Packed:
     """Exposition bytes kept compressed: a :func:`deflate` piece and the CRC-32 and size of the
-    bytes it holds. At 100,000 nodes the text is ~120 MB and its deflate ~16 MB: only the latter
-    is kept, and a scrape that does not accept gzip is inflated as it is sent."""
+    bytes it holds. Only the compressed form is kept (it is several times smaller than the text),
+    and a scrape that does not accept gzip is inflated as it is sent."""
 
     deflate: bytes
     crc: int
@@ -309,9 +308,7 @@ def render_group(
     # Rendering creates many short-lived lists and tuples next to a large, long-lived heap of
     # models; the cyclic collector would walk that heap repeatedly for nothing. Nothing created
     # here forms cycles.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         for table in GROUP_TABLES[group]:
             table_outs = [_family_out(fam, state_sets) for fam in table.families]
             outs.update(
@@ -327,9 +324,6 @@ def render_group(
                         out.text.add(body)
                         if out.om is not out.text:
                             out.om.add(body)
-    finally:
-        if was_enabled:
-            gc.enable()
     names = tuple(sorted(outs))
     text: list[Packed] = []
     om: list[Packed] = []

@@ -12,6 +12,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from exporter.simulator.server import Simulator, SimulatorConfig, serve
 
@@ -41,44 +42,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="address to serve on; port 0 picks a free port (default 127.0.0.1:0)",
     )
-    parser.add_argument("--clusters", type=_non_negative(int), default=30, help="default 30")
-    parser.add_argument(
-        "--nodes-per-cluster", type=_non_negative(int), default=10, help="default 10"
-    )
-    parser.add_argument("--seed", type=int, default=1, help="world and credentials seed")
-    parser.add_argument(
-        "--latency-ms", type=_non_negative(float), default=0.0, help="delay added to every answer"
-    )
-    parser.add_argument(
-        "--fault-rate",
-        type=float,
-        default=0.0,
-        help="probability (0..1) that a request gets a random fault",
-    )
-    parser.add_argument(
+    for flag, kind, default, text in _OPTIONS:
+        parser.add_argument(flag, type=kind, default=default, help=text)
+
+
+#: The simulator's options after ``--listen``: (flag, type, default, help), in help order.
+_OPTIONS: tuple[tuple[str, Callable[[str], Any], object, str], ...] = (
+    ("--clusters", _non_negative(int), 30, "default 30"),
+    ("--nodes-per-cluster", _non_negative(int), 10, "default 10"),
+    ("--seed", int, 1, "world and credentials seed"),
+    ("--latency-ms", _non_negative(float), 0.0, "delay added to every answer"),
+    ("--fault-rate", float, 0.0, "probability (0..1) that a request gets a random fault"),
+    (
         "--transition-seconds",
-        type=_non_negative(float),
-        default=60.0,
-        help="duration of the Hibernating and Awaking phases (default 60)",
-    )
-    parser.add_argument(
-        "--kube-jobs",
-        type=_non_negative(int),
-        default=16,
-        help="Kubernetes Jobs per cluster (default 16)",
-    )
-    parser.add_argument(
-        "--kube-quotas",
-        type=_non_negative(int),
-        default=4,
-        help="Kubernetes ResourceQuotas per cluster (default 4)",
-    )
-    parser.add_argument(
+        _non_negative(float),
+        60.0,
+        "duration of the Hibernating and Awaking phases (default 60)",
+    ),
+    ("--kube-jobs", _non_negative(int), 16, "Kubernetes Jobs per cluster (default 16)"),
+    ("--kube-quotas", _non_negative(int), 4, "Kubernetes ResourceQuotas per cluster (default 4)"),
+    (
         "--temporary-seconds",
-        type=_non_negative(float),
-        default=3600.0,
-        help="lifetime of the metadata service's temporary credentials (default 3600)",
-    )
+        _non_negative(float),
+        3600.0,
+        "lifetime of the metadata service's temporary credentials (default 3600)",
+    ),
+)
 
 
 def run(args: argparse.Namespace) -> int:

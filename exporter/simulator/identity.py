@@ -16,10 +16,10 @@ import random
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from exporter.simulator.clock import NS, SimClock
-from exporter.simulator.world import iam_time
+from exporter.simulator.formats import iam_time
 
 #: Default lifetime of the metadata service's temporary credentials (the real service: ~24 h).
 DEFAULT_TEMPORARY_SECONDS = 3600.0
@@ -34,14 +34,42 @@ class TemporaryKey:
     expires: int
 
 
-class TemporaryKeys:
+class _Expiring(Protocol):
+    expires: int
+
+
+E = TypeVar("E", bound=_Expiring)
+
+
+class _Issued(Generic[E]):
+    """Credentials handed out, by key, each expiring at an instant of the simulator clock."""
+
+    def __init__(self, clock: SimClock, issued: dict[str, E]) -> None:
+        self._clock = clock
+        self._issued = issued
+        self.issued_total = 0
+
+    def get(self, key: str) -> E | None:
+        return self._issued.get(key)
+
+    def expire_all(self) -> int:
+        now = self._clock.now_ns()
+        for entry in self._issued.values():
+            entry.expires = min(entry.expires, now)
+        return len(self._issued)
+
+    def active(self) -> int:
+        now = self._clock.now_ns()
+        return sum(1 for e in self._issued.values() if e.expires > now)
+
+
+class TemporaryKeys(_Issued[TemporaryKey]):
     """Temporary AK/SK pairs handed out by the metadata service; expiry on the simulator clock."""
 
     def __init__(self, clock: SimClock, lifetime_seconds: float = DEFAULT_TEMPORARY_SECONDS):
-        self._clock = clock
-        self.lifetime_seconds = lifetime_seconds
         self._keys: dict[str, TemporaryKey] = {}
-        self.issued_total = 0
+        super().__init__(clock, self._keys)
+        self.lifetime_seconds = lifetime_seconds
 
     def issue(self) -> dict[str, Any]:
         """A new temporary credential, as the metadata service's JSON answer."""
@@ -61,21 +89,8 @@ class TemporaryKeys:
             }
         }
 
-    def get(self, access: str) -> TemporaryKey | None:
-        return self._keys.get(access)
-
     def expired(self, key: TemporaryKey) -> bool:
         return key.expires <= self._clock.now_ns()
-
-    def expire_all(self) -> int:
-        now = self._clock.now_ns()
-        for key in self._keys.values():
-            key.expires = min(key.expires, now)
-        return len(self._keys)
-
-    def active(self) -> int:
-        now = self._clock.now_ns()
-        return sum(1 for k in self._keys.values() if k.expires > now)
 
 
 @dataclass(frozen=True)
@@ -105,3 +120,68 @@ class Agency:
         return (
             domain in (self.domain, self.domain_id) and assume_role.get("agency_name") == self.name
         )
+
+
+TOKEN_LIFETIME_NS = 24 * 3600 * NS
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The simulator's fake account, derived from the seed. ``repr`` never shows a secret."""
+
+    ak: str = field(repr=False)
+    sk: str = field(repr=False)
+    username: str
+    password: str = field(repr=False)
+    domain: str
+    domain_id: str
+    user_id: str
+    project_id: str
+    project_name: str
+
+    @classmethod
+    def from_seed(cls, seed: int) -> Credentials:
+        rng = random.Random(f"credentials-{seed}")
+        upper = string.ascii_uppercase + string.digits
+        alnum = string.ascii_letters + string.digits
+
+        def pick(alphabet: str, n: int) -> str:
+            return "".join(rng.choice(alphabet) for _ in range(n))
+
+        return cls(
+            ak="SIM" + pick(upper, 17),
+            sk=pick(alnum, 40),
+            username=f"sim-user-{seed}",
+            password=pick(alnum, 20),
+            domain=f"sim-domain-{seed}",
+            domain_id=f"{rng.getrandbits(128):032x}",
+            user_id=f"{rng.getrandbits(128):032x}",
+            project_id=f"{rng.getrandbits(128):032x}",
+            project_name="sim-region-1",
+        )
+
+
+@dataclass
+class TokenEntry:
+    project_id: str | None
+    issued: int
+    expires: int
+
+
+class Tokens(_Issued[TokenEntry]):
+    """Tokens issued by the simulated IAM; expiry is on the simulator clock."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self._tokens: dict[str, TokenEntry] = {}
+        super().__init__(clock, self._tokens)
+
+    def issue(
+        self, project_id: str | None, lifetime_ns: int = TOKEN_LIFETIME_NS
+    ) -> tuple[str, TokenEntry]:
+        now = self._clock.now_ns()
+        # Real tokens are long opaque PKI blobs starting with MII; the length does not matter here.
+        token = "MIIsim" + secrets.token_urlsafe(96)
+        entry = TokenEntry(project_id=project_id, issued=now, expires=now + lifetime_ns)
+        self._tokens[token] = entry
+        self.issued_total += 1
+        return token, entry

@@ -42,7 +42,8 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from exporter.simulator.clock import NS
-from exporter.simulator.world import World, dump_json
+from exporter.simulator.formats import dump_json
+from exporter.simulator.world import World
 
 __all__ = ["KubeSim", "KubeSizes"]
 
@@ -252,89 +253,7 @@ class KubeSim:
         out = []
         for i in range(self.sizes.jobs):
             ns = NAMESPACES[(i // 8) % len(NAMESPACES)]  # each namespace a whole cycle
-            pattern = i % 8
-            spec: dict[str, Any] = {"parallelism": 1, "completions": 1, "backoffLimit": 2}
-            status: dict[str, Any] = {}
-            owners: list[dict[str, Any]] = []
-            name = f"job-{i:04d}"
-            jitter = rng.randrange(0, 600)
-            if pattern == 0:  # running
-                start = anchor - 300 - jitter
-                status = {"active": 1, "startTime": rfc3339(start)}
-            elif pattern == 1:  # succeeded, from a CronJob
-                start = anchor - 2 * HOUR - jitter
-                name = f"every-five-{i:04d}"
-                owners = [
-                    {
-                        "apiVersion": "batch/v1",
-                        "kind": "CronJob",
-                        "name": "every-five",
-                        "controller": True,
-                        "uid": f"{uid[:8]}-cron",
-                    }
-                ]
-                status = {
-                    "succeeded": 1,
-                    "startTime": rfc3339(start),
-                    "completionTime": rfc3339(start + 95),
-                    "conditions": [_condition("Complete", start + 95)],
-                }
-            elif pattern == 2:  # failed
-                start = anchor - HOUR - jitter
-                status = {
-                    "failed": 3,
-                    "startTime": rfc3339(start),
-                    "conditions": [
-                        _condition("FailureTarget", start + 290),
-                        _condition("Failed", start + 300, "BackoffLimitExceeded"),
-                    ],
-                }
-            elif pattern == 3:  # hanging past its deadline
-                start = anchor - 20 * HOUR - jitter
-                spec["activeDeadlineSeconds"] = HOUR
-                status = {"active": 1, "startTime": rfc3339(start)}
-            elif pattern == 4:  # hanging, no deadline
-                start = anchor - 14 * HOUR - jitter
-                status = {"active": 1, "startTime": rfc3339(start)}
-            elif pattern == 5:  # running within its deadline
-                start = anchor - 600 - jitter
-                spec["activeDeadlineSeconds"] = 2 * HOUR
-                status = {"active": 1, "startTime": rfc3339(start)}
-            elif pattern == 6:  # finished long ago: past the retention
-                start = anchor - 72 * HOUR - jitter
-                status = {
-                    "succeeded": 1,
-                    "startTime": rfc3339(start),
-                    "completionTime": rfc3339(start + 30),
-                    "conditions": [_condition("Complete", start + 30)],
-                }
-            else:  # succeeded recently
-                start = anchor - HOUR - jitter
-                status = {
-                    "succeeded": 1,
-                    "startTime": rfc3339(start),
-                    "completionTime": rfc3339(start + 600),
-                    "conditions": [_condition("Complete", start + 600)],
-                }
-            meta: dict[str, Any] = {
-                "name": name,
-                "namespace": ns,
-                "uid": f"{uid[:8]}-job-{i:05d}",
-                "creationTimestamp": rfc3339(start - 1),
-                "labels": {"app": name.rsplit("-", 1)[0]},
-            }
-            if owners:
-                meta["ownerReferences"] = owners
-            spec["template"] = {
-                "metadata": {"labels": {"job-name": name}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", "true"]}
-                    ],
-                },
-            }
-            out.append({"metadata": meta, "spec": spec, "status": status})
+            out.append(_job(uid, i, ns, anchor, rng.randrange(0, 600)))
         return out
 
     def _cronjobs(self, state: _Cluster, now: float, version: str) -> list[dict[str, Any]]:
@@ -404,3 +323,103 @@ class KubeSim:
             "clusters_asked": len(self._clusters),
             "sizes": json.loads(json.dumps(vars(self.sizes))),
         }
+
+
+def _job(uid: str, i: int, ns: str, anchor: float, jitter: int) -> dict[str, Any]:
+    """Job ``i`` of a cluster: one of eight patterns (running, failed, hanging, finished...)."""
+    pattern = i % 8
+    spec: dict[str, Any] = {"parallelism": 1, "completions": 1, "backoffLimit": 2}
+    status: dict[str, Any] = {}
+    owners: list[dict[str, Any]] = []
+    name = f"job-{i:04d}"
+    if pattern == 0:  # running
+        start = anchor - 300 - jitter
+        status = {"active": 1, "startTime": rfc3339(start)}
+    elif pattern == 1:  # succeeded, from a CronJob
+        start = anchor - 2 * HOUR - jitter
+        name = f"every-five-{i:04d}"
+        owners = [
+            {
+                "apiVersion": "batch/v1",
+                "kind": "CronJob",
+                "name": "every-five",
+                "controller": True,
+                "uid": f"{uid[:8]}-cron",
+            }
+        ]
+        status = {
+            "succeeded": 1,
+            "startTime": rfc3339(start),
+            "completionTime": rfc3339(start + 95),
+            "conditions": [_condition("Complete", start + 95)],
+        }
+    elif pattern == 2:  # failed
+        start = anchor - HOUR - jitter
+        status = {
+            "failed": 3,
+            "startTime": rfc3339(start),
+            "conditions": [
+                _condition("FailureTarget", start + 290),
+                _condition("Failed", start + 300, "BackoffLimitExceeded"),
+            ],
+        }
+    elif pattern == 3:  # hanging past its deadline
+        start = anchor - 20 * HOUR - jitter
+        spec["activeDeadlineSeconds"] = HOUR
+        status = {"active": 1, "startTime": rfc3339(start)}
+    elif pattern == 4:  # hanging, no deadline
+        start = anchor - 14 * HOUR - jitter
+        status = {"active": 1, "startTime": rfc3339(start)}
+    elif pattern == 5:  # running within its deadline
+        start = anchor - 600 - jitter
+        spec["activeDeadlineSeconds"] = 2 * HOUR
+        status = {"active": 1, "startTime": rfc3339(start)}
+    elif pattern == 6:  # finished long ago: past the retention
+        start = anchor - 72 * HOUR - jitter
+        status = {
+            "succeeded": 1,
+            "startTime": rfc3339(start),
+            "completionTime": rfc3339(start + 30),
+            "conditions": [_condition("Complete", start + 30)],
+        }
+    else:  # succeeded recently
+        start = anchor - HOUR - jitter
+        status = {
+            "succeeded": 1,
+            "startTime": rfc3339(start),
+            "completionTime": rfc3339(start + 600),
+            "conditions": [_condition("Complete", start + 600)],
+        }
+    return _job_object(uid, i, ns, name, start, spec, status, owners)
+
+
+def _job_object(
+    uid: str,
+    i: int,
+    ns: str,
+    name: str,
+    start: float,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    owners: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The Job's object: metadata (owners included), the spec with its pod template, status."""
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": ns,
+        "uid": f"{uid[:8]}-job-{i:05d}",
+        "creationTimestamp": rfc3339(start - 1),
+        "labels": {"app": name.rsplit("-", 1)[0]},
+    }
+    if owners:
+        meta["ownerReferences"] = owners
+    spec["template"] = {
+        "metadata": {"labels": {"job-name": name}},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", "true"]}
+            ],
+        },
+    }
+    return {"metadata": meta, "spec": spec, "status": status}

@@ -171,7 +171,8 @@ async def serve(sim: Simulator) -> AsyncIterator[Simulator]:
     )
     server = _Server(config)
     # Bound here rather than by uvicorn, with the protocol recorded as TCP so that asyncio sets
-    # TCP_NODELAY on each connection: otherwise every small answer waits ~40 ms (Nagle).
+    # TCP_NODELAY on each connection: otherwise every small answer waits for the client's
+    # delayed acknowledgement (Nagle's algorithm).
     sock = with_tcp_proto(socket.create_server((sim.config.host, sim.config.port)))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -19,13 +19,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from exporter.status.model import (
-    ADDON_UNHEALTHY,
+from exporter.status.view import (
     GROUPS,
-    NODE_ABNORMAL,
     At,
     Cause,
-    ClusterDetail,
     ClusterRow,
     Collection,
     HibernationRow,
@@ -35,7 +32,7 @@ from exporter.status.model import (
     phase_group,
 )
 
-__all__ = ["cluster_href", "filter_clusters", "format_age", "render_cluster", "render_status"]
+__all__ = ["cluster_href", "filter_clusters", "format_age", "render_status"]
 
 MAX_QUERY = 100  # characters of a filter value kept
 #: Up to this many problems of one kind are listed as they are; more fold under a summary line.
@@ -330,6 +327,12 @@ _HIB_HEADERS = (
 )
 
 
+def _hib_table(
+    caption: str, rows: Sequence[HibernationRow], now: float, *, label: str, link: bool = True
+) -> str:
+    return _table(caption, _HIB_HEADERS, _hib_rows(rows, now, link=link), label=label)
+
+
 def _hibernation(model: StatusModel, now: float) -> str:
     out = ["<section aria-labelledby=hibernation><h2 id=hibernation>Hibernation</h2>"]
     if not model.hibernation_enabled:
@@ -343,14 +346,8 @@ def _hibernation(model: StatusModel, now: float) -> str:
             f"{sum(1 for r in model.hibernation if r.pending)} pending; "
             f"{dry} in dry run (nothing is called for them).</p>"
         )
-        out.append(
-            _table(
-                "Clusters a policy selects: what it wants, what they are, what happens next",
-                _HIB_HEADERS,
-                _hib_rows(model.hibernation, now),
-                label="Hibernation table",
-            )
-        )
+        caption = "Clusters a policy selects: what it wants, what they are, what happens next"
+        out.append(_hib_table(caption, model.hibernation, now, label="Hibernation table"))
     out.append("</section>")
     return "".join(out)
 
@@ -573,158 +570,3 @@ def render_status(
         "(schema in docs/status.md).</footer></body></html>\n",
     ]
     return "".join(parts)
-
-
-# --- one cluster -------------------------------------------------------------------------------
-
-
-def render_cluster(detail: ClusterDetail, *, refresh: bool = True) -> str:
-    now = float(detail.generated_at)
-    c = detail.cluster
-    interval = detail.refresh_seconds if refresh else None
-    title = f"{c.name}: cce-exporter status"
-    why = " ".join(x for x in (detail.reason, detail.message) if x)
-    parts = [
-        _head(title, interval),
-        "<main><header>",
-        '<p class=meta><a href="./">&larr; all clusters</a></p>',
-        f"<h1>Cluster {e(c.name)}</h1>",
-        f"<p class=meta><code>{e(c.id)}</code> &middot; target {e(detail.target.name)} "
-        f"(project <code>{e(detail.target.project_id)}</code>)</p>",
-        f"<p>{_phase(c.phase)} "
-        + (f"for {e(format_age(now - c.phase_since))} " if c.phase_since is not None else "")
-        + (f"&middot; {e(why)} " if why else "")
-        + f"&middot; flavor {_dash(c.flavor)} &middot; version {_dash(c.version)}</p>",
-        f"<p class=meta>page generated {e(_utc(At(now)))}; "
-        + (f"refreshes every {interval} s" if interval else "automatic refresh off")
-        + "</p></header>",
-        _problems(detail.problems, len(detail.problems), now),
-    ]
-    if detail.hibernation is not None:
-        parts.append("<section aria-labelledby=hibernation><h2 id=hibernation>Hibernation</h2>")
-        parts.append(
-            _table(
-                "The policy that selects this cluster",
-                _HIB_HEADERS,
-                _hib_rows([detail.hibernation], now, link=False),
-                label="Hibernation of this cluster",
-            )
-        )
-        parts.append("</section>")
-    node_rows = [
-        f"<tr><td>{e(n.name)}<br><code class=muted>{e(n.id)}</code></td>"
-        f"<td>{_node_phase(n.phase)}</td><td class=num>{_age(n.phase_since, now)}</td>"
-        f"<td>{_dash(n.flavor)}</td><td>{_dash(n.az)}</td><td>{_dash(n.private_ip)}</td>"
-        f"<td><code>{_dash(n.nodepool_id)}</code></td></tr>"
-        for n in detail.nodes
-    ]
-    parts.append(
-        f"<section aria-labelledby=nodes><h2 id=nodes>Nodes ({detail.nodes_total})</h2>"
-        + _table(
-            "Nodes, those not Active first"
-            + (
-                f" (first {len(detail.nodes)} shown)"
-                if detail.nodes_total > len(detail.nodes)
-                else ""
-            ),
-            ("node", "phase", "in phase for", "flavor", "zone", "private IP", "node pool"),
-            node_rows,
-            label="Nodes table",
-        )
-        + "</section>"
-    )
-    pool_rows = [
-        f"<tr><td>{e(p.name)}</td><td>{_pool_phase(p.phase)}</td>"
-        f"<td class=num>{_dash(p.nodes)}</td>"
-        f"<td>{_dash(p.flavor)}</td><td>{e(p.autoscaling)}</td>"
-        f"<td>{_dash(', '.join(p.blocked_by))}</td></tr>"
-        for p in detail.nodepools
-    ]
-    parts.append(
-        f"<section aria-labelledby=pools><h2 id=pools>Node pools ({len(detail.nodepools)})</h2>"
-        + _table(
-            "Node pools",
-            ("pool", "phase", "nodes", "flavor", "autoscaling", "blocked by"),
-            pool_rows,
-            label="Node pools table",
-        )
-        + "</section>"
-    )
-    addon_rows = [
-        f"<tr><td>{e(a.name)}</td><td>{_dash(a.version)}</td><td>{_addon_status(a.status)}</td>"
-        f"<td>{e(' '.join(x for x in (a.reason, a.message) if x))}</td></tr>"
-        for a in detail.addons
-    ]
-    parts.append(
-        f"<section aria-labelledby=addons><h2 id=addons>Add-ons ({len(detail.addons)})</h2>"
-        + _table(
-            "Add-ons", ("add-on", "version", "status", "reason"), addon_rows, label="Add-ons table"
-        )
-        + "</section>"
-    )
-    job_rows = [
-        f"<tr><td><code>{e(j.id)}</code></td><td>{_dash(j.type)}</td><td>{_job_phase(j.phase)}</td>"
-        f"<td>{_dash(j.resource)}</td><td>{_ago(j.created, now)}</td>"
-        f"<td class=num>{'&ndash;' if j.duration is None else e(format_age(j.duration))}</td>"
-        f"<td>{_dash(j.reason)}</td></tr>"
-        for j in detail.jobs
-    ]
-    parts.append(
-        f"<section aria-labelledby=jobs><h2 id=jobs>CCE jobs ({len(detail.jobs)})</h2>"
-        + _table(
-            "CCE jobs the exporter follows for this cluster",
-            ("job", "type", "phase", "resource", "created", "duration", "reason"),
-            job_rows,
-            label="Jobs table",
-        )
-        + "</section>"
-    )
-    parts.append(
-        "<section aria-labelledby=quotas><h2 id=quotas>Quota context</h2>"
-        f"<p class=meta>Quotas are per project: these are target {e(detail.target.name)}'s.</p>"
-        + _quotas(detail.quotas)
-        + "</section>"
-    )
-    if detail.collection_errors:
-        parts.append(
-            "<section aria-labelledby=collections><h2 id=collections>Collection failures</h2>"
-            + _table(
-                "Collections of this cluster that failed",
-                _COLLECTION_HEADERS,
-                _collection_rows(detail.collection_errors, now),
-                label="Collection failures table",
-            )
-            + "</section>"
-        )
-    parts.append("</main></body></html>\n")
-    return "".join(parts)
-
-
-def _node_phase(phase: str) -> str:
-    css = "healthy" if phase == "Active" else "failing" if phase in NODE_ABNORMAL else "other"
-    return _badge(phase or "unknown", css)
-
-
-def _pool_phase(phase: str) -> str:
-    css = (
-        "healthy" if phase == "Normal" else "failing" if phase in ("SoldOut", "Error") else "other"
-    )
-    return _badge(phase or "unknown", css)
-
-
-def _addon_status(status: str) -> str:
-    css = (
-        "healthy"
-        if status in ("running", "available")
-        else "failing"
-        if status in ADDON_UNHEALTHY
-        else "other"
-    )
-    return _badge(status or "unknown", css)
-
-
-def _job_phase(phase: str) -> str:
-    css = {"Success": "healthy", "Failed": "failing", "Running": "transitioning"}.get(
-        phase, "other"
-    )
-    return _badge(phase or "unknown", css)

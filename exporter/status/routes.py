@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from exporter.status.html import MAX_QUERY, filter_clusters, render_cluster, render_status
+from exporter.status.cluster_page import render_cluster
+from exporter.status.html import MAX_QUERY, filter_clusters, render_status
 from exporter.status.model import build_cluster_detail, build_status, to_json
 
 __all__ = ["status_routes"]

@@ -1,5 +1,6 @@
 """Render the cce-exporter Helm chart without Helm: ``helm template`` for a Go-template subset.
 
+Test tooling, not part of the product (nothing under ``exporter/`` or ``deploy/`` imports it).
 Helm is not installable from the package registries this project's machines reach, yet the chart's
 renderings must be tested. This module implements exactly the template language the chart uses,
 with Helm's semantics, and refuses everything else with an error naming the template and the
@@ -19,9 +20,20 @@ construct, so a chart edit that outgrows it fails loudly instead of rendering wr
 ``toYaml`` sorts keys as Helm's does; scalars may be quoted differently from Helm's YAML library,
 which changes no parsed value.
 
+The renderings of the default values and of ``tests/fixtures/helm/everything.yaml`` are pinned in
+``tests/golden/helm/`` (``tests/test_helm.py``; ``UPDATE_GOLDEN=1`` rewrites them). Where Helm is
+installed, that test also compares them, document by document, with ``helm template``; by hand::
+
+    helm template cce-exporter deploy/helm/cce-exporter -n monitoring \\
+        -f tests/fixtures/helm/everything.yaml > /tmp/helm.yaml
+    python -m tests.tools.helm_render deploy/helm/cce-exporter -n monitoring \\
+        -f tests/fixtures/helm/everything.yaml > /tmp/ours.yaml
+
+and compare the parsed documents (the YAML quoting may differ, the values may not).
+
 Usage, like ``helm template``::
 
-    python -m deploy.helm_render deploy/helm/cce-exporter [-f values.yaml] [--set a.b=c] \\
+    python -m tests.tools.helm_render deploy/helm/cce-exporter [-f values.yaml] [--set a.b=c] \\
         [--name-template RELEASE] [--namespace NS]
 """
 
@@ -535,8 +547,16 @@ def render_documents(
     return docs
 
 
+def as_manifest(rendered: Mapping[str, str]) -> str:
+    """:func:`render_chart`'s output as ``helm template`` prints it: each non-empty template after
+    ``---`` and a ``# Source:`` comment."""
+    return "".join(
+        f"---\n# Source: {rel}\n{text.strip()}\n" for rel, text in rendered.items() if text.strip()
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.helm_render", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.tools.helm_render", description=__doc__)
     parser.add_argument("chart", type=Path)
     parser.add_argument("-f", "--values", type=Path, action="append", default=[])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -553,9 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TemplateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for rel, text in rendered.items():
-        if text.strip():
-            print(f"---\n# Source: {rel}\n{text.strip()}")
+    sys.stdout.write(as_manifest(rendered))
     return 0
 
 
