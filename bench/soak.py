@@ -59,6 +59,7 @@ from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 
 from bench.procs import SimProcess
 from bench.worker import rss_mb
+from exporter.assemble import TargetBuilder
 from exporter.collect.service import ExporterService
 from exporter.config import load_settings
 from exporter.limits import counts
@@ -346,7 +347,9 @@ async def soak(
         # The clusters' Kubernetes objects too, under the same faults.
         env["CCE_EXPORTER_KUBERNETES_ENABLED"] = "true"
         env["CCE_EXPORTER_KUBERNETES_INTERVAL"] = f"{interval:g}"
-        service = ExporterService(load_settings(None, env), heap=HeapFreezer())
+        service = ExporterService(
+            load_settings(None, env), build_targets=TargetBuilder(), heap=HeapFreezer()
+        )
         collections: Counter[str] = Counter()
 
         def counted(target: Any, resource: str) -> None:

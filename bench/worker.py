@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from exporter.assemble import TargetBuilder
 from exporter.collect.service import ExporterService
 from exporter.config import load_settings
 from exporter.memory import HeapFreezer
@@ -78,7 +79,10 @@ def top_functions(profile: cProfile.Profile, top: int) -> list[dict[str, Any]]:
 class Worker:
     def __init__(self, env: dict[str, str]) -> None:
         self.settings = load_settings(None, env)
-        self.service = ExporterService(self.settings, heap=HeapFreezer())  # as cce-exporter
+        # As cce-exporter builds it.
+        self.service = ExporterService(
+            self.settings, build_targets=TargetBuilder(), heap=HeapFreezer()
+        )
         self.server: Server | None = None
 
     async def start(self) -> int:

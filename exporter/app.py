@@ -2,7 +2,9 @@
 
 Everything below it takes its dependencies as arguments::
 
-    Settings -> ExporterService (clients through exporter.cce.factory, collectors, the state file)
+    Settings -> TargetBuilder (exporter.assemble: clients through exporter.cce.factory,
+                collectors and their trackers, Kubernetes collectors), one per target
+             -> ExporterService (the scheduler, renders, the state file), given the builder
              -> HibernationController, leader election, hook routes   (when a policy file is set)
              -> the web app: /metrics, /healthz, /readyz, the status console, the hooks
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from exporter.assemble import TargetBuilder
 from exporter.collect.service import ExporterService
 from exporter.config import Settings
 from exporter.ha.sharding import ShardConfig, ShardError, shard_settings
@@ -130,7 +133,7 @@ def build_service(
         raise SettingsError(str(exc)) from None
     service = ExporterService(
         shard_settings(settings, shard),
-        cluster_filter=shard.owns if shard.enabled else None,
+        build_targets=TargetBuilder(cluster_filter=shard.owns if shard.enabled else None),
         heap=heap,
         clock=clock,
     )

@@ -19,6 +19,7 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from prometheus_client import CollectorRegistry
 
+from exporter.assemble import TargetBuilder
 from exporter.cce.auth import (
     AgencyAuth,
     AkSkAuth,
@@ -115,7 +116,9 @@ async def test_agency_collection_uses_only_the_temporary_credentials(
     simulator: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    service = ExporterService(load_settings(None, _agency_env(simulator)))
+    service = ExporterService(
+        load_settings(None, _agency_env(simulator)), build_targets=TargetBuilder()
+    )
     await service.setup()
     try:
         await _collect(service)
@@ -147,7 +150,9 @@ async def test_metadata_is_never_reached_through_a_proxy(
         monkeypatch.delenv(name, raising=False)
     async with ForwardProxy() as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        service = ExporterService(load_settings(None, _agency_env(simulator)))
+        service = ExporterService(
+            load_settings(None, _agency_env(simulator)), build_targets=TargetBuilder()
+        )
         await service.setup()
         try:
             await _collect(service)
@@ -163,7 +168,9 @@ async def test_metadata_is_never_reached_through_a_proxy(
 async def test_agency_collection_keeps_working_across_credential_expiry(
     simulator: Simulator,
 ) -> None:
-    service = ExporterService(load_settings(None, _agency_env(simulator)))
+    service = ExporterService(
+        load_settings(None, _agency_env(simulator)), build_targets=TargetBuilder()
+    )
     await service.setup()
     try:
         loop = asyncio.get_running_loop()
@@ -297,7 +304,7 @@ async def test_assume_agency_target_collects_the_other_accounts_clusters(
             "CCE_EXPORTER_MAX_RETRIES": "0",
         }
     )
-    service = ExporterService(load_settings(None, env))
+    service = ExporterService(load_settings(None, env), build_targets=TargetBuilder())
     await service.setup()
     try:
         await _collect(service)

@@ -27,6 +27,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import build_web_app
+from exporter.assemble import TargetBuilder
 from exporter.cce.models import (
     ADDON_STATUSES,
     CLUSTER_PHASES,
@@ -174,7 +175,7 @@ async def running_exporter(
 ) -> AsyncIterator[Exporter]:
     settings = load_settings(config_file, env)
     clock = clock or FakeClock()
-    service = ExporterService(settings, clock=clock)
+    service = ExporterService(settings, build_targets=TargetBuilder(), clock=clock)
     await service.setup()
     if start_scheduler:
         service.start_scheduler()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from exporter.assemble import TargetBuilder
 from exporter.collect.service import ExporterService
 from exporter.config import load_settings
 from exporter.hibernation.cli import StateFileStore
@@ -50,7 +51,7 @@ async def test_the_timer_takes_in_an_override_written_by_another_process(
     }
     path = tmp_path / "state.json"
     env = dict(simulator.settings, CCE_EXPORTER_STATE_FILE=str(path))
-    service = ExporterService(load_settings(None, env))
+    service = ExporterService(load_settings(None, env), build_targets=TargetBuilder())
     await service.setup()
     policies = parse_policy_file(ALWAYS_AWAKE)
     client = service.targets[0].client

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.assemble import TargetBuilder
 from exporter.cce import signing
 from exporter.cce.errors import APIError, ResponseParseError
 from exporter.cce.factory import build_client
@@ -399,7 +400,9 @@ def _series(text: str, name: str) -> list[tuple[dict[str, str], float]]:
 
 
 async def _collect(sim: Simulator, **extra: str) -> tuple[ExporterService, str]:
-    service = ExporterService(_settings(sim, **extra), clock=lambda: sim.clock.now())
+    service = ExporterService(
+        _settings(sim, **extra), build_targets=TargetBuilder(), clock=lambda: sim.clock.now()
+    )
     await service.setup()
     results = await service.collect_all()
     assert results["default/kubernetes"] is True
@@ -559,7 +562,9 @@ async def test_golden_exposition_from_simulator_data() -> None:
         kube_cronjobs=len(CRON_PATTERNS),
         kube_quotas=2,
     ) as sim:
-        service = ExporterService(_settings(sim), clock=lambda: FROZEN)
+        service = ExporterService(
+            _settings(sim), build_targets=TargetBuilder(), clock=lambda: FROZEN
+        )
         await service.setup()
         try:
             await service.collect_all()
@@ -665,7 +670,9 @@ async def test_a_broken_answer_fails_one_cluster_only(sim: Simulator, kind: str)
     live = sorted(_available(sim), key=lambda c: c.name)
     broken = live[0]
     sim.faults.add(kind, rate=1.0, path=f"/kubernetes/{broken.uid}/apis/batch/v1/jobs")
-    service = ExporterService(_settings(sim), clock=lambda: sim.clock.now())
+    service = ExporterService(
+        _settings(sim), build_targets=TargetBuilder(), clock=lambda: sim.clock.now()
+    )
     await service.setup()
     try:
         results = await service.collect_all()
@@ -707,7 +714,9 @@ def test_the_effective_configuration_loads_again(tmp_path: Path) -> None:
 
 
 async def test_nothing_is_listed_before_the_first_cluster_listing(sim: Simulator) -> None:
-    service = ExporterService(_settings(sim), clock=lambda: sim.clock.now())
+    service = ExporterService(
+        _settings(sim), build_targets=TargetBuilder(), clock=lambda: sim.clock.now()
+    )
     await service.setup()
     try:
         kube = service.targets[0].kube
@@ -726,7 +735,9 @@ async def test_nothing_is_listed_before_the_first_cluster_listing(sim: Simulator
 
 async def test_kubernetes_off_builds_nothing_and_sends_nothing(sim: Simulator) -> None:
     env = dict(sim.settings)
-    service = ExporterService(load_settings(env=env), clock=lambda: sim.clock.now())
+    service = ExporterService(
+        load_settings(env=env), build_targets=TargetBuilder(), clock=lambda: sim.clock.now()
+    )
     await service.setup()
     try:
         assert service.targets[0].kube is None

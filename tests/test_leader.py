@@ -28,6 +28,7 @@ from lightkube import AsyncClient, Client, KubeConfig
 from lightkube.config.models import Cluster as KubeCluster
 from lightkube.config.models import User as KubeUser
 
+from exporter.assemble import TargetBuilder
 from exporter.cce.models import Cluster
 from exporter.collect.service import ExporterService
 from exporter.config import load_settings
@@ -568,7 +569,9 @@ async def replica(
     name: str, sim: Simulator, tmp: Path, calls: list[tuple[str, float, str, str]]
 ) -> Replica:
     env = {**sim.settings, "CCE_EXPORTER_MAX_RETRIES": "0", "CCE_EXPORTER_TIMEOUT": "5s"}
-    service = ExporterService(load_settings(None, env), clock=sim.clock.now)
+    service = ExporterService(
+        load_settings(None, env), build_targets=TargetBuilder(), clock=sim.clock.now
+    )
     await service.setup()
     retry = asyncio.Event()
 

@@ -176,11 +176,14 @@ async def test_a_collection_cycle_leaves_no_reference_cycles() -> None:
     heap between them (HeapFreezer): a cycle's objects must all go by reference counting."""
     from bench.procs import SimProcess
     from bench.run import exporter_env
+    from exporter.assemble import TargetBuilder
     from exporter.collect.service import ExporterService
     from exporter.config import load_settings
 
     with SimProcess(10, 20, latency_ms=0) as sim:
-        service = ExporterService(load_settings(None, exporter_env(sim, 8, "all")))
+        service = ExporterService(
+            load_settings(None, exporter_env(sim, 8, "all")), build_targets=TargetBuilder()
+        )
         await service.setup()
         try:
             for _ in range(2):  # warm up: first-time caches and imports

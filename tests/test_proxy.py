@@ -17,6 +17,7 @@ import trustme
 from forward_proxy import ForwardProxy
 from prometheus_client import CollectorRegistry
 
+from exporter.assemble import TargetBuilder
 from exporter.cce.client import CCEClient
 from exporter.cce.errors import CCEError, TransportError
 from exporter.cce.http import PROXY_OFF, HttpOptions, build_http_client, redact_url, scrub
@@ -52,7 +53,7 @@ def _env(sim: Simulator, **extra: str) -> dict[str, str]:
 
 
 async def _collect(env: dict[str, str]) -> tuple[dict[str, bool], bytes]:
-    service = ExporterService(load_settings(None, env))
+    service = ExporterService(load_settings(None, env), build_targets=TargetBuilder())
     await service.setup()
     try:
         results = await service.collect_all()

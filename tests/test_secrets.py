@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from exporter.assemble import TargetBuilder
 from exporter.collect.service import ExporterService
 from exporter.config import ConfigError, load_settings
 from exporter.simulator import Simulator
@@ -64,7 +65,7 @@ def free_port() -> int:
 async def exporter_outputs(env: Mapping[str, str]) -> AsyncIterator[dict[str, str]]:
     """Set up and collect once (whatever fails), serve, and yield every text the exporter made."""
     outputs: dict[str, str] = {}
-    service = ExporterService(load_settings(None, env))
+    service = ExporterService(load_settings(None, env), build_targets=TargetBuilder())
     try:
         await service.setup()
         await service.collect_all()

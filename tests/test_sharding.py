@@ -1,8 +1,8 @@
 """Sharding: three shards against the simulator export exactly what one unsharded exporter does.
 
-Each shard is the real ``ExporterService`` with ``cluster_filter=shard.owns`` and, except on shard
-0, quota collection off; the expositions are parsed with prometheus_client's parser and compared
-as sets of (name, labels, value).
+Each shard is the real ``ExporterService`` whose targets are built with
+``cluster_filter=shard.owns`` and, except on shard 0, quota collection off; the expositions are
+parsed with prometheus_client's parser and compared as sets of (name, labels, value).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.assemble import TargetBuilder
 from exporter.collect.service import ExporterService
 from exporter.config import load_settings
 from exporter.ha.sharding import ShardConfig, ShardError, detect_ordinal, shard_of, shard_settings
@@ -51,8 +52,10 @@ def env_for(sim: Simulator, **extra: str) -> dict[str, str]:
 async def collect(settings: Any, shard: ShardConfig | None) -> tuple[str, dict[str, bool]]:
     service = ExporterService(
         settings,
+        build_targets=TargetBuilder(
+            cluster_filter=shard.owns if shard is not None and shard.enabled else None
+        ),
         clock=lambda: NOW,
-        cluster_filter=shard.owns if shard is not None and shard.enabled else None,
     )
     if shard is not None:
         service.extra_registries.append(shard.registry())

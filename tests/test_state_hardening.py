@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from exporter.assemble import TargetBuilder
 from exporter.collect.service import ExporterService
 from exporter.collect.statefile import StateFile
 from exporter.config import load_settings
@@ -197,7 +198,7 @@ async def test_a_hook_whose_change_cannot_be_saved_answers_503(
     cid = simulator.world.add_cluster(name="dev-a", phase="Available", flavor="cce.s1.small").uid
     env = dict(simulator.settings)
     env["CCE_EXPORTER_STATE_FILE"] = str(tmp_path / "state.json")
-    service = ExporterService(load_settings(None, env))
+    service = ExporterService(load_settings(None, env), build_targets=TargetBuilder())
     await service.setup()
     try:
         assert service.statefile is not None

@@ -28,6 +28,7 @@ import httpx
 import pytest
 import yaml
 
+from exporter.assemble import TargetBuilder
 from exporter.collect.service import ExporterService
 from exporter.config import load_settings
 from exporter.hibernation.controller import (
@@ -132,7 +133,7 @@ async def console(tmp: Path) -> AsyncIterator[Console]:
             }
         )
         settings = load_settings(None, env)
-        service = ExporterService(settings)
+        service = ExporterService(settings, build_targets=TargetBuilder())
         await service.setup()
         await service.collect_all()
         controller = HibernationController(
@@ -443,7 +444,7 @@ async def test_failed_wake_up_override_and_target_wide_failure(tmp_path: Path) -
             )
         env = dict(sim.settings)
         env.update({"CCE_EXPORTER_LISTEN": "127.0.0.1:0", "CCE_EXPORTER_MAX_RETRIES": "0"})
-        service = ExporterService(load_settings(None, env))
+        service = ExporterService(load_settings(None, env), build_targets=TargetBuilder())
         await service.setup()
         await service.collect_all()
         policies = tmp_path / "policy.yaml"
@@ -499,7 +500,7 @@ async def test_before_the_first_collection(tmp_path: Path) -> None:
     config = SimulatorConfig(clusters=1, nodes_per_cluster=1, seed=3)
     async with running_simulator(config) as sim:
         env = {**sim.settings, "CCE_EXPORTER_LISTEN": "127.0.0.1:0"}
-        service = ExporterService(load_settings(None, env))
+        service = ExporterService(load_settings(None, env), build_targets=TargetBuilder())
         await service.setup()
         try:
             model = build_status(service)

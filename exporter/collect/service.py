@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,17 +23,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter.cce.client import CCEClient
-from exporter.cce.factory import connect, describe_auth
-from exporter.cce.http import HttpOptions
 from exporter.cce.instrumentation import ApiMetrics
-from exporter.cce.models import Cluster, Job
+from exporter.cce.models import Job
 from exporter.collect.state import RESOURCES, SLOW_RESOURCES
 from exporter.collect.statefile import StateFile
 from exporter.collect.target import TargetCollector
-from exporter.collect.tracking import JobTracker, PhaseTracker
 from exporter.config import Settings, TargetConfig
 from exporter.kube.collector import KubeCollector
-from exporter.kube.wiring import KubeCounters, build_kube_collector, with_kube
+from exporter.kube.wiring import KubeCounters, with_kube
 from exporter.limits import LimitsCollector, limits
 from exporter.memory import HeapFreezer
 from exporter.metrics.catalog import GROUPS
@@ -102,22 +99,35 @@ class CollectorCounters:
         self.histogram.observe(job)
 
 
-class Connect(Protocol):
-    """Builds a target's client (``exporter.cce.factory.connect``, or a test's stand-in)."""
-
-    async def __call__(self, target: TargetConfig, api_metrics: ApiMetrics) -> CCEClient: ...
-
-
 #: Called after each scheduled collection with the target and the resource (may be async).
 AfterCollect = Callable[["Target", str], Awaitable[None] | None]
 
 
 @dataclass
 class Target:
+    """One configured target, built by the composition root (``exporter.assemble``)."""
+
     config: TargetConfig
     client: CCEClient
     collector: TargetCollector
     kube: KubeCollector | None = None  # Kubernetes objects inside the clusters (opt-in)
+
+
+@dataclass(frozen=True)
+class TargetTools:
+    """What the service lends the builder of its targets: where API calls, collection errors
+    and Kubernetes drops are counted, and the clock."""
+
+    api_metrics: ApiMetrics
+    counters: CollectorCounters
+    kube_counters: KubeCounters
+    clock: Callable[[], float]
+
+
+class BuildTargets(Protocol):
+    """Builds the configured targets, one at a time (``exporter.assemble.TargetBuilder``)."""
+
+    def __call__(self, settings: Settings, tools: TargetTools) -> AsyncIterator[Target]: ...
 
 
 class ExporterService:
@@ -131,18 +141,17 @@ class ExporterService:
         self,
         settings: Settings,
         *,
+        build_targets: BuildTargets,
         clock: Callable[[], float] = time.time,
-        cluster_filter: Callable[[Cluster], bool] | None = None,
         heap: HeapFreezer | None = None,
-        connect: Connect = connect,
     ) -> None:
-        """``heap``: freeze the long-lived heap after each render (the daemon passes one; see
-        :class:`~exporter.memory.HeapFreezer`). ``connect``: how a target's client is built."""
+        """``build_targets``: builds the targets (clients, collectors) at :meth:`setup`.
+        ``heap``: freeze the long-lived heap after each render (the daemon passes one; see
+        :class:`~exporter.memory.HeapFreezer`)."""
         self.settings = settings
-        self.connect = connect
+        self.build_targets = build_targets
         self.heap = heap
         self.clock = clock
-        self.cluster_filter = cluster_filter
         self.started_at = clock()
         self.api_registry = CollectorRegistry(auto_describe=True)
         self.api_metrics = ApiMetrics(self.api_registry)
@@ -150,6 +159,7 @@ class ExporterService:
         self.job_histogram = JobDurationHistogram(self.stats_registry)
         self.counters = CollectorCounters(self.stats_registry, self.job_histogram)
         self.kube_counters = KubeCounters(self.stats_registry, self.counters)
+        self.tools = TargetTools(self.api_metrics, self.counters, self.kube_counters, clock)
         limits.label_value_max = settings.label_value_max_length
         limits.log_field_max = settings.log_field_max_length
         self.stats_registry.register(LimitsCollector())
@@ -173,47 +183,19 @@ class ExporterService:
     # --- set-up ----------------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        """Build clients (resolving project names to IDs) and restore the state file."""
+        """Take the targets from ``build_targets``; restore the state file into their trackers."""
         sections = self.statefile.load() if self.statefile else {}
         self._state_sections = sections
         phases_by_target = sections.get("phases", {})
         jobs_by_target = sections.get("jobs", {})
-        for target_cfg in self.settings.targets:
-            log.info(
-                "target %s: %s, proxy: %s",
-                target_cfg.name,
-                describe_auth(target_cfg),
-                HttpOptions.for_target(target_cfg).route(),
-            )
-            client = await self.connect(target_cfg, self.api_metrics)
-            project_id = client.project_id
-            tracker = JobTracker(self.settings.job_retention, target=target_cfg.name)
+        # Each target is kept as soon as it is built: a later one failing still closes its client.
+        async for target in self.build_targets(self.settings, self.tools):
+            name = target.config.name
             if isinstance(jobs_by_target, dict):
-                tracker.load(jobs_by_target.get(target_cfg.name))
-            # One tracker per target: a target's listing forgets only its own objects.
-            phases = PhaseTracker()
+                target.collector.jobs.load(jobs_by_target.get(name))
             if isinstance(phases_by_target, dict):
-                phases.load(phases_by_target.get(target_cfg.name))
-            collector = TargetCollector(
-                name=target_cfg.name,
-                project_id=project_id,
-                labels=target_cfg.labels,
-                client=client,
-                stats=self.counters,
-                jobs=tracker,
-                phases=phases,
-                cluster_filter=self.cluster_filter,
-                # Per-cluster calls of one target, each a request and the parse of its answer.
-                # Twice what the client lets through at once: a call parsing its answer has
-                # released the client's slot, and the next call can take it meanwhile.
-                concurrency=asyncio.Semaphore(2 * target_cfg.concurrency),
-                clock=self.clock,
-            )
-            collector.slow_intervals = {
-                r: float(target_cfg.resources.get(r).interval) for r in SLOW_RESOURCES
-            }
-            kube = build_kube_collector(target_cfg, client, collector, self.kube_counters)
-            self.targets.append(Target(target_cfg, client, collector, kube))
+                target.collector.phases.load(phases_by_target.get(name))
+            self.targets.append(target)
         await self.render(ALL_GROUPS)
 
     def enabled(self, target: Target) -> list[str]:
