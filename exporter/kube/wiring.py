@@ -1,4 +1,4 @@
-"""How the exporter's service builds and runs Kubernetes collection (kept out of the service).
+"""How Kubernetes collection is built (by ``exporter.assemble``) and rendered (by the service).
 
 :func:`build_kube_collector` gives a target's :class:`KubeCollector` (None when the target does
 not enable ``kubernetes``), sending through the target's CCE client; :class:`KubeCounters` is
