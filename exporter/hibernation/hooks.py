@@ -45,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from exporter.config import Settings, setting_default
 from exporter.hibernation.controller import HibernationController, Outcome, StateNotSaved
 from exporter.hibernation.schedule import Action
 
@@ -60,17 +61,16 @@ MAX_UNTIL_YEARS = 10
 class HookLimits:
     """Bounds of hook requests (``hook_*`` settings, ``web_header_timeout`` for the body)."""
 
-    max_body_bytes: int = 1024 * 1024
-    max_json_depth: int = 32
-    body_timeout: float = 10.0
+    max_body_bytes: int = setting_default("hook_max_body_bytes")
+    max_json_depth: int = setting_default("hook_max_json_depth")
+    body_timeout: float = setting_default("web_header_timeout")
 
     @classmethod
-    def from_settings(cls, settings: object) -> HookLimits:
-        d = cls()
+    def from_settings(cls, settings: Settings) -> HookLimits:
         return cls(
-            max_body_bytes=getattr(settings, "hook_max_body_bytes", d.max_body_bytes),
-            max_json_depth=getattr(settings, "hook_max_json_depth", d.max_json_depth),
-            body_timeout=getattr(settings, "web_header_timeout", d.body_timeout),
+            max_body_bytes=settings.hook_max_body_bytes,
+            max_json_depth=settings.hook_max_json_depth,
+            body_timeout=settings.web_header_timeout,
         )
 
 
