@@ -48,6 +48,7 @@ from starlette.routing import BaseRoute, Route
 from exporter.config import Settings, setting_default
 from exporter.hibernation.controller import HibernationController, Outcome, StateNotSaved
 from exporter.hibernation.schedule import Action
+from exporter.limits import read_capped
 
 log = logging.getLogger(__name__)
 
@@ -184,20 +185,17 @@ class _Hooks:
         declared = request.headers.get("content-length", "")
         if declared.strip().isdigit() and int(declared) > cap:
             raise _TooLarge(f"the body is larger than {cap} bytes")
-        chunks: list[bytes] = []
-        size = 0
         try:
             async with asyncio.timeout(self.limits.body_timeout):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > cap:
-                        raise _TooLarge(f"the body is larger than {cap} bytes")
-                    chunks.append(chunk)
+                return await read_capped(
+                    request.stream(),
+                    cap,
+                    lambda: _TooLarge(f"the body is larger than {cap} bytes"),
+                )
         except TimeoutError:
             raise _TooSlow(
                 f"the body was not received within {self.limits.body_timeout:g} s"
             ) from None
-        return b"".join(chunks)
 
     async def _body(self, request: Request) -> dict[str, Any]:
         raw = await self._read(request)
