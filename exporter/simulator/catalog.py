@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.cce.models import ADDON_STATUSES, CLUSTER_PHASES, NODE_PHASES, NODEPOOL_PHASES
+from exporter.cce.models import (
+    ADDON_STATUSES,
+    CLUSTER_PHASES,
+    NODE_PHASES,
+    NODEPOOL_PHASES,
+    flavor_max_nodes,
+)
 from exporter.simulator.clock import NS
 
 MINUTE = 60 * NS
@@ -52,16 +58,20 @@ PROBE_STEP = 5 * 60 * 10**9
 _PROBE_MARK = "\x00probe"
 _PROBE_MARK_JSON = b'"\\u0000probe"'
 
-# Reference 12.2, with the dedicated-cloud variant; the node limit decides which flavors fit.
-CLUSTER_FLAVORS: tuple[tuple[str, int], ...] = (
-    ("cce.s1.small", 50),
-    ("cce.s1.medium", 200),
-    ("cce.s1.large", 1000),
-    ("cce.s2.small", 50),
-    ("cce.s2.medium", 200),
-    ("cce.s2.large", 1000),
-    ("cce.s2.xlarge", 2000),
-    ("cce.dec.s1.small", 50),
+#: The flavors the world's clusters take (reference 12.2, with the dedicated-cloud variant), each
+#: with the node limit the models know for it, which decides which flavors fit.
+CLUSTER_FLAVORS: tuple[tuple[str, int], ...] = tuple(
+    (flavor, flavor_max_nodes(flavor) or 0)
+    for flavor in (
+        "cce.s1.small",
+        "cce.s1.medium",
+        "cce.s1.large",
+        "cce.s2.small",
+        "cce.s2.medium",
+        "cce.s2.large",
+        "cce.s2.xlarge",
+        "cce.dec.s1.small",
+    )
 )
 K8S_VERSIONS = ("v1.23.11-r0", "v1.25.5-r0", "v1.27.3-r4", "v1.28.3-r0")
 AZS = ("az1.dc1", "az2.dc1", "az3.dc1")
