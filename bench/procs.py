@@ -16,15 +16,16 @@ from typing import Any
 import httpx
 
 
-def _stop(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(grace)
+def stop(process: subprocess.Popen[Any], grace: float = 10.0) -> int:
+    """SIGTERM the process by its PID, SIGKILL it if it does not exit in time; its exit code."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(grace)
+    return process.returncode
 
 
 class SimProcess:
@@ -90,7 +91,7 @@ class SimProcess:
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop(self.process)
+            stop(self.process)
             if self.process.stdout is not None:
                 self.process.stdout.close()
 
@@ -156,7 +157,7 @@ class WorkerProcess:
                 self.process.wait(15)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        _stop(self.process)
+        stop(self.process)
         if self.process.stdout is not None:
             self.process.stdout.close()
 
