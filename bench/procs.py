@@ -17,7 +17,10 @@ import httpx
 
 
 def stop(process: subprocess.Popen[Any], grace: float = 10.0) -> int:
-    """SIGTERM the process by its PID, SIGKILL it if it does not exit in time; its exit code."""
+    """SIGTERM the process by its PID, SIGKILL it if it does not exit in time; its exit code.
+
+    Its output pipes are closed once it has exited.
+    """
     if process.poll() is None:
         os.kill(process.pid, signal.SIGTERM)
         try:
@@ -25,6 +28,9 @@ def stop(process: subprocess.Popen[Any], grace: float = 10.0) -> int:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(grace)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
     return process.returncode
 
 
@@ -92,8 +98,6 @@ class SimProcess:
     def stop(self) -> None:
         if self.process is not None:
             stop(self.process)
-            if self.process.stdout is not None:
-                self.process.stdout.close()
 
     def __enter__(self) -> SimProcess:
         return self.start()
@@ -158,8 +162,6 @@ class WorkerProcess:
             except (OSError, subprocess.TimeoutExpired):
                 pass
         stop(self.process)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
     def __enter__(self) -> WorkerProcess:
         return self.start()

@@ -127,11 +127,7 @@ def _read_until_ready(process: subprocess.Popen[bytes], deadline: float) -> list
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     """SIGTERM the process by its PID, SIGKILL it if it does not exit in time; its exit code."""
-    stop(process, timeout)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
-    return process.returncode
+    return stop(process, timeout)
 
 
 @pytest.fixture
