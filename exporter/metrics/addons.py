@@ -18,29 +18,17 @@ from collections.abc import Iterator
 
 from exporter.cce.models import ADDON_STATUSES, Addon
 from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
-from exporter.metrics.clusters import present_clusters
+from exporter.metrics.clusters import cluster_objects, present_clusters
 from exporter.metrics.inputs import TargetData
-from exporter.metrics.spec import Gauge, Info, StateSet, Table, escape_label_value
+from exporter.metrics.spec import Gauge, Info, StateSet, Table
 
 __all__ = ["TABLE"]
 
 
 def _items(target: TargetData) -> Iterator[tuple[str, Addon]]:
-    esc = escape_label_value
     for cluster_ident, cluster in present_clusters(target):
         addons = target.addons.get(cluster.id or "")
-        if not addons:
-            continue
-        seen: set[str] = set()
-        for addon in sorted(addons, key=lambda a: a.id or ""):
-            aid = addon.id
-            if not aid or aid in seen:
-                continue
-            seen.add(aid)
-            ident = f'{cluster_ident},addon_id="{esc(aid)}"'
-            if addon.name:
-                ident += f',addon="{esc(addon.name)}"'
-            yield ident, addon
+        yield from cluster_objects(cluster_ident, addons, "addon_id", "addon")
 
 
 TABLE: Table[Addon] = Table(

@@ -35,7 +35,8 @@ series each, from ``spec.masters[].availabilityZone``, else ``extendParam.cluste
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 from exporter.cce.models import CLUSTER_PHASES, Cluster, Condition
 from exporter.metrics.inputs import TargetData
@@ -56,6 +57,7 @@ __all__ = [
     "MAX_PER_OBJECT",
     "TABLE",
     "cluster_identity",
+    "cluster_objects",
     "condition_reason_samples",
     "condition_samples",
     "machine_word",
@@ -126,6 +128,40 @@ def present_clusters(target: TargetData) -> list[tuple[str, Cluster]]:
         seen.add(cid)
         out.append((cluster_identity(project, cluster), cluster))
     return out
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def name(self) -> str | None: ...
+
+
+Identified = TypeVar("Identified", bound=_Identified)
+
+
+def cluster_objects(
+    cluster_ident: str, objects: Iterable[Identified] | None, id_label: str, name_label: str
+) -> Iterator[tuple[str, Identified]]:
+    """One cluster's objects with an ID, by ID, first of duplicates kept, with identity labels.
+
+    The identity is ``cluster_ident`` then ``id_label`` (and ``name_label``, left out when the
+    object has no name).
+    """
+    if not objects:
+        return
+    esc = escape_label_value
+    seen: set[str] = set()
+    for obj in sorted(objects, key=lambda o: o.id or ""):
+        oid = obj.id
+        if not oid or oid in seen:
+            continue
+        seen.add(oid)
+        name = obj.name
+        if name:
+            yield f'{cluster_ident},{id_label}="{esc(oid)}",{name_label}="{esc(name)}"', obj
+        else:
+            yield f'{cluster_ident},{id_label}="{esc(oid)}"', obj
 
 
 def cluster_identity(project: str, cluster: Cluster) -> str:
