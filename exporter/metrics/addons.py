@@ -14,28 +14,19 @@ instance does not exist) is the state set's ``unknown``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from exporter.cce.models import ADDON_STATUSES, Addon
 from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
-from exporter.metrics.clusters import cluster_objects, present_clusters
-from exporter.metrics.inputs import TargetData
+from exporter.metrics.clusters import per_cluster_items
 from exporter.metrics.spec import Gauge, Info, StateSet, Table
 
 __all__ = ["TABLE"]
-
-
-def _items(target: TargetData) -> Iterator[tuple[str, Addon]]:
-    for cluster_ident, cluster in present_clusters(target):
-        addons = target.addons.get(cluster.id or "")
-        yield from cluster_objects(cluster_ident, addons, "addon_id", "addon")
 
 
 TABLE: Table[Addon] = Table(
     group="addons",
     resource="add-on",
     identity=(*CLUSTER_IDENTITY, "addon_id", "addon"),
-    items=_items,
+    items=per_cluster_items(lambda target: target.addons, "addon_id", "addon"),
     families=(
         Info(
             "cce_addon_info",

@@ -35,7 +35,7 @@ series each, from ``spec.masters[].availabilityZone``, else ``extendParam.cluste
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from exporter.cce.models import CLUSTER_PHASES, Cluster, Condition
@@ -61,6 +61,7 @@ __all__ = [
     "condition_reason_samples",
     "condition_samples",
     "machine_word",
+    "per_cluster_items",
     "present_clusters",
 ]
 
@@ -151,6 +152,7 @@ def cluster_objects(
     if not objects:
         return
     esc = escape_label_value
+    head, named = f'{cluster_ident},{id_label}="', f'",{name_label}="'
     seen: set[str] = set()
     for obj in sorted(objects, key=lambda o: o.id or ""):
         oid = obj.id
@@ -159,9 +161,27 @@ def cluster_objects(
         seen.add(oid)
         name = obj.name
         if name:
-            yield f'{cluster_ident},{id_label}="{esc(oid)}",{name_label}="{esc(name)}"', obj
+            yield f'{head}{esc(oid)}{named}{esc(name)}"', obj
         else:
-            yield f'{cluster_ident},{id_label}="{esc(oid)}"', obj
+            yield f'{head}{esc(oid)}"', obj
+
+
+def per_cluster_items(
+    objects: Callable[[TargetData], Mapping[str, Sequence[Identified]]],
+    id_label: str,
+    name_label: str,
+) -> Callable[[TargetData], Iterator[tuple[str, Identified]]]:
+    """A table's items: every present cluster's ``objects(target)[cluster_id]``, as
+    :func:`cluster_objects` labels them."""
+
+    def items(target: TargetData) -> Iterator[tuple[str, Identified]]:
+        by_cluster = objects(target)
+        for cluster_ident, cluster in present_clusters(target):
+            yield from cluster_objects(
+                cluster_ident, by_cluster.get(cluster.id or ""), id_label, name_label
+            )
+
+    return items
 
 
 def cluster_identity(project: str, cluster: Cluster) -> str:

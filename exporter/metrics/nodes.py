@@ -19,28 +19,19 @@ matches its pool's template (its OS or runtime changed since). Both are omitted 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from exporter.cce.models import NODE_PHASES, NodeLike
 from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
-from exporter.metrics.clusters import cluster_objects, present_clusters
-from exporter.metrics.inputs import TargetData
+from exporter.metrics.clusters import per_cluster_items
 from exporter.metrics.spec import Gauge, Info, StateSet, Table
 
 __all__ = ["TABLE"]
-
-
-def _items(target: TargetData) -> Iterator[tuple[str, NodeLike]]:
-    for cluster_ident, cluster in present_clusters(target):
-        nodes = target.nodes.get(cluster.id or "")
-        yield from cluster_objects(cluster_ident, nodes, "node_id", "node")
 
 
 TABLE: Table[NodeLike] = Table(
     group="nodes",
     resource="node",
     identity=(*CLUSTER_IDENTITY, "node_id", "node"),
-    items=_items,
+    items=per_cluster_items(lambda target: target.nodes, "node_id", "node"),
     families=(
         Info(
             "cce_node_info",
