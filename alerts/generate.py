@@ -32,7 +32,9 @@ from typing import Any
 
 import yaml
 
+from alerts.durations import human_seconds
 from alerts.kube import add_kube_alerts
+from exporter.generated import write_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_THRESHOLDS = ROOT / "alerts" / "thresholds.yaml"
@@ -64,15 +66,6 @@ def _regex(values: Sequence[str]) -> str:
     return "|".join(values)
 
 
-def _seconds(value: float) -> str:
-    """Seconds as a short human duration for the docs (7200 -> 2h)."""
-    value = int(value)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if value >= size and value % size == 0:
-            return f"{value // size}{unit}"
-    return f"{value}s"
-
-
 def _number(value: float) -> str:
     return f"{value:g}"
 
@@ -93,11 +86,11 @@ def _stale_expr(intervals: Mapping[str, float], factor: float) -> tuple[str, str
             else f'resource=~"{_regex(resources)}"'
         )
         branches.append(f"(time() - {metric}{{{matcher}}}) > {_number(threshold)}")
-        docs.append(f"{'/'.join(resources)} {_seconds(threshold)}")
+        docs.append(f"{'/'.join(resources)} {human_seconds(threshold)}")
     known = [r for r in intervals if r != "default"]
     default = float(intervals.get("default", 60)) * factor
     branches.append(f'(time() - {metric}{{resource!~"{_regex(known)}"}}) > {_number(default)}')
-    docs.append(f"others {_seconds(default)}")
+    docs.append(f"others {human_seconds(default)}")
     return "\nor\n".join(branches) + "\n", "age > " + ", ".join(docs)
 
 
@@ -257,10 +250,10 @@ count by (job) (count_values by (job) ("ordinal", cce_exporter_shard_ordinal{sel
         description=(
             f"Cluster {cluster} has been in phase {{{{ $labels.phase }}}} for "
             "{{ $value | humanizeDuration }}, longer than "
-            + _seconds(stuck["threshold_seconds"])
+            + human_seconds(stuck["threshold_seconds"])
             + "."
         ),
-        threshold=f"> {_seconds(stuck['threshold_seconds'])} in " + ", ".join(stuck["phases"]),
+        threshold=f"> {human_seconds(stuck['threshold_seconds'])} in " + ", ".join(stuck["phases"]),
         meaning="A create/upgrade/scale/hibernate operation does not finish.",
     )
     near = a["CCEClusterNearNodeLimit"]
@@ -411,7 +404,7 @@ and ignoring(node_id, node, phase)
             "cluster {{ $labels.cluster }} (project {{ $labels.project_id }}) "
             "{{ $value | humanizeDuration }} ago: its phase may be out of date."
         ),
-        threshold=f"last probe older than {_seconds(stale['threshold_seconds'])}",
+        threshold=f"last probe older than {human_seconds(stale['threshold_seconds'])}",
         meaning="A node's status is no longer refreshed by CCE.",
     )
     add(
@@ -469,9 +462,9 @@ and ignoring(node_id, node, phase)
         summary="CCE job {{ $labels.job_id }} is stuck in {{ $labels.phase }}.",
         description=(
             f"{job} has been {{{{ $labels.phase }}}} for {{{{ $value | humanizeDuration }}}}, "
-            f"longer than {_seconds(job_stuck['threshold_seconds'])}."
+            f"longer than {human_seconds(job_stuck['threshold_seconds'])}."
         ),
-        threshold=f"> {_seconds(job_stuck['threshold_seconds'])} in "
+        threshold=f"> {human_seconds(job_stuck['threshold_seconds'])} in "
         + " or ".join(job_stuck["phases"]),
         meaning="A cluster or node operation does not finish.",
     )
@@ -763,18 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.docs:
             outputs.append((args.docs, render_docs(cfg)))
 
-    drifted = []
-    for path, text in outputs:
-        if args.check:
-            current = path.read_text(encoding="utf-8") if path.exists() else None
-            if current != text:
-                drifted.append(path)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-    for path in drifted:
-        print(f"{path} is out of date: run python -m alerts.generate", file=sys.stderr)
-    return 1 if drifted else 0
+    return write_or_check(outputs, check=args.check, command="python -m alerts.generate")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from alerts.durations import human_seconds
+
 __all__ = ["add_kube_alerts"]
 
 GROUP = "cce-kube"
@@ -20,14 +22,6 @@ QUOTA_RATIO = (
     'cce_kube_resourcequota{type="used"}\n'
     '  / ignoring(type)\n  (cce_kube_resourcequota{type="hard"} > 0)'
 )
-
-
-def _seconds(value: float) -> str:
-    value = int(value)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if value >= size and value % size == 0:
-            return f"{value // size}{unit}"
-    return f"{value}s"
 
 
 def add_kube_alerts(a: Mapping[str, Mapping[str, Any]], add: Callable[..., None]) -> None:
@@ -71,9 +65,9 @@ cce_kube_job_status_completion_time_seconds
         description=(
             f"Job {{{{ $labels.job_name }}}} in namespace {WHERE} has been running for "
             "{{ $value | humanizeDuration }}, longer than its activeDeadlineSeconds or, without "
-            f"one, {_seconds(default)}."
+            f"one, {human_seconds(default)}."
         ),
-        threshold=f"running > activeDeadlineSeconds, or > {_seconds(default)} without one",
+        threshold=f"running > activeDeadlineSeconds, or > {human_seconds(default)} without one",
         meaning="A batch Job hangs.",
     )
     missed = a["CCEKubeCronJobMissedSchedule"]

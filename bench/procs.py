@@ -16,15 +16,22 @@ from typing import Any
 import httpx
 
 
-def _stop(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(grace)
+def stop(process: subprocess.Popen[Any], grace: float = 10.0) -> int:
+    """SIGTERM the process by its PID, SIGKILL it if it does not exit in time; its exit code.
+
+    Its output pipes are closed once it has exited.
+    """
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(grace)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+    return process.returncode
 
 
 class SimProcess:
@@ -90,9 +97,7 @@ class SimProcess:
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop(self.process)
-            if self.process.stdout is not None:
-                self.process.stdout.close()
+            stop(self.process)
 
     def __enter__(self) -> SimProcess:
         return self.start()
@@ -156,9 +161,7 @@ class WorkerProcess:
                 self.process.wait(15)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        _stop(self.process)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        stop(self.process)
 
     def __enter__(self) -> WorkerProcess:
         return self.start()

@@ -31,6 +31,7 @@ from dashboards.exporter_health import exporter
 from dashboards.hibernation import hibernation
 from dashboards.overview import overview
 from dashboards.workloads import workloads
+from exporter.generated import write_or_check
 
 OUT_DIR = Path(__file__).resolve().parent
 
@@ -52,19 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=OUT_DIR, help="directory to write to")
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args(argv)
-    drifted = []
-    for name, build in DASHBOARDS.items():
-        path = args.output / name
-        rendered = render(build)
-        if args.check:
-            if not path.exists() or path.read_text(encoding="utf-8") != rendered:
-                drifted.append(path)
-        else:
-            args.output.mkdir(parents=True, exist_ok=True)
-            path.write_text(rendered, encoding="utf-8")
-    for path in drifted:
-        print(f"{path} is out of date: run python -m dashboards.generate", file=sys.stderr)
-    return 1 if drifted else 0
+    outputs = [(args.output / name, render(build)) for name, build in DASHBOARDS.items()]
+    return write_or_check(outputs, check=args.check, command="python -m dashboards.generate")
 
 
 if __name__ == "__main__":

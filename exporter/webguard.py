@@ -41,6 +41,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from exporter.config import Settings, setting_default
 from exporter.webconfig import AuthBusyError, BasicAuthVerifier
 
 __all__ = [
@@ -67,25 +68,24 @@ class WebLimits:
     """Bounds of the web server (``web_*`` settings); the defaults are safe for a public port."""
 
     #: Open connections at most; None: 512, or fewer when the open-file limit is low.
-    max_connections: int | None = None
+    max_connections: int | None = setting_default("web_max_connections")
     #: Seconds a client has to send a request's headers (a new connection, or after a pause).
-    header_timeout: float = 10.0
+    header_timeout: float = setting_default("web_header_timeout")
     #: Seconds a client may read nothing of an answer (slow readers) before it is disconnected.
-    write_timeout: float = 30.0
+    write_timeout: float = setting_default("web_write_timeout")
     #: Threads verifying bcrypt passwords (their own pool: scrapes and rendering never wait).
-    auth_workers: int = 1
+    auth_workers: int = setting_default("web_auth_workers")
     #: bcrypt checks waiting at most; more are answered 503 (after AUTH_BUSY_DELAY).
-    auth_queue: int = 8
+    auth_queue: int = setting_default("web_auth_queue")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> WebLimits:
-        defaults = cls()
+    def from_settings(cls, settings: Settings) -> WebLimits:
         return cls(
-            max_connections=getattr(settings, "web_max_connections", defaults.max_connections),
-            header_timeout=getattr(settings, "web_header_timeout", defaults.header_timeout),
-            write_timeout=getattr(settings, "web_write_timeout", defaults.write_timeout),
-            auth_workers=getattr(settings, "web_auth_workers", defaults.auth_workers),
-            auth_queue=getattr(settings, "web_auth_queue", defaults.auth_queue),
+            max_connections=settings.web_max_connections,
+            header_timeout=settings.web_header_timeout,
+            write_timeout=settings.web_write_timeout,
+            auth_workers=settings.web_auth_workers,
+            auth_queue=settings.web_auth_queue,
         )
 
     def connection_limit(self) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.procs import stop
 from exporter.cce import signing
 from exporter.simulator import Simulator, SimulatorConfig, running_simulator
 
@@ -127,17 +127,7 @@ def _read_until_ready(process: subprocess.Popen[bytes], deadline: float) -> list
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     """SIGTERM the process by its PID, SIGKILL it if it does not exit in time; its exit code."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
-    return process.returncode
+    return stop(process, timeout)
 
 
 @pytest.fixture

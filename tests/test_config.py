@@ -512,6 +512,11 @@ BAD_FILES: list[tuple[str, str]] = [
         "targets:\n  - name: a\n    labels: {node: n1}\n",
         "CCE_EXPORTER_LABELS (targets[0].labels, set in the config file): label name(s) node",
     ),
+    (
+        "targets:\n  - name: a\n    labels: {billing_mode: x, job: y}\n",
+        "CCE_EXPORTER_LABELS (targets[0].labels, set in the config file): label name(s) "
+        "billing_mode, job are set by the exporter itself",
+    ),
     ("timeout: [1]\n", "CCE_EXPORTER_TIMEOUT (timeout, set in the config file)"),
     ("endpoint: [\n", "invalid YAML at line 2, column 1"),
     ("a: 1\n  b: 2\n", "invalid YAML at line 2, column 4"),

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from exporter.config import Settings
 from exporter.hibernation.hooks import HookLimits, load_hook_token, parse_rfc3339
 from tests.test_hibernation_controller import environment
 from tests.test_hibernation_hooks import TOKEN, _setup, alert, alertmanager_payload, auth, serving
@@ -358,7 +359,7 @@ def test_hook_limits_come_from_the_settings_and_keep_their_defaults_without_them
     assert HookLimits.from_settings(settings) == HookLimits(
         max_body_bytes=4096, max_json_depth=8, body_timeout=2.5
     )
-    assert HookLimits.from_settings(SimpleNamespace()) == HookLimits(1024 * 1024, 32, 10.0)
+    assert HookLimits.from_settings(Settings.model_construct()) == HookLimits(1024 * 1024, 32, 10.0)
 
 
 async def test_alertmanager_lists_the_clusters_only_for_a_firing_action_on_an_unknown_one(

@@ -38,6 +38,7 @@ from exporter.cce.models import (
     parse_response,
     parse_timestamp,
 )
+from exporter.config import RESERVED_LABELS
 from exporter.kube.models import KubeClusterData, parse_list
 from exporter.metrics import (
     GROUPS,
@@ -836,3 +837,12 @@ def test_the_world_exercises_every_state_and_optional_label() -> None:
     seen_labels = {name: {k for labels in s for k, _ in labels} for name, s in got.items()}
     for name, (_, row) in TABLE_FAMILIES.items():
         assert set(row.label_names) <= seen_labels.get(name, set()), name
+
+
+def test_the_configuration_refuses_every_static_label_a_table_would_leave_out() -> None:
+    """A static label a table cannot carry (its identity or a family's own label) is refused
+    when the configuration loads, not silently left out of the series."""
+    for tables in GROUP_TABLES.values():
+        for table in tables:
+            missing = sorted(table.reserved_labels - RESERVED_LABELS)
+            assert not missing, (table.resource, missing)

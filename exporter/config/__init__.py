@@ -43,7 +43,7 @@ from exporter.config.names import (
     env_name_for_target,
 )
 from exporter.config.render import render_effective_config
-from exporter.config.settings import Settings
+from exporter.config.settings import Settings, setting_default
 from exporter.config.targets import (
     KUBE_LIST_KEYS,
     KUBE_RESOURCES,
@@ -107,4 +107,5 @@ __all__ = [
     "parse_duration",
     "parse_listen",
     "render_effective_config",
+    "setting_default",
 ]

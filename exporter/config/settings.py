@@ -182,6 +182,11 @@ class Settings(BaseSettings):
         return (init_settings, *load.sources(settings_cls))
 
 
+def setting_default(name: str) -> Any:
+    """The built-in default of the process setting ``name``, written once, on :class:`Settings`."""
+    return Settings.model_fields[name].default
+
+
 def _settings_problems(values: Mapping[str, Any], names: list[str], namer: Namer) -> list[str]:
     problems: list[str] = []
     seen: set[str] = set()

@@ -384,9 +384,6 @@ class TargetConfig(_Model):
         return self.addon_endpoint.replace("{cluster_id}", cluster_id)
 
 
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-
-
 # --- cross-field checks (shared by the models and by load_settings) ---------------------------
 
 _CHECK = "config_check"

@@ -40,9 +40,12 @@ DEFAULT_INTERVALS: dict[str, float] = {
     "addon_upgrades": 3600.0,
 }
 
-#: Labels the exporter sets itself (see METRICS.md), plus the ones Prometheus gives a meaning to.
-#: ``region`` is deliberately absent: it is the static label most deployments want.
-RESERVED_LABELS: frozenset[str] = frozenset(
+#: Label names of the exporter's own series (see METRICS.md) that a static label could not stand
+#: beside. Absent on purpose: ``region``, the static label most deployments want, and the labels
+#: only of families whose own value takes a static label's place (``lock_scene``, ``scalegroup``,
+#: ``target_version``...; a quota's own ``region``). tests/test_metric_families.py holds every
+#: table's other label names to this set.
+EXPORTER_LABELS: frozenset[str] = frozenset(
     {
         "project_id",
         "cluster_id",
@@ -61,6 +64,8 @@ RESERVED_LABELS: frozenset[str] = frozenset(
         "flavor",
         "version",
         "container_network_mode",
+        "category",
+        "billing_mode",
         "az",
         "os",
         "private_ip",
@@ -87,12 +92,13 @@ RESERVED_LABELS: frozenset[str] = frozenset(
         "schedule",
         "resourcequota",
         "kind",
-        "job",
-        "instance",
-        "le",
-        "quantile",
     }
 )
+#: Label names Prometheus gives a meaning to (the scrape's target labels, buckets, quantiles).
+PROMETHEUS_LABELS: frozenset[str] = frozenset({"job", "instance", "le", "quantile"})
+#: Label names a target's static labels cannot use: the configuration refuses them, and the
+#: exposition leaves them out of every series all the same (exporter.metrics.catalog).
+RESERVED_LABELS: frozenset[str] = EXPORTER_LABELS | PROMETHEUS_LABELS
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

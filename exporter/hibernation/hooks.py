@@ -45,8 +45,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from exporter.config import Settings, setting_default
 from exporter.hibernation.controller import HibernationController, Outcome, StateNotSaved
 from exporter.hibernation.schedule import Action
+from exporter.limits import read_capped
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +62,16 @@ MAX_UNTIL_YEARS = 10
 class HookLimits:
     """Bounds of hook requests (``hook_*`` settings, ``web_header_timeout`` for the body)."""
 
-    max_body_bytes: int = 1024 * 1024
-    max_json_depth: int = 32
-    body_timeout: float = 10.0
+    max_body_bytes: int = setting_default("hook_max_body_bytes")
+    max_json_depth: int = setting_default("hook_max_json_depth")
+    body_timeout: float = setting_default("web_header_timeout")
 
     @classmethod
-    def from_settings(cls, settings: object) -> HookLimits:
-        d = cls()
+    def from_settings(cls, settings: Settings) -> HookLimits:
         return cls(
-            max_body_bytes=getattr(settings, "hook_max_body_bytes", d.max_body_bytes),
-            max_json_depth=getattr(settings, "hook_max_json_depth", d.max_json_depth),
-            body_timeout=getattr(settings, "web_header_timeout", d.body_timeout),
+            max_body_bytes=settings.hook_max_body_bytes,
+            max_json_depth=settings.hook_max_json_depth,
+            body_timeout=settings.web_header_timeout,
         )
 
 
@@ -184,20 +185,17 @@ class _Hooks:
         declared = request.headers.get("content-length", "")
         if declared.strip().isdigit() and int(declared) > cap:
             raise _TooLarge(f"the body is larger than {cap} bytes")
-        chunks: list[bytes] = []
-        size = 0
         try:
             async with asyncio.timeout(self.limits.body_timeout):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > cap:
-                        raise _TooLarge(f"the body is larger than {cap} bytes")
-                    chunks.append(chunk)
+                return await read_capped(
+                    request.stream(),
+                    cap,
+                    lambda: _TooLarge(f"the body is larger than {cap} bytes"),
+                )
         except TimeoutError:
             raise _TooSlow(
                 f"the body was not received within {self.limits.body_timeout:g} s"
             ) from None
-        return b"".join(chunks)
 
     async def _body(self, request: Request) -> dict[str, Any]:
         raw = await self._read(request)

@@ -14,40 +14,19 @@ instance does not exist) is the state set's ``unknown``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from exporter.cce.models import ADDON_STATUSES, Addon
 from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
-from exporter.metrics.clusters import present_clusters
-from exporter.metrics.inputs import TargetData
-from exporter.metrics.spec import Gauge, Info, StateSet, Table, escape_label_value
+from exporter.metrics.clusters import per_cluster_items
+from exporter.metrics.spec import Gauge, Info, StateSet, Table
 
 __all__ = ["TABLE"]
-
-
-def _items(target: TargetData) -> Iterator[tuple[str, Addon]]:
-    esc = escape_label_value
-    for cluster_ident, cluster in present_clusters(target):
-        addons = target.addons.get(cluster.id or "")
-        if not addons:
-            continue
-        seen: set[str] = set()
-        for addon in sorted(addons, key=lambda a: a.id or ""):
-            aid = addon.id
-            if not aid or aid in seen:
-                continue
-            seen.add(aid)
-            ident = f'{cluster_ident},addon_id="{esc(aid)}"'
-            if addon.name:
-                ident += f',addon="{esc(addon.name)}"'
-            yield ident, addon
 
 
 TABLE: Table[Addon] = Table(
     group="addons",
     resource="add-on",
     identity=(*CLUSTER_IDENTITY, "addon_id", "addon"),
-    items=_items,
+    items=per_cluster_items(lambda target: target.addons, "addon_id", "addon"),
     families=(
         Info(
             "cce_addon_info",

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# Label names a target's static labels cannot use: written once, in the configuration.
+from exporter.config import RESERVED_LABELS
 from exporter.metrics import addons, clusters, jobs, kube, nodepools, nodes, quotas, selfmetrics
 from exporter.metrics.spec import StateSet, Table
 
@@ -43,14 +45,6 @@ GROUP_TABLES: dict[str, tuple[Table[Any], ...]] = {
     "kube": (kube.JOB_TABLE, kube.CRONJOB_TABLE, kube.QUOTA_TABLE),
     "exporter": (selfmetrics.BUILD_TABLE, selfmetrics.TABLE, selfmetrics.CLUSTER_TABLE),
 }
-
-#: Label names a target's static labels cannot use: identity and property labels of any table (a
-#: static ``cluster`` label would read as a cluster name on a job series). Such static labels are
-#: left out of every series; the configuration should refuse them up front. ``region`` and ``az``
-#: of quotas are not here: a quota's own value simply takes the place of the static one.
-RESERVED_LABELS: frozenset[str] = frozenset().union(
-    *(t.reserved_labels for tables in GROUP_TABLES.values() for t in tables)
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,8 @@ series each, from ``spec.masters[].availabilityZone``, else ``extendParam.cluste
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 from exporter.cce.models import CLUSTER_PHASES, Cluster, Condition
 from exporter.metrics.inputs import TargetData
@@ -56,9 +57,11 @@ __all__ = [
     "MAX_PER_OBJECT",
     "TABLE",
     "cluster_identity",
+    "cluster_objects",
     "condition_reason_samples",
     "condition_samples",
     "machine_word",
+    "per_cluster_items",
     "present_clusters",
 ]
 
@@ -126,6 +129,59 @@ def present_clusters(target: TargetData) -> list[tuple[str, Cluster]]:
         seen.add(cid)
         out.append((cluster_identity(project, cluster), cluster))
     return out
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def name(self) -> str | None: ...
+
+
+Identified = TypeVar("Identified", bound=_Identified)
+
+
+def cluster_objects(
+    cluster_ident: str, objects: Iterable[Identified] | None, id_label: str, name_label: str
+) -> Iterator[tuple[str, Identified]]:
+    """One cluster's objects with an ID, by ID, first of duplicates kept, with identity labels.
+
+    The identity is ``cluster_ident`` then ``id_label`` (and ``name_label``, left out when the
+    object has no name).
+    """
+    if not objects:
+        return
+    esc = escape_label_value
+    head, named = f'{cluster_ident},{id_label}="', f'",{name_label}="'
+    seen: set[str] = set()
+    for obj in sorted(objects, key=lambda o: o.id or ""):
+        oid = obj.id
+        if not oid or oid in seen:
+            continue
+        seen.add(oid)
+        name = obj.name
+        if name:
+            yield f'{head}{esc(oid)}{named}{esc(name)}"', obj
+        else:
+            yield f'{head}{esc(oid)}"', obj
+
+
+def per_cluster_items(
+    objects: Callable[[TargetData], Mapping[str, Sequence[Identified]]],
+    id_label: str,
+    name_label: str,
+) -> Callable[[TargetData], Iterator[tuple[str, Identified]]]:
+    """A table's items: every present cluster's ``objects(target)[cluster_id]``, as
+    :func:`cluster_objects` labels them."""
+
+    def items(target: TargetData) -> Iterator[tuple[str, Identified]]:
+        by_cluster = objects(target)
+        for cluster_ident, cluster in present_clusters(target):
+            yield from cluster_objects(
+                cluster_ident, by_cluster.get(cluster.id or ""), id_label, name_label
+            )
+
+    return items
 
 
 def cluster_identity(project: str, cluster: Cluster) -> str:

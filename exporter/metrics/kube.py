@@ -23,7 +23,7 @@ import functools
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -31,6 +31,7 @@ from croniter import croniter
 from exporter.kube.models import KubeClusterData, KubeCronJob, KubeJob, KubeQuota
 from exporter.metrics.inputs import TargetData
 from exporter.metrics.spec import (
+    Family,
     Gauge,
     Info,
     RenderContext,
@@ -43,6 +44,8 @@ from exporter.metrics.spec import (
 __all__ = ["CRONJOB_TABLE", "IDENTITY", "JOB_CONDITIONS", "JOB_TABLE", "QUOTA_TABLE", "next_fire"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 IDENTITY: tuple[str, ...] = ("project_id", "cluster_id", "cluster", "namespace")
 
@@ -78,6 +81,17 @@ def _objects(target: TargetData, attr: str, name_label: str) -> Iterator[tuple[s
             yield f'{head},namespace="{esc(obj.namespace)}",{name_label}="{esc(obj.name)}"', obj
 
 
+def _table(resource: str, attr: str, name_label: str, families: tuple[Family[T], ...]) -> Table[T]:
+    """A table of one kind of object: the cluster's identity, the namespace and ``name_label``."""
+    return Table(
+        group="kube",
+        resource=resource,
+        identity=(*IDENTITY, name_label),
+        items=lambda target: _objects(target, attr, name_label),
+        families=families,
+    )
+
+
 # --- jobs -----------------------------------------------------------------------------------------
 
 
@@ -93,12 +107,11 @@ def _conditions(job: KubeJob, ctx: RenderContext) -> list[tuple[Mapping[str, str
     return out
 
 
-JOB_TABLE: Table[KubeJob] = Table(
-    group="kube",
-    resource="Kubernetes Job",
-    identity=(*IDENTITY, "job_name"),
-    items=lambda target: _objects(target, "jobs", "job_name"),
-    families=(
+JOB_TABLE: Table[KubeJob] = _table(
+    "Kubernetes Job",
+    "jobs",
+    "job_name",
+    (
         Info(
             "cce_kube_job_info",
             "A Kubernetes Job inside a CCE cluster (owner: the controller, e.g. its CronJob).",
@@ -180,12 +193,11 @@ def _next_schedule(c: KubeCronJob, ctx: RenderContext) -> float | None:
     return next_fire(c.schedule, c.timezone, base)
 
 
-CRONJOB_TABLE: Table[KubeCronJob] = Table(
-    group="kube",
-    resource="Kubernetes CronJob",
-    identity=(*IDENTITY, "cronjob"),
-    items=lambda target: _objects(target, "cronjobs", "cronjob"),
-    families=(
+CRONJOB_TABLE: Table[KubeCronJob] = _table(
+    "Kubernetes CronJob",
+    "cronjobs",
+    "cronjob",
+    (
         Info(
             "cce_kube_cronjob_info",
             "A Kubernetes CronJob inside a CCE cluster, with its schedule and time zone.",
@@ -229,12 +241,11 @@ def _quota(q: KubeQuota, ctx: RenderContext) -> list[tuple[Mapping[str, str | No
     return out
 
 
-QUOTA_TABLE: Table[KubeQuota] = Table(
-    group="kube",
-    resource="Kubernetes ResourceQuota",
-    identity=(*IDENTITY, "resourcequota"),
-    items=lambda target: _objects(target, "quotas", "resourcequota"),
-    families=(
+QUOTA_TABLE: Table[KubeQuota] = _table(
+    "Kubernetes ResourceQuota",
+    "quotas",
+    "resourcequota",
+    (
         Samples(
             "cce_kube_resourcequota",
             "A ResourceQuota's limit (type=hard) and usage (type=used) of one resource.",

@@ -33,6 +33,7 @@ from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
 from exporter.metrics.clusters import (
     MAX_PER_OBJECT,
     Labelled,
+    cluster_objects,
     condition_reason_samples,
     condition_samples,
     machine_word,
@@ -47,7 +48,6 @@ from exporter.metrics.spec import (
     StateSet,
     Table,
     Value,
-    escape_label_value,
 )
 
 __all__ = ["NODE_STATES", "TABLE"]
@@ -63,21 +63,11 @@ class ScopedPool:
 
 
 def _items(target: TargetData) -> Iterator[tuple[str, ScopedPool]]:
-    esc = escape_label_value
     for cluster_ident, cluster in present_clusters(target):
-        pools = target.nodepools.get(cluster.id or "")
-        if not pools:
-            continue
-        seen: set[str] = set()
-        for pool in sorted(pools, key=lambda p: p.id or ""):
-            pid = pool.id
-            if not pid or pid in seen:
-                continue
-            seen.add(pid)
-            ident = f'{cluster_ident},nodepool_id="{esc(pid)}"'
-            if pool.name:
-                ident += f',nodepool="{esc(pool.name)}"'
-            yield ident, ScopedPool(cluster.id or "", pool)
+        cluster_id = cluster.id or ""
+        pools = target.nodepools.get(cluster_id)
+        for ident, pool in cluster_objects(cluster_ident, pools, "nodepool_id", "nodepool"):
+            yield ident, ScopedPool(cluster_id, pool)
 
 
 #: ``state`` label -> the SDK's NodePoolStatus field.

@@ -19,41 +19,19 @@ matches its pool's template (its OS or runtime changed since). Both are omitted 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from exporter.cce.models import NODE_PHASES, NodeLike
 from exporter.metrics.clusters import IDENTITY as CLUSTER_IDENTITY
-from exporter.metrics.clusters import present_clusters
-from exporter.metrics.inputs import TargetData
-from exporter.metrics.spec import Gauge, Info, StateSet, Table, escape_label_value
+from exporter.metrics.clusters import per_cluster_items
+from exporter.metrics.spec import Gauge, Info, StateSet, Table
 
 __all__ = ["TABLE"]
-
-
-def _items(target: TargetData) -> Iterator[tuple[str, NodeLike]]:
-    esc = escape_label_value
-    for cluster_ident, cluster in present_clusters(target):
-        nodes = target.nodes.get(cluster.id or "")
-        if not nodes:
-            continue
-        seen: set[str] = set()
-        for node in sorted(nodes, key=lambda n: n.id or ""):
-            nid = node.id
-            if not nid or nid in seen:
-                continue
-            seen.add(nid)
-            name = node.name
-            if name:
-                yield f'{cluster_ident},node_id="{esc(nid)}",node="{esc(name)}"', node
-            else:
-                yield f'{cluster_ident},node_id="{esc(nid)}"', node
 
 
 TABLE: Table[NodeLike] = Table(
     group="nodes",
     resource="node",
     identity=(*CLUSTER_IDENTITY, "node_id", "node"),
-    items=_items,
+    items=per_cluster_items(lambda target: target.nodes, "node_id", "node"),
     families=(
         Info(
             "cce_node_info",

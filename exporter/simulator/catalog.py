@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.cce.models import ADDON_STATUSES
+from exporter.cce.models import (
+    ADDON_STATUSES,
+    CLUSTER_PHASES,
+    NODE_PHASES,
+    NODEPOOL_PHASES,
+    flavor_max_nodes,
+)
 from exporter.simulator.clock import NS
 
 MINUTE = 60 * NS
@@ -14,7 +20,9 @@ DAY = 24 * HOUR
 
 # --- enumerations the world covers (the metric contract's known values) ------------------------
 
-CLUSTER_SPECIAL_PHASES: tuple[str, ...] = (
+#: The phases a small world shows first (a world of ``n`` clusters holds ``n // 2`` special ones);
+#: the rest of the models' known phases follow in their own order.
+_CLUSTER_PHASES_FIRST: tuple[str, ...] = (
     "Hibernation",
     "Unavailable",
     "Creating",
@@ -23,52 +31,25 @@ CLUSTER_SPECIAL_PHASES: tuple[str, ...] = (
     "Deleting",
     "Hibernating",
     "Awaking",
-    "ScalingUp",
-    "ScalingDown",
-    "Resizing",
-    "RollingBack",
-    "RollbackFailed",
-    "Empty",
 )
-NODE_SPECIAL_PHASES: tuple[str, ...] = (
-    "Build",
-    "Installing",
-    "Installed",
-    "ShutDown",
-    "Upgrading",
-    "Abnormal",
-    "Deleting",
-    "Error",
-    "Repairing",
-    "RepairFailed",
-)
-NODEPOOL_SPECIAL_PHASES: tuple[str, ...] = (
-    "SoldOut",
-    "Error",
-    "Synchronizing",
-    "Synchronized",
-    "Deleting",
-)
-#: Every add-on status the exporter knows but ``running``, the normal one.
-ADDON_SPECIAL_STATUSES: tuple[str, ...] = tuple(s for s in ADDON_STATUSES if s != "running")
+_NODEPOOL_PHASES_FIRST: tuple[str, ...] = ("SoldOut", "Error")
 
-#: Today's cluster conditions (SDK ``ClusterCondition``): certificate stages in the order a
-#: certificate ages, and the outcomes of a certificate rotation.
-CERTIFICATE_REASONS: tuple[str, ...] = (
-    "CertificateValid",
-    "CertificateExpiringWithin180Days",
-    "CertificateExpiringWithin30Days",
-    "CertificateExpired",
+
+def _specials(known: tuple[str, ...], normal: str, first: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The models' known values but the normal one, ``first`` leading."""
+    assert set(first) <= set(known) and normal not in first, (first, known)
+    return first + tuple(v for v in known if v != normal and v not in first)
+
+
+#: Every known phase (status) but the normal one, in the order the world hands them out.
+CLUSTER_SPECIAL_PHASES: tuple[str, ...] = _specials(
+    CLUSTER_PHASES, "Available", _CLUSTER_PHASES_FIRST
 )
-ROTATION_REASONS: tuple[str, ...] = ("RotationInProgress", "RotationSucceeded", "RotationFailed")
-#: Node-pool conditions that block scaling up (SDK ``NodePoolCondition.type``).
-NODEPOOL_BLOCKING_CONDITIONS: tuple[str, ...] = (
-    "QuotaInsufficient",
-    "ResourceInsufficient",
-    "UnexpectedError",
-    "LockedByOrder",
-    "Error",
+NODE_SPECIAL_PHASES: tuple[str, ...] = _specials(NODE_PHASES, "Active")
+NODEPOOL_SPECIAL_PHASES: tuple[str, ...] = _specials(
+    NODEPOOL_PHASES, "Normal", _NODEPOOL_PHASES_FIRST
 )
+ADDON_SPECIAL_STATUSES: tuple[str, ...] = _specials(ADDON_STATUSES, "running")
 #: The largest node page the API serves (SDK ``ListNodesRequest.limit``: 1 to 2000, default 2000).
 NODE_PAGE_MAX = 2000
 #: Nodes report a probe at most this old (the SDK: a status older than 5 minutes means nothing).
@@ -77,16 +58,20 @@ PROBE_STEP = 5 * 60 * 10**9
 _PROBE_MARK = "\x00probe"
 _PROBE_MARK_JSON = b'"\\u0000probe"'
 
-# Reference 12.2, with the dedicated-cloud variant; the node limit decides which flavors fit.
-CLUSTER_FLAVORS: tuple[tuple[str, int], ...] = (
-    ("cce.s1.small", 50),
-    ("cce.s1.medium", 200),
-    ("cce.s1.large", 1000),
-    ("cce.s2.small", 50),
-    ("cce.s2.medium", 200),
-    ("cce.s2.large", 1000),
-    ("cce.s2.xlarge", 2000),
-    ("cce.dec.s1.small", 50),
+#: The flavors the world's clusters take (reference 12.2, with the dedicated-cloud variant), each
+#: with the node limit the models know for it, which decides which flavors fit.
+CLUSTER_FLAVORS: tuple[tuple[str, int], ...] = tuple(
+    (flavor, flavor_max_nodes(flavor) or 0)
+    for flavor in (
+        "cce.s1.small",
+        "cce.s1.medium",
+        "cce.s1.large",
+        "cce.s2.small",
+        "cce.s2.medium",
+        "cce.s2.large",
+        "cce.s2.xlarge",
+        "cce.dec.s1.small",
+    )
 )
 K8S_VERSIONS = ("v1.23.11-r0", "v1.25.5-r0", "v1.27.3-r4", "v1.28.3-r0")
 AZS = ("az1.dc1", "az2.dc1", "az3.dc1")

@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
+from exporter.cce.models import NODE_PHASES
 from exporter.simulator.catalog import (
     _ADDON_REASONS,
     _CLUSTER_JOB_TYPES,
@@ -164,7 +165,7 @@ class WorldGeneration:
                 created = now - rng.randrange(10 * NS, 2 * MINUTE)
             else:
                 created = max(cluster.created, self._past(now, HOUR, 300 * DAY))
-            known = node_phase in NODE_SPECIAL_PHASES or node_phase == "Active"
+            known = node_phase in NODE_PHASES
             node = Node(
                 uid=uid,
                 name=name,

@@ -32,7 +32,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from exporter.simulator.catalog import _ADDON_REASONS, CLUSTER_SPECIAL_PHASES
+from exporter.cce.models import CLUSTER_PHASES
+from exporter.simulator.catalog import _ADDON_REASONS
 from exporter.simulator.clock import NS
 from exporter.simulator.formats import SimError, dump_json, iam_time
 from exporter.simulator.render import WorldRendering
@@ -59,7 +60,7 @@ class World(WorldRendering):
         now = self.now_ns()
         if name is None:
             name = f"sim-cluster-{len(self.clusters):03d}"
-        if phase not in CLUSTER_SPECIAL_PHASES and phase != "Available":
+        if phase not in CLUSTER_PHASES:
             # An arbitrary (possibly unknown) phase is held as it is.
             cluster = self._add_cluster(
                 now, name=name, phase="Available", nodes=nodes, generated=False
