@@ -41,7 +41,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from exporter.config import Settings, setting_default
+from exporter.config import Settings, from_settings, setting_field
 from exporter.webconfig import AuthBusyError, BasicAuthVerifier
 
 __all__ = [
@@ -68,25 +68,19 @@ class WebLimits:
     """Bounds of the web server (``web_*`` settings); the defaults are safe for a public port."""
 
     #: Open connections at most; None: 512, or fewer when the open-file limit is low.
-    max_connections: int | None = setting_default("web_max_connections")
+    max_connections: int | None = setting_field("web_max_connections")
     #: Seconds a client has to send a request's headers (a new connection, or after a pause).
-    header_timeout: float = setting_default("web_header_timeout")
+    header_timeout: float = setting_field("web_header_timeout")
     #: Seconds a client may read nothing of an answer (slow readers) before it is disconnected.
-    write_timeout: float = setting_default("web_write_timeout")
+    write_timeout: float = setting_field("web_write_timeout")
     #: Threads verifying bcrypt passwords (their own pool: scrapes and rendering never wait).
-    auth_workers: int = setting_default("web_auth_workers")
+    auth_workers: int = setting_field("web_auth_workers")
     #: bcrypt checks waiting at most; more are answered 503 (after AUTH_BUSY_DELAY).
-    auth_queue: int = setting_default("web_auth_queue")
+    auth_queue: int = setting_field("web_auth_queue")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebLimits:
-        return cls(
-            max_connections=settings.web_max_connections,
-            header_timeout=settings.web_header_timeout,
-            write_timeout=settings.web_write_timeout,
-            auth_workers=settings.web_auth_workers,
-            auth_queue=settings.web_auth_queue,
-        )
+        return from_settings(cls, settings)
 
     def connection_limit(self) -> int:
         """``max_connections``, or the default: 512 within the open-file limit (128 kept spare)."""

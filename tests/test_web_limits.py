@@ -270,3 +270,29 @@ def test_truncated_or_unknown_hashes_are_refused_at_start_up(hashed: str, cut: A
         parse_web_config({"basic_auth_users": {"prom": bad}})
     assert bad not in str(info.value)
     parse_web_config({"basic_auth_users": {"prom": hashed}})  # the whole hash is fine
+
+
+def test_limits_follow_every_setting_they_mirror() -> None:
+    """Each limit field names its setting once: defaults and loaded values both come from it."""
+    import dataclasses
+
+    from exporter.config import Settings
+    from exporter.hibernation.hooks import HookLimits
+    from exporter.webguard import WebLimits
+
+    changed = Settings.model_construct(
+        web_max_connections=7,
+        web_header_timeout=1.5,
+        web_write_timeout=2.5,
+        web_auth_workers=3,
+        web_auth_queue=4,
+        hook_max_body_bytes=5,
+        hook_max_json_depth=6,
+    )
+    assert WebLimits.from_settings(changed) == WebLimits(7, 1.5, 2.5, 3, 4)
+    assert HookLimits.from_settings(changed) == HookLimits(5, 6, 1.5)
+    defaults = Settings.model_construct()
+    for cls in (WebLimits, HookLimits):
+        assert cls.from_settings(defaults) == cls()
+        for f in dataclasses.fields(cls):
+            assert f.default == Settings.model_fields[f.metadata["setting"]].default

@@ -43,7 +43,7 @@ from exporter.config.names import (
     env_name_for_target,
 )
 from exporter.config.render import render_effective_config
-from exporter.config.settings import Settings, setting_default
+from exporter.config.settings import Settings, from_settings, setting_default, setting_field
 from exporter.config.targets import (
     KUBE_LIST_KEYS,
     KUBE_RESOURCES,
@@ -102,10 +102,12 @@ __all__ = [
     "TargetConfig",
     "default_addon_endpoint",
     "env_name_for_target",
+    "from_settings",
     "listen_address",
     "load_settings",
     "parse_duration",
     "parse_listen",
     "render_effective_config",
     "setting_default",
+    "setting_field",
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -19,6 +20,8 @@ from exporter.config.values import (
     _is_set,
     parse_listen,
 )
+
+_D = TypeVar("_D")
 
 
 class Load(Protocol):
@@ -185,6 +188,23 @@ class Settings(BaseSettings):
 def setting_default(name: str) -> Any:
     """The built-in default of the process setting ``name``, written once, on :class:`Settings`."""
     return Settings.model_fields[name].default
+
+
+def setting_field(name: str) -> Any:
+    """A dataclass field that mirrors the process setting ``name``: its default is the setting's,
+    and :func:`from_settings` fills it from a loaded :class:`Settings`."""
+    return dataclasses.field(default=setting_default(name), metadata={"setting": name})
+
+
+def from_settings(cls: type[_D], settings: Settings) -> _D:
+    """An instance of the dataclass ``cls`` with every :func:`setting_field` read from
+    ``settings`` (other fields keep their defaults)."""
+    values = {
+        f.name: getattr(settings, f.metadata["setting"])
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if "setting" in f.metadata
+    }
+    return cls(**values)
 
 
 def _settings_problems(values: Mapping[str, Any], names: list[str], namer: Namer) -> list[str]:

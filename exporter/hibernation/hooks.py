@@ -45,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from exporter.config import Settings, setting_default
+from exporter.config import Settings, from_settings, setting_field
 from exporter.hibernation.controller import HibernationController, Outcome, StateNotSaved
 from exporter.hibernation.schedule import Action
 from exporter.limits import read_capped
@@ -62,17 +62,13 @@ MAX_UNTIL_YEARS = 10
 class HookLimits:
     """Bounds of hook requests (``hook_*`` settings, ``web_header_timeout`` for the body)."""
 
-    max_body_bytes: int = setting_default("hook_max_body_bytes")
-    max_json_depth: int = setting_default("hook_max_json_depth")
-    body_timeout: float = setting_default("web_header_timeout")
+    max_body_bytes: int = setting_field("hook_max_body_bytes")
+    max_json_depth: int = setting_field("hook_max_json_depth")
+    body_timeout: float = setting_field("web_header_timeout")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HookLimits:
-        return cls(
-            max_body_bytes=settings.hook_max_body_bytes,
-            max_json_depth=settings.hook_max_json_depth,
-            body_timeout=settings.web_header_timeout,
-        )
+        return from_settings(cls, settings)
 
 
 _STATUS = {
