@@ -98,15 +98,3 @@ async def test_a_target_failing_to_build_still_closes_the_clients_already_built(
     assert [t.config.name for t in service.targets] == ["first"]
     await service.close()
     assert [c.closed for c in connections.clients] == [True]
-
-
-def test_only_the_composition_root_imports_the_builder() -> None:
-    import ast
-
-    root = Path(__file__).resolve().parent.parent / "exporter"
-    importers = []
-    for path in sorted(root.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module == "exporter.assemble":
-                importers.append(path.relative_to(root.parent).as_posix())
-    assert importers == ["exporter/app.py"]

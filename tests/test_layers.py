@@ -104,3 +104,8 @@ def test_only_the_command_line_and_the_root_import_the_top() -> None:
 def test_only_the_command_line_imports_the_composition_root() -> None:
     importers = sorted(m for m, targets in MODULES.items() if "exporter.app" in targets)
     assert importers == ["exporter.cli"]
+
+
+def test_only_the_composition_root_imports_the_target_builder() -> None:
+    importers = sorted(m for m, targets in MODULES.items() if "exporter.assemble" in targets)
+    assert importers == ["exporter.app"]

@@ -65,12 +65,6 @@ class PhaseView(Mapping[str, float]):
             return self._scoped[(kind, scope)][obj_id]
         return self._flat[kind][rest]
 
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
     def __iter__(self) -> Iterator[str]:
         for kind, group in self._flat.items():
             for obj_id in group:
