@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +25,16 @@ from exporter.hibernation.controller import (
 from exporter.hibernation.policy import parse_policy_file
 from exporter.hibernation.schedule import Action
 from tests.test_hibernation_controller import POLICIES, Env, environment
+
+
+@asynccontextmanager
+async def ticked(names: list[str]) -> AsyncIterator[tuple[Env, HibernationController]]:
+    """An environment at noon (no transition due) with a controller that has seen one tick."""
+    async with environment(names) as env:
+        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
+        ctl = env.controller()
+        await ctl.tick()
+        yield env, ctl
 
 
 def _labels(env: Env, name: str) -> dict[str, str]:
@@ -101,10 +113,7 @@ async def test_without_pricing_there_is_no_savings_family() -> None:
 
 
 async def test_a_skip_override_is_recorded_counted_and_answered() -> None:
-    async with environment(["dev-a"]) as env:
-        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
-        ctl = env.controller()
-        await ctl.tick()
+    async with ticked(["dev-a"]) as (env, ctl):
         assert ctl.set_override(env.ids["dev-a"], None, None, "demo tonight") is None
         env.at(datetime(2027, 3, 1, 19, 0, 5, tzinfo=UTC))
         outcomes = await ctl.tick()
@@ -130,10 +139,7 @@ async def test_a_skip_override_is_recorded_counted_and_answered() -> None:
 
 
 async def test_a_cluster_in_no_known_phase_is_not_acted_on() -> None:
-    async with environment(["dev-a"]) as env:
-        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
-        ctl = env.controller()
-        await ctl.tick()
+    async with ticked(["dev-a"]) as (env, ctl):
         phaseless = Cluster.model_validate(
             {"metadata": {"uid": env.ids["dev-a"], "name": "dev-a"}, "status": {}}
         )
@@ -150,10 +156,7 @@ async def test_a_cluster_in_no_known_phase_is_not_acted_on() -> None:
 
 
 async def test_overrides_at_their_edges() -> None:
-    async with environment(["dev-a"]) as env:
-        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
-        ctl = env.controller()
-        await ctl.tick()
+    async with ticked(["dev-a"]) as (env, ctl):
         cid = env.ids["dev-a"]
         now = datetime.fromtimestamp(env.sim.clock.now(), UTC)
         assert ctl.set_override(cid, "awake", now, "x") == "'until' is in the past"
@@ -499,10 +502,7 @@ async def test_an_unreadable_cluster_times_out_with_an_unknown_phase(
 
 
 async def test_a_cluster_without_a_name_is_named_by_its_id() -> None:
-    async with environment(["dev-a"]) as env:
-        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
-        ctl = env.controller()
-        await ctl.tick()
+    async with ticked(["dev-a"]) as (env, ctl):
         nameless = env.sim.world.add_cluster(name="", phase="Available").uid
         listing = await env.api.list_clusters()
         assert {c.id: c.name for c in listing}[nameless] in (None, "")
@@ -513,10 +513,7 @@ async def test_a_cluster_without_a_name_is_named_by_its_id() -> None:
 
 
 async def test_a_cancelled_action_frees_its_cluster() -> None:
-    async with environment(["dev-a"]) as env:
-        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
-        ctl = env.controller()
-        await ctl.tick()
+    async with ticked(["dev-a"]) as (env, ctl):
         cid = env.ids["dev-a"]
         entered, release = asyncio.Event(), asyncio.Event()
         original = env.api.hibernate
@@ -543,10 +540,7 @@ async def test_a_crash_in_an_action_is_a_failure_not_a_dead_controller(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="exporter.hibernation.controller")
-    async with environment(["dev-a", "dev-b"]) as env:
-        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
-        ctl = env.controller()
-        await ctl.tick()
+    async with ticked(["dev-a", "dev-b"]) as (env, ctl):
         original = env.api.hibernate
 
         async def broken(cluster_id: str) -> str | None:
@@ -650,10 +644,7 @@ async def test_an_action_is_on_record_before_the_call_and_notified_around_it() -
 
 
 async def test_a_failed_read_before_the_call_is_retried() -> None:
-    async with environment(["dev-a"]) as env:
-        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
-        ctl = env.controller()
-        await ctl.tick()
+    async with ticked(["dev-a"]) as (env, ctl):
         cid = env.ids["dev-a"]
         # The request's own read and the first attempt's read fail; the second attempt acts.
         env.sim.faults.add("http_500", count=2, path=cid + "$")
@@ -738,10 +729,7 @@ async def test_went_back_without_a_reason() -> None:
 
 
 async def test_an_override_change_that_cannot_be_saved_is_not_made(monkeypatch: Any) -> None:
-    async with environment(["dev-a"]) as env:
-        env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
-        ctl = env.controller()
-        await ctl.tick()
+    async with ticked(["dev-a"]) as (env, ctl):
         cid = env.ids["dev-a"]
         now = env.sim.clock.now()
         until = datetime.fromtimestamp(now, UTC) + timedelta(hours=1)
