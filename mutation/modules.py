@@ -58,7 +58,12 @@ MODULES: tuple[Row, ...] = (
             "exporter/cce/refreshing*.py",
         ),
         ("*",),
-        ("tests/test_auth.py", "tests/test_auth_rules.py", "tests/test_agency.py"),
+        (
+            "tests/test_auth.py",
+            "tests/test_auth_rules.py",
+            "tests/test_agency.py",
+            "tests/test_signing.py",
+        ),
     ),
     Row(
         "client-retry",
