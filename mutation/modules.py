@@ -62,6 +62,7 @@ MODULES: tuple[Row, ...] = (
             "tests/test_auth.py",
             "tests/test_auth_rules.py",
             "tests/test_agency.py",
+            "tests/test_agency_rules.py",
             "tests/test_signing.py",
         ),
     ),

@@ -287,7 +287,10 @@ class AgencyAuth(RefreshingAuth):
             {"X-Metadata-Token-Ttl-Seconds": str(ttl)},
             "session token",
         )
-        token = body.decode("utf-8", "replace").strip() if status == 200 else ""
+        token = body.decode("latin-1").strip() if status == 200 else ""
+        if not (token.isascii() and token.isprintable()):
+            # It is sent back as a header: refused here rather than failing as one.
+            raise CredentialsError("the metadata service's session token is not printable ASCII")
         self._session_token = token or None
         # Asked for again well before its TTL; without one, not asked again for as long.
         self._session_until = now + timedelta(seconds=ttl * 0.9)
