@@ -3,25 +3,33 @@ and a rotated token file that is re-read only when the API refuses the old token
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
+import ssl
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trustme
 
+import exporter.cce.auth as auth_module
 from exporter.cce.auth import (
     AgencyAuth,
     AkSkAuth,
     AssumeAgencyAuth,
     PasswordAuth,
     TokenAuth,
+    _IamTokenAuth,
     describe_credentials,
     parse_securitykey,
 )
-from exporter.cce.errors import APIError, CredentialsError, RequestTimeout
-from exporter.cce.http import HttpOptions
+from exporter.cce.errors import APIError, CredentialsError, RequestTimeout, TransportError
+from exporter.cce.http import HttpOptions, build_http_client
 from exporter.simulator import Simulator
 from tests.test_auth import T0, Served, _password_auth
 from tests.test_auth import served as served  # the fixture
@@ -353,3 +361,214 @@ def test_a_security_key_whose_expiry_is_not_a_timestamp_says_so_in_full() -> Non
     with pytest.raises(CredentialsError) as caught:
         parse_securitykey(body)
     assert str(caught.value) == "the metadata service's expires_at is not a timestamp"
+
+
+@pytest.mark.parametrize(("ak", "sk"), [("", "sk-secret-value"), ("AKIDEXAMPLE", ""), ("", "")])
+def test_aksk_auth_needs_both_keys(ak: str, sk: str) -> None:
+    with pytest.raises(CredentialsError) as caught:
+        AkSkAuth(ak, sk)
+    assert str(caught.value) == "AK/SK authentication needs both an access key and a secret key"
+
+
+def test_an_iam_token_auth_names_itself_when_its_endpoint_is_missing() -> None:
+    with pytest.raises(CredentialsError) as caught:
+        _IamTokenAuth("")
+    assert str(caught.value) == "IAM token authentication needs the IAM endpoint"
+    with pytest.raises(CredentialsError) as caught:
+        AssumeAgencyAuth("", TokenAuth(token="t"), "dom", "agency", project_id="pid")
+    assert str(caught.value) == "assume_agency needs the IAM endpoint"
+
+
+def test_a_password_needs_a_password() -> None:
+    with pytest.raises(CredentialsError) as caught:
+        PasswordAuth("https://iam", "user", "", "dom", "name")
+    assert str(caught.value) == "password authentication needs a user name, a password and a domain"
+
+
+def _password_body(scope: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": "alice", "password": "pw-secret", "domain": {"name": "dom"}}
+                },
+            },
+            "scope": scope,
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("scope", "body_scope"),
+    [
+        ({"project_id": "pid"}, {"project": {"id": "pid"}}),
+        ({"project_name": "pname"}, {"project": {"name": "pname"}}),
+        ({"project_name": "pname", "project_id": "pid"}, {"project": {"id": "pid"}}),  # ID wins
+        ({"domain_scope": True}, {"domain": {"name": "dom"}}),
+        ({"domain_scope": True, "project_id": "pid"}, {"domain": {"name": "dom"}}),
+    ],
+)
+def test_a_password_token_is_asked_for_in_its_scope(
+    scope: dict[str, Any], body_scope: dict[str, Any]
+) -> None:
+    auth = PasswordAuth("https://iam", "alice", "pw-secret", "dom", **scope)
+    assert auth.token_request_body() == _password_body(body_scope)
+
+
+class _Iam:
+    """IAM as a MockTransport handler: a token valid for a day, or an answer that never ends."""
+
+    def __init__(self) -> None:
+        self.options: list[HttpOptions] = []
+        self.bodies: list[Any] = []
+        self.hang = False
+        self.fault: Exception | None = None
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(json.loads(request.content))
+        if self.fault is not None:
+            raise self.fault
+        if self.hang:
+            return httpx.Response(201, stream=_Endless())
+        token = f"token-{len(self.bodies)}"
+        return httpx.Response(201, headers={"X-Subject-Token": token}, json={"token": {}})
+
+
+class _Endless(httpx.AsyncByteStream):
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        yield b"{"
+        await asyncio.Event().wait()
+
+
+@pytest.fixture
+def iam(monkeypatch: pytest.MonkeyPatch) -> _Iam:
+    fake = _Iam()
+
+    def build(options: HttpOptions, **kwargs: Any) -> httpx.AsyncClient:
+        fake.options.append(options)
+        return build_http_client(options, transport=httpx.MockTransport(fake), **kwargs)
+
+    monkeypatch.setattr(auth_module, "build_http_client", build)
+    return fake
+
+
+async def test_password_auth_passes_its_options_on(iam: _Iam) -> None:
+    outcomes: list[str] = []
+    now = [T0]
+    auth = PasswordAuth(
+        "https://iam",
+        "alice",
+        "pw-secret",
+        "dom",
+        "pname",
+        timeout=3.0,
+        verify=False,
+        refresh_margin=timedelta(minutes=3),
+        clock=lambda: now[0],
+        on_refresh=outcomes.append,
+    )
+    assert auth.http == HttpOptions(timeout=3.0, verify=False, max_connections=2)
+    assert await auth._valid_token() == "token-1"
+    assert iam.options == [auth.http]
+    assert iam.bodies == [auth.token_request_body()]
+    assert outcomes == ["success"]
+    assert auth.expires_at == T0 + timedelta(hours=24)  # no expiry in the body: a day, our clock
+    now[0] = T0 + timedelta(hours=24, minutes=-3) - timedelta(microseconds=1)
+    assert await auth._valid_token() == "token-1"
+    now[0] += timedelta(microseconds=1)  # three minutes before expiry
+    assert await auth._valid_token() == "token-2"
+    assert outcomes == ["success", "success"]
+    await auth.aclose()
+
+
+async def test_password_auth_takes_given_http_options_as_they_are(iam: _Iam) -> None:
+    given = HttpOptions(timeout=4.0, proxy="http://proxy.example:3128", max_connections=9)
+    auth = PasswordAuth("https://iam", "alice", "pw-secret", "dom", "pname", http=given)
+    assert auth.http is given
+    await auth._valid_token()
+    assert iam.options == [given]
+    await auth.aclose()
+
+
+def test_password_auth_defaults_to_the_system_trust_and_ten_seconds() -> None:
+    auth = PasswordAuth("https://iam", "alice", "pw-secret", "dom", "pname")
+    assert auth.http == HttpOptions(timeout=10, verify=True, max_connections=2)
+
+
+@pytest.mark.parametrize("as_path", [True, False])
+def test_password_auth_trusts_a_ca_file_given_as_a_path(tmp_path: Path, as_path: bool) -> None:
+    ca = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    verify: str | Path = bundle if as_path else str(bundle)
+    auth = PasswordAuth("https://iam", "alice", "pw-secret", "dom", "pname", verify=verify)
+    assert isinstance(auth.http.verify, ssl.SSLContext)
+    assert len(auth.http.verify.get_ca_certs()) == 1
+
+
+async def test_a_token_request_past_its_deadline_says_so(iam: _Iam) -> None:
+    iam.hang = True
+    outcomes: list[str] = []
+    auth = PasswordAuth(
+        "https://iam",
+        "alice",
+        "pw-secret",
+        "dom",
+        "pname",
+        deadline=0.05,
+        on_refresh=outcomes.append,
+    )
+    with pytest.raises(RequestTimeout) as caught:
+        await auth._valid_token()
+    assert str(caught.value) == "IAM token request: no complete answer within the 0.05s deadline"
+    assert outcomes == ["failure"]
+    await auth.aclose()
+
+
+@pytest.fixture
+def shanghai_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone set to UTC+8 for one test."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_an_expiry_is_described_in_utc_whatever_the_local_zone(shanghai_time: None) -> None:
+    auth = PasswordAuth("https://iam", "alice", "pw-secret", "dom", "name")
+    auth._expires_at = datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert describe_credentials(auth) == "IAM token of user alice (expires 2027-01-02T03:04:05Z)"
+
+
+async def test_a_token_request_that_fails_says_how_without_credentials(iam: _Iam) -> None:
+    iam.fault = httpx.ConnectError("refused by http://user:secret@proxy.example/")
+    auth = PasswordAuth("https://iam", "alice", "pw-secret", "dom", "pname")
+    with pytest.raises(TransportError) as caught:
+        await auth._valid_token()
+    assert str(caught.value) == (
+        "IAM token request failed: ConnectError: refused by http://***@proxy.example/"
+    )
+    await auth.aclose()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[]", "the metadata service's security key has no credential object"),
+        (b'{"credential": "A"}', "the metadata service's security key has no credential object"),
+        (
+            b'{"credential": {"accessKeyId": " ", "secret": "S", "securitytoken": "T"}}',
+            "the metadata service's security key has no access",
+        ),
+        (
+            b'{"credential": {"access": "A", "secret": "S", "securitytoken": "T"}}',
+            "the metadata service's security key has no expires_at",
+        ),
+    ],
+)
+def test_a_security_key_without_a_part_names_it_in_full(body: bytes, message: str) -> None:
+    with pytest.raises(CredentialsError) as caught:
+        parse_securitykey(body)
+    assert str(caught.value) == message
