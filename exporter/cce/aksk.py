@@ -71,8 +71,7 @@ class AkSkAuth(httpx.Auth):
         self._security_token = security_token
         self.project_id = project_id
         self._clock = clock
-        # Kept for a uniform constructor: a key pair is never refreshed.
-        self._on_refresh = on_refresh
+        del on_refresh  # accepted for a uniform constructor: a key pair is never refreshed
         self._last_date: tuple[int | None, str] = (None, "")
 
     def _date(self, now: datetime) -> str:
