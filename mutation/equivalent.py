@@ -61,6 +61,16 @@ _QUEUED = (
     "queued check to cancel"
 )
 
+_TOGETHER = (
+    "the credentials and their signer are set together (a successful fetch) and dropped together "
+    "(a refusal): either one being None means both are"
+)
+_LOCK_AGAIN = (
+    "skipping the check before the lock only costs the lock: the signer is checked again under it"
+)
+_HTTPX_METHOD = "httpx upper-cases a request's method"
+
+
 EQUIVALENT: tuple[Equivalent, ...] = (
     # cce.auth
     Equivalent(
@@ -182,6 +192,67 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "self._refresh_at: datetime | None = None",
         'self._refresh_at: datetime | None = ""',
         "never compared before the first token, which sets it with the token",
+    ),
+    # cce.agency
+    Equivalent(
+        "AgencyAuth.__init__",
+        "self._signer: AkSkAuth | None = None",
+        'self._signer: AkSkAuth | None = ""',
+        (
+            "read only once a fetch has succeeded, which sets it: with credentials (set with it), "
+            "or after a 401 to a request it signed"
+        ),
+    ),
+    Equivalent(
+        "AgencyAuth.__init__",
+        "self._next_try: datetime | None = None",
+        'self._next_try: datetime | None = ""',
+        "read only while credentials are held, and the fetch that brings the first ones resets it",
+    ),
+    Equivalent(
+        "AgencyAuth.__init__",
+        "self._failures = 0",
+        "self._failures = 1",
+        (
+            "the first successful fetch resets the count, and the count sets a wait only while "
+            "credentials are held, that is after such a fetch"
+        ),
+    ),
+    Equivalent(
+        "AgencyAuth.__init__",
+        "self._session_token: str | None = None",
+        'self._session_token: str | None = ""',
+        "returned only while the session's renewal instant is set, which is set together with it",
+    ),
+    Equivalent(
+        "AgencyAuth._usable",
+        "if self._signer is None or self._current is None or now >= self._current.expires_at:",
+        "if self._signer is None and self._current is None or now >= self._current.expires_at:",
+        _TOGETHER,
+    ),
+    Equivalent(
+        "AgencyAuth._valid_signer",
+        "signer = self._usable(self._clock())",
+        "signer = None",
+        _LOCK_AGAIN,
+    ),
+    Equivalent(
+        "AgencyAuth._refresh",
+        "min(self._refresh_margin, lifetime / 2) if lifetime > timedelta(0) else lifetime",
+        (
+            "min(self._refresh_margin, lifetime / 2) if (lifetime > timedelta(0)) or True else "
+            "lifetime"
+        ),
+        (
+            "a lifetime of zero or less (the credentials expired between the fetch and now): "
+            "either margin puts the refresh instant at or after the expiry, which is checked first"
+        ),
+    ),
+    Equivalent(
+        "AgencyAuth._refresh",
+        "min(self._refresh_margin, lifetime / 2) if lifetime > timedelta(0) else lifetime",
+        "min(self._refresh_margin, lifetime / 2) if lifetime >= timedelta(0) else lifetime",
+        "for a lifetime of exactly zero both branches give a zero margin",
     ),
     # cce.client
     Equivalent(
