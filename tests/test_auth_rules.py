@@ -30,6 +30,7 @@ from exporter.cce.auth import (
 )
 from exporter.cce.errors import APIError, CredentialsError, RequestTimeout, TransportError
 from exporter.cce.http import HttpOptions, build_http_client
+from exporter.cce.signing import SignatureError, parse_authorization, sdk_date, verify
 from exporter.simulator import Simulator
 from tests.test_auth import T0, Served, _password_auth
 from tests.test_auth import served as served  # the fixture
@@ -572,3 +573,44 @@ def test_a_security_key_without_a_part_names_it_in_full(body: bytes, message: st
     with pytest.raises(CredentialsError) as caught:
         parse_securitykey(body)
     assert str(caught.value) == message
+
+
+_SIGNING_KEY = {"AKIDEXAMPLE": "sk-secret-value"}
+
+
+def test_a_request_signed_again_has_one_date_and_one_signature() -> None:
+    now = [T0]
+    auth = AkSkAuth("AKIDEXAMPLE", "sk-secret-value", clock=lambda: now[0])
+    request = httpx.Request("POST", "https://cce.example.com/api/v3/x", content=b"{}")
+    auth.sign_request(request)
+    first = request.headers["Authorization"]
+    now[0] = T0 + timedelta(seconds=5)
+    auth.sign_request(request)
+    names = [key for key, _ in request.headers.multi_items()]
+    assert names.count("authorization") == 1 and names.count("x-sdk-date") == 1
+    assert request.headers["Authorization"] != first
+    assert request.headers["X-Sdk-Date"] == sdk_date(now[0])
+    verified = verify("POST", str(request.url), request.headers, b"{}", _SIGNING_KEY.get, now[0])
+    assert verified == "AKIDEXAMPLE"
+
+
+def test_a_request_without_a_host_header_gets_one_and_it_is_signed() -> None:
+    request = httpx.Request("GET", "https://cce.example.com:8443/api/v3/projects/p1/clusters")
+    del request.headers["Host"]
+    AkSkAuth("AKIDEXAMPLE", "sk-secret-value", clock=lambda: T0).sign_request(request)
+    assert request.headers["Host"] == "cce.example.com:8443"
+    assert "host" in parse_authorization(request.headers["Authorization"])[1]
+    assert verify("GET", str(request.url), request.headers, b"", _SIGNING_KEY.get, T0)
+
+
+def test_a_given_host_header_is_kept_and_signed() -> None:
+    request = httpx.Request(
+        "GET", "https://192.0.2.10/api/v3/projects", headers={"Host": "cce.example.com"}
+    )
+    AkSkAuth("AKIDEXAMPLE", "sk-secret-value", clock=lambda: T0).sign_request(request)
+    assert request.headers["Host"] == "cce.example.com"
+    headers = dict(request.headers)
+    assert verify("GET", str(request.url), headers, b"", _SIGNING_KEY.get, T0)
+    headers["host"] = "192.0.2.10"
+    with pytest.raises(SignatureError, match="signature mismatch"):
+        verify("GET", str(request.url), headers, b"", _SIGNING_KEY.get, T0)

@@ -88,8 +88,8 @@ class AkSkAuth(httpx.Auth):
 
     def sign_request(self, request: httpx.Request) -> None:
         """Add the signing headers to ``request`` in place (its body must have been read)."""
-        for name in ("Authorization", "X-Sdk-Date"):
-            request.headers.pop(name, None)
+        # Setting a header replaces every value it had: a request signed again (a retry after a
+        # 401) keeps one date and one signature.
         request.headers["X-Sdk-Date"] = self._date(self._clock())
         if "host" not in request.headers:
             request.headers["Host"] = request.url.netloc.decode("ascii")
