@@ -193,6 +193,82 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         'self._refresh_at: datetime | None = ""',
         "never compared before the first token, which sets it with the token",
     ),
+    # cce.aksk
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'request.headers["X-Sdk-Date"] = self._date(self._clock())',
+        'request.headers["x-sdk-date"] = self._date(self._clock())',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'request.headers["X-Sdk-Date"] = self._date(self._clock())',
+        'request.headers["X-SDK-DATE"] = self._date(self._clock())',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'if "host" not in request.headers:',
+        'if "HOST" not in request.headers:',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'request.headers["Host"] = request.url.netloc.decode("ascii")',
+        'request.headers["host"] = request.url.netloc.decode("ascii")',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'request.headers["Host"] = request.url.netloc.decode("ascii")',
+        'request.headers["HOST"] = request.url.netloc.decode("ascii")',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'request.headers["Host"] = request.url.netloc.decode("ascii")',
+        'request.headers["Host"] = request.url.netloc.decode("ASCII")',
+        "'ASCII' and 'ascii' name the same codec",
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'request.headers["X-Project-Id"] = self.project_id',
+        'request.headers["x-project-id"] = self.project_id',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'request.headers["X-Project-Id"] = self.project_id',
+        'request.headers["X-PROJECT-ID"] = self.project_id',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'request.headers["X-Security-Token"] = self._security_token',
+        'request.headers["x-security-token"] = self._security_token',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'request.headers["X-Security-Token"] = self._security_token',
+        'request.headers["X-SECURITY-TOKEN"] = self._security_token',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        "key.lower(): value",
+        "key.upper(): value",
+        "sign() lower-cases the names of the headers it is given (and they are unique here)",
+    ),
+    Equivalent(
+        "AkSkAuth._date",
+        "if cached[0] != second:",
+        "if cached[1] != second:",
+        (
+            "the cache only saves formatting: the cached text never equals the second (an int), "
+            "so the date is formatted every time, to the same text"
+        ),
+    ),
     # cce.agency
     Equivalent(
         "AgencyAuth.__init__",
