@@ -330,6 +330,48 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "min(self._refresh_margin, lifetime / 2) if lifetime >= timedelta(0) else lifetime",
         "for a lifetime of exactly zero both branches give a zero margin",
     ),
+    Equivalent(
+        "AgencyAuth._fetch",
+        'headers = {"X-Metadata-Token": session} if session else {}',
+        'headers = {"x-metadata-token": session} if session else {}',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AgencyAuth._fetch",
+        'headers = {"X-Metadata-Token": session} if session else {}',
+        'headers = {"X-METADATA-TOKEN": session} if session else {}',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AgencyAuth._fetch",
+        'status, body = await self._read("GET", METADATA_SECURITYKEY_PATH, headers, what)',
+        'status, body = await self._read("get", METADATA_SECURITYKEY_PATH, headers, what)',
+        _HTTPX_METHOD,
+    ),
+    Equivalent(
+        "AgencyAuth._metadata_session",
+        '"PUT",',
+        '"put",',
+        _HTTPX_METHOD,
+    ),
+    Equivalent(
+        "AgencyAuth._metadata_session",
+        '{"X-Metadata-Token-Ttl-Seconds": str(ttl)},',
+        '{"x-metadata-token-ttl-seconds": str(ttl)},',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AgencyAuth._metadata_session",
+        '{"X-Metadata-Token-Ttl-Seconds": str(ttl)},',
+        '{"X-METADATA-TOKEN-TTL-SECONDS": str(ttl)},',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AgencyAuth._metadata_session",
+        'token = body.decode("latin-1").strip() if status == 200 else ""',
+        'token = body.decode("LATIN-1").strip() if status == 200 else ""',
+        "'LATIN-1' and 'latin-1' name the same codec",
+    ),
     # cce.client
     Equivalent(
         "CCEClient._send",
