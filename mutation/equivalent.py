@@ -261,6 +261,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "sign() lower-cases the names of the headers it is given (and they are unique here)",
     ),
     Equivalent(
+        "AkSkAuth.__init__",
+        'self._last_date: tuple[int | None, str] = (None, "")',
+        'self._last_date: tuple[int | None, str] = (None, "XXXX")',
+        "no second is None, so the first date is always formatted and this text is never read",
+    ),
+    Equivalent(
         "AkSkAuth._date",
         "if cached[0] != second:",
         "if cached[1] != second:",

@@ -615,3 +615,12 @@ def test_a_given_host_header_is_kept_and_signed() -> None:
     headers["host"] = "192.0.2.10"
     with pytest.raises(SignatureError, match="signature mismatch"):
         verify("GET", str(request.url), headers, b"", _SIGNING_KEY.get, T0)
+
+
+def test_a_request_with_two_host_headers_is_not_signed() -> None:
+    request = httpx.Request(
+        "GET", "https://cce.example.com/api", headers=[("Host", "a.example"), ("Host", "b.example")]
+    )
+    with pytest.raises(CredentialsError) as caught:
+        AkSkAuth("AKIDEXAMPLE", "sk-secret-value", clock=lambda: T0).sign_request(request)
+    assert str(caught.value) == "cannot sign the request: Host header missing"
