@@ -64,6 +64,7 @@ class Metadata:
         self.issued = 0
         self.sessions = 0
         self.session_status = 200
+        self.session_statuses: list[int] = []  # of the next session token requests, in order
         self.session_body: bytes | None = None  # None: "session-N"
         self.session_faults: list[httpx.Response | Exception] = []
         self.key_faults: list[httpx.Response | Exception] = []
@@ -80,7 +81,8 @@ class Metadata:
             body = self.session_body
             if body is None:
                 body = f"session-{self.sessions}\n".encode()
-            return httpx.Response(self.session_status, content=body)
+            status = self.session_statuses.pop(0) if self.session_statuses else self.session_status
+            return httpx.Response(status, content=body)
         if request.url.path == METADATA_SECURITYKEY_PATH:
             assert len(self.requests) < 100, "the metadata service is asked without end"
             if self.key_faults:
@@ -322,6 +324,20 @@ async def test_a_refused_session_token_is_renewed_once(rig: Rig) -> None:
     ]
     assert rig.metadata.requests[2].headers["X-Metadata-Token-Ttl-Seconds"] == "21600"
     assert rig.outcomes == ["success"]
+
+
+async def test_a_refused_session_token_not_renewed_is_left_out_of_the_next_try(rig: Rig) -> None:
+    rig.metadata.key_faults = [httpx.Response(401)]
+    rig.metadata.session_statuses = [200, 503]
+    async with rig.client(rig.auth()) as client:
+        assert (await client.get(API)).status_code == 200
+    assert rig.metadata.log() == [
+        ("PUT", METADATA_TOKEN_PATH, None),
+        ("GET", METADATA_SECURITYKEY_PATH, "session-1"),
+        ("PUT", METADATA_TOKEN_PATH, None),
+        ("GET", METADATA_SECURITYKEY_PATH, None),
+    ]
+    assert "X-Metadata-Token" not in rig.metadata.requests[3].headers
 
 
 async def test_a_key_refused_with_a_new_session_token_too_is_an_error(rig: Rig) -> None:
