@@ -256,6 +256,18 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "AkSkAuth.sign_request",
+        'request.headers["Authorization"] = authorization',
+        'request.headers["authorization"] = authorization',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
+        'request.headers["Authorization"] = authorization',
+        'request.headers["AUTHORIZATION"] = authorization',
+        _HEADER_CASE,
+    ),
+    Equivalent(
+        "AkSkAuth.sign_request",
         "key.lower(): value",
         "key.upper(): value",
         "sign() lower-cases the names of the headers it is given (and they are unique here)",
