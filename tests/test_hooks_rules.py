@@ -17,8 +17,15 @@ from pydantic import SecretStr
 
 from exporter.config import Settings
 from exporter.hibernation.hooks import HookLimits, load_hook_token, parse_rfc3339
-from tests.test_hibernation_controller import environment
-from tests.test_hibernation_hooks import TOKEN, _setup, alert, alertmanager_payload, auth, serving
+from tests.test_hibernation_hooks import (
+    TOKEN,
+    _setup,
+    alert,
+    alertmanager_payload,
+    auth,
+    environment,
+    serving,
+)
 from tests.test_signing_rules import shanghai_local_time  # noqa: F401  (a fixture)
 
 
