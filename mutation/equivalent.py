@@ -650,6 +650,13 @@ EQUIVALENT: tuple[Equivalent, ...] = (
             "first waiter and counts it free only when none waits"
         ),
     ),
+    # collect.statefile: the merge of two writers
+    Equivalent(
+        "StateFile.take_in",
+        "self._pending = False",
+        "self._pending = None",
+        "None and False are both false, the only way _pending is read (`not self._pending`)",
+    ),
 )
 
 _BY_CONTENT = {(e.function.rpartition(".")[2], e.before, e.after): e for e in EQUIVALENT}
