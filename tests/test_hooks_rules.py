@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from exporter.config import Settings
-from exporter.hibernation.hooks import HookLimits, load_hook_token, parse_rfc3339
+from exporter.hibernation.hooks import HookLimits, _Hooks, load_hook_token, parse_rfc3339
 from tests.test_hibernation_hooks import (
     TOKEN,
     _setup,
@@ -423,3 +423,8 @@ async def test_alertmanager_answers_an_unknown_cluster_in_full() -> None:
             }
         ]
         await ctl.close()
+
+
+def test_the_hooks_repr_never_shows_the_token() -> None:
+    hooks = _Hooks(None, TOKEN)  # type: ignore[arg-type]  # the controller is not read
+    assert repr(hooks) == "_Hooks(token=***)"

@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import bcrypt
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from exporter.webconfig import (
     AuthBusyError,
     BasicAuthVerifier,
+    WebConfig,
     WebConfigError,
+    _describe,
+    _one_of,
     load_web_config,
     parse_web_config,
 )
@@ -169,6 +173,38 @@ def test_of_several_mistakes_the_first_in_reading_order_is_named(data: Any, mess
     with pytest.raises(WebConfigError) as caught:
         parse_web_config(data)
     assert str(caught.value) == message
+
+
+def test_a_value_out_of_a_fixed_set_names_the_choices_or_why_it_is_refused() -> None:
+    choice = TypeAdapter(Annotated[str, _one_of({"a": 1, "b c": 2}, {"z": "z is refused: why"})])
+    assert choice.validate_python("a") == "a"
+    assert choice.validate_python("b c") == "b c"
+    for value, message in [
+        ("x", "unknown value 'x'; use one of a, b c"),
+        ("A", "unknown value 'A'; use one of a, b c"),
+        ("z", "z is refused: why"),
+    ]:
+        with pytest.raises(ValidationError) as caught:
+            choice.validate_python(value)
+        assert [e["msg"] for e in caught.value.errors()] == [message]
+
+
+def test_no_document_is_an_empty_one() -> None:
+    assert parse_web_config(None) == WebConfig()
+
+
+@pytest.mark.parametrize(
+    ("loc", "message"),
+    [
+        ((), "web config: something new"),
+        (("tls_server_config", "x"), "tls_server_config.x: something new"),
+    ],
+)
+def test_an_error_of_a_kind_not_foreseen_keeps_pydantics_words_under_its_key(
+    loc: tuple[str, ...], message: str
+) -> None:
+    error: Any = {"type": "new_kind", "loc": loc, "msg": "something new", "input": 1}
+    assert _describe(error) == message
 
 
 SECRET = "$2y$10$" + "s3cr3t" * 8  # a hash cut short: 55 characters
