@@ -748,6 +748,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "self._pending = None",
         "None and False are both false, the only way _pending is read (`not self._pending`)",
     ),
+    Equivalent(
+        "merge_hibernation",
+        "changed = False",
+        "changed = None",
+        "None and False are both false: `changed` is only set to True and read as true or false",
+    ),
 )
 
 _BY_CONTENT = {(e.function.rpartition(".")[2], e.before, e.after): e for e in EQUIVALENT}

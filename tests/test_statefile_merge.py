@@ -338,3 +338,86 @@ def test_once_taken_in_the_file_is_not_merged_again_until_it_changes(
     for _ in range(3):
         assert not daemon.take_in(memory)
     assert len(merges) == 1
+
+
+def _entry(at: float | None, action: str = "hibernate") -> dict[str, Any]:
+    entry: dict[str, Any] = {"action": action, "result": "success", "reason": "", "source": "cli"}
+    return entry if at is None else {"at": at, **entry}
+
+
+def test_history_both_sides_have_is_kept_once_and_in_time_order() -> None:
+    shared, older, newer = _entry(5.0), _entry(1.0, "awake"), _entry(9.0)
+    merged = merge_hibernation(
+        section(history={"t/a": [shared, newer]}),
+        section(),
+        section(history={"t/a": [older, shared]}),
+    )
+    assert merged["history"]["t/a"] == [older, shared, newer]
+
+
+def test_history_this_process_dropped_is_not_brought_back() -> None:
+    dropped, kept = _entry(1.0), _entry(2.0)
+    ours = section(history={"t/a": [kept]})
+    both = section(history={"t/a": [dropped, kept]})
+    assert merge_hibernation(ours, both, both) is ours
+
+
+def test_history_entries_without_a_time_count_as_the_oldest() -> None:
+    undated, dated = _entry(None), _entry(0.5)
+    merged = merge_hibernation(
+        {"history": {"t/a": [dated]}}, {"history": {}}, {"history": {"t/a": [undated]}}
+    )
+    assert merged["history"]["t/a"] == [undated, dated]
+
+
+def test_a_history_that_is_not_a_list_is_passed_over_not_the_rest() -> None:
+    entry = _entry(3.0)
+    theirs = {"history": {"t/bad": "not a list", "t/a": [entry]}}
+    merged = merge_hibernation({"history": {}}, {"history": {}}, theirs)
+    assert merged["history"] == {"t/a": [entry]}
+
+
+def test_an_override_both_sides_removed_stays_removed() -> None:
+    base = section({"t/a": A, "t/b": B})
+    merged = merge_hibernation(section({"t/b": B}), base, section({"t/b": B}))
+    assert merged == section({"t/b": B})
+
+
+def test_a_first_hibernation_section_is_the_files() -> None:
+    assert merge_hibernation(None, None, section({"t/a": A})) == {"overrides": {"t/a": A}}
+
+
+def test_a_removal_after_a_save_is_saved(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    daemon = StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A, "t/b": B})
+    daemon.save(memory)
+    del memory["hibernation"]["overrides"]["t/a"]
+    daemon.save(memory)
+    assert on_disk(path)["hibernation"]["overrides"] == {"t/b": B}
+    assert not daemon.take_in(memory)
+    assert memory["hibernation"]["overrides"] == {"t/b": B}
+
+
+def test_a_change_read_by_a_save_that_failed_is_still_taken_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    daemon, cli = StateFile(path), StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A})
+    daemon.save(memory)
+    cli_memory = cli.load()["hibernation"]
+    cli_memory["overrides"]["t/cli"] = B
+    cli.save_section("hibernation", cli_memory)
+    with monkeypatch.context() as patched:
+
+        def full(src: str, dst: Path) -> None:
+            raise OSError(28, "No space left on device")
+
+        patched.setattr(os, "replace", full)
+        with pytest.raises(OSError):
+            daemon.save(memory)  # read the command's change, then could not write
+    assert daemon.take_in(memory)
+    assert memory["hibernation"]["overrides"] == {"t/a": A, "t/cli": B}
