@@ -506,9 +506,12 @@ class BasicAuthVerifier:
             if suspect or not self._waiting[1]:
                 self.refused += 1
                 raise AuthBusyError("too many password checks are waiting")
-            # A check from a client with no failed login makes room by refusing a suspect's.
-            self.refused += 1
-            self._waiting[1].pop().set_exception(AuthBusyError("refused for a higher priority"))
+            # A check from a client with no failed login makes room by refusing a suspect's (one
+            # whose wait was cancelled already, and is not yet out of the queue, just leaves it).
+            refused = self._waiting[1].pop()
+            if not refused.done():
+                self.refused += 1
+                refused.set_exception(AuthBusyError("refused for a higher priority"))
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane = self._waiting[1 if suspect else 0]
         lane.append(waiter)

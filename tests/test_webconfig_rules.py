@@ -464,6 +464,7 @@ async def test_the_check_queue_at_its_edges(monkeypatch: Any) -> None:
     late = asyncio.create_task(verifier.verify("prom", "wrong-5"))
     await _until(suspect.done)
     assert str(suspect.exception()) == "refused for a higher priority"
+    assert verifier.refused == 3
     # A check given up while waiting leaves the queue.
     late.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -481,4 +482,90 @@ async def test_the_check_queue_at_its_edges(monkeypatch: Any) -> None:
     await _until(lambda: len(verifier._waiting[0]) == 1)
     gate.open()
     assert not any(await asyncio.gather(*again))
+    await verifier.aclose()
+
+
+async def test_a_queue_of_no_size_still_holds_one_check(monkeypatch: Any) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate = _Gate(monkeypatch)
+    verifier = BasicAuthVerifier({"prom": hashed}, max_pending=0)
+    running = asyncio.create_task(verifier.verify("prom", "wrong-0"))
+    await _until(lambda: gate.entered == 1)
+    waiting = asyncio.create_task(verifier.verify("prom", "wrong-1"))
+    await _until(lambda: len(verifier._waiting[0]) == 1)
+    third = asyncio.create_task(verifier.verify("prom", "wrong-2"))
+    await _until(lambda: third.done() or len(verifier._waiting[0]) == 2)
+    assert isinstance(third.exception(), AuthBusyError)
+    gate.open()
+    assert not any(await asyncio.gather(running, waiting))
+    await verifier.aclose()
+
+
+async def _holding_the_only_slot(
+    monkeypatch: Any, **limits: int
+) -> tuple[_Gate, BasicAuthVerifier]:
+    """A verifier with one bcrypt slot, taken here as a check in bcrypt would hold it."""
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate = _Gate(monkeypatch)
+    verifier = BasicAuthVerifier({"prom": hashed}, workers=1, **limits)
+    await verifier._acquire(False)
+    return gate, verifier
+
+
+async def test_a_check_cancelled_just_as_it_is_given_a_slot_gives_it_back(monkeypatch: Any) -> None:
+    gate, verifier = await _holding_the_only_slot(monkeypatch)
+    given = asyncio.create_task(verifier.verify("prom", "wrong-1"))
+    await _until(lambda: len(verifier._waiting[0]) == 1)
+    verifier._release()  # the slot goes to the waiting check...
+    given.cancel()  # ... whose client is gone before it could run
+    with pytest.raises(asyncio.CancelledError):
+        await given
+    assert verifier._free == 1
+    # The next check runs at once, and only one at a time.
+    checks = [asyncio.create_task(verifier.verify("prom", f"wrong-{i}")) for i in (2, 3)]
+    await _until(lambda: gate.entered == 1 and len(verifier._waiting[0]) == 1)
+    gate.open()
+    assert not any(await asyncio.gather(*checks))
+    assert gate.entered == 2
+    await verifier.aclose()
+
+
+async def test_a_suspect_refused_just_as_it_is_cancelled_gives_no_slot(monkeypatch: Any) -> None:
+    gate, verifier = await _holding_the_only_slot(monkeypatch, max_pending=1)
+    suspect = asyncio.create_task(verifier.verify("prom", "wrong-1", suspect=True))
+    await _until(lambda: len(verifier._waiting[1]) == 1)
+    # A client's check refuses the suspect to make room (run here up to its wait), and the
+    # suspect's client is gone before the refusal reaches it.
+    client = verifier.verify("prom", "wrong-2")
+    waiter = client.send(None)
+    suspect.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await suspect
+    assert verifier.refused == 1
+    # The suspect never had a slot: it gives none back, and the client's check still waits.
+    assert not waiter.done() and verifier._free == 0
+    verifier._release()
+    gate.open()
+    assert not await asyncio.ensure_future(client)
+    assert gate.entered == 1
+    await verifier.aclose()
+
+
+async def test_a_suspect_whose_wait_was_cancelled_leaves_room_without_a_refusal(
+    monkeypatch: Any,
+) -> None:
+    gate, verifier = await _holding_the_only_slot(monkeypatch, max_pending=1)
+    suspect = asyncio.create_task(verifier.verify("prom", "wrong-1", suspect=True))
+    await _until(lambda: len(verifier._waiting[1]) == 1)
+    suspect.cancel()  # its wait is cancelled at once; it leaves the queue when it runs next
+    # Before it runs, a client's check comes (run here up to its wait): it takes the room.
+    client = verifier.verify("prom", "wrong-2")
+    waiter = client.send(None)
+    with pytest.raises(asyncio.CancelledError):
+        await suspect
+    assert not waiter.done() and verifier.refused == 0
+    assert (len(verifier._waiting[0]), len(verifier._waiting[1])) == (1, 0)
+    verifier._release()
+    gate.open()
+    assert not await asyncio.ensure_future(client)
     await verifier.aclose()
