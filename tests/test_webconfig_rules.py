@@ -569,3 +569,22 @@ async def test_a_suspect_whose_wait_was_cancelled_leaves_room_without_a_refusal(
     gate.open()
     assert not await asyncio.ensure_future(client)
     await verifier.aclose()
+
+
+async def test_an_unknown_users_check_costs_its_own_bcrypt_in_its_own_lane(
+    monkeypatch: Any,
+) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate = _Gate(monkeypatch)
+    verifier = BasicAuthVerifier({"prom": hashed}, workers=2)
+    # Two unknown users at once: each as long as a wrong password, neither sharing the other's.
+    unknown = [asyncio.create_task(verifier.verify(f"nobody-{i}", f"x{i}")) for i in (1, 2)]
+    await _until(lambda: gate.entered == 2)
+    # From a suspect, an unknown user's check waits in the suspects' lane.
+    suspect = asyncio.create_task(verifier.verify("nobody-3", "x3", suspect=True))
+    await _until(lambda: len(verifier._waiting[0]) + len(verifier._waiting[1]) == 1)
+    assert (len(verifier._waiting[0]), len(verifier._waiting[1])) == (0, 1)
+    gate.open()
+    assert not any(await asyncio.gather(*unknown, suspect))
+    assert gate.entered == 3
+    await verifier.aclose()
