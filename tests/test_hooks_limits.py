@@ -97,7 +97,11 @@ async def test_a_body_that_never_ends_is_408() -> None:
             )
             async with asyncio.timeout(30):
                 status_line = await reader.readline()
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
             assert b" 408 " in status_line
+            assert body == b'{"error":"the body was not received within 0.05 s"}'
             writer.close()
         assert env.api.calls == []
         await ctl.close()

@@ -16,14 +16,23 @@ import pytest
 from pydantic import SecretStr
 
 from exporter.config import Settings
-from exporter.hibernation.hooks import HookLimits, _Hooks, load_hook_token, parse_rfc3339
+from exporter.hibernation.hooks import (
+    HookLimits,
+    _Hooks,
+    build_hook_routes,
+    load_hook_token,
+    parse_rfc3339,
+)
+from exporter.web import build_app
 from tests.test_hibernation_hooks import (
     TOKEN,
+    Source,
     _setup,
     alert,
     alertmanager_payload,
     auth,
     environment,
+    hooks_client,
     serving,
 )
 from tests.test_signing_rules import shanghai_local_time  # noqa: F401  (a fixture)
@@ -428,3 +437,100 @@ async def test_alertmanager_answers_an_unknown_cluster_in_full() -> None:
 def test_the_hooks_repr_never_shows_the_token() -> None:
     hooks = _Hooks(None, TOKEN)  # type: ignore[arg-type]  # the controller is not read
     assert repr(hooks) == "_Hooks(token=***)"
+
+
+async def test_an_empty_token_means_the_hooks_are_off() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        async with serving(ctl, "") as http:
+            r = await http.post(
+                f"/hooks/clusters/{env.ids['dev-a']}/hibernate",
+                headers={"Authorization": "Bearer "},
+            )
+            assert (r.status_code, r.json()) == (404, {"error": "not found"})
+        assert env.api.calls == []
+        await ctl.close()
+
+
+async def test_the_scheme_is_read_in_any_case_and_spaces_around_the_token_are_ignored() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        async with serving(ctl, TOKEN) as http:
+            for header, status in [
+                (f"bearer {TOKEN}", 200),
+                (f"BEARER   {TOKEN}  ", 200),
+                (f"Bearer{TOKEN}", 401),
+                ("Bearer", 401),
+                (f"Token {TOKEN}", 401),
+            ]:
+                r = await http.get("/hooks/plan", headers={"Authorization": header})
+                assert r.status_code == status, header
+        await ctl.close()
+
+
+async def test_the_plan_covers_seven_days_unless_asked() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)  # Monday noon
+        async with serving(ctl, TOKEN) as http:
+            r = await http.get("/hooks/plan", headers=auth())
+            assert r.status_code == 200
+            week = await http.get("/hooks/plan", params={"days": "7"}, headers=auth())
+            assert r.json() == week.json()
+            assert len(r.json()["clusters"][0]["next"]) == 10
+        await ctl.close()
+
+
+async def test_bodies_at_the_edges_of_their_bounds() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        awake = f"/hooks/clusters/{env.ids['dev-a']}/awake"  # already awake: 409 once read
+        limits = HookLimits(max_body_bytes=32, max_json_depth=3)
+        app = build_app(Source(), extra_routes=build_hook_routes(ctl, TOKEN, limits=limits))  # type: ignore[arg-type]
+        async with hooks_client(app) as http:
+
+            async def post(body: bytes) -> tuple[int, str]:
+                r = await http.post(awake, headers=auth(), content=body)
+                return r.status_code, r.json().get("error", "")
+
+            # Only white space: no body.
+            assert (await post(b" \n\t "))[0] == 409
+            # Nested exactly as deep as allowed, then one deeper (also after a plain value).
+            assert (await post(b'{"a": {"b": [1]}}'))[0] == 409
+            deeper = "the body nests deeper than 3 levels"
+            assert await post(b'{"a": {"b": [[1]]}}') == (400, deeper)
+            assert await post(b'{"a": [[[1]], 1]}') == (400, deeper)
+            assert await post(b'{"a": [1, [[1]]]}') == (400, deeper)
+            # Exactly as large as allowed, then one byte more.
+            exact = b'{"reason": "' + b"x" * 18 + b'"}'
+            assert len(exact) == 32
+            assert (await post(exact))[0] == 409
+            assert await post(exact + b" ") == (413, "the body is larger than 32 bytes")
+        assert env.api.calls == []
+        await ctl.close()
+
+
+async def test_until_at_most_ten_years_ahead_and_empty_is_none() -> None:
+    async with environment(["dev-a", "dev-b", "dev-c"]) as env:
+        ctl = await _setup(env)
+        now = datetime.now(UTC)
+
+        def stamp(days: float) -> str:
+            return (now + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        async with serving(ctl, TOKEN) as http:
+            path = f"/hooks/clusters/{env.ids['dev-a']}/hibernate"
+            r = await http.post(path, headers=auth(), json={"until": stamp(3660 + 1)})
+            assert (r.status_code, r.json()) == (
+                400,
+                {"error": "'until' is more than 10 years ahead"},
+            )
+            r = await http.post(path, headers=auth(), json={"until": stamp(3660 - 1)})
+            assert r.status_code == 202, r.text
+            # An empty 'until' is no 'until': no override is set.
+            r = await http.post(
+                f"/hooks/clusters/{env.ids['dev-b']}/hibernate", headers=auth(), json={"until": ""}
+            )
+            assert r.status_code == 202, r.text
+        await ctl.wait_idle()
+        assert set(ctl.state["overrides"]) == {f"sim/{env.ids['dev-a']}"}
+        await ctl.close()
