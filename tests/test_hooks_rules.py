@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from exporter.config import Settings
+from exporter.hibernation.controller import MemoryStateStore, StateNotSaved
 from exporter.hibernation.hooks import (
     HookLimits,
     _Hooks,
@@ -533,4 +534,86 @@ async def test_until_at_most_ten_years_ahead_and_empty_is_none() -> None:
             assert r.status_code == 202, r.text
         await ctl.wait_idle()
         assert set(ctl.state["overrides"]) == {f"sim/{env.ids['dev-a']}"}
+        await ctl.close()
+
+
+class _Unwritable(MemoryStateStore):
+    def save(self, value: Any) -> None:
+        raise StateNotSaved("cannot write the state file /state/state.json: Read-only file system")
+
+
+async def test_a_change_that_cannot_be_saved_answers_503_in_full(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.hooks")
+    async with environment(["dev-a"]) as env:
+        env.store = _Unwritable()
+        ctl = await _setup(env)
+        cid = env.ids["dev-a"]
+        error = (
+            "the change could not be saved: cannot write the state file /state/state.json: "
+            "Read-only file system"
+        )
+        async with serving(ctl, TOKEN) as http:
+            r = await http.post(f"/hooks/clusters/{cid}/skip", headers=auth())
+            assert (r.status_code, r.json()) == (503, {"error": error})
+        lines = [r.getMessage() for r in caplog.records if r.name == "exporter.hibernation.hooks"]
+        assert lines == [f"hook POST /hooks/clusters/{cid}/skip cluster={cid} -> 503 {error}"]
+        assert ctl.state["overrides"] == {}
+        await ctl.close()
+
+
+async def test_a_cluster_is_looked_up_in_a_new_listing_only_when_not_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        cid = env.ids["dev-a"]
+        listings = 0
+        real = env.api.list_clusters
+
+        async def counting() -> Any:
+            nonlocal listings
+            listings += 1
+            return await real()
+
+        monkeypatch.setattr(env.api, "list_clusters", counting)
+        async with serving(ctl, TOKEN) as http:
+            assert (
+                await http.post(f"/hooks/clusters/{cid}/skip", headers=auth())
+            ).status_code == 200
+            assert (
+                await http.delete(f"/hooks/clusters/{cid}/override", headers=auth())
+            ).status_code == 200
+            assert listings == 0
+            assert (
+                await http.delete("/hooks/clusters/nope/override", headers=auth())
+            ).status_code == 404
+            assert listings == 1
+            assert (await http.post("/hooks/clusters/nope/skip", headers=auth())).status_code == 404
+            assert listings == 2
+        await ctl.close()
+
+
+async def test_refused_values_are_quoted_and_cut_in_full() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        path = f"/hooks/clusters/{env.ids['dev-a']}/hibernate"
+        async with serving(ctl, TOKEN) as http:
+            r = await http.post(path, headers=auth(), content=b"{")
+            assert r.json() == {
+                "error": "the body is not JSON: Expecting property name enclosed in double "
+                "quotes: line 1 column 2 (char 1)"
+            }
+            long = "y" * 400
+            r = await http.post(path, headers=auth(), json={"until": long})
+            message = f"{long!r} is not an RFC 3339 time (e.g. 2027-03-01T18:00:00Z)"
+            assert (r.status_code, r.json()) == (400, {"error": message[:300]})
+            for days, error in [
+                ("d" * 50, f"days={'d' * 40!r} is not a number"),
+                ("nan", "days=nan is not a number"),
+            ]:
+                r = await http.get("/hooks/plan", params={"days": days}, headers=auth())
+                assert (r.status_code, r.json()) == (400, {"error": error})
+        assert env.api.calls == []
         await ctl.close()
