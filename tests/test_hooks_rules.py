@@ -617,3 +617,22 @@ async def test_refused_values_are_quoted_and_cut_in_full() -> None:
                 assert (r.status_code, r.json()) == (400, {"error": error})
         assert env.api.calls == []
         await ctl.close()
+
+
+async def test_each_route_answers_only_its_method() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        c = f"/hooks/clusters/{env.ids['dev-a']}"
+        async with serving(ctl, TOKEN) as http:
+            for method, path in [
+                ("GET", f"{c}/hibernate"),
+                ("PUT", f"{c}/awake"),
+                ("GET", f"{c}/skip"),
+                ("POST", f"{c}/override"),
+                ("DELETE", "/hooks/plan"),
+                ("GET", "/hooks/alertmanager"),
+            ]:
+                r = await http.request(method, path, headers=auth())
+                assert r.status_code == 405, (method, path)
+        assert env.api.calls == [] and ctl.state["overrides"] == {}
+        await ctl.close()
