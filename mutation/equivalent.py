@@ -312,6 +312,18 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     # hibernation.hooks
     Equivalent(
+        "_Hooks._read",
+        'declared = request.headers.get("content-length", "")',
+        'declared = request.headers.get("CONTENT-LENGTH", "")',
+        _HEADER_CASE + " (Starlette's Headers too)",
+    ),
+    Equivalent(
+        "_Hooks._read",
+        'declared = request.headers.get("content-length", "")',
+        'declared = request.headers.get("content-length", "XXXX")',
+        "without a Content-Length neither '' nor 'XXXX' is digits: the body is read either way",
+    ),
+    Equivalent(
         "load_hook_token",
         'return Path(path).read_text(encoding="utf-8").strip() or None',
         "return Path(path).read_text(encoding=None).strip() or None",

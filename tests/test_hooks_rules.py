@@ -6,7 +6,9 @@ caller acts on them) and the token's sources, so that a changed key or value is 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -635,4 +637,27 @@ async def test_each_route_answers_only_its_method() -> None:
                 r = await http.request(method, path, headers=auth())
                 assert r.status_code == 405, (method, path)
         assert env.api.calls == [] and ctl.state["overrides"] == {}
+        await ctl.close()
+
+
+async def test_a_declared_length_past_the_cap_is_refused_before_reading() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        limits = HookLimits(max_body_bytes=32, body_timeout=0.05)
+        app = build_app(Source(), extra_routes=build_hook_routes(ctl, TOKEN, limits=limits))  # type: ignore[arg-type]
+        never = asyncio.Event()
+
+        async def first_byte_then_nothing() -> AsyncIterator[bytes]:
+            yield b"{"
+            await never.wait()
+
+        async with hooks_client(app) as http:
+            r = await http.post(
+                f"/hooks/clusters/{env.ids['dev-a']}/hibernate",
+                headers={**auth(), "Content-Length": "33"},
+                content=first_byte_then_nothing(),
+            )
+            # Refused from the header alone: not left to time out while the body is awaited.
+            assert (r.status_code, r.json()) == (413, {"error": "the body is larger than 32 bytes"})
+        assert env.api.calls == []
         await ctl.close()
