@@ -312,6 +312,25 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     # hibernation.hooks
     Equivalent(
+        "_Hooks._body",
+        'raise _BadRequest(f"the body is not JSON: {str(exc)[:200]}") from None',
+        'raise _BadRequest(f"the body is not JSON: {str(exc)[:201]}") from None',
+        (
+            "no error json.loads raises is longer than 200 characters (a fixed message, a line, "
+            "a column and a position; a codec's or the integer digits limit's message): the "
+            "cut is a bound that never cuts"
+        ),
+    ),
+    Equivalent(
+        "_Hooks.dispatch",
+        "if until_dt > latest:",
+        "if until_dt >= latest:",
+        (
+            "they differ only for an 'until' equal to the microsecond to the clock read while "
+            "the request is checked, plus ten years: no request can aim at that instant"
+        ),
+    ),
+    Equivalent(
         "_Hooks._read",
         'declared = request.headers.get("content-length", "")',
         'declared = request.headers.get("CONTENT-LENGTH", "")',

@@ -508,6 +508,13 @@ async def test_bodies_at_the_edges_of_their_bounds() -> None:
             assert len(exact) == 32
             assert (await post(exact))[0] == 409
             assert await post(exact + b" ") == (413, "the body is larger than 32 bytes")
+
+            async def streamed() -> AsyncIterator[bytes]:  # no length declared: cut when read
+                yield exact
+                yield b" "
+
+            r = await http.post(awake, headers=auth(), content=streamed())
+            assert (r.status_code, r.json()) == (413, {"error": "the body is larger than 32 bytes"})
         assert env.api.calls == []
         await ctl.close()
 
