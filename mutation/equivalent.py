@@ -60,6 +60,22 @@ _QUEUED = (
     "checks enter the pool only when a worker is free (_acquire), so the pool never holds a "
     "queued check to cancel"
 )
+_REFUSAL_TYPE = (
+    "a refusal's error type is read nowhere: _describe words the kinds it does not know, the "
+    "refusals among them, by their message, and _first ranks them as values either way"
+)
+_NO_PLACE = (
+    "an error with no place is about the document itself (not a mapping), and then the only "
+    "error: its order is never compared"
+)
+_ONE_PART = (
+    "an unknown key is at the top (nothing to join) or one part below a section's own key: "
+    "joining at most one part puts no separator"
+)
+_REQUIRED = (
+    "a required key sits one part below its section (tls_server_config.key_file): the "
+    "section's name is one part, joined with no separator, and all but the last is the first"
+)
 
 EQUIVALENT: tuple[Equivalent, ...] = (
     # cce.auth
@@ -296,6 +312,37 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     # hibernation.hooks
     Equivalent(
+        "_Hooks._body",
+        'raise _BadRequest(f"the body is not JSON: {str(exc)[:200]}") from None',
+        'raise _BadRequest(f"the body is not JSON: {str(exc)[:201]}") from None',
+        (
+            "no error json.loads raises is longer than 200 characters (a fixed message, a line, "
+            "a column and a position; a codec's or the integer digits limit's message): the "
+            "cut is a bound that never cuts"
+        ),
+    ),
+    Equivalent(
+        "_Hooks.dispatch",
+        "if until_dt > latest:",
+        "if until_dt >= latest:",
+        (
+            "they differ only for an 'until' equal to the microsecond to the clock read while "
+            "the request is checked, plus ten years: no request can aim at that instant"
+        ),
+    ),
+    Equivalent(
+        "_Hooks._read",
+        'declared = request.headers.get("content-length", "")',
+        'declared = request.headers.get("CONTENT-LENGTH", "")',
+        _HEADER_CASE + " (Starlette's Headers too)",
+    ),
+    Equivalent(
+        "_Hooks._read",
+        'declared = request.headers.get("content-length", "")',
+        'declared = request.headers.get("content-length", "XXXX")',
+        "without a Content-Length neither '' nor 'XXXX' is digits: the body is read either way",
+    ),
+    Equivalent(
         "load_hook_token",
         'return Path(path).read_text(encoding="utf-8").strip() or None',
         "return Path(path).read_text(encoding=None).strip() or None",
@@ -502,12 +549,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "the fallback for an error without text: OSError and UnicodeDecodeError here have one",
     ),
     Equivalent(
-        "_path",
-        "return path if path.is_absolute() else base_dir / path",
-        "return path if (path.is_absolute()) and False else base_dir / path",
-        "base_dir / an absolute path is that absolute path (pathlib)",
-    ),
-    Equivalent(
         "load_web_config",
         'text = p.read_text(encoding="utf-8")',
         "text = p.read_text(encoding=None)",
@@ -520,10 +561,91 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         _UTF8,
     ),
     Equivalent(
-        "load_web_config",
-        "return parse_web_config({} if data is None else data, base_dir=p.parent)",
-        "return parse_web_config({} if (data is None) and False else data, base_dir=p.parent)",
-        "an empty document parses as None, and None reads as an empty mapping either way",
+        "_refuse",
+        'return PydanticCustomError("web_config", message, {**ctx, **where})',
+        'return PydanticCustomError("XXweb_configXX", message, {**ctx, **where})',
+        _REFUSAL_TYPE,
+    ),
+    Equivalent(
+        "_refuse",
+        'return PydanticCustomError("web_config", message, {**ctx, **where})',
+        'return PydanticCustomError("WEB_CONFIG", message, {**ctx, **where})',
+        _REFUSAL_TYPE,
+    ),
+    Equivalent(
+        "_first",
+        "rank = _RANKS.get(kind, 3) if len(loc) <= 2 else 3  # a header's name is a value",
+        "rank = _RANKS.get(kind, 3) if len(loc) <= 2 else 4  # a header's name is a value",
+        (
+            "only a header name that is not a string is placed this deep; the one value of its "
+            "section it can tie with at rank 3 is http2's, which pydantic checks and lists "
+            "before the headers, so http2 is named at rank 3 (first of the tie) and at 4 alike"
+        ),
+    ),
+    Equivalent(
+        "_first",
+        "if len(loc) <= 1 and rank <= 1:",
+        "if len(loc) <= 1 and rank <= 2:",
+        "rank 2 at the top level would be a missing top-level key, and every one is optional",
+    ),
+    Equivalent(
+        "_first",
+        "return (-1, rank)",
+        "return (-2, rank)",
+        (
+            "a top-level key's error ties at -1 only with an error about the document itself "
+            "(no place), which comes alone: a document that is not a mapping has no keys"
+        ),
+    ),
+    Equivalent(
+        "_first",
+        "return (list(_Document.model_fields).index(loc[0]) if loc else -1, rank)",
+        "return (list(_Document.model_fields).index(loc[0]) if loc else +1, rank)",
+        _NO_PLACE,
+    ),
+    Equivalent(
+        "_first",
+        "return (list(_Document.model_fields).index(loc[0]) if loc else -1, rank)",
+        "return (list(_Document.model_fields).index(loc[0]) if loc else -2, rank)",
+        _NO_PLACE,
+    ),
+    Equivalent(
+        "_describe",
+        'loc = (*loc[:-1], str(ctx["instead"]))',
+        'loc = (*loc[:+1], str(ctx["instead"]))',
+        (
+            "the one refusal that blames another key (min_version, from max_version's check) "
+            "is placed at tls_server_config.max_version: of two parts, all but the last is the "
+            "first"
+        ),
+    ),
+    Equivalent(
+        "_describe",
+        'section = _SECTIONS.get(".".join(loc[:-1]), _Document)',
+        'section = _SECTIONS.get("XX.XX".join(loc[:-1]), _Document)',
+        _ONE_PART,
+    ),
+    Equivalent(
+        "_describe",
+        'section = _SECTIONS.get(".".join(loc[:-1]), _Document)',
+        'section = _SECTIONS.get(".".join(loc[:+1]), _Document)',
+        (
+            "an unknown key is at the top (its first part is the key, never a section's name, "
+            "those being known keys: the document either way) or one part below a section "
+            "(the first part is the section either way)"
+        ),
+    ),
+    Equivalent(
+        "_describe",
+        "return f\"{path}: required when {'.'.join(loc[:-1])} is set\"",
+        "return f\"{path}: required when {'XX.XX'.join(loc[:-1])} is set\"",
+        _REQUIRED,
+    ),
+    Equivalent(
+        "_describe",
+        "return f\"{path}: required when {'.'.join(loc[:-1])} is set\"",
+        "return f\"{path}: required when {'.'.join(loc[:+1])} is set\"",
+        _REQUIRED,
     ),
     Equivalent(
         "BasicAuthVerifier.__init__",
@@ -649,6 +771,19 @@ EQUIVALENT: tuple[Equivalent, ...] = (
             "a free slot never coexists with a waiting check: _release hands a freed slot to the "
             "first waiter and counts it free only when none waits"
         ),
+    ),
+    # collect.statefile: the merge of two writers
+    Equivalent(
+        "StateFile.take_in",
+        "self._pending = False",
+        "self._pending = None",
+        "None and False are both false, the only way _pending is read (`not self._pending`)",
+    ),
+    Equivalent(
+        "merge_hibernation",
+        "changed = False",
+        "changed = None",
+        "None and False are both false: `changed` is only set to True and read as true or false",
     ),
 )
 
