@@ -100,8 +100,8 @@ _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday"
 
 def _day(token: str, text: str) -> int:
     word = token.strip().lower()
-    for index, (short, full) in enumerate(zip(DAYS, _FULL_DAYS, strict=True)):
-        if word in (short, full):
+    for index, full in enumerate(_FULL_DAYS):
+        if word in (DAYS[index], full):
             return index
     raise ValueError(f"unknown day {token.strip()!r} in window {text!r} (use Mon, Tue, ... Sun)")
 
@@ -205,7 +205,9 @@ class Holidays(_Strict):
     def is_holiday(self, day: date) -> bool:
         if day in self.dates:
             return True
-        return bool(self.country) and day in _calendar(self.country or "", self.subdiv, day.year)
+        if not self.country:
+            return False
+        return day in _calendar(self.country, self.subdiv, day.year)
 
 
 @lru_cache(maxsize=64)
