@@ -60,6 +60,15 @@ _QUEUED = (
     "checks enter the pool only when a worker is free (_acquire), so the pool never holds a "
     "queued check to cancel"
 )
+_NO_END_MARGIN = (
+    "the days after the end's local date only add transitions at or after the next midnight, "
+    "after the end (cutting the range there moves only a merged interval's end, or a holiday "
+    "run's, which lies past that midnight)"
+)
+_EMPTY_PIECE = (
+    "the extra piece of an interval clipped by a holiday is empty (it starts and ends at the "
+    "holiday's edge): its awake and hibernate fall on one instant and cancel out in transitions"
+)
 
 EQUIVALENT: tuple[Equivalent, ...] = (
     # cce.auth
@@ -493,6 +502,77 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "while (fire := it.get_next(datetime)) < stop:",
         "while (fire := it.get_next(datetime)) <= stop:",
         "a firing exactly at the end of the margin is days after the asked range",
+    ),
+    Equivalent(
+        "_days",
+        "return [first + timedelta(days=i) for i in range((last - first).days + 1)]",
+        "return [first + timedelta(days=i) for i in range((last - first).days - 1)]",
+        _NO_END_MARGIN,
+    ),
+    Equivalent(
+        "_days",
+        "return [first + timedelta(days=i) for i in range((last - first).days + 1)]",
+        "return [first + timedelta(days=i) for i in range((last - first).days + 2)]",
+        "a longer range than the asked range plus its margin changes nothing inside it",
+    ),
+    Equivalent(
+        "transitions",
+        "last = _local(end, tz).date() + timedelta(days=2)",
+        "last = _local(end, tz).date() + timedelta(days=3)",
+        "a longer range than the asked range plus its margin changes nothing inside it",
+    ),
+    Equivalent(
+        "transitions",
+        "first = _local(start, tz).date() - timedelta(days=2)",
+        "first = _local(start, tz).date() - timedelta(days=3)",
+        (
+            "a range starting a day earlier changes nothing inside the asked range: what a day "
+            "adds (a window reaches at most into the next day, a holiday covers its own day) ends "
+            "before the start; a cron holiday's state is read however far back"
+        ),
+    ),
+    Equivalent(
+        "transitions",
+        "last = _local(end, tz).date() + timedelta(days=2)",
+        "last = _local(end, None).date() + timedelta(days=2)",
+        (
+            "the end's date on the machine's clock is at most two days before its date in the "
+            "policy's zone (UTC offsets span 26 hours), and the days after the end's date need "
+            "no margin: " + _NO_END_MARGIN
+        ),
+    ),
+    Equivalent(
+        "_window_events",
+        "if end <= h_start or start >= h_end:",
+        "if end < h_start or start >= h_end:",
+        "an interval ending at the holiday's start, clipped, is the same interval",
+    ),
+    Equivalent(
+        "_window_events",
+        "if end <= h_start or start >= h_end:",
+        "if end <= h_start or start > h_end:",
+        "an interval starting at the holiday's end, clipped, is the same interval",
+    ),
+    Equivalent(
+        "_window_events",
+        "if start < h_start:",
+        "if start <= h_start:",
+        _EMPTY_PIECE,
+    ),
+    Equivalent(
+        "_window_events",
+        "if end > h_end:",
+        "if end >= h_end:",
+        _EMPTY_PIECE,
+    ),
+    Equivalent(
+        "resolve_local",
+        "if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) >= naive:",
+        "if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) > naive:",
+        (
+            "the bisection runs only for a wall time in a DST gap, which no instant shows: no "
+            "instant's wall time equals it"
+        ),
     ),
     # webconfig
     Equivalent(

@@ -170,7 +170,7 @@ def _cron_state(policy: Policy, moment: datetime) -> Action | None:
     """The action of the policy's latest cron firing before ``moment`` (wall clock), however
     far back; at one instant ``hibernate`` wins, as it sorts after ``awake`` in the events."""
     firings = [
-        (croniter(expr, moment).get_prev(datetime), action)
+        (croniter(expr, moment).get_prev(), action)
         for pair in policy.schedules
         for expr, action in _sides(pair)
         if expr is not None
