@@ -156,6 +156,11 @@ def test_cron_transitions_in_the_past() -> None:
             "Input should be a valid dictionary or instance of Policy",
         ),
         (
+            "policies: [{name: z, clusters: {names: [a]}, schedules: [{awake: '0 0 30 2 *'}]}]",
+            "<p>: policy 'z', field schedules.0.awake: '0 0 30 2 *' never fires "
+            "(a day that does not exist)",
+        ),
+        (
             "policies: [{name: y, clusters: {names: [a]}, awake: ['Mon 25:00-26:00']}]",
             "<p>: policy 'y', field awake: invalid time '25:00' in window 'Mon 25:00-26:00' "
             "(00:00 to 24:00)",

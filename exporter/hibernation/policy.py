@@ -45,7 +45,7 @@ import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, get_args
@@ -53,7 +53,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
 import yaml
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
@@ -177,6 +177,11 @@ class CronPair(_Strict):
     def _cron(cls, value: str | None) -> str | None:
         if value is not None and not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a valid cron expression (5 fields)")
+        if value is not None:
+            try:  # a valid expression may name a day that never comes (30 February)
+                croniter(value, datetime(2000, 1, 1)).get_next()
+            except CroniterBadDateError:
+                raise ValueError(f"{value!r} never fires (a day that does not exist)") from None
         return value
 
     @model_validator(mode="after")
