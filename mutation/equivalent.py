@@ -566,6 +566,24 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         _EMPTY_PIECE,
     ),
     Equivalent(
+        "_cron_events",
+        "it = croniter(expr, begin - timedelta(seconds=1))",
+        "it = croniter(expr, begin + timedelta(seconds=1))",
+        (
+            "a firing at the computed range's first instant is two days before the asked range, "
+            "and a holiday's states are read from the cron apart (_cron_state)"
+        ),
+    ),
+    Equivalent(
+        "_window_events",
+        "if merged and start <= merged[-1][1]:",
+        "if merged and start < merged[-1][1]:",
+        (
+            "two touching intervals left apart give a hibernate and an awake at one instant, "
+            "which cancel out in transitions: the same transitions as the one merged interval"
+        ),
+    ),
+    Equivalent(
         "resolve_local",
         "if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) >= naive:",
         "if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) > naive:",

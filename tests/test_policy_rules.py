@@ -119,6 +119,14 @@ def test_a_holiday_ending_when_a_hibernate_fires_does_not_wake() -> None:
     ]
 
 
+def test_a_cron_pair_may_only_wake() -> None:
+    p = policy("    schedules: [{awake: '0 8 * * *'}]\n")
+    assert pairs(transitions(p, utc(2027, 3, 1), utc(2027, 3, 2, 12))) == [
+        ("awake", utc(2027, 3, 1, 8)),
+        ("awake", utc(2027, 3, 2, 8)),
+    ]
+
+
 def test_cron_transitions_in_the_past() -> None:
     p = policy("    schedules: [{hibernate: '0 20 * * 1-5', awake: '0 8 * * 1-5'}]\n")
     assert pairs(transitions(p, utc(2020, 3, 2), utc(2020, 3, 3))) == [

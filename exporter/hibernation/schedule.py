@@ -166,16 +166,17 @@ def _sides(pair: CronPair) -> tuple[tuple[str | None, Action], ...]:
     return ((pair.hibernate, "hibernate"), (pair.awake, "awake"))
 
 
-def _cron_state(policy: Policy, moment: datetime) -> Action | None:
+def _cron_state(policy: Policy, moment: datetime) -> Action:
     """The action of the policy's latest cron firing before ``moment`` (wall clock), however
-    far back; at one instant ``hibernate`` wins, as it sorts after ``awake`` in the events."""
-    firings = [
+    far back; at one instant ``hibernate`` wins, as it sorts after ``awake`` in the events. (A
+    cron policy has at least one expression, and each fires: the policy's validation.)"""
+    latest = max(
         (croniter(expr, moment).get_prev(), action)
         for pair in policy.schedules
         for expr, action in _sides(pair)
         if expr is not None
-    ]
-    return max(firings)[1] if firings else None
+    )
+    return latest[1]
 
 
 def transitions(policy: Policy, start: datetime, end: datetime) -> list[Transition]:
