@@ -1,5 +1,7 @@
-"""Policy and schedule rules at their edges: window bounds, holidays meeting cron firings at
-midnight, schedules in the past, and the error messages a policy author reads."""
+"""Policy and schedule rules at their edges: window bounds, holidays meeting windows and cron
+firings at midnight, cron holidays asked one tick at a time, DST gaps and folds, schedules in the
+past or read on a machine in another time zone, which policy governs a cluster, and the error
+messages a policy author reads."""
 
 from __future__ import annotations
 
