@@ -532,16 +532,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         ),
     ),
     Equivalent(
-        "transitions",
-        "last = _local(end, tz).date() + timedelta(days=2)",
-        "last = _local(end, None).date() + timedelta(days=2)",
-        (
-            "the end's date on the machine's clock is at most two days before its date in the "
-            "policy's zone (UTC offsets span 26 hours), and the days after the end's date need "
-            "no margin: " + _NO_END_MARGIN
-        ),
-    ),
-    Equivalent(
         "_window_events",
         "if end <= h_start or start >= h_end:",
         "if end < h_start or start >= h_end:",
