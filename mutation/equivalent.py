@@ -76,6 +76,15 @@ _REQUIRED = (
     "a required key sits one part below its section (tls_server_config.key_file): the "
     "section's name is one part, joined with no separator, and all but the last is the first"
 )
+_NO_END_MARGIN = (
+    "the days after the end's local date only add transitions at or after the next midnight, "
+    "after the end (cutting the range there moves only a merged interval's end, or a holiday "
+    "run's, which lies past that midnight)"
+)
+_EMPTY_PIECE = (
+    "the extra piece of an interval clipped by a holiday is empty (it starts and ends at the "
+    "holiday's edge): its awake and hibernate fall on one instant and cancel out in transitions"
+)
 
 EQUIVALENT: tuple[Equivalent, ...] = (
     # cce.auth
@@ -540,6 +549,85 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "while (fire := it.get_next(datetime)) < stop:",
         "while (fire := it.get_next(datetime)) <= stop:",
         "a firing exactly at the end of the margin is days after the asked range",
+    ),
+    Equivalent(
+        "_days",
+        "return [first + timedelta(days=i) for i in range((last - first).days + 1)]",
+        "return [first + timedelta(days=i) for i in range((last - first).days - 1)]",
+        _NO_END_MARGIN,
+    ),
+    Equivalent(
+        "_days",
+        "return [first + timedelta(days=i) for i in range((last - first).days + 1)]",
+        "return [first + timedelta(days=i) for i in range((last - first).days + 2)]",
+        "a longer range than the asked range plus its margin changes nothing inside it",
+    ),
+    Equivalent(
+        "transitions",
+        "last = _local(end, tz).date() + timedelta(days=2)",
+        "last = _local(end, tz).date() + timedelta(days=3)",
+        "a longer range than the asked range plus its margin changes nothing inside it",
+    ),
+    Equivalent(
+        "transitions",
+        "first = _local(start, tz).date() - timedelta(days=2)",
+        "first = _local(start, tz).date() - timedelta(days=3)",
+        (
+            "a range starting a day earlier changes nothing inside the asked range: what a day "
+            "adds (a window reaches at most into the next day, a holiday covers its own day) ends "
+            "before the start; a cron holiday's state is read however far back"
+        ),
+    ),
+    Equivalent(
+        "_window_events",
+        "if end <= h_start or start >= h_end:",
+        "if end < h_start or start >= h_end:",
+        "an interval ending at the holiday's start, clipped, is the same interval",
+    ),
+    Equivalent(
+        "_window_events",
+        "if end <= h_start or start >= h_end:",
+        "if end <= h_start or start > h_end:",
+        "an interval starting at the holiday's end, clipped, is the same interval",
+    ),
+    Equivalent(
+        "_window_events",
+        "if start < h_start:",
+        "if start <= h_start:",
+        _EMPTY_PIECE,
+    ),
+    Equivalent(
+        "_window_events",
+        "if end > h_end:",
+        "if end >= h_end:",
+        _EMPTY_PIECE,
+    ),
+    Equivalent(
+        "_cron_events",
+        "it = croniter(expr, begin - timedelta(seconds=1))",
+        "it = croniter(expr, begin + timedelta(seconds=1))",
+        (
+            "a firing at the computed range's first instant is two days before the asked range, "
+            "and a holiday's states are read from the cron apart (_cron_state)"
+        ),
+    ),
+    Equivalent(
+        "_window_events",
+        "if merged and start <= merged[-1][1]:",
+        "if merged and start < merged[-1][1]:",
+        (
+            "two touching intervals left apart give a hibernate and an awake at one instant, "
+            "which cancel out in transitions: the same transitions as the one merged interval"
+        ),
+    ),
+    Equivalent(
+        "resolve_local",
+        "if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) >= naive:",
+        "if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) > naive:",
+        (
+            "the bisection runs only for a wall time in a DST gap, which no instant shows: no "
+            "instant's wall time equals it"
+        ),
     ),
     # webconfig
     Equivalent(
