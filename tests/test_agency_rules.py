@@ -381,7 +381,9 @@ async def test_an_empty_session_token_is_not_sent(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [b"token-\xff", "t\u00f6ken".encode(), b"tok\x00en", b"tok\r\nX-Other: 1"]
+    "body",
+    [b"token-\xff", "t\u00f6ken".encode(), b"tok\x00en", b"tok\r\nX-Other: 1"],
+    ids=["not-utf8", "not-ascii", "nul", "crlf"],
 )
 async def test_a_session_token_that_is_not_printable_ascii_is_refused(
     rig: Rig, body: bytes
@@ -570,6 +572,16 @@ def _big(size: int) -> bytes:
             "metadata session token request: no complete answer within the 0.05s deadline",
             RequestTimeout,
         ),
+    ],
+    ids=[
+        "key-timeout",
+        "session-timeout",
+        "key-transport",
+        "session-transport",
+        "key-too-large",
+        "session-too-large",
+        "key-deadline",
+        "session-deadline",
     ],
 )
 async def test_a_failed_metadata_exchange_says_which_and_why(
