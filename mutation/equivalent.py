@@ -315,21 +315,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     # cce.agency
     Equivalent(
         "AgencyAuth.__init__",
-        "self._signer: AkSkAuth | None = None",
-        'self._signer: AkSkAuth | None = ""',
-        (
-            "read only once a fetch has succeeded, which sets it: with credentials (set with it), "
-            "or after a 401 to a request it signed"
-        ),
-    ),
-    Equivalent(
-        "AgencyAuth.__init__",
-        "self._next_try: datetime | None = None",
-        'self._next_try: datetime | None = ""',
-        "read only while credentials are held, and the fetch that brings the first ones resets it",
-    ),
-    Equivalent(
-        "AgencyAuth.__init__",
         "self._failures = 0",
         "self._failures = 1",
         (
