@@ -36,6 +36,7 @@ _CONTROLLER_TESTS = (
     "tests/test_hibernation_timer.py",
     "tests/test_hibernation_reload.py",
     "tests/test_planning_rules.py",
+    "tests/test_actions_rules.py",
     _SAFETY,
 )
 
