@@ -1,6 +1,7 @@
 """The action rules that need no simulator: an action a shutdown cut short (its ``in_flight``
 record left behind) is resolved after the restart from the cluster's phase, with the reason and
-source recorded; a record that cannot be resolved yet waits; a cancel frees the cluster.
+source recorded; a record that cannot be resolved yet waits; a cancel frees the cluster. And a
+request's options: its override (``until``, ``reason``), source, dry run, progress, ``force``.
 
 The API is a fake that answers from a script of phases, on a clock the controller's own waits
 move forward.
@@ -9,7 +10,10 @@ move forward.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from exporter.cce.errors import CCEError
 from exporter.cce.models import Cluster
@@ -18,6 +22,7 @@ from exporter.hibernation.controller import (
     ControllerTarget,
     HibernationController,
     MemoryStateStore,
+    StateNotSaved,
 )
 from exporter.hibernation.policy import parse_policy_file
 
@@ -37,10 +42,10 @@ NOW = 1_800_000_000.0
 
 
 def cluster(cid: str, phase: str | None) -> Cluster:
+    """A cluster named after its ID (``dev-1`` is named ``dev-1``); ``nameless-*`` has no name."""
     status = {} if phase is None else {"phase": phase}
-    return Cluster.model_validate(
-        {"metadata": {"uid": cid, "name": f"name-{cid}"}, "status": status}
-    )
+    metadata = {"uid": cid} if cid.startswith("nameless") else {"uid": cid, "name": cid}
+    return Cluster.model_validate({"metadata": metadata, "status": status})
 
 
 class FakeAPI:
@@ -52,12 +57,14 @@ class FakeAPI:
         self.calls: list[tuple[str, str]] = []
         self.list_error: CCEError | None = None
         self.read_error: CCEError | None = None
+        self.lists = 0
         self.hold: asyncio.Event | None = None  # reads wait for it when set
         self.entered = asyncio.Event()
         self.call_hold: asyncio.Event | None = None  # calls wait for it when set
         self.called = asyncio.Event()
 
     async def list_clusters(self) -> list[Cluster]:
+        self.lists += 1
         if self.list_error is not None:
             raise self.list_error
         return [cluster(cid, script[0]) for cid, script in self.phases.items()]
@@ -90,7 +97,9 @@ def interrupted(action: str = "hibernate", started: float = NOW, **more: Any) ->
     return {"in_flight": {"t/c1": record}}
 
 
-def controller(api: FakeAPI, store: MemoryStateStore) -> tuple[HibernationController, list[float]]:
+def controller(
+    api: FakeAPI, store: MemoryStateStore, policies: str = NONE_SELECTED, **kwargs: Any
+) -> tuple[HibernationController, list[float]]:
     clock = [NOW]
 
     async def sleep(seconds: float) -> None:
@@ -98,11 +107,12 @@ def controller(api: FakeAPI, store: MemoryStateStore) -> tuple[HibernationContro
         await asyncio.sleep(0)
 
     ctl = HibernationController(
-        parse_policy_file(NONE_SELECTED),
+        parse_policy_file(policies),
         [ControllerTarget("t", api, "p")],
         store=store,
         clock=lambda: clock[0],
         sleep=sleep,
+        **kwargs,
     )
     return ctl, clock
 
@@ -308,4 +318,213 @@ async def test_a_resolution_cancelled_while_following_frees_its_cluster() -> Non
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert "t/c1" not in ctl.runner.active
+    await ctl.close()
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+#: dev-* governed (a schedule that never fires near NOW), dry-* governed in dry run, both-*
+#: selected by two policies, anything else by none.
+GOVERNING = """
+policies:
+  - name: dev
+    clusters: {names: ["dev-*", "both-*"]}
+    schedules: [{hibernate: "0 0 1 7 *"}]
+  - name: dry
+    clusters: {names: ["dry-*"]}
+    schedules: [{hibernate: "0 0 1 7 *"}]
+    dry_run: true
+  - name: also
+    clusters: {names: ["both-*"]}
+    schedules: [{hibernate: "0 0 1 7 *"}]
+controller:
+  poll_seconds: 15
+  retry_backoff_seconds: 60
+  action_timeout_seconds: 900
+  max_attempts: 3
+"""
+UNTIL = datetime.fromtimestamp(NOW + 3600, UTC)
+
+
+def awake_clusters(*ids: str) -> FakeAPI:
+    """Clusters that go from Available through Hibernating to Hibernation when hibernated."""
+    return FakeAPI({cid: ["Available", "Available", "Hibernating", "Hibernation"] for cid in ids})
+
+
+async def governing(
+    api: FakeAPI, store: MemoryStateStore | None = None, **kwargs: Any
+) -> HibernationController:
+    ctl, _ = controller(api, store or MemoryStateStore(), GOVERNING, **kwargs)
+    await ctl.tick()
+    return ctl
+
+
+def history(ctl: HibernationController, cid: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = ctl.state["history"][f"t/{cid}"]
+    return [{k: e[k] for k in ("action", "result", "reason", "source")} for e in entries]
+
+
+async def test_a_request_until_keeps_the_resulting_state_with_its_reason() -> None:
+    api = awake_clusters("dev-1", "dev-2")
+    ctl = await governing(api)
+    outcome = await ctl.request("dev-1", "hibernate", until=UNTIL, reason="holiday")
+    assert (outcome.result, outcome.cluster) == ("started", "dev-1")
+    assert ctl.state["overrides"] == {
+        "t/dev-1": {
+            "kind": "keep",
+            "state": "hibernated",
+            "until": NOW + 3600,
+            "reason": "holiday",
+            "created": NOW,
+        }
+    }
+    await ctl.wait_idle()
+    # Without a reason: none recorded; an awake keeps it awake.
+    api.phases["dev-2"] = ["Hibernation"]
+    await ctl.request("dev-2", "awake", until=UNTIL)
+    assert ctl.state["overrides"]["t/dev-2"]["reason"] == ""
+    assert ctl.state["overrides"]["t/dev-2"]["state"] == "awake"
+    await ctl.close()
+
+
+async def test_a_request_passes_its_source_and_progress_to_the_action() -> None:
+    api = awake_clusters("dev-1")
+    ctl = await governing(api)
+    seen: list[str] = []
+    outcome = await ctl.request(
+        "dev-1", "hibernate", source="alertmanager", wait=True, progress=seen.append
+    )
+    assert outcome.as_dict() == {
+        "result": "success",
+        "cluster_id": "dev-1",
+        "cluster": "dev-1",
+        "action": "hibernate",
+        "reason": "",
+    }
+    assert seen == ["Hibernating", "Hibernation"]
+    assert history(ctl, "dev-1") == [
+        {"action": "hibernate", "result": "success", "reason": "", "source": "alertmanager"}
+    ]
+    await ctl.close()
+
+
+async def test_a_request_without_wait_answers_started() -> None:
+    api = awake_clusters("dev-1")
+    ctl = await governing(api)
+    outcome = await ctl.request("dev-1", "hibernate")
+    assert outcome == Outcome("started", "dev-1", "hibernate", "dev-1")
+    assert "t/dev-1" not in ctl.state["history"]
+    await ctl.wait_idle()
+    assert history(ctl, "dev-1")[-1]["result"] == "success"
+    await ctl.close()
+
+
+async def test_a_known_cluster_is_not_listed_again_for_a_request() -> None:
+    api = awake_clusters("dev-1")
+    ctl = await governing(api)
+    assert api.lists == 1
+    await ctl.request("dev-1", "hibernate", wait=True)
+    assert api.lists == 1
+    assert (await ctl.request("dev-9", "hibernate")).result == "not_found"
+    assert api.lists == 2  # an unknown one is looked for in a fresh listing
+    await ctl.close()
+
+
+@pytest.mark.parametrize("how", ["request", "controller", "policy"])
+async def test_a_dry_run_request_calls_nothing_and_sets_no_override(how: str) -> None:
+    api = awake_clusters("dev-1", "dry-1")
+    ctl = await governing(api, dry_run=how == "controller")
+    cid = "dry-1" if how == "policy" else "dev-1"
+    outcome = await ctl.request(cid, "hibernate", until=UNTIL, dry_run=how == "request")
+    assert outcome == Outcome(
+        "dry_run", cid, "hibernate", cid, "dry run: nothing called", dry_run=True
+    )
+    assert api.calls == []
+    assert ctl.state["overrides"] == {}
+    assert history(ctl, cid) == [
+        {
+            "action": "hibernate",
+            "result": "dry_run",
+            "reason": "dry run: nothing called",
+            "source": "hook",
+        }
+    ]
+    await ctl.close()
+
+
+async def test_a_request_whose_record_cannot_be_saved_is_not_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = awake_clusters("dev-1")
+    store = MemoryStateStore()
+    ctl = await governing(api, store)
+
+    def refuse(value: Any) -> None:
+        raise StateNotSaved("disk full")
+
+    monkeypatch.setattr(store, "save", refuse)
+    with pytest.raises(StateNotSaved, match="disk full"):
+        await ctl.request("dev-1", "hibernate")
+    assert api.calls == [] and ctl.runner.tasks == set()
+    # A dry run writes nothing that must last: it answers.
+    assert (await ctl.request("dev-1", "hibernate", dry_run=True)).result == "dry_run"
+    await ctl.close()
+
+
+async def test_a_request_for_a_cluster_no_policy_selects_is_refused_unless_forced() -> None:
+    api = awake_clusters("prod-1", "nameless-1")
+    ctl = await governing(api)
+    refused = await ctl.request("prod-1", "hibernate")
+    assert refused == Outcome(
+        "skipped",
+        "prod-1",
+        "hibernate",
+        "prod-1",
+        "no policy selects cluster 'prod-1'; it is never acted on",
+    )
+    refused = await ctl.request("nameless-1", "hibernate")
+    assert (refused.result, refused.cluster_id, refused.cluster) == ("skipped", "nameless-1", "")
+    assert refused.reason.startswith("no policy selects cluster ")
+    assert api.calls == []
+    # Forced (the command line's --force): acted on as a one-off, not in dry run.
+    forced = await ctl.request("prod-1", "hibernate", force=True, source="cli", wait=True)
+    assert forced == Outcome("success", "prod-1", "hibernate", "prod-1", "")
+    assert history(ctl, "prod-1") == [
+        {"action": "hibernate", "result": "success", "reason": "", "source": "cli"}
+    ]
+    forced = await ctl.request("nameless-1", "hibernate", force=True, wait=True)
+    assert (forced.result, forced.cluster) == ("success", "nameless-1")
+    assert api.calls == [("hibernate", "prod-1"), ("hibernate", "nameless-1")]
+    await ctl.close()
+
+
+async def test_a_forced_request_cannot_keep_a_cluster_no_policy_reads() -> None:
+    api = awake_clusters("prod-1")
+    ctl = await governing(api)
+    outcome = await ctl.request("prod-1", "hibernate", force=True, until=UNTIL)
+    assert outcome == Outcome(
+        "skipped",
+        "prod-1",
+        "hibernate",
+        "prod-1",
+        "--until needs a cluster a policy selects (an override of a cluster no policy governs "
+        "would never be read)",
+    )
+    assert api.calls == [] and ctl.state["overrides"] == {}
+    await ctl.close()
+
+
+async def test_a_request_for_a_cluster_two_policies_select_is_refused_unless_forced() -> None:
+    api = awake_clusters("both-1")
+    ctl = await governing(api)
+    message = (
+        "cluster 'both-1' (both-1) of target 't' is selected by policies 'dev' and 'also'; it "
+        "is left alone until only one policy selects it"
+    )
+    assert await ctl.request("both-1", "hibernate") == Outcome(
+        "skipped", "both-1", "hibernate", "both-1", message
+    )
+    assert api.calls == []
+    forced = await ctl.request("both-1", "hibernate", force=True, wait=True)
+    assert forced.result == "success"
     await ctl.close()
