@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from exporter.cce.errors import CCEError
 from exporter.cce.models import Cluster
@@ -42,9 +43,13 @@ NOW = 1_800_000_000.0
 
 
 def cluster(cid: str, phase: str | None) -> Cluster:
-    """A cluster named after its ID (``dev-1`` is named ``dev-1``); ``nameless-*`` has no name."""
+    """A cluster named after its ID (``dev-1`` is named ``dev-1``; ``dev-1=a`` is ``dev-1``
+    with the ID ``a``); ``nameless-*`` has no name."""
     status = {} if phase is None else {"phase": phase}
-    metadata = {"uid": cid} if cid.startswith("nameless") else {"uid": cid, "name": cid}
+    name, _, uid = cid.partition("=")
+    metadata = (
+        {"uid": uid or cid} if cid.startswith("nameless") else {"uid": uid or cid, "name": name}
+    )
     return Cluster.model_validate({"metadata": metadata, "status": status})
 
 
@@ -76,9 +81,10 @@ class FakeAPI:
             await self.hold.wait()
         if self.read_error is not None:
             raise self.read_error
-        script = self.phases[cluster_id]
+        k = next(k for k in self.phases if cluster_id in (k, k.partition("=")[2]))
+        script = self.phases[k]
         phase = script.pop(0) if len(script) > 1 else script[0]
-        return cluster(cluster_id, phase)
+        return cluster(k, phase)
 
     async def hibernate(self, cluster_id: str) -> str | None:
         self.calls.append(("hibernate", cluster_id))
@@ -527,4 +533,190 @@ async def test_a_request_for_a_cluster_two_policies_select_is_refused_unless_for
     assert api.calls == []
     forced = await ctl.request("both-1", "hibernate", force=True, wait=True)
     assert forced.result == "success"
+    await ctl.close()
+
+
+# --- the controller around its actions ---------------------------------------------------------
+
+
+class Notes:
+    """A notifier that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def notify(self, event: Any) -> None:
+        self.events.append(dict(event))
+
+    async def drain(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_the_policy_file_s_webhooks_make_the_notifier() -> None:
+    doc = GOVERNING + "notify:\n  webhooks: ['https://chat.example/hook']\n  timeout_seconds: 7\n"
+    ctl, _ = controller(FakeAPI({}), MemoryStateStore(), doc)
+    assert ctl.notifier is not None
+    assert (ctl.notifier.urls, ctl.notifier.timeout) == (["https://chat.example/hook"], 7)  # type: ignore[attr-defined]
+    notes = Notes()
+    given, _ = controller(FakeAPI({}), MemoryStateStore(), doc, notifier=notes)
+    assert given.notifier is notes
+    none, _ = controller(FakeAPI({}), MemoryStateStore(), GOVERNING)
+    assert none.notifier is None
+
+
+async def test_the_controller_s_families_are_in_the_registry_it_is_given() -> None:
+    registry = CollectorRegistry()
+    ctl = await governing(awake_clusters("dev-1"), registry=registry)
+    assert ctl.registry is registry
+    labels = {"project_id": "p", "cluster_id": "dev-1", "cluster": "dev-1", "policy": "dev"}
+    labels.update(dry_run="false", timezone="UTC")
+    assert registry.get_sample_value("cce_hibernation_policy_info", labels) == 1.0
+    await ctl.close()
+
+
+async def test_a_second_action_on_a_cluster_is_refused_while_one_runs() -> None:
+    api = awake_clusters("dev-1")
+    api.call_hold = asyncio.Event()
+    ctl = await governing(api)
+    assert (await ctl.request("dev-1", "hibernate")).result == "started"
+    await asyncio.wait_for(api.called.wait(), 30)
+    again = await ctl.request("dev-1", "awake")
+    assert again == Outcome(
+        "skipped", "dev-1", "awake", "dev-1", "another action on this cluster is still running"
+    )
+    assert counted(ctl) == {("awake", "skipped"): 1}
+    assert "t/dev-1" not in ctl.state["history"]  # counted, not recorded: nothing was decided
+    api.call_hold.set()
+    await ctl.wait_idle()
+    assert [e["result"] for e in history(ctl, "dev-1")] == ["success"]
+    await ctl.close()
+
+
+@pytest.mark.parametrize(("action", "phase"), [("hibernate", "Hibernating"), ("awake", "Awaking")])
+async def test_a_cluster_already_in_transit_is_followed_not_refused(
+    action: str, phase: str
+) -> None:
+    done = "Hibernation" if action == "hibernate" else "Available"
+    api = FakeAPI({"dev-1": [phase, phase, phase, done]})
+    ctl = await governing(api)
+    outcome = await ctl.request("dev-1", action, wait=True)  # type: ignore[arg-type]
+    assert (outcome.result, outcome.reason) == ("success", "")
+    assert api.calls == []  # in transit already: followed, not called again
+    await ctl.close()
+
+
+@pytest.mark.parametrize(
+    ("phase", "reason"),
+    [
+        ("Hibernation", "the cluster is already Hibernation"),
+        ("Upgrading", "the cluster is Upgrading; hibernate needs Available"),
+        ("Awaking", "the cluster is Awaking; hibernate needs Available"),
+    ],
+)
+async def test_a_cluster_in_the_wrong_phase_is_skipped_and_recorded(
+    phase: str, reason: str
+) -> None:
+    api = FakeAPI({"dev-1": [phase]})
+    ctl = await governing(api)
+    outcome = await ctl.request("dev-1", "hibernate", source="cli")
+    assert outcome == Outcome("skipped", "dev-1", "hibernate", "dev-1", reason)
+    assert history(ctl, "dev-1") == [
+        {"action": "hibernate", "result": "skipped", "reason": reason, "source": "cli"}
+    ]
+    assert counted(ctl) == {("hibernate", "skipped"): 1}
+    assert api.calls == []
+    await ctl.close()
+
+
+async def test_notifications_name_the_cluster_and_the_instant() -> None:
+    notes = Notes()
+    api = awake_clusters("dev-1")
+    ctl = await governing(api, notifier=notes)
+    await ctl.request("dev-1", "hibernate", wait=True, source="alertmanager")
+    assert notes.events == [
+        {
+            "event": "hibernate.before",
+            "target": "t",
+            "cluster_id": "dev-1",
+            "cluster": "dev-1",
+            "action": "hibernate",
+            "result": "started",
+            "reason": "",
+            "source": "",
+            "at": "2027-01-15T08:00:00Z",
+        },
+        {
+            "event": "hibernate.after",
+            "target": "t",
+            "cluster_id": "dev-1",
+            "cluster": "dev-1",
+            "action": "hibernate",
+            "result": "success",
+            "reason": "",
+            "source": "alertmanager",
+            "at": "2027-01-15T08:00:30Z",
+        },
+    ]
+    await ctl.close()
+
+
+async def test_the_result_of_an_action_on_a_cluster_gone_from_the_listing() -> None:
+    notes = Notes()
+    api = awake_clusters("dev-1=id-1")
+    api.call_hold = asyncio.Event()
+    ctl = await governing(api, notifier=notes)
+    assert (await ctl.request("dev-1", "hibernate")).cluster == "dev-1"
+    await asyncio.wait_for(api.called.wait(), 30)
+    api.phases = {"dev-2": ["Available"]}
+    await ctl.tick()  # the cluster is not listed any more
+    api.phases["dev-1=id-1"] = ["Hibernation"]
+    api.call_hold.set()
+    outcome = await ctl.runner.task_for(("t", "id-1"))
+    # Named by its ID (its name went with the listing).
+    assert outcome == Outcome("success", "id-1", "hibernate", "id-1", "")
+    assert notes.events[-1]["cluster"] == ""
+    await ctl.close()
+
+
+async def test_closing_saves_the_state() -> None:
+    store = MemoryStateStore()
+    ctl = await governing(awake_clusters("dev-1"), store)
+    ctl.state["handled"]["t/dev-1"] = 1.0
+    await ctl.close()
+    assert store.value["handled"] == {"t/dev-1": 1.0}
+
+
+async def test_listings_of_targets_not_configured_are_ignored() -> None:
+    ctl = await governing(awake_clusters("dev-1"))
+    assert await ctl.tick({"elsewhere": [cluster("dev-9", "Available")]}) == []
+    assert set(ctl.clusters) == {("t", "dev-1")}
+    assert ctl.view.listed == {"t"}
+    await ctl.close()
+
+
+async def test_a_state_another_process_wrote_is_taken_in_with_its_gauges() -> None:
+    class Shared(MemoryStateStore):
+        written: Any = None
+
+        def reload(self) -> Any:
+            value, self.written = self.written, None
+            return value
+
+    store = Shared()
+    ctl = await governing(awake_clusters("dev-1"), store)
+    assert ctl.reload_state() is False
+    store.written = {
+        "overrides": {
+            "t/dev-1": {"kind": "keep", "state": "awake", "until": NOW + 60, "created": NOW}
+        }
+    }
+    assert ctl.reload_state() is True
+    labels = {"project_id": "p", "cluster_id": "dev-1", "cluster": "dev-1", "state": "awake"}
+    sample = ctl.registry.get_sample_value(
+        "cce_hibernation_override_until_timestamp_seconds", labels
+    )
+    assert sample == NOW + 60
     await ctl.close()
