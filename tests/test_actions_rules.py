@@ -720,3 +720,143 @@ async def test_a_state_another_process_wrote_is_taken_in_with_its_gauges() -> No
     )
     assert sample == NOW + 60
     await ctl.close()
+
+
+# --- the tick: what is due, and what stops it --------------------------------------------------
+
+#: dev-* awake 09:00-17:00 UTC every day (dev-x excluded), dry-* the same in dry run.
+SCHEDULED = """
+policies:
+  - name: day
+    clusters: {names: ["dev-*"], exclude: ["dev-x"]}
+    timezone: UTC
+    awake: ["Mon-Sun 09:00-17:00"]
+  - name: dry
+    clusters: {names: ["dry-*"]}
+    timezone: UTC
+    awake: ["Mon-Sun 09:00-17:00"]
+    dry_run: true
+controller:
+  poll_seconds: 15
+  retry_backoff_seconds: 60
+  action_timeout_seconds: 900
+  max_attempts: 3
+  catch_up_seconds: 600
+"""
+NINE = NOW + 3600  # 09:00 UTC: the wake-up
+
+
+def sleeping(*ids: str) -> FakeAPI:
+    return FakeAPI({cid: ["Hibernation", "Hibernation", "Awaking", "Available"] for cid in ids})
+
+
+async def scheduled(
+    api: FakeAPI, store: MemoryStateStore | None = None, **kwargs: Any
+) -> tuple[HibernationController, list[float]]:
+    ctl, clock = controller(api, store or MemoryStateStore(), SCHEDULED, **kwargs)
+    assert await ctl.tick() == []  # 08:00: nothing due
+    return ctl, clock
+
+
+async def test_a_transition_is_acted_on_once_from_the_policy() -> None:
+    api = sleeping("dev-2", "dev-1")
+    store = MemoryStateStore()
+    ctl, clock = await scheduled(api, store)
+    clock[0] = NINE + 5
+    outcomes = await ctl.tick()
+    assert outcomes == [
+        Outcome("started", "dev-1", "awake", "dev-1"),
+        Outcome("started", "dev-2", "awake", "dev-2"),
+    ]
+    assert store.value["handled"] == {"t/dev-1": NINE, "t/dev-2": NINE}
+    await ctl.wait_idle()
+    assert history(ctl, "dev-1") == [
+        {"action": "awake", "result": "success", "reason": "", "source": "policy"}
+    ]
+    assert await ctl.tick() == []  # handled: not again
+    await ctl.close()
+
+
+@pytest.mark.parametrize(("late", "acted"), [(599, True), (600, False)])
+async def test_a_missed_transition_is_caught_up_only_within_the_window(
+    late: int, acted: bool
+) -> None:
+    api = sleeping("dev-1")
+    ctl, clock = await scheduled(api)
+    clock[0] = NINE + late
+    outcomes = await ctl.tick()
+    assert [o.result for o in outcomes] == (["started"] if acted else [])
+    await ctl.close()
+
+
+async def test_an_excluded_cluster_s_transition_is_handled_without_action() -> None:
+    api = sleeping("dev-x")
+    store = MemoryStateStore()
+    ctl, clock = await scheduled(api, store)
+    clock[0] = NINE + 5
+    assert await ctl.tick() == []
+    assert store.value["handled"] == {"t/dev-x": NINE}
+    assert ctl.state["history"] == {} and api.calls == []
+    await ctl.close()
+
+
+async def test_a_skip_override_is_consumed_by_the_next_transition() -> None:
+    api = sleeping("dev-1")
+    store = MemoryStateStore()
+    ctl, clock = await scheduled(api, store)
+    assert ctl.set_override("dev-1", None, None, "demo") is None
+    clock[0] = NINE + 5
+    reason = "skipped on request (skip override)"
+    assert await ctl.tick() == [Outcome("skipped", "dev-1", "awake", "dev-1", reason)]
+    assert store.value["overrides"] == {}  # consumed, and saved so
+    assert history(ctl, "dev-1") == [
+        {"action": "awake", "result": "skipped", "reason": reason, "source": "policy"}
+    ]
+    assert counted(ctl) == {("awake", "skipped"): 1}
+    assert api.calls == []
+    await ctl.close()
+
+
+async def test_a_keep_override_blocks_the_transition_and_stays() -> None:
+    api = sleeping("dev-1")
+    store = MemoryStateStore()
+    ctl, clock = await scheduled(api, store)
+    until = datetime.fromtimestamp(NINE + 3600, UTC)
+    assert ctl.set_override("dev-1", "hibernated", until, "quiet") is None
+    clock[0] = NINE + 5
+    reason = "override keeps it hibernated until 2027-01-15T10:00:00Z"
+    assert await ctl.tick() == [Outcome("skipped", "dev-1", "awake", "dev-1", reason)]
+    assert set(store.value["overrides"]) == {"t/dev-1"}
+    assert store.value["history"]["t/dev-1"][-1]["reason"] == reason
+    # Its end is a transition of its own: the policy wants the cluster awake.
+    clock[0] = NINE + 3600
+    assert [(o.result, o.action) for o in await ctl.tick()] == [("started", "awake")]
+    assert store.value["overrides"] == {}  # expired at its end, in the same tick
+    await ctl.wait_idle()
+    await ctl.close()
+
+
+async def test_a_policy_in_dry_run_acts_in_dry_run() -> None:
+    api = sleeping("dry-1")
+    ctl, clock = await scheduled(api)
+    clock[0] = NINE + 5
+    assert await ctl.tick() == [
+        Outcome("dry_run", "dry-1", "awake", "dry-1", "dry run: nothing called", True)
+    ]
+    assert history(ctl, "dry-1")[-1]["source"] == "policy"
+    assert api.calls == []
+    await ctl.close()
+
+
+async def test_an_override_by_name_and_its_clearing() -> None:
+    api = sleeping("dev-1=id-1")
+    store = MemoryStateStore()
+    ctl, _ = await scheduled(api, store)
+    assert ctl.set_override("dev-1", "awake", None) is None
+    assert store.value["overrides"] == {
+        "t/id-1": {"kind": "keep", "state": "awake", "until": None, "reason": "", "created": NOW}
+    }
+    assert ctl.clear_override("dev-1") is True
+    assert store.value["overrides"] == {}
+    assert ctl.set_override("prod-1", "awake", None) == "cluster 'prod-1' is not known"
+    await ctl.close()
