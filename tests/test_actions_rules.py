@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.cce.errors import CCEError
+from exporter.cce.errors import CCEError, RateLimited
 from exporter.cce.models import Cluster
 from exporter.hibernation.actions import Outcome
 from exporter.hibernation.controller import (
@@ -860,3 +860,83 @@ async def test_an_override_by_name_and_its_clearing() -> None:
     assert store.value["overrides"] == {}
     assert ctl.set_override("prod-1", "awake", None) == "cluster 'prod-1' is not known"
     await ctl.close()
+
+
+# --- attempts ----------------------------------------------------------------------------------
+
+
+async def test_the_wait_before_each_retry() -> None:
+    ctl = await governing(awake_clusters("dev-1"))
+    backoff = ctl.runner.backoff
+    assert (backoff(2, None), backoff(3, None), backoff(4, CCEError("x"))) == (60, 120, 240)
+    # A rate limit's Retry-After when it is longer than the backoff, never shorter.
+    assert backoff(2, RateLimited(429, retry_after=500)) == 500
+    assert backoff(3, RateLimited(429, retry_after=30)) == 120
+    assert backoff(2, RateLimited(429, retry_after=None)) == 60
+    assert backoff(2, RateLimited(429, retry_after=0)) == 60
+    await ctl.close()
+
+
+async def test_at_most_max_in_flight_actions_run_per_target() -> None:
+    api = awake_clusters("dev-1", "dev-2", "dev-3")
+    api.call_hold = asyncio.Event()
+    ctl = await governing(api)  # max_in_flight: 2 (the default)
+    for cid in ("dev-1", "dev-2", "dev-3"):
+        assert (await ctl.request(cid, "hibernate")).result == "started"
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(api.calls) == 2
+    api.call_hold.set()
+    await ctl.wait_idle()
+    assert sorted(c for _, c in api.calls) == ["dev-1", "dev-2", "dev-3"]
+    await ctl.close()
+
+
+class FailingOnce(FakeAPI):
+    """The first hibernate call is refused with a 500."""
+
+    in_flight_at_call: list[Any]
+
+    async def hibernate(self, cluster_id: str) -> str | None:
+        self.in_flight_at_call.append(dict(self.store.value["in_flight"]))
+        if len(self.in_flight_at_call) == 1:
+            raise CCEError("HTTP 500")
+        return await super().hibernate(cluster_id)
+
+
+async def test_each_attempt_is_on_record_with_its_number_and_notified_once() -> None:
+    store = MemoryStateStore()
+    api = FailingOnce(
+        {"dev-1": ["Available", "Available", "Available", "Hibernating", "Hibernation"]}
+    )
+    api.store = store  # type: ignore[attr-defined]
+    api.in_flight_at_call = []
+    notes = Notes()
+    ctl = await governing(api, store, notifier=notes)
+    outcome = await ctl.request("dev-1", "hibernate", wait=True)
+    assert (outcome.result, outcome.reason) == ("success", "")
+    assert api.in_flight_at_call == [
+        {"t/dev-1": {"action": "hibernate", "started": NOW, "attempt": 1}},
+        {"t/dev-1": {"action": "hibernate", "started": NOW + 60, "attempt": 2}},
+    ]
+    assert [e["event"] for e in notes.events] == ["hibernate.before", "hibernate.after"]
+    duration = ctl.registry.get_sample_value(
+        "cce_hibernation_action_duration_seconds_sum", {"action": "hibernate"}
+    )
+    assert duration == 30  # from the successful call, two polls of 15 s
+    await ctl.close()
+
+
+async def test_closing_cancels_a_running_action_and_keeps_its_record() -> None:
+    api = awake_clusters("dev-1")
+    api.call_hold = asyncio.Event()
+    store = MemoryStateStore()
+    ctl = await governing(api, store)
+    await ctl.request("dev-1", "hibernate")
+    await asyncio.wait_for(api.called.wait(), 30)
+    task = ctl.runner.task_for(("t", "dev-1"))
+    await ctl.close()
+    assert task.cancelled()
+    assert ctl.runner.active == set()
+    assert set(store.value["in_flight"]) == {"t/dev-1"}  # resolved after the restart
+    assert "t/dev-1" not in store.value["history"]
