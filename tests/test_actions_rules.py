@@ -10,6 +10,7 @@ move forward.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -940,3 +941,43 @@ async def test_closing_cancels_a_running_action_and_keeps_its_record() -> None:
     assert ctl.runner.active == set()
     assert set(store.value["in_flight"]) == {"t/dev-1"}  # resolved after the restart
     assert "t/dev-1" not in store.value["history"]
+
+
+# --- what the log says (an operator reads it to know why) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("late", "said"),
+    [(120, ""), (121, ", caught up 121s late"), (300, ", caught up 300s late")],
+)
+async def test_a_transition_caught_up_late_says_how_late(
+    late: int, said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.controller")
+    ctl, clock = await scheduled(sleeping("dev-1"))
+    clock[0] = NINE + late
+    await ctl.tick()
+    assert (
+        f"hibernation: awake dev-1 (policy 'day', transition at 2027-01-15T09:00:00+00:00{said})"
+        in caplog.messages
+    )
+    await ctl.wait_idle()
+    await ctl.close()
+
+
+async def test_a_request_s_log_line_says_who_why_and_whether_forced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.controller")
+    api = awake_clusters("dev-1", "prod-1")
+    api.phases["prod-1"] = ["Upgrading"]
+    ctl = await governing(api)
+    await ctl.request("dev-1", "hibernate", wait=True)
+    await ctl.request("prod-1", "hibernate", force=True, source="cli", reason="cost")
+    assert "hibernation: hibernate of dev-1 requested by hook" in caplog.messages
+    assert "hibernation: hibernate of dev-1: success" in caplog.messages
+    assert (
+        "hibernation: hibernate of prod-1 requested by cli (cost) (forced: no policy selects it)"
+        in caplog.messages
+    )
+    await ctl.close()

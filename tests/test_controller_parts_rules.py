@@ -22,6 +22,9 @@ policies:
   - name: also
     clusters: {names: ["both-*"]}
     schedules: [{hibernate: "0 0 1 7 *"}]
+  - name: by-id
+    clusters: {ids: ["id-9"]}
+    schedules: [{hibernate: "0 0 1 7 *"}]
 """
 
 
@@ -59,6 +62,11 @@ def test_a_cluster_without_an_id_is_not_kept() -> None:
     assert set(v.clusters) == {("a", "3")}
     assert v.matches == {}  # a nameless cluster matches no name pattern
     assert v.by_target() == {"a": [v.clusters[("a", "3")]]}
+    # Selected by its ID, a nameless cluster is matched with an empty name.
+    v.update({"a": [cluster("id-9", None)]})
+    assert [(m.cluster_id, m.cluster, m.policy.name) for m in v.matches.values()] == [
+        ("id-9", "", "by-id")
+    ]
 
 
 def test_a_cluster_two_policies_select_is_a_conflict_logged_once(
