@@ -981,3 +981,21 @@ async def test_a_request_s_log_line_says_who_why_and_whether_forced(
         in caplog.messages
     )
     await ctl.close()
+
+
+async def test_waiting_for_the_actions_outlives_a_cancelled_one() -> None:
+    api = awake_clusters("dev-1", "dev-2")
+    api.call_hold = asyncio.Event()
+    ctl = await governing(api)
+    await ctl.request("dev-1", "hibernate")
+    await ctl.request("dev-2", "hibernate")
+    await asyncio.wait_for(api.called.wait(), 30)
+    ctl.runner.task_for(("t", "dev-1")).cancel()
+    api.call_hold.set()
+    await ctl.wait_idle()  # neither raises the cancel nor stops before the other action ends
+    assert ctl.runner.tasks == set()
+    assert [e["result"] for e in history(ctl, "dev-2")] == ["success"]
+    with pytest.raises(LookupError) as found:
+        ctl.runner.task_for(("t", "dev-1"))
+    assert found.value.args == (("t", "dev-1"),)
+    await ctl.close()
