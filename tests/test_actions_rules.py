@@ -999,3 +999,14 @@ async def test_waiting_for_the_actions_outlives_a_cancelled_one() -> None:
         ctl.runner.task_for(("t", "dev-1"))
     assert found.value.args == (("t", "dev-1"),)
     await ctl.close()
+
+
+async def test_an_action_s_duration_is_measured_to_the_fraction_of_a_second() -> None:
+    ctl = await governing(awake_clusters("dev-1"))
+    ctl.options = ctl.options.model_copy(update={"poll_seconds": 0.25})
+    assert (await ctl.request("dev-1", "hibernate", wait=True)).result == "success"
+    sample = ctl.registry.get_sample_value
+    duration = {"action": "hibernate"}
+    assert sample("cce_hibernation_action_duration_seconds_sum", duration) == 0.5  # two polls
+    assert sample("cce_hibernation_action_duration_seconds_count", duration) == 1
+    await ctl.close()
