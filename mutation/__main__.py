@@ -26,7 +26,19 @@ from mutation import engine
 from mutation.equivalent import EQUIVALENT, Equivalent, changed_lines, match
 from mutation.modules import MODULES, ROWS, Row, select
 
-COLUMNS = ("killed", "timeout", "survived", "equivalent", "no tests", "not checked", "other")
+COLUMNS = (
+    "killed",
+    "timeout",
+    "caught by type check",
+    "survived",
+    "equivalent",
+    "no tests",
+    "not checked",
+    "other",
+)
+#: What the table calls mutmut's statuses.
+HEADINGS = {"caught by type check": "mypy", "not checked": "not run"}
+KILLED = ("killed", "timeout", "caught by type check")
 
 
 def results(rows: list[Row]) -> dict[str, dict[str, str]]:
@@ -69,7 +81,7 @@ def report(found: dict[str, dict[str, str]], *, complete: bool) -> str:
     judged = judge(found)
     head = [
         "| module | mutants | "
-        + " | ".join(COLUMNS).replace("not checked", "not run")
+        + " | ".join(HEADINGS.get(c, c) for c in COLUMNS)
         + " | kill rate |",
         "| --- | ---: |" + " ---: |" * len(COLUMNS) + " ---: |",
     ]
@@ -88,8 +100,9 @@ def report(found: dict[str, dict[str, str]], *, complete: bool) -> str:
     rows.append(_row("**all**", total))
     text = "\n".join(head + rows) + "\n"
     text += (
-        "\nKill rate: (killed + timeout) / (mutants - equivalent - not run); a mutant no "
-        "selected test covers (no tests) counts as not killed.\n"
+        "\nKill rate: (killed + timeout + mypy) / (mutants - equivalent - not run); mypy: "
+        "refused by `mypy --strict` (no test run); a mutant no selected test covers (no "
+        "tests) counts as not killed.\n"
     )
     survivors = [(r, n) for r, names in judged.items() for n, e in names if e is None]
     if survivors:
@@ -117,7 +130,7 @@ def _block(text: str) -> str:
 
 def _row(name: str, count: Counter[str]) -> str:
     judged = count["mutants"] - count["equivalent"] - count["not checked"]
-    rate = f"{(count['killed'] + count['timeout']) / judged * 100:.1f}%" if judged else "-"
+    rate = f"{sum(count[c] for c in KILLED) / judged * 100:.1f}%" if judged else "-"
     cells = " | ".join(str(count[c]) for c in COLUMNS)
     return f"| {name} | {count['mutants']} | {cells} | {rate} |"
 

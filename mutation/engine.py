@@ -22,6 +22,7 @@ import os
 import resource
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -98,6 +99,70 @@ def refresh_copies(mutated: set[str]) -> None:
             copy.unlink()
 
 
+#: ``mypy --strict``, as ``make test`` runs it, over ``mutants/exporter``: a mutant it refuses
+#: cannot land, so it runs no test ("caught by type check"). Two of mypy's checks are left out
+#: because mutmut's copies of the code trip them, not the mutation: an ``# type: ignore`` in
+#: mutmut's dispatch code, and an attribute annotated in ``__init__`` once per mutant of it.
+TYPE_CHECK = [
+    sys.executable,
+    "-m",
+    "mypy",  # mutmut reads mypy's JSON when a word of the command is "mypy"
+    "--strict",
+    "--no-warn-unused-ignores",
+    "--disable-error-code",
+    "no-redef",
+    "--output",
+    "json",
+    "exporter",
+]
+
+
+def caught_by_mypy() -> dict[str, Any]:
+    """mutmut's type-check filter, keeping only the errors inside a mutant's own function.
+
+    An error elsewhere (in mutmut's dispatch code or in the code as it is) says nothing about a
+    mutant: it is counted and printed, not fatal, and the mutants run their tests as usual.
+    """
+    import libcst as cst
+    from mutmut.mutation.file_mutation import (
+        FailedTypeCheckMutant,
+        MutatedMethodsCollector,
+        group_by_path,
+    )
+    from mutmut.type_checking import run_type_checker
+    from mutmut.utils.file_utils import change_cwd
+    from mutmut.utils.format_utils import get_mutant_name
+
+    caught: dict[str, Any] = {}
+    elsewhere: list[str] = []
+    root = Path("mutants").absolute()
+    with change_cwd(root):
+        errors = run_type_checker(TYPE_CHECK)
+    for path, errors_of_file in group_by_path(errors).items():
+        wrapper = cst.MetadataWrapper(cst.parse_module(path.read_text(encoding="utf-8")))
+        visitor = MutatedMethodsCollector(path)
+        wrapper.visit(visitor)
+        for error in errors_of_file:
+            mutant = next(
+                (
+                    m
+                    for m in visitor.found_mutants
+                    if m.line_number_start <= error.line_number <= m.line_number_end
+                    and not m.function_name.endswith("__mutmut_orig")
+                ),
+                None,
+            )
+            if mutant is None:
+                where = f"{path.relative_to(root)}:{error.line_number}"
+                elsewhere.append(f"{where}: {error.error_description}")
+                continue
+            name = get_mutant_name(path.relative_to(root), mutant.function_name)
+            caught[name] = FailedTypeCheckMutant(method_location=mutant, name=name, error=error)
+    if elsewhere:
+        print(f"warning: {len(elsewhere)} mypy error(s) outside any mutant, e.g. {elsewhere[0]}")
+    return caught
+
+
 def run(rows: list[Row], children: int, names: list[str]) -> Clock:
     """``mutmut run`` over the rows (``names``: only these mutants, keeping other verdicts)."""
     import mutmut.__main__ as mm
@@ -112,6 +177,7 @@ def run(rows: list[Row], children: int, names: list[str]) -> Clock:
     cfg = config()
     cfg.only_mutate = sorted(selection.lines())
     cfg.pytest_add_cli_args_test_selection = watched_tests(tuple(rows))
+    cfg.type_check_command = TYPE_CHECK
     state()._covered_lines = {
         str((Path("mutants") / path).absolute()): lines for path, lines in selection.lines().items()
     }
@@ -141,6 +207,9 @@ def run(rows: list[Row], children: int, names: list[str]) -> Clock:
     patches = {
         "collect_or_load_stats": collect_and_prune,
         "create_mutants": clock.wrap("generate the mutants", mm.create_mutants),
+        "filter_mutants_with_type_checker": clock.wrap(
+            "type-check the mutants (mypy --strict)", caught_by_mypy
+        ),
         "run_forced_fail_test": clock.wrap("the forced-fail check", mm.run_forced_fail_test),
         "get_mutant_runner": timed_runner,
     }

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from mutation import engine
+from mutation.__main__ import _row
 from mutation.equivalent import EQUIVALENT, changed_lines, match
 from mutation.modules import MODULES, Row, guards, select
 
@@ -73,3 +78,35 @@ def test_equivalent_entries_are_one_per_mutation_and_give_a_reason() -> None:
     keys = [(e.function.rpartition(".")[2], e.before, e.after) for e in EQUIVALENT]
     assert len(keys) == len(set(keys))
     assert all(e.reason and e.before != e.after for e in EQUIVALENT)
+
+
+def test_a_mutant_mypy_refuses_is_caught_and_an_error_elsewhere_is_blamed_on_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    package = tmp_path / "mutants" / "exporter"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "m.py").write_text(
+        "def x_f__mutmut_orig(a: str) -> str:\n"
+        "    return a.upper()\n"
+        "\n"
+        "def x_f__mutmut_1(a: str) -> str:\n"
+        "    return None\n"
+        "\n"
+        "def x_f__mutmut_2(a: str) -> str:\n"
+        "    return a.lower()\n"
+        "\n"
+        "OUTSIDE: int = 'not an int'\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    caught = engine.caught_by_mypy()
+    assert set(caught) == {"exporter.m.x_f__mutmut_1"}
+    assert "1 mypy error(s) outside any mutant, e.g. exporter/m.py:10" in capsys.readouterr().out
+
+
+def test_a_mutant_mypy_refuses_counts_as_killed() -> None:
+    count = Counter({"mutants": 9, "killed": 5, "caught by type check": 3, "equivalent": 1})
+    assert _row("auth", count) == "| auth | 9 | 5 | 0 | 3 | 0 | 1 | 0 | 0 | 0 | 100.0% |"
+    count["caught by type check"] -= 1
+    count["survived"] += 1
+    assert _row("auth", count).endswith("| 87.5% |")
