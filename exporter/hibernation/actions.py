@@ -292,7 +292,7 @@ class ActionRunner:
             ident = (name, cid)
             if name not in self.targets or name not in listed:
                 continue  # not known yet; a later tick resolves it
-            action = entry.get("action")
+            action = entry["action"]  # a loaded record has both (clean_hibernation)
             if ident not in known:
                 finish(
                     ident,
@@ -302,7 +302,7 @@ class ActionRunner:
                     "restart",
                 )
                 continue
-            started = float(entry.get("started", 0.0))
+            started = float(entry["started"])
             self.spawn(ident, self._resolve_and_finish(ident, action, started, finish))
 
     async def _resolve_and_finish(
