@@ -247,9 +247,9 @@ async def test_an_interrupted_action_whose_cluster_cannot_be_read_waits_for_a_la
 async def test_an_interrupted_action_of_a_target_not_listed_yet_waits() -> None:
     api = FakeAPI({"c1": ["Hibernation"]})
     api.list_error = CCEError("listing failed")
-    store = MemoryStateStore(interrupted())
     other = {"action": "awake", "started": NOW, "attempt": 1}
-    store.value["in_flight"]["gone-target/c9"] = other
+    # The waiting record first: it does not hold up the records after it.
+    store = MemoryStateStore({"in_flight": {"gone-target/c9": other, **interrupted()["in_flight"]}})
     ctl, _ = controller(api, store)
     await ctl.tick()
     await ctl.wait_idle()
@@ -1009,4 +1009,34 @@ async def test_an_action_s_duration_is_measured_to_the_fraction_of_a_second() ->
     duration = {"action": "hibernate"}
     assert sample("cce_hibernation_action_duration_seconds_sum", duration) == 0.5  # two polls
     assert sample("cce_hibernation_action_duration_seconds_count", duration) == 1
+    await ctl.close()
+
+
+async def test_interrupted_actions_of_two_targets_each_resolved_in_turn() -> None:
+    """A record whose resolution is still running does not hold up the next one, and a target
+    whose name holds a slash is found."""
+    first, second = FakeAPI({"c1": ["Hibernation"]}), FakeAPI({"c2": ["Available"]})
+    first.hold = asyncio.Event()
+    second.list_error = CCEError("listing failed")
+    record = {"action": "hibernate", "started": NOW, "attempt": 1}
+    store = MemoryStateStore(
+        {"in_flight": {"t/c1": record, "team/b/c2": {**record, "action": "awake"}}}
+    )
+    ctl = HibernationController(
+        parse_policy_file(NONE_SELECTED),
+        [ControllerTarget("t", first, "p"), ControllerTarget("team/b", second, "p")],
+        store=store,
+        clock=lambda: NOW,
+    )
+    await ctl.tick()  # t/c1 is being resolved (held); team/b is not listed yet
+    await asyncio.wait_for(first.entered.wait(), 30)
+    second.list_error = None
+    await ctl.tick()  # t/c1 still running: team/b/c2 is resolved all the same
+    await ctl.runner.task_for(("team/b", "c2"))
+    assert ctl.state["history"]["team/b/c2"][-1]["reason"] == (
+        "interrupted by a shutdown; Available after the restart"
+    )
+    first.hold.set()
+    await ctl.wait_idle()
+    assert ctl.state["in_flight"] == {}
     await ctl.close()

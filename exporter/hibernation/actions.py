@@ -288,7 +288,7 @@ class ActionRunner:
         for k, entry in list(self.state.in_flight().items()):
             if k in self.active:
                 continue
-            name, _, cid = k.partition("/")
+            name, _, cid = k.rpartition("/")  # a target's name may hold a "/", an ID never
             ident = (name, cid)
             if name not in self.targets or name not in listed:
                 continue  # not known yet; a later tick resolves it
