@@ -1040,3 +1040,16 @@ async def test_interrupted_actions_of_two_targets_each_resolved_in_turn() -> Non
     await ctl.wait_idle()
     assert ctl.state["in_flight"] == {}
     await ctl.close()
+
+
+async def test_a_tick_lists_every_target_not_given() -> None:
+    given, listed = FakeAPI({"c1": ["Available"]}), FakeAPI({"c2": ["Available"]})
+    ctl = HibernationController(
+        parse_policy_file(NONE_SELECTED),
+        [ControllerTarget("t", given, "p"), ControllerTarget("u", listed, "p")],
+        clock=lambda: NOW,
+    )
+    await ctl.tick({"t": [cluster("c1", "Available")]})
+    assert (given.lists, listed.lists) == (0, 1)
+    assert set(ctl.clusters) == {("t", "c1"), ("u", "c2")}
+    await ctl.close()

@@ -242,10 +242,13 @@ class Reloading(MemoryStateStore):
         return self.changed
 
 
-def test_reload_takes_in_what_another_process_wrote() -> None:
+def test_reload_takes_in_what_another_process_wrote(caplog: pytest.LogCaptureFixture) -> None:
     written = {"overrides": {"t/1": {"kind": "skip", "until": None}}, "handled": {"t/1": "x"}}
     book = state(store=Reloading(None, written))
     assert book.reload() is True
+    # What it could not take in is named as the state's.
+    dropped = [m for m in caplog.messages if "dropped" in m]
+    assert len(dropped) == 1 and dropped[0].startswith("hibernation state: dropped ")
     assert set(book.data["overrides"]) == {"t/1"}
     assert book.data["overrides"]["t/1"]["kind"] == "skip"
     assert (book.data["handled"], book.data["in_flight"], book.data["history"]) == ({}, {}, {})
