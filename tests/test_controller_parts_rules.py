@@ -74,14 +74,15 @@ def test_a_cluster_two_policies_select_is_a_conflict_logged_once(
 ) -> None:
     v = view()
     v.update({"a": [cluster("1", "both-1"), cluster("2", "dev-2")]})
-    v.update({"a": [cluster("1", "both-1"), cluster("2", "dev-2")]})
+    v.update({"a": [cluster("1", "both-1"), cluster("2", "dev-2"), cluster("3", "both-3")]})
     assert [(c.target, c.cluster_id, c.policies) for c in v.conflicts] == [
-        ("a", "1", ("dev", "also"))
+        ("a", "1", ("dev", "also")),
+        ("a", "3", ("dev", "also")),
     ]
     assert set(v.matches) == {("a", "2")}
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [
-        "hibernation policy conflict: " + v.conflicts[0].message()
+        "hibernation policy conflict: " + c.message() for c in v.conflicts
     ]
 
 
