@@ -136,9 +136,11 @@ def state(value: Any = None, store: MemoryStateStore | None = None) -> Hibernati
     return HibernationState(store if store is not None else MemoryStateStore(value), lambda: 100.0)
 
 
-def test_a_loaded_state_is_cleaned_and_complete() -> None:
+def test_a_loaded_state_is_cleaned_and_complete(caplog: pytest.LogCaptureFixture) -> None:
     book = state({"handled": {"t/1": 5, "t/2": "soon"}})
     assert book.data == {"handled": {"t/1": 5}, "overrides": {}, "in_flight": {}, "history": {}}
+    dropped = [m for m in caplog.messages if "dropped" in m]
+    assert len(dropped) == 1 and dropped[0].startswith("hibernation state: dropped ")
     assert state(None).data == {"handled": {}, "overrides": {}, "in_flight": {}, "history": {}}
 
 
