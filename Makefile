@@ -86,7 +86,7 @@ soak: $(STAMP)
 # Mutation testing of the safety-critical modules with mutmut (docs/testing.md); MUTATE_CHILDREN
 # mutants run at once; MUTATE_MODULES="signing hooks" runs some modules only (names as in the
 # report). The report is printed and kept in mutants/report.md.
-MUTATE_CHILDREN ?= 2
+MUTATE_CHILDREN ?= 3
 MUTATE_MODULES ?=
 MUTATE_ARGS ?=
 mutate: $(STAMP)

@@ -388,10 +388,9 @@ def _describe(error: ErrorDetails) -> str:
     if "instead" in ctx:
         loc = (*loc[:-1], str(ctx["instead"]))
     path = ".".join(loc)
-    if kind == "web_config":
-        return f"{path}: {error['msg']}"
     if kind == "extra_forbidden":
-        section = _SECTIONS.get(".".join(loc[:-1]), _Document) if len(loc) > 1 else _Document
+        # A section's key is placed at (section, key), a top-level one at (key,): "" is no section.
+        section = _SECTIONS.get(".".join(loc[:-1]), _Document)
         if loc[-1] in section.refused:
             return f"{path}: {section.refused[loc[-1]]}"
         return f"{path}: unknown key; expected one of {', '.join(sorted(section.model_fields))}"
@@ -405,7 +404,8 @@ def _describe(error: ErrorDetails) -> str:
         return f"{path}: expected true or false"
     if kind in {"model_type", "dict_type"}:
         return f"{path or 'web config'}: expected a mapping, got {type(value).__name__}"
-    return f"{path or 'web config'}: {error['msg']}"  # pragma: no cover - every type is above
+    # The exporter's own refusals (``_refuse``, worded already), and any kind not foreseen above.
+    return f"{path or 'web config'}: {error['msg']}"
 
 
 def parse_web_config(data: object, *, base_dir: Path | str = ".") -> WebConfig:
@@ -438,7 +438,7 @@ def load_web_config(path: str | Path) -> WebConfig:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise WebConfigError(f"web config {p}: not valid YAML{where}") from None
     try:
-        return parse_web_config({} if data is None else data, base_dir=p.parent)
+        return parse_web_config(data, base_dir=p.parent)
     except WebConfigError as exc:
         raise WebConfigError(f"web config {p}: {exc}") from None
 
@@ -506,9 +506,12 @@ class BasicAuthVerifier:
             if suspect or not self._waiting[1]:
                 self.refused += 1
                 raise AuthBusyError("too many password checks are waiting")
-            # A check from a client with no failed login makes room by refusing a suspect's.
-            self.refused += 1
-            self._waiting[1].pop().set_exception(AuthBusyError("refused for a higher priority"))
+            # A check from a client with no failed login makes room by refusing a suspect's (one
+            # whose wait was cancelled already, and is not yet out of the queue, just leaves it).
+            refused = self._waiting[1].pop()
+            if not refused.done():
+                self.refused += 1
+                refused.set_exception(AuthBusyError("refused for a higher priority"))
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane = self._waiting[1 if suspect else 0]
         lane.append(waiter)

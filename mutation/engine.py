@@ -16,6 +16,7 @@ with other work, where wall times stretch.
 
 from __future__ import annotations
 
+import ast
 import filecmp
 import json
 import os
@@ -117,16 +118,32 @@ TYPE_CHECK = [
 ]
 
 
+def mutant_spans(path: Path) -> list[tuple[int, int, str]]:
+    """``(first line, last line, name)`` of each mutant's function in one of mutmut's files.
+
+    Python's own parser: mutmut's libcst visitor does the same in about twenty times the CPU
+    (86 against 4 seconds over every mutated file).
+    """
+    from mutmut.utils.format_utils import is_mutated_method_name
+
+    return [
+        (node.lineno, node.end_lineno or node.lineno, node.name)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and is_mutated_method_name(node.name)
+        and not node.name.endswith("__mutmut_orig")
+    ]
+
+
 def caught_by_mypy() -> dict[str, Any]:
     """mutmut's type-check filter, keeping only the errors inside a mutant's own function.
 
     An error elsewhere (in mutmut's dispatch code or in the code as it is) says nothing about a
     mutant: it is counted and printed, not fatal, and the mutants run their tests as usual.
     """
-    import libcst as cst
     from mutmut.mutation.file_mutation import (
         FailedTypeCheckMutant,
-        MutatedMethodsCollector,
+        MutatedMethodLocation,
         group_by_path,
     )
     from mutmut.type_checking import run_type_checker
@@ -139,25 +156,16 @@ def caught_by_mypy() -> dict[str, Any]:
     with change_cwd(root):
         errors = run_type_checker(TYPE_CHECK)
     for path, errors_of_file in group_by_path(errors).items():
-        wrapper = cst.MetadataWrapper(cst.parse_module(path.read_text(encoding="utf-8")))
-        visitor = MutatedMethodsCollector(path)
-        wrapper.visit(visitor)
+        spans = mutant_spans(path)
         for error in errors_of_file:
-            mutant = next(
-                (
-                    m
-                    for m in visitor.found_mutants
-                    if m.line_number_start <= error.line_number <= m.line_number_end
-                    and not m.function_name.endswith("__mutmut_orig")
-                ),
-                None,
-            )
-            if mutant is None:
+            span = next((s for s in spans if s[0] <= error.line_number <= s[1]), None)
+            if span is None:
                 where = f"{path.relative_to(root)}:{error.line_number}"
                 elsewhere.append(f"{where}: {error.error_description}")
                 continue
-            name = get_mutant_name(path.relative_to(root), mutant.function_name)
-            caught[name] = FailedTypeCheckMutant(method_location=mutant, name=name, error=error)
+            name = get_mutant_name(path.relative_to(root), span[2])
+            location = MutatedMethodLocation(path, span[2], span[0], span[1])
+            caught[name] = FailedTypeCheckMutant(method_location=location, name=name, error=error)
     if elsewhere:
         print(f"warning: {len(elsewhere)} mypy error(s) outside any mutant, e.g. {elsewhere[0]}")
     return caught

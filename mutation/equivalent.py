@@ -60,6 +60,31 @@ _QUEUED = (
     "checks enter the pool only when a worker is free (_acquire), so the pool never holds a "
     "queued check to cancel"
 )
+_REFUSAL_TYPE = (
+    "a refusal's error type is read nowhere: _describe words the kinds it does not know, the "
+    "refusals among them, by their message, and _first ranks them as values either way"
+)
+_NO_PLACE = (
+    "an error with no place is about the document itself (not a mapping), and then the only "
+    "error: its order is never compared"
+)
+_ONE_PART = (
+    "an unknown key is at the top (nothing to join) or one part below a section's own key: "
+    "joining at most one part puts no separator"
+)
+_REQUIRED = (
+    "a required key sits one part below its section (tls_server_config.key_file): the "
+    "section's name is one part, joined with no separator, and all but the last is the first"
+)
+_NO_END_MARGIN = (
+    "the days after the end's local date only add transitions at or after the next midnight, "
+    "after the end (cutting the range there moves only a merged interval's end, or a holiday "
+    "run's, which lies past that midnight)"
+)
+_EMPTY_PIECE = (
+    "the extra piece of an interval clipped by a holiday is empty (it starts and ends at the "
+    "holiday's edge): its awake and hibernate fall on one instant and cancel out in transitions"
+)
 
 EQUIVALENT: tuple[Equivalent, ...] = (
     # cce.auth
@@ -300,6 +325,37 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     # hibernation.hooks
     Equivalent(
+        "_Hooks._body",
+        'raise _BadRequest(f"the body is not JSON: {str(exc)[:200]}") from None',
+        'raise _BadRequest(f"the body is not JSON: {str(exc)[:201]}") from None',
+        (
+            "no error json.loads raises is longer than 200 characters (a fixed message, a line, "
+            "a column and a position; a codec's or the integer digits limit's message): the "
+            "cut is a bound that never cuts"
+        ),
+    ),
+    Equivalent(
+        "_Hooks.dispatch",
+        "if until_dt > latest:",
+        "if until_dt >= latest:",
+        (
+            "they differ only for an 'until' equal to the microsecond to the clock read while "
+            "the request is checked, plus ten years: no request can aim at that instant"
+        ),
+    ),
+    Equivalent(
+        "_Hooks._read",
+        'declared = request.headers.get("content-length", "")',
+        'declared = request.headers.get("CONTENT-LENGTH", "")',
+        _HEADER_CASE + " (Starlette's Headers too)",
+    ),
+    Equivalent(
+        "_Hooks._read",
+        'declared = request.headers.get("content-length", "")',
+        'declared = request.headers.get("content-length", "XXXX")',
+        "without a Content-Length neither '' nor 'XXXX' is digits: the body is read either way",
+    ),
+    Equivalent(
         "load_hook_token",
         'return Path(path).read_text(encoding="utf-8").strip() or None',
         "return Path(path).read_text(encoding=None).strip() or None",
@@ -498,18 +554,91 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "while (fire := it.get_next(datetime)) <= stop:",
         "a firing exactly at the end of the margin is days after the asked range",
     ),
+    Equivalent(
+        "_days",
+        "return [first + timedelta(days=i) for i in range((last - first).days + 1)]",
+        "return [first + timedelta(days=i) for i in range((last - first).days - 1)]",
+        _NO_END_MARGIN,
+    ),
+    Equivalent(
+        "_days",
+        "return [first + timedelta(days=i) for i in range((last - first).days + 1)]",
+        "return [first + timedelta(days=i) for i in range((last - first).days + 2)]",
+        "a longer range than the asked range plus its margin changes nothing inside it",
+    ),
+    Equivalent(
+        "transitions",
+        "last = _local(end, tz).date() + timedelta(days=2)",
+        "last = _local(end, tz).date() + timedelta(days=3)",
+        "a longer range than the asked range plus its margin changes nothing inside it",
+    ),
+    Equivalent(
+        "transitions",
+        "first = _local(start, tz).date() - timedelta(days=2)",
+        "first = _local(start, tz).date() - timedelta(days=3)",
+        (
+            "a range starting a day earlier changes nothing inside the asked range: what a day "
+            "adds (a window reaches at most into the next day, a holiday covers its own day) ends "
+            "before the start; a cron holiday's state is read however far back"
+        ),
+    ),
+    Equivalent(
+        "_window_events",
+        "if end <= h_start or start >= h_end:",
+        "if end < h_start or start >= h_end:",
+        "an interval ending at the holiday's start, clipped, is the same interval",
+    ),
+    Equivalent(
+        "_window_events",
+        "if end <= h_start or start >= h_end:",
+        "if end <= h_start or start > h_end:",
+        "an interval starting at the holiday's end, clipped, is the same interval",
+    ),
+    Equivalent(
+        "_window_events",
+        "if start < h_start:",
+        "if start <= h_start:",
+        _EMPTY_PIECE,
+    ),
+    Equivalent(
+        "_window_events",
+        "if end > h_end:",
+        "if end >= h_end:",
+        _EMPTY_PIECE,
+    ),
+    Equivalent(
+        "_cron_events",
+        "it = croniter(expr, begin - timedelta(seconds=1))",
+        "it = croniter(expr, begin + timedelta(seconds=1))",
+        (
+            "a firing at the computed range's first instant is two days before the asked range, "
+            "and a holiday's states are read from the cron apart (_cron_state)"
+        ),
+    ),
+    Equivalent(
+        "_window_events",
+        "if merged and start <= merged[-1][1]:",
+        "if merged and start < merged[-1][1]:",
+        (
+            "two touching intervals left apart give a hibernate and an awake at one instant, "
+            "which cancel out in transitions: the same transitions as the one merged interval"
+        ),
+    ),
+    Equivalent(
+        "resolve_local",
+        "if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) >= naive:",
+        "if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) > naive:",
+        (
+            "the bisection runs only for a wall time in a DST gap, which no instant shows: no "
+            "instant's wall time equals it"
+        ),
+    ),
     # webconfig
     Equivalent(
         "_describe_os_error",
         "return str(exc) or type(exc).__name__",
         "return str(exc) or type(None).__name__",
         "the fallback for an error without text: OSError and UnicodeDecodeError here have one",
-    ),
-    Equivalent(
-        "_path",
-        "return path if path.is_absolute() else base_dir / path",
-        "return path if (path.is_absolute()) and False else base_dir / path",
-        "base_dir / an absolute path is that absolute path (pathlib)",
     ),
     Equivalent(
         "load_web_config",
@@ -524,10 +653,91 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         _UTF8,
     ),
     Equivalent(
-        "load_web_config",
-        "return parse_web_config({} if data is None else data, base_dir=p.parent)",
-        "return parse_web_config({} if (data is None) and False else data, base_dir=p.parent)",
-        "an empty document parses as None, and None reads as an empty mapping either way",
+        "_refuse",
+        'return PydanticCustomError("web_config", message, {**ctx, **where})',
+        'return PydanticCustomError("XXweb_configXX", message, {**ctx, **where})',
+        _REFUSAL_TYPE,
+    ),
+    Equivalent(
+        "_refuse",
+        'return PydanticCustomError("web_config", message, {**ctx, **where})',
+        'return PydanticCustomError("WEB_CONFIG", message, {**ctx, **where})',
+        _REFUSAL_TYPE,
+    ),
+    Equivalent(
+        "_first",
+        "rank = _RANKS.get(kind, 3) if len(loc) <= 2 else 3  # a header's name is a value",
+        "rank = _RANKS.get(kind, 3) if len(loc) <= 2 else 4  # a header's name is a value",
+        (
+            "only a header name that is not a string is placed this deep; the one value of its "
+            "section it can tie with at rank 3 is http2's, which pydantic checks and lists "
+            "before the headers, so http2 is named at rank 3 (first of the tie) and at 4 alike"
+        ),
+    ),
+    Equivalent(
+        "_first",
+        "if len(loc) <= 1 and rank <= 1:",
+        "if len(loc) <= 1 and rank <= 2:",
+        "rank 2 at the top level would be a missing top-level key, and every one is optional",
+    ),
+    Equivalent(
+        "_first",
+        "return (-1, rank)",
+        "return (-2, rank)",
+        (
+            "a top-level key's error ties at -1 only with an error about the document itself "
+            "(no place), which comes alone: a document that is not a mapping has no keys"
+        ),
+    ),
+    Equivalent(
+        "_first",
+        "return (list(_Document.model_fields).index(loc[0]) if loc else -1, rank)",
+        "return (list(_Document.model_fields).index(loc[0]) if loc else +1, rank)",
+        _NO_PLACE,
+    ),
+    Equivalent(
+        "_first",
+        "return (list(_Document.model_fields).index(loc[0]) if loc else -1, rank)",
+        "return (list(_Document.model_fields).index(loc[0]) if loc else -2, rank)",
+        _NO_PLACE,
+    ),
+    Equivalent(
+        "_describe",
+        'loc = (*loc[:-1], str(ctx["instead"]))',
+        'loc = (*loc[:+1], str(ctx["instead"]))',
+        (
+            "the one refusal that blames another key (min_version, from max_version's check) "
+            "is placed at tls_server_config.max_version: of two parts, all but the last is the "
+            "first"
+        ),
+    ),
+    Equivalent(
+        "_describe",
+        'section = _SECTIONS.get(".".join(loc[:-1]), _Document)',
+        'section = _SECTIONS.get("XX.XX".join(loc[:-1]), _Document)',
+        _ONE_PART,
+    ),
+    Equivalent(
+        "_describe",
+        'section = _SECTIONS.get(".".join(loc[:-1]), _Document)',
+        'section = _SECTIONS.get(".".join(loc[:+1]), _Document)',
+        (
+            "an unknown key is at the top (its first part is the key, never a section's name, "
+            "those being known keys: the document either way) or one part below a section "
+            "(the first part is the section either way)"
+        ),
+    ),
+    Equivalent(
+        "_describe",
+        "return f\"{path}: required when {'.'.join(loc[:-1])} is set\"",
+        "return f\"{path}: required when {'XX.XX'.join(loc[:-1])} is set\"",
+        _REQUIRED,
+    ),
+    Equivalent(
+        "_describe",
+        "return f\"{path}: required when {'.'.join(loc[:-1])} is set\"",
+        "return f\"{path}: required when {'.'.join(loc[:+1])} is set\"",
+        _REQUIRED,
     ),
     Equivalent(
         "BasicAuthVerifier.__init__",
@@ -653,6 +863,19 @@ EQUIVALENT: tuple[Equivalent, ...] = (
             "a free slot never coexists with a waiting check: _release hands a freed slot to the "
             "first waiter and counts it free only when none waits"
         ),
+    ),
+    # collect.statefile: the merge of two writers
+    Equivalent(
+        "StateFile.take_in",
+        "self._pending = False",
+        "self._pending = None",
+        "None and False are both false, the only way _pending is read (`not self._pending`)",
+    ),
+    Equivalent(
+        "merge_hibernation",
+        "changed = False",
+        "changed = None",
+        "None and False are both false: `changed` is only set to True and read as true or false",
     ),
 )
 

@@ -1,4 +1,10 @@
-"""The hibernation hooks over real HTTP on loopback, with the simulator behind the controller."""
+"""The hibernation hooks, with the simulator behind the controller.
+
+The hook routes and the simulator are called in process (httpx's ASGI transport): the same
+applications and requests, without a server to start and stop for each test (uvicorn's shutdown
+alone costs about 0.2 s a server). The hooks over real HTTP on loopback are tested in
+``test_hooks_limits`` (a body that never ends), ``test_leader`` and
+``test_hibernation_daemon_override``."""
 
 from __future__ import annotations
 
@@ -11,10 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.hibernation.controller import HibernationController
+from exporter.cce.auth import AkSkAuth
+from exporter.cce.client import CCEClient
+from exporter.hibernation.controller import HibernationController, MemoryStateStore
 from exporter.hibernation.hooks import build_hook_routes, load_hook_token
-from exporter.web import Server, build_app
-from tests.test_hibernation_controller import Env, environment
+from exporter.hibernation.policy import parse_policy_file
+from exporter.simulator import Simulator, SimulatorConfig
+from exporter.web import build_app
+from tests.test_hibernation_controller import POLICIES, START, Env, Recorder
 
 TOKEN = "s3cret-hook-token-0123456789"
 
@@ -27,18 +37,52 @@ class Source:
         return True, []
 
 
+async def _no_wait(_: float) -> None:
+    return None
+
+
+@asynccontextmanager
+async def environment(names: list[str], policies: str = POLICIES) -> AsyncIterator[Env]:
+    """The controller tests' environment (``tests.test_hibernation_controller.environment``), the
+    simulator's application called in process rather than served on loopback."""
+    sim = Simulator(
+        SimulatorConfig(
+            clusters=0,
+            nodes_per_cluster=0,
+            seed=3,
+            clock_start=START.timestamp(),
+            clock_frozen=True,
+            transition_seconds=60,
+        )
+    )
+    ids = {
+        n: sim.world.add_cluster(name=n, phase="Available", flavor="cce.s1.small").uid
+        for n in names
+    }
+    c = sim.credentials
+    client = CCEClient(
+        "http://127.0.0.1:1",
+        AkSkAuth(c.ak, c.sk, project_id=c.project_id),
+        c.project_id,
+        sleep=_no_wait,
+        transport=httpx.ASGITransport(app=sim.app),
+    )
+    async with client:
+        yield Env(sim, Recorder(client, sim), parse_policy_file(policies), MemoryStateStore(), ids)
+
+
+def hooks_client(app: Any) -> httpx.AsyncClient:
+    """A client of ``app`` (the web app with the hook routes), in process."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:1")
+
+
 @asynccontextmanager
 async def serving(
     ctl: HibernationController, token: str | None
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = build_app(Source(), extra_routes=build_hook_routes(ctl, token))  # type: ignore[arg-type]
-    server = Server(app, "127.0.0.1:0")
-    await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
-            yield http
-    finally:
-        await server.stop()
+    async with hooks_client(app) as http:
+        yield http
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""Hostile hook requests over real HTTP: oversized and deeply nested bodies, `until` at the edges of
-the datetime range, an Alertmanager payload naming many unknown clusters."""
+"""Hostile hook requests: oversized and deeply nested bodies, `until` at the edges of the datetime
+range, an Alertmanager payload naming many unknown clusters. A body that never ends is sent over
+real HTTP on loopback; the others in process (see ``test_hibernation_hooks``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import pytest
 from exporter.hibernation.controller import HibernationController
 from exporter.hibernation.hooks import HookLimits, build_hook_routes, parse_rfc3339
 from exporter.web import Server, build_app
-from tests.test_hibernation_controller import environment
 from tests.test_hibernation_hooks import (
     TOKEN,
     Source,
@@ -22,21 +22,32 @@ from tests.test_hibernation_hooks import (
     alert,
     alertmanager_payload,
     auth,
+    environment,
+    hooks_client,
 )
+
+
+def _app(ctl: HibernationController, limits: HookLimits | None) -> Any:
+    return build_app(Source(), extra_routes=build_hook_routes(ctl, TOKEN, limits=limits))  # type: ignore[arg-type]
 
 
 @asynccontextmanager
 async def serving(
     ctl: HibernationController, limits: HookLimits | None = None
-) -> AsyncIterator[tuple[httpx.AsyncClient, Server]]:
-    routes = build_hook_routes(ctl, TOKEN, limits=limits)
-    server = Server(build_app(Source(), extra_routes=routes), "127.0.0.1:0")  # type: ignore[arg-type]
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with hooks_client(_app(ctl, limits)) as http:
+        yield http
+
+
+@asynccontextmanager
+async def listening(
+    ctl: HibernationController, limits: HookLimits | None = None
+) -> AsyncIterator[Server]:
+    """The hooks on a real server on loopback."""
+    server = Server(_app(ctl, limits), "127.0.0.1:0")
     await server.start()
     try:
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{server.port}", timeout=30.0
-        ) as http:
-            yield http, server
+        yield server
     finally:
         await server.stop()
 
@@ -46,7 +57,7 @@ async def test_bodies_are_capped_and_depth_limited() -> None:
         ctl = await _setup(env)
         cid = env.ids["dev-a"]
         path = f"/hooks/clusters/{cid}/hibernate"
-        async with serving(ctl, HookLimits(max_body_bytes=4096, max_json_depth=8)) as (http, _):
+        async with serving(ctl, HookLimits(max_body_bytes=4096, max_json_depth=8)) as http:
             # Declared too large: refused before reading.
             big = b'{"reason": "' + b"x" * 10_000 + b'"}'
             r = await http.post(path, headers=auth(), content=big)
@@ -78,7 +89,7 @@ async def test_a_body_that_never_ends_is_408() -> None:
     async with environment(["dev-a"]) as env:
         ctl = await _setup(env)
         cid = env.ids["dev-a"]
-        async with serving(ctl, HookLimits(body_timeout=0.5)) as (_, server):
+        async with listening(ctl, HookLimits(body_timeout=0.05)) as server:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(
                 f"POST /hooks/clusters/{cid}/hibernate HTTP/1.1\r\nHost: x\r\n"
@@ -86,7 +97,11 @@ async def test_a_body_that_never_ends_is_408() -> None:
             )
             async with asyncio.timeout(30):
                 status_line = await reader.readline()
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
             assert b" 408 " in status_line
+            assert body == b'{"error":"the body was not received within 0.05 s"}'
             writer.close()
         assert env.api.calls == []
         await ctl.close()
@@ -105,7 +120,7 @@ async def test_until_out_of_range_is_400(until: str) -> None:
     async with environment(["dev-a"]) as env:
         ctl = await _setup(env)
         cid = env.ids["dev-a"]
-        async with serving(ctl) as (http, _):
+        async with serving(ctl) as http:
             for verb in ("hibernate", "awake"):
                 r = await http.post(
                     f"/hooks/clusters/{cid}/{verb}", headers=auth(), json={"until": until}
@@ -119,7 +134,7 @@ async def test_until_out_of_range_is_400(until: str) -> None:
 async def test_plan_days_that_are_not_numbers_are_400() -> None:
     async with environment(["dev-a"]) as env:
         ctl = await _setup(env)
-        async with serving(ctl) as (http, _):
+        async with serving(ctl) as http:
             for days in ("nan", "NaN", "x" * 10_000, ""):
                 r = await http.get("/hooks/plan", params={"days": days}, headers=auth())
                 assert r.status_code == 400, (days[:10], r.text)
@@ -154,7 +169,7 @@ async def test_alertmanager_payload_lists_the_clusters_once(monkeypatch: Any) ->
             for i in range(500)
         ]
         known = alert("firing", cce_action="hibernate", cluster_id=env.ids["dev-a"])
-        async with serving(ctl) as (http, _):
+        async with serving(ctl) as http:
             r = await http.post(
                 "/hooks/alertmanager", headers=auth(), json=alertmanager_payload([*unknown, known])
             )

@@ -6,7 +6,9 @@ caller acts on them) and the token's sources, so that a changed key or value is 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,9 +18,26 @@ import pytest
 from pydantic import SecretStr
 
 from exporter.config import Settings
-from exporter.hibernation.hooks import HookLimits, load_hook_token, parse_rfc3339
-from tests.test_hibernation_controller import environment
-from tests.test_hibernation_hooks import TOKEN, _setup, alert, alertmanager_payload, auth, serving
+from exporter.hibernation.controller import MemoryStateStore, StateNotSaved
+from exporter.hibernation.hooks import (
+    HookLimits,
+    _Hooks,
+    build_hook_routes,
+    load_hook_token,
+    parse_rfc3339,
+)
+from exporter.web import build_app
+from tests.test_hibernation_hooks import (
+    TOKEN,
+    Source,
+    _setup,
+    alert,
+    alertmanager_payload,
+    auth,
+    environment,
+    hooks_client,
+    serving,
+)
 from tests.test_signing_rules import shanghai_local_time  # noqa: F401  (a fixture)
 
 
@@ -415,4 +434,237 @@ async def test_alertmanager_answers_an_unknown_cluster_in_full() -> None:
                 "reason": "cluster 'gone' is not known",
             }
         ]
+        await ctl.close()
+
+
+def test_the_hooks_repr_never_shows_the_token() -> None:
+    hooks = _Hooks(None, TOKEN)  # type: ignore[arg-type]  # the controller is not read
+    assert repr(hooks) == "_Hooks(token=***)"
+
+
+async def test_an_empty_token_means_the_hooks_are_off() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        async with serving(ctl, "") as http:
+            r = await http.post(
+                f"/hooks/clusters/{env.ids['dev-a']}/hibernate",
+                headers={"Authorization": "Bearer "},
+            )
+            assert (r.status_code, r.json()) == (404, {"error": "not found"})
+        assert env.api.calls == []
+        await ctl.close()
+
+
+async def test_the_scheme_is_read_in_any_case_and_spaces_around_the_token_are_ignored() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        async with serving(ctl, TOKEN) as http:
+            for header, status in [
+                (f"bearer {TOKEN}", 200),
+                (f"BEARER   {TOKEN}  ", 200),
+                (f"Bearer{TOKEN}", 401),
+                ("Bearer", 401),
+                (f"Token {TOKEN}", 401),
+            ]:
+                r = await http.get("/hooks/plan", headers={"Authorization": header})
+                assert r.status_code == status, header
+        await ctl.close()
+
+
+async def test_the_plan_covers_seven_days_unless_asked() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)  # Monday noon
+        async with serving(ctl, TOKEN) as http:
+            r = await http.get("/hooks/plan", headers=auth())
+            assert r.status_code == 200
+            week = await http.get("/hooks/plan", params={"days": "7"}, headers=auth())
+            assert r.json() == week.json()
+            assert len(r.json()["clusters"][0]["next"]) == 10
+        await ctl.close()
+
+
+async def test_bodies_at_the_edges_of_their_bounds() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        awake = f"/hooks/clusters/{env.ids['dev-a']}/awake"  # already awake: 409 once read
+        limits = HookLimits(max_body_bytes=32, max_json_depth=3)
+        app = build_app(Source(), extra_routes=build_hook_routes(ctl, TOKEN, limits=limits))  # type: ignore[arg-type]
+        async with hooks_client(app) as http:
+
+            async def post(body: bytes) -> tuple[int, str]:
+                r = await http.post(awake, headers=auth(), content=body)
+                return r.status_code, r.json().get("error", "")
+
+            # Only white space: no body.
+            assert (await post(b" \n\t "))[0] == 409
+            # Nested exactly as deep as allowed, then one deeper (also after a plain value).
+            assert (await post(b'{"a": {"b": [1]}}'))[0] == 409
+            deeper = "the body nests deeper than 3 levels"
+            assert await post(b'{"a": {"b": [[1]]}}') == (400, deeper)
+            assert await post(b'{"a": [[[1]], 1]}') == (400, deeper)
+            assert await post(b'{"a": [1, [[1]]]}') == (400, deeper)
+            # Exactly as large as allowed, then one byte more.
+            exact = b'{"reason": "' + b"x" * 18 + b'"}'
+            assert len(exact) == 32
+            assert (await post(exact))[0] == 409
+            assert await post(exact + b" ") == (413, "the body is larger than 32 bytes")
+
+            async def streamed() -> AsyncIterator[bytes]:  # no length declared: cut when read
+                yield exact
+                yield b" "
+
+            r = await http.post(awake, headers=auth(), content=streamed())
+            assert (r.status_code, r.json()) == (413, {"error": "the body is larger than 32 bytes"})
+        assert env.api.calls == []
+        await ctl.close()
+
+
+async def test_until_at_most_ten_years_ahead_and_empty_is_none() -> None:
+    async with environment(["dev-a", "dev-b", "dev-c"]) as env:
+        ctl = await _setup(env)
+        now = datetime.now(UTC)
+
+        def stamp(days: float) -> str:
+            return (now + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        async with serving(ctl, TOKEN) as http:
+            path = f"/hooks/clusters/{env.ids['dev-a']}/hibernate"
+            r = await http.post(path, headers=auth(), json={"until": stamp(3660 + 1)})
+            assert (r.status_code, r.json()) == (
+                400,
+                {"error": "'until' is more than 10 years ahead"},
+            )
+            r = await http.post(path, headers=auth(), json={"until": stamp(3660 - 1)})
+            assert r.status_code == 202, r.text
+            # An empty 'until' is no 'until': no override is set.
+            r = await http.post(
+                f"/hooks/clusters/{env.ids['dev-b']}/hibernate", headers=auth(), json={"until": ""}
+            )
+            assert r.status_code == 202, r.text
+        await ctl.wait_idle()
+        assert set(ctl.state["overrides"]) == {f"sim/{env.ids['dev-a']}"}
+        await ctl.close()
+
+
+class _Unwritable(MemoryStateStore):
+    def save(self, value: Any) -> None:
+        raise StateNotSaved("cannot write the state file /state/state.json: Read-only file system")
+
+
+async def test_a_change_that_cannot_be_saved_answers_503_in_full(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.hibernation.hooks")
+    async with environment(["dev-a"]) as env:
+        env.store = _Unwritable()
+        ctl = await _setup(env)
+        cid = env.ids["dev-a"]
+        error = (
+            "the change could not be saved: cannot write the state file /state/state.json: "
+            "Read-only file system"
+        )
+        async with serving(ctl, TOKEN) as http:
+            r = await http.post(f"/hooks/clusters/{cid}/skip", headers=auth())
+            assert (r.status_code, r.json()) == (503, {"error": error})
+        lines = [r.getMessage() for r in caplog.records if r.name == "exporter.hibernation.hooks"]
+        assert lines == [f"hook POST /hooks/clusters/{cid}/skip cluster={cid} -> 503 {error}"]
+        assert ctl.state["overrides"] == {}
+        await ctl.close()
+
+
+async def test_a_cluster_is_looked_up_in_a_new_listing_only_when_not_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        cid = env.ids["dev-a"]
+        listings = 0
+        real = env.api.list_clusters
+
+        async def counting() -> Any:
+            nonlocal listings
+            listings += 1
+            return await real()
+
+        monkeypatch.setattr(env.api, "list_clusters", counting)
+        async with serving(ctl, TOKEN) as http:
+            assert (
+                await http.post(f"/hooks/clusters/{cid}/skip", headers=auth())
+            ).status_code == 200
+            assert (
+                await http.delete(f"/hooks/clusters/{cid}/override", headers=auth())
+            ).status_code == 200
+            assert listings == 0
+            assert (
+                await http.delete("/hooks/clusters/nope/override", headers=auth())
+            ).status_code == 404
+            assert listings == 1
+            assert (await http.post("/hooks/clusters/nope/skip", headers=auth())).status_code == 404
+            assert listings == 2
+        await ctl.close()
+
+
+async def test_refused_values_are_quoted_and_cut_in_full() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        path = f"/hooks/clusters/{env.ids['dev-a']}/hibernate"
+        async with serving(ctl, TOKEN) as http:
+            r = await http.post(path, headers=auth(), content=b"{")
+            assert r.json() == {
+                "error": "the body is not JSON: Expecting property name enclosed in double "
+                "quotes: line 1 column 2 (char 1)"
+            }
+            long = "y" * 400
+            r = await http.post(path, headers=auth(), json={"until": long})
+            message = f"{long!r} is not an RFC 3339 time (e.g. 2027-03-01T18:00:00Z)"
+            assert (r.status_code, r.json()) == (400, {"error": message[:300]})
+            for days, error in [
+                ("d" * 50, f"days={'d' * 40!r} is not a number"),
+                ("nan", "days=nan is not a number"),
+            ]:
+                r = await http.get("/hooks/plan", params={"days": days}, headers=auth())
+                assert (r.status_code, r.json()) == (400, {"error": error})
+        assert env.api.calls == []
+        await ctl.close()
+
+
+async def test_each_route_answers_only_its_method() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        c = f"/hooks/clusters/{env.ids['dev-a']}"
+        async with serving(ctl, TOKEN) as http:
+            for method, path in [
+                ("GET", f"{c}/hibernate"),
+                ("PUT", f"{c}/awake"),
+                ("GET", f"{c}/skip"),
+                ("POST", f"{c}/override"),
+                ("DELETE", "/hooks/plan"),
+                ("GET", "/hooks/alertmanager"),
+            ]:
+                r = await http.request(method, path, headers=auth())
+                assert r.status_code == 405, (method, path)
+        assert env.api.calls == [] and ctl.state["overrides"] == {}
+        await ctl.close()
+
+
+async def test_a_declared_length_past_the_cap_is_refused_before_reading() -> None:
+    async with environment(["dev-a"]) as env:
+        ctl = await _setup(env)
+        limits = HookLimits(max_body_bytes=32, body_timeout=0.05)
+        app = build_app(Source(), extra_routes=build_hook_routes(ctl, TOKEN, limits=limits))  # type: ignore[arg-type]
+        never = asyncio.Event()
+
+        async def first_byte_then_nothing() -> AsyncIterator[bytes]:
+            yield b"{"
+            await never.wait()
+
+        async with hooks_client(app) as http:
+            r = await http.post(
+                f"/hooks/clusters/{env.ids['dev-a']}/hibernate",
+                headers={**auth(), "Content-Length": "33"},
+                content=first_byte_then_nothing(),
+            )
+            # Refused from the header alone: not left to time out while the body is awaited.
+            assert (r.status_code, r.json()) == (413, {"error": "the body is larger than 32 bytes"})
+        assert env.api.calls == []
         await ctl.close()

@@ -43,6 +43,11 @@ async def test_a_resource_that_never_ran_says_why(simulator: Simulator) -> None:
         assert by_resource["nodes"] == (
             "target default: nodes has never succeeded (the cluster list is not available yet)"
         )
+        # A failed collection that left no error text says so in one word.
+        exporter.service.targets[0].collector.health["clusters"].error = None
+        assert exporter.service.readiness()[1][0] == (
+            "target default: clusters has never succeeded (failed)"
+        )
 
 
 @pytest.mark.simulator(clusters=1, nodes_per_cluster=1)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from exporter.collect import statefile
 from exporter.collect.statefile import HISTORY_KEPT, StateFile, clean_hibernation, merge_hibernation
 
 
@@ -240,3 +241,183 @@ def test_a_failed_write_loses_none_of_this_processs_changes(
     saved = on_disk(path)["hibernation"]
     assert saved["handled"] == {"t/a": 2.0}
     assert saved["overrides"] == {"t/a": A, "t/b": B}
+
+
+def test_a_handled_instant_removed_on_one_side_and_changed_on_the_other() -> None:
+    base = section(handled={"t/a": 1.0, "t/b": 1.0, "t/c": 1.0, "t/d": 1.0})
+    # t/a: changed here, removed in the file; t/b: removed here, changed in the file;
+    # t/c and t/d: changed on both sides, the later instant in the file, then here.
+    ours = section(handled={"t/a": 20.0, "t/c": 5.0, "t/d": 60.0})
+    theirs = section(handled={"t/b": 30.0, "t/c": 40.0, "t/d": 50.0})
+    merged = merge_hibernation(ours, base, theirs)
+    assert merged["handled"] == {"t/a": 20.0, "t/b": 30.0, "t/c": 40.0, "t/d": 60.0}
+
+
+def test_of_two_overrides_created_at_once_the_files_wins() -> None:
+    mine, theirs = override("awake", 2e9, 100.0), override("hibernated", 3e9, 100.0)
+    merged = merge_hibernation(section({"t/a": mine}), section({}), section({"t/a": theirs}))
+    assert merged["overrides"] == {"t/a": theirs}
+
+
+def test_an_override_without_a_creation_time_counts_as_the_oldest() -> None:
+    # As the file's own validation reads it (``created`` 0.0 when absent).
+    undated = {"kind": "keep", "state": "awake", "until": 2e9, "reason": ""}
+    dated = override("hibernated", 2e9, 0.5)
+    base: dict[str, Any] = {"overrides": {}}
+    ours, theirs = {"overrides": {"t/a": undated}}, {"overrides": {"t/a": dated}}
+    assert merge_hibernation(ours, base, theirs)["overrides"] == {"t/a": dated}
+    ours, theirs = {"overrides": {"t/a": dated}}, {"overrides": {"t/a": undated}}
+    assert merge_hibernation(ours, base, theirs) is ours
+    # Both undated: created at once, the file's wins.
+    other = {**undated, "state": "hibernated"}
+    ours, theirs = {"overrides": {"t/a": undated}}, {"overrides": {"t/a": other}}
+    assert merge_hibernation(ours, base, theirs)["overrides"] == {"t/a": other}
+
+
+def test_taking_in_does_not_bring_back_what_this_process_removed(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    daemon, cli = StateFile(path), StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A})
+    daemon.save(memory)
+    del memory["hibernation"]["overrides"]["t/a"]  # removed here, not saved yet
+    cli_memory = cli.load()["hibernation"]
+    cli_memory["overrides"]["t/cli"] = B
+    cli.save_section("hibernation", cli_memory)
+    assert daemon.take_in(memory)
+    assert memory["hibernation"]["overrides"] == {"t/cli": B}
+
+
+def test_what_this_process_had_not_saved_survives_taking_in_and_the_next_save(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.json"
+    daemon, cli = StateFile(path), StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A}, handled={"t/a": 1.0})
+    daemon.save(memory)
+    # Changed here and not saved yet (a transition handled, an override whose save failed).
+    memory["hibernation"]["handled"]["t/a"] = 2.0
+    memory["hibernation"]["overrides"]["t/mine"] = B
+    cli_memory = cli.load()["hibernation"]
+    cli_memory["overrides"]["t/cli"] = B
+    cli.save_section("hibernation", cli_memory)
+    assert daemon.take_in(memory)
+    assert not daemon.take_in(memory)
+    daemon.save(memory)
+    assert not daemon.take_in(memory)
+    expected = {"t/a": A, "t/mine": B, "t/cli": B}
+    assert memory["hibernation"]["overrides"] == expected
+    assert memory["hibernation"]["handled"] == {"t/a": 2.0}
+    saved = on_disk(path)["hibernation"]
+    assert saved["overrides"] == expected
+    assert saved["handled"] == {"t/a": 2.0}
+
+
+def test_once_taken_in_the_file_is_not_merged_again_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    daemon, cli = StateFile(path), StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A})
+    daemon.save(memory)
+    cli_memory = cli.load()["hibernation"]
+    cli_memory["overrides"]["t/cli"] = B
+    cli.save_section("hibernation", cli_memory)
+    merges: list[Any] = []
+    merge = statefile.merge_hibernation
+
+    def counted(ours: Any, base: Any, theirs: Any) -> Any:
+        merges.append(theirs)
+        return merge(ours, base, theirs)
+
+    monkeypatch.setattr(statefile, "merge_hibernation", counted)
+    assert daemon.take_in(memory)
+    assert len(merges) == 1
+    for _ in range(3):
+        assert not daemon.take_in(memory)
+    assert len(merges) == 1
+
+
+def _entry(at: float | None, action: str = "hibernate") -> dict[str, Any]:
+    entry: dict[str, Any] = {"action": action, "result": "success", "reason": "", "source": "cli"}
+    return entry if at is None else {"at": at, **entry}
+
+
+def test_history_both_sides_have_is_kept_once_and_in_time_order() -> None:
+    shared, older, newer = _entry(5.0), _entry(1.0, "awake"), _entry(9.0)
+    merged = merge_hibernation(
+        section(history={"t/a": [shared, newer]}),
+        section(),
+        section(history={"t/a": [older, shared]}),
+    )
+    assert merged["history"]["t/a"] == [older, shared, newer]
+
+
+def test_history_this_process_dropped_is_not_brought_back() -> None:
+    dropped, kept = _entry(1.0), _entry(2.0)
+    ours = section(history={"t/a": [kept]})
+    both = section(history={"t/a": [dropped, kept]})
+    assert merge_hibernation(ours, both, both) is ours
+
+
+def test_history_entries_without_a_time_count_as_the_oldest() -> None:
+    undated, dated = _entry(None), _entry(0.5)
+    merged = merge_hibernation(
+        {"history": {"t/a": [dated]}}, {"history": {}}, {"history": {"t/a": [undated]}}
+    )
+    assert merged["history"]["t/a"] == [undated, dated]
+
+
+def test_a_history_that_is_not_a_list_is_passed_over_not_the_rest() -> None:
+    entry = _entry(3.0)
+    theirs = {"history": {"t/bad": "not a list", "t/a": [entry]}}
+    merged = merge_hibernation({"history": {}}, {"history": {}}, theirs)
+    assert merged["history"] == {"t/a": [entry]}
+
+
+def test_an_override_both_sides_removed_stays_removed() -> None:
+    base = section({"t/a": A, "t/b": B})
+    merged = merge_hibernation(section({"t/b": B}), base, section({"t/b": B}))
+    assert merged == section({"t/b": B})
+
+
+def test_a_first_hibernation_section_is_the_files() -> None:
+    assert merge_hibernation(None, None, section({"t/a": A})) == {"overrides": {"t/a": A}}
+
+
+def test_a_removal_after_a_save_is_saved(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    daemon = StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A, "t/b": B})
+    daemon.save(memory)
+    del memory["hibernation"]["overrides"]["t/a"]
+    daemon.save(memory)
+    assert on_disk(path)["hibernation"]["overrides"] == {"t/b": B}
+    assert not daemon.take_in(memory)
+    assert memory["hibernation"]["overrides"] == {"t/b": B}
+
+
+def test_a_change_read_by_a_save_that_failed_is_still_taken_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    daemon, cli = StateFile(path), StateFile(path)
+    memory = daemon.load()
+    memory["hibernation"] = section({"t/a": A})
+    daemon.save(memory)
+    cli_memory = cli.load()["hibernation"]
+    cli_memory["overrides"]["t/cli"] = B
+    cli.save_section("hibernation", cli_memory)
+    with monkeypatch.context() as patched:
+
+        def full(src: str, dst: Path) -> None:
+            raise OSError(28, "No space left on device")
+
+        patched.setattr(os, "replace", full)
+        with pytest.raises(OSError):
+            daemon.save(memory)  # read the command's change, then could not write
+    assert daemon.take_in(memory)
+    assert memory["hibernation"]["overrides"] == {"t/a": A, "t/cli": B}

@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import bcrypt
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from exporter.webconfig import (
     AuthBusyError,
     BasicAuthVerifier,
+    WebConfig,
     WebConfigError,
+    _describe,
+    _one_of,
     load_web_config,
     parse_web_config,
 )
@@ -169,6 +173,38 @@ def test_of_several_mistakes_the_first_in_reading_order_is_named(data: Any, mess
     with pytest.raises(WebConfigError) as caught:
         parse_web_config(data)
     assert str(caught.value) == message
+
+
+def test_a_value_out_of_a_fixed_set_names_the_choices_or_why_it_is_refused() -> None:
+    choice = TypeAdapter(Annotated[str, _one_of({"a": 1, "b c": 2}, {"z": "z is refused: why"})])
+    assert choice.validate_python("a") == "a"
+    assert choice.validate_python("b c") == "b c"
+    for value, message in [
+        ("x", "unknown value 'x'; use one of a, b c"),
+        ("A", "unknown value 'A'; use one of a, b c"),
+        ("z", "z is refused: why"),
+    ]:
+        with pytest.raises(ValidationError) as caught:
+            choice.validate_python(value)
+        assert [e["msg"] for e in caught.value.errors()] == [message]
+
+
+def test_no_document_is_an_empty_one() -> None:
+    assert parse_web_config(None) == WebConfig()
+
+
+@pytest.mark.parametrize(
+    ("loc", "message"),
+    [
+        ((), "web config: something new"),
+        (("tls_server_config", "x"), "tls_server_config.x: something new"),
+    ],
+)
+def test_an_error_of_a_kind_not_foreseen_keeps_pydantics_words_under_its_key(
+    loc: tuple[str, ...], message: str
+) -> None:
+    error: Any = {"type": "new_kind", "loc": loc, "msg": "something new", "input": 1}
+    assert _describe(error) == message
 
 
 SECRET = "$2y$10$" + "s3cr3t" * 8  # a hash cut short: 55 characters
@@ -428,6 +464,7 @@ async def test_the_check_queue_at_its_edges(monkeypatch: Any) -> None:
     late = asyncio.create_task(verifier.verify("prom", "wrong-5"))
     await _until(suspect.done)
     assert str(suspect.exception()) == "refused for a higher priority"
+    assert verifier.refused == 3
     # A check given up while waiting leaves the queue.
     late.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -445,4 +482,109 @@ async def test_the_check_queue_at_its_edges(monkeypatch: Any) -> None:
     await _until(lambda: len(verifier._waiting[0]) == 1)
     gate.open()
     assert not any(await asyncio.gather(*again))
+    await verifier.aclose()
+
+
+async def test_a_queue_of_no_size_still_holds_one_check(monkeypatch: Any) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate = _Gate(monkeypatch)
+    verifier = BasicAuthVerifier({"prom": hashed}, max_pending=0)
+    running = asyncio.create_task(verifier.verify("prom", "wrong-0"))
+    await _until(lambda: gate.entered == 1)
+    waiting = asyncio.create_task(verifier.verify("prom", "wrong-1"))
+    await _until(lambda: len(verifier._waiting[0]) == 1)
+    third = asyncio.create_task(verifier.verify("prom", "wrong-2"))
+    await _until(lambda: third.done() or len(verifier._waiting[0]) == 2)
+    assert isinstance(third.exception(), AuthBusyError)
+    gate.open()
+    assert not any(await asyncio.gather(running, waiting))
+    await verifier.aclose()
+
+
+async def _holding_the_only_slot(
+    monkeypatch: Any, **limits: int
+) -> tuple[_Gate, BasicAuthVerifier]:
+    """A verifier with one bcrypt slot, taken here as a check in bcrypt would hold it."""
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate = _Gate(monkeypatch)
+    verifier = BasicAuthVerifier({"prom": hashed}, workers=1, **limits)
+    await verifier._acquire(False)
+    return gate, verifier
+
+
+async def test_a_check_cancelled_just_as_it_is_given_a_slot_gives_it_back(monkeypatch: Any) -> None:
+    gate, verifier = await _holding_the_only_slot(monkeypatch)
+    given = asyncio.create_task(verifier.verify("prom", "wrong-1"))
+    await _until(lambda: len(verifier._waiting[0]) == 1)
+    verifier._release()  # the slot goes to the waiting check...
+    given.cancel()  # ... whose client is gone before it could run
+    with pytest.raises(asyncio.CancelledError):
+        await given
+    assert verifier._free == 1
+    # The next check runs at once, and only one at a time.
+    checks = [asyncio.create_task(verifier.verify("prom", f"wrong-{i}")) for i in (2, 3)]
+    await _until(lambda: gate.entered == 1 and len(verifier._waiting[0]) == 1)
+    gate.open()
+    assert not any(await asyncio.gather(*checks))
+    assert gate.entered == 2
+    await verifier.aclose()
+
+
+async def test_a_suspect_refused_just_as_it_is_cancelled_gives_no_slot(monkeypatch: Any) -> None:
+    gate, verifier = await _holding_the_only_slot(monkeypatch, max_pending=1)
+    suspect = asyncio.create_task(verifier.verify("prom", "wrong-1", suspect=True))
+    await _until(lambda: len(verifier._waiting[1]) == 1)
+    # A client's check refuses the suspect to make room (run here up to its wait), and the
+    # suspect's client is gone before the refusal reaches it.
+    client = verifier.verify("prom", "wrong-2")
+    waiter = client.send(None)
+    suspect.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await suspect
+    assert verifier.refused == 1
+    # The suspect never had a slot: it gives none back, and the client's check still waits.
+    assert not waiter.done() and verifier._free == 0
+    verifier._release()
+    gate.open()
+    assert not await asyncio.ensure_future(client)
+    assert gate.entered == 1
+    await verifier.aclose()
+
+
+async def test_a_suspect_whose_wait_was_cancelled_leaves_room_without_a_refusal(
+    monkeypatch: Any,
+) -> None:
+    gate, verifier = await _holding_the_only_slot(monkeypatch, max_pending=1)
+    suspect = asyncio.create_task(verifier.verify("prom", "wrong-1", suspect=True))
+    await _until(lambda: len(verifier._waiting[1]) == 1)
+    suspect.cancel()  # its wait is cancelled at once; it leaves the queue when it runs next
+    # Before it runs, a client's check comes (run here up to its wait): it takes the room.
+    client = verifier.verify("prom", "wrong-2")
+    waiter = client.send(None)
+    with pytest.raises(asyncio.CancelledError):
+        await suspect
+    assert not waiter.done() and verifier.refused == 0
+    assert (len(verifier._waiting[0]), len(verifier._waiting[1])) == (1, 0)
+    verifier._release()
+    gate.open()
+    assert not await asyncio.ensure_future(client)
+    await verifier.aclose()
+
+
+async def test_an_unknown_users_check_costs_its_own_bcrypt_in_its_own_lane(
+    monkeypatch: Any,
+) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gate = _Gate(monkeypatch)
+    verifier = BasicAuthVerifier({"prom": hashed}, workers=2)
+    # Two unknown users at once: each as long as a wrong password, neither sharing the other's.
+    unknown = [asyncio.create_task(verifier.verify(f"nobody-{i}", f"x{i}")) for i in (1, 2)]
+    await _until(lambda: gate.entered == 2)
+    # From a suspect, an unknown user's check waits in the suspects' lane.
+    suspect = asyncio.create_task(verifier.verify("nobody-3", "x3", suspect=True))
+    await _until(lambda: len(verifier._waiting[0]) + len(verifier._waiting[1]) == 1)
+    assert (len(verifier._waiting[0]), len(verifier._waiting[1])) == (0, 1)
+    gate.open()
+    assert not any(await asyncio.gather(*unknown, suspect))
+    assert gate.entered == 3
     await verifier.aclose()

@@ -120,8 +120,11 @@ class StateFile:
         if not self._pending and self._fingerprint() == self._stamp:
             return False
         ours = sections.get(SHARED)
-        merged = merge_hibernation(ours, self._base, self._on_disk())
-        self._base = copy.deepcopy(merged)
+        theirs = self._on_disk()
+        merged = merge_hibernation(ours, self._base, theirs)
+        # Every change of the file is in memory now: what the memory holds beyond the file is
+        # this process's own (not saved yet), and must stay so for the next merge.
+        self._base = copy.deepcopy(theirs)
         self._pending = False
         if merged == ours:
             return False

@@ -45,7 +45,7 @@ import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, get_args
@@ -53,7 +53,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
 import yaml
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
@@ -100,8 +100,8 @@ _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday"
 
 def _day(token: str, text: str) -> int:
     word = token.strip().lower()
-    for index, (short, full) in enumerate(zip(DAYS, _FULL_DAYS, strict=True)):
-        if word in (short, full):
+    for index, full in enumerate(_FULL_DAYS):
+        if word in (DAYS[index], full):
             return index
     raise ValueError(f"unknown day {token.strip()!r} in window {text!r} (use Mon, Tue, ... Sun)")
 
@@ -177,6 +177,11 @@ class CronPair(_Strict):
     def _cron(cls, value: str | None) -> str | None:
         if value is not None and not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a valid cron expression (5 fields)")
+        if value is not None:
+            try:  # a valid expression may name a day that never comes (30 February)
+                croniter(value, datetime(2000, 1, 1)).get_next()
+            except CroniterBadDateError:
+                raise ValueError(f"{value!r} never fires (a day that does not exist)") from None
         return value
 
     @model_validator(mode="after")
@@ -205,7 +210,9 @@ class Holidays(_Strict):
     def is_holiday(self, day: date) -> bool:
         if day in self.dates:
             return True
-        return bool(self.country) and day in _calendar(self.country or "", self.subdiv, day.year)
+        if not self.country:
+            return False
+        return day in _calendar(self.country, self.subdiv, day.year)
 
 
 @lru_cache(maxsize=64)

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from exporter.hibernation.policy import Policy
+from exporter.hibernation.policy import CronPair, Policy
 
 __all__ = [
     "LOOKBACK",
@@ -65,8 +65,6 @@ def resolve_local(naive: datetime, tz: ZoneInfo) -> datetime:
     # the answer, found by bisection on whole seconds (the tz database has no sub-second jumps).
     lo = int(naive.replace(tzinfo=tz, fold=1).timestamp())
     hi = int(utc.timestamp())
-    if lo > hi:
-        lo, hi = hi, lo
     while lo < hi:
         mid = (lo + hi) // 2
         if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) >= naive:
@@ -140,11 +138,7 @@ def _cron_events(policy: Policy, first: date, last: date) -> list[tuple[datetime
     begin, stop = _midnight(first), _midnight(last + timedelta(days=1))
     events: list[tuple[datetime, Action]] = []
     for pair in policy.schedules:
-        sides: tuple[tuple[str | None, Action], ...] = (
-            (pair.hibernate, "hibernate"),
-            (pair.awake, "awake"),
-        )
-        for expr, action in sides:
+        for expr, action in _sides(pair):
             if expr is None:
                 continue
             # croniter walks naive datetimes, i.e. the policy's wall clock, with no DST jumps.
@@ -157,15 +151,32 @@ def _cron_events(policy: Policy, first: date, last: date) -> list[tuple[datetime
         return events
     kept = [e for e in events if not any(s <= e[0] < t for s, t in runs)]
     for h_start, h_end in runs:
-        # The state the holiday finds: firings at its first instant are dropped with the rest.
-        before = [a for at, a in events if at < h_start]
-        if before and before[-1] == "awake":
+        # The state the holiday finds (firings at its first instant are dropped with the rest)
+        # and the one it ends into, however long ago the cron set them: not only within the
+        # asked range, or a short range (one tick) would miss the holiday's transitions.
+        if _cron_state(policy, h_start) == "awake":
             kept.append((h_start, "hibernate"))
-        at_end = [a for at, a in events if at <= h_end]
-        if at_end and at_end[-1] == "awake":
+        if _cron_state(policy, h_end + timedelta(minutes=1)) == "awake":
             kept.append((h_end, "awake"))
     kept.sort()
     return kept
+
+
+def _sides(pair: CronPair) -> tuple[tuple[str | None, Action], ...]:
+    return ((pair.hibernate, "hibernate"), (pair.awake, "awake"))
+
+
+def _cron_state(policy: Policy, moment: datetime) -> Action:
+    """The action of the policy's latest cron firing before ``moment`` (wall clock), however
+    far back; at one instant ``hibernate`` wins, as it sorts after ``awake`` in the events. (A
+    cron policy has at least one expression, and each fires: the policy's validation.)"""
+    latest = max(
+        (croniter(expr, moment).get_prev(), action)
+        for pair in policy.schedules
+        for expr, action in _sides(pair)
+        if expr is not None
+    )
+    return latest[1]
 
 
 def transitions(policy: Policy, start: datetime, end: datetime) -> list[Transition]:
@@ -180,12 +191,15 @@ def transitions(policy: Policy, start: datetime, end: datetime) -> list[Transiti
     )
     resolved = [Transition(resolve_local(at, tz), action) for at, action in events]
     if policy.windows:
-        # An interval inside a DST gap resolves to zero length: it never happens.
-        drop: set[int] = set()
-        for i in range(0, len(resolved) - 1, 2):
-            if resolved[i].at >= resolved[i + 1].at:
-                drop.update((i, i + 1))
-        resolved = [t for i, t in enumerate(resolved) if i not in drop]
+        # An awake interval, or the time between two, that lies in a DST gap resolves to zero
+        # length: it never happens, its two transitions cancel out (the events alternate).
+        kept: list[Transition] = []
+        for t in resolved:
+            if kept and kept[-1].at >= t.at:
+                kept.pop()
+            else:
+                kept.append(t)
+        resolved = kept
     out = sorted({t for t in resolved if start < t.at <= end})
     return out
 
