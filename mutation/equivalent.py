@@ -452,6 +452,16 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     # hibernation.controller
     Equivalent(
+        "due_transition",
+        'if wanted and wanted != override.get("state") and (due is None or ts(due.at) < until):',
+        'if wanted and wanted != override.get("state") and (due is None or ts(due.at) <= until):',
+        (
+            "they differ only when a policy transition falls exactly at the keep override's end; "
+            "then the state the policy wants at that instant is the one that transition sets, so "
+            "the end's transition is that same transition (same instant, same action)"
+        ),
+    ),
+    Equivalent(
         "HibernationController.clear_override",
         'removed = self.book.clear_override(self.key(found[0], found[1].id or ""))',
         'removed = self.book.clear_override(self.key(found[0], found[1].id or "XXXX"))',
@@ -468,12 +478,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         'ident = (found[0], found[1].id or "")',
         'ident = (found[0], found[1].id or "XXXX")',
         _KNOWN_ID,
-    ),
-    Equivalent(
-        "HibernationController.request",
-        'ident = (found[0], found[1].id or "")',
-        'ident = (found[1], found[1].id or "")',
-        "ident[0] is not read on the refusal path, the only one that uses this ident",
     ),
     Equivalent(
         "ActionRunner.follow",

@@ -35,6 +35,9 @@ _CONTROLLER_TESTS = (
     "tests/test_controller_rules.py",
     "tests/test_hibernation_timer.py",
     "tests/test_hibernation_reload.py",
+    "tests/test_planning_rules.py",
+    "tests/test_actions_rules.py",
+    "tests/test_controller_parts_rules.py",
     _SAFETY,
 )
 

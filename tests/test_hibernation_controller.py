@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from exporter.cce.auth import AkSkAuth
@@ -21,7 +23,7 @@ from exporter.hibernation.controller import (
 )
 from exporter.hibernation.policy import PolicyFile, parse_policy_file
 from exporter.hibernation.schedule import transitions
-from exporter.simulator import Simulator, running_simulator
+from exporter.simulator import Simulator, SimulatorConfig, running_simulator
 
 START = datetime(2027, 3, 1, tzinfo=UTC)  # a Monday
 
@@ -113,25 +115,39 @@ class Env:
 
 
 @asynccontextmanager
-async def environment(names: list[str], policies: str = POLICIES) -> AsyncIterator[Env]:
-    async with running_simulator(
+async def environment(
+    names: list[str], policies: str = POLICIES, *, serve: bool = False
+) -> AsyncIterator[Env]:
+    """The simulator with ``names`` (Available) and the real client signed for it. The client
+    talks to the simulator's application in-process (the same requests and answers, faults
+    included, without a server to start and stop); ``serve`` puts a real HTTP server between
+    them, for the tests where the connection itself matters."""
+    config = SimulatorConfig(
         clusters=0,
         nodes_per_cluster=0,
         seed=3,
         clock_start=START.timestamp(),
         clock_frozen=True,
         transition_seconds=60,
-    ) as sim:
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        if serve:
+            sim = await stack.enter_async_context(running_simulator(config))
+            endpoint, transport = sim.base_url, None
+        else:
+            sim = Simulator(config)
+            endpoint, transport = "http://127.0.0.1", httpx.ASGITransport(app=sim.app)
         ids = {
             n: sim.world.add_cluster(name=n, phase="Available", flavor="cce.s1.small").uid
             for n in names
         }
         c = sim.credentials
         client = CCEClient(
-            sim.base_url,
+            endpoint,
             AkSkAuth(c.ak, c.sk, project_id=c.project_id),
             c.project_id,
             sleep=_no_wait,
+            transport=transport,
         )
         async with client:
             yield Env(

@@ -2,11 +2,12 @@
 
 The other process here is what ``hibernate|awake --until`` runs: a controller of its own over
 ``StateFileStore`` (the command's store). The daemon's side is the real ``ExporterService`` and
-its timer, in real time.
+its timer, in real time (its waits shortened).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from exporter.hibernation.controller import (
     ServiceStateStore,
 )
 from exporter.hibernation.policy import parse_policy_file
+from exporter.hibernation.timer import STATE_POLL
 from exporter.simulator import Simulator
 from tests.test_e2e_exporter import until
 
@@ -56,7 +58,16 @@ async def test_the_timer_takes_in_an_override_written_by_another_process(
     policies = parse_policy_file(ALWAYS_AWAKE)
     client = service.targets[0].client
     target = ControllerTarget("default", client, simulator.credentials.project_id)
-    daemon = HibernationController(policies, [target], store=ServiceStateStore(service))
+
+    async def short(seconds: float) -> None:
+        # The timer's waits between two looks at the file (STATE_POLL, two seconds) shortened;
+        # any longer wait (the timer's own, up to the next tick) kept, so the override must
+        # come in through the looks between the waits.
+        await asyncio.sleep(0.05 if seconds <= STATE_POLL else seconds)
+
+    daemon = HibernationController(
+        policies, [target], store=ServiceStateStore(service), sleep=short
+    )
     command = HibernationController(policies, [target], store=StateFileStore(path))
     until_a = datetime.now(UTC) + timedelta(days=2)
     until_b = datetime.now(UTC) + timedelta(days=3)

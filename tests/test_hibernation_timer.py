@@ -36,6 +36,7 @@ policies:
 async def test_the_timer_acts_at_the_transition_without_any_collection() -> None:
     async with environment(["dev-a", "dev-b"], NIGHTLY) as env:
         transition = START.replace(hour=2, minute=30).timestamp()
+        env.at(START.replace(hour=2, minute=20))  # the timer's waits of 30 s, 20 of them
         parked = asyncio.Event()
 
         async def sleep(seconds: float) -> None:
@@ -52,7 +53,7 @@ async def test_the_timer_acts_at_the_transition_without_any_collection() -> None
         ctl = HibernationController(
             env.policies, [target], store=env.store, clock=env.sim.clock.now, sleep=sleep
         )
-        assert await ctl.tick() == []  # sees the clusters once; nothing is due at 00:00
+        assert await ctl.tick() == []  # sees the clusters once; nothing is due at 02:20
         assert ctl.next_due(env.sim.clock.now()) == transition
         ctl.start_timer()
         try:
@@ -92,11 +93,12 @@ async def test_a_transition_is_acted_on_while_the_cluster_collection_hangs(
     simulator: Simulator,
 ) -> None:
     simulator.world.add_cluster(name="dev-hang", phase="Available", flavor="cce.s1.small")
-    # The controller's clock is real time shifted so that the daily firing of the policy below
-    # comes two seconds from now.
+    # The controller's clock is real time shifted: a minute before the daily firing of the
+    # policy below while the exporter starts, then a quarter of a second before it when the
+    # timer starts.
     real = time.time()
     boundary = math.floor(real / 60) * 60 + 120
-    offset = boundary - 2.0 - real
+    offset = boundary - 60.0 - real
     transition = float(boundary)
     at = datetime.fromtimestamp(boundary, UTC)
 
@@ -128,6 +130,7 @@ async def test_a_transition_is_acted_on_while_the_cluster_collection_hangs(
             {"kind": "hang", "rate": 1.0, "path": "/clusters$", "hang_seconds": 120},
         )
         hanging = asyncio.ensure_future(exporter.collect("clusters"))
+        offset = boundary - 0.25 - time.time()
         ctl.start_timer()
         try:
             await until(lambda: api.calls, "the scheduled hibernate call", deadline=30.0)

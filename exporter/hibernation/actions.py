@@ -288,11 +288,11 @@ class ActionRunner:
         for k, entry in list(self.state.in_flight().items()):
             if k in self.active:
                 continue
-            name, _, cid = k.partition("/")
+            name, _, cid = k.rpartition("/")  # a target's name may hold a "/", an ID never
             ident = (name, cid)
             if name not in self.targets or name not in listed:
                 continue  # not known yet; a later tick resolves it
-            action = entry.get("action")
+            action = entry["action"]  # a loaded record has both (clean_hibernation)
             if ident not in known:
                 finish(
                     ident,
@@ -302,7 +302,7 @@ class ActionRunner:
                     "restart",
                 )
                 continue
-            started = float(entry.get("started", 0.0))
+            started = float(entry["started"])
             self.spawn(ident, self._resolve_and_finish(ident, action, started, finish))
 
     async def _resolve_and_finish(

@@ -196,10 +196,6 @@ class HibernationState:
     def set_handled(self, k: str, at: float) -> None:
         self.data["handled"][k] = at
 
-    def history(self, k: str) -> list[Any]:
-        entries: list[Any] = self.data["history"].get(k, [])
-        return entries
-
     def add_history(self, k: str, action: str, result: str, reason: str, source: str) -> None:
         entries = self.data["history"].setdefault(k, [])
         entries.append(
