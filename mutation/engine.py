@@ -171,6 +171,27 @@ def caught_by_mypy() -> dict[str, Any]:
     return caught
 
 
+#: mutmut's exit status for a mutant it cannot judge ("suspicious"): not counted as killed.
+SUSPICIOUS = 35
+
+
+def unselectable_is_suspicious(run_tests: Callable[..., int]) -> Callable[..., int]:
+    """A mutant's tests that pytest cannot select (a node id it finds no test for) judge
+    nothing: mutmut would count the error as a kill; here the mutant is *suspicious* (the
+    report's *other*). On the clean code the error stops the run, as mutmut has it."""
+    from mutmut.runners.harness import BadTestExecutionCommandsException
+
+    def run(*, mutant_name: str | None, tests: Any) -> int:
+        try:
+            return run_tests(mutant_name=mutant_name, tests=tests)
+        except BadTestExecutionCommandsException:
+            if mutant_name is None:
+                raise
+            return SUSPICIOUS
+
+    return run
+
+
 def run(rows: list[Row], children: int, names: list[str]) -> Clock:
     """``mutmut run`` over the rows (``names``: only these mutants, keeping other verdicts)."""
     import mutmut.__main__ as mm
@@ -209,6 +230,9 @@ def run(rows: list[Row], children: int, names: list[str]) -> Clock:
         else:
             timed = clock.wrap("the tests on clean code", runner.run_clean_tests)
             setattr(runner, "run_clean_tests", timed)  # noqa: B010
+        tests = getattr(runner, "test_runner", None)  # the fork runner's (mutmut's default)
+        if tests is not None:
+            setattr(tests, "run_tests", unselectable_is_suspicious(tests.run_tests))  # noqa: B010
         return runner
 
     # mutmut's run looks these up in its module when it calls them.

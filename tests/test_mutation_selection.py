@@ -110,3 +110,19 @@ def test_a_mutant_mypy_refuses_counts_as_killed() -> None:
     count["caught by type check"] -= 1
     count["survived"] += 1
     assert _row("auth", count).endswith("| 87.5% |")
+
+
+def test_a_mutant_whose_tests_cannot_be_selected_is_not_a_kill() -> None:
+    from mutmut.runners.harness import BadTestExecutionCommandsException
+    from mutmut.stats import status_by_exit_code
+
+    def pytest_finds_no_such_test(*, mutant_name: str | None, tests: list[str]) -> int:
+        raise BadTestExecutionCommandsException(tests)
+
+    run = engine.unselectable_is_suspicious(pytest_finds_no_such_test)
+    assert status_by_exit_code[run(mutant_name="m__mutmut_1", tests=["t.py::x[\\xc3]"])] == (
+        "suspicious"
+    )
+    with pytest.raises(BadTestExecutionCommandsException):
+        run(mutant_name=None, tests=["t.py::x[\\xc3]"])
+    assert engine.unselectable_is_suspicious(lambda **_: 1)(mutant_name="m", tests=[]) == 1
