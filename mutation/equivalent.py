@@ -1064,6 +1064,16 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "None and False are both false, the only way _pending is read (`not self._pending`)",
     ),
     Equivalent(
+        "StateFile.take_in",
+        "self._base = copy.deepcopy(theirs)",
+        "self._base = copy.copy(theirs)",
+        (
+            "the file's section as read is held by nothing that changes it: the merge builds new "
+            "maps and lists and takes from it only their values (an override, a time, a history "
+            "entry), which are replaced, never changed in place; a shallow copy holds the same"
+        ),
+    ),
+    Equivalent(
         "merge_hibernation",
         "changed = False",
         "changed = None",

@@ -1053,3 +1053,43 @@ async def test_a_tick_lists_every_target_not_given() -> None:
     assert (given.lists, listed.lists) == (0, 1)
     assert set(ctl.clusters) == {("t", "c1"), ("u", "c2")}
     await ctl.close()
+
+
+async def test_a_gone_cluster_s_record_does_not_hold_up_the_next_one() -> None:
+    api = FakeAPI({"c2": ["Hibernation"]})
+    record = {"action": "hibernate", "started": NOW, "attempt": 1}
+    store = MemoryStateStore({"in_flight": {"t/c1": record, "t/c2": dict(record)}})
+    ctl, _ = controller(api, store)
+    await ctl.tick()
+    await ctl.wait_idle()
+    assert store.value["in_flight"] == {}
+    history = store.value["history"]
+    assert [history[k][-1]["reason"] for k in ("t/c1", "t/c2")] == [
+        "interrupted by a shutdown; the cluster is gone",
+        "interrupted by a shutdown; Hibernation after the restart",
+    ]
+    await ctl.close()
+
+
+async def test_cancelling_the_actions_waits_for_each_to_end() -> None:
+    """Closing the controller saves its state after every action has ended: one whose cancel
+    takes a few more steps (its own cleanup) is waited for too."""
+    ctl, _ = controller(FakeAPI({}), MemoryStateStore())
+    ended: list[str] = []
+
+    async def action(name: str, steps: int) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            ended.append(name)
+            raise
+
+    ctl.runner.spawn(("t", "quick"), action("quick", 0))
+    ctl.runner.spawn(("t", "slow"), action("slow", 5))
+    await asyncio.sleep(0)  # both wait
+    await ctl.runner.cancel()
+    assert sorted(ended) == ["quick", "slow"]
+    assert ctl.runner.tasks == set()
+    await ctl.close()
