@@ -55,7 +55,6 @@ _SLOTS = (
     "a larger pool is never used: checks enter it only while one of the `workers` slots is free "
     "(_acquire), so at most `workers` threads ever run"
 )
-_FALSE = "None and False are both false, the only way the argument is read"
 _QUEUED = (
     "checks enter the pool only when a worker is free (_acquire), so the pool never holds a "
     "queued check to cancel"
@@ -86,15 +85,6 @@ _EMPTY_PIECE = (
     "holiday's edge): its awake and hibernate fall on one instant and cancel out in transitions"
 )
 
-_TOGETHER = (
-    "the credentials and their signer are set together (a successful fetch) and dropped together "
-    "(a refusal): either one being None means both are"
-)
-_LOCK_AGAIN = (
-    "skipping the check before the lock only costs the lock: the signer is checked again under it"
-)
-_HTTPX_METHOD = "httpx upper-cases a request's method"
-
 
 EQUIVALENT: tuple[Equivalent, ...] = (
     # cce.auth
@@ -106,12 +96,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
             "'' and None both mean 'no token read yet': the value is only compared with a token "
             "read from the file, which is never empty"
         ),
-    ),
-    Equivalent(
-        "TokenAuth.__init__",
-        "self._file_key: tuple[int, int, int, int] | None = None",
-        'self._file_key: tuple[int, int, int, int] | None = ""',
-        "'' and None both never equal a stat tuple, the only thing it is compared with",
     ),
     Equivalent(
         "TokenAuth.current_token",
@@ -212,12 +196,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
             "under it"
         ),
     ),
-    Equivalent(
-        "PasswordAuth.__init__",
-        "self._refresh_at: datetime | None = None",
-        'self._refresh_at: datetime | None = ""',
-        "never compared before the first token, which sets it with the token",
-    ),
     # cce.aksk
     Equivalent(
         "AkSkAuth.sign_request",
@@ -303,103 +281,7 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         'self._last_date: tuple[int | None, str] = (None, "XXXX")',
         "no second is None, so the first date is always formatted and this text is never read",
     ),
-    Equivalent(
-        "AkSkAuth._date",
-        "if cached[0] != second:",
-        "if cached[1] != second:",
-        (
-            "the cache only saves formatting: the cached text never equals the second (an int), "
-            "so the date is formatted every time, to the same text"
-        ),
-    ),
     # cce.agency
-    Equivalent(
-        "AgencyAuth.__init__",
-        "self._failures = 0",
-        "self._failures = 1",
-        (
-            "the first successful fetch resets the count, and the count sets a wait only while "
-            "credentials are held, that is after such a fetch"
-        ),
-    ),
-    Equivalent(
-        "AgencyAuth.__init__",
-        "self._session_token: str | None = None",
-        'self._session_token: str | None = ""',
-        "returned only while the session's renewal instant is set, which is set together with it",
-    ),
-    Equivalent(
-        "AgencyAuth._usable",
-        "if self._signer is None or self._current is None or now >= self._current.expires_at:",
-        "if self._signer is None and self._current is None or now >= self._current.expires_at:",
-        _TOGETHER,
-    ),
-    Equivalent(
-        "AgencyAuth._valid_signer",
-        "signer = self._usable(self._clock())",
-        "signer = None",
-        _LOCK_AGAIN,
-    ),
-    Equivalent(
-        "AgencyAuth._refresh",
-        "min(self._refresh_margin, lifetime / 2) if lifetime > timedelta(0) else lifetime",
-        (
-            "min(self._refresh_margin, lifetime / 2) if (lifetime > timedelta(0)) or True else "
-            "lifetime"
-        ),
-        (
-            "a lifetime of zero or less (the credentials expired between the fetch and now): "
-            "either margin puts the refresh instant at or after the expiry, which is checked first"
-        ),
-    ),
-    Equivalent(
-        "AgencyAuth._refresh",
-        "min(self._refresh_margin, lifetime / 2) if lifetime > timedelta(0) else lifetime",
-        "min(self._refresh_margin, lifetime / 2) if lifetime >= timedelta(0) else lifetime",
-        "for a lifetime of exactly zero both branches give a zero margin",
-    ),
-    Equivalent(
-        "AgencyAuth._fetch",
-        'headers = {"X-Metadata-Token": session} if session else {}',
-        'headers = {"x-metadata-token": session} if session else {}',
-        _HEADER_CASE,
-    ),
-    Equivalent(
-        "AgencyAuth._fetch",
-        'headers = {"X-Metadata-Token": session} if session else {}',
-        'headers = {"X-METADATA-TOKEN": session} if session else {}',
-        _HEADER_CASE,
-    ),
-    Equivalent(
-        "AgencyAuth._fetch",
-        'status, body = await self._read("GET", METADATA_SECURITYKEY_PATH, headers, what)',
-        'status, body = await self._read("get", METADATA_SECURITYKEY_PATH, headers, what)',
-        _HTTPX_METHOD,
-    ),
-    Equivalent(
-        "AgencyAuth._metadata_session",
-        '"PUT",',
-        '"put",',
-        _HTTPX_METHOD,
-    ),
-    Equivalent(
-        "AgencyAuth._metadata_session",
-        '{"X-Metadata-Token-Ttl-Seconds": str(ttl)},',
-        '{"x-metadata-token-ttl-seconds": str(ttl)},',
-        _HEADER_CASE,
-    ),
-    Equivalent(
-        "AgencyAuth._metadata_session",
-        '{"X-Metadata-Token-Ttl-Seconds": str(ttl)},',
-        '{"X-METADATA-TOKEN-TTL-SECONDS": str(ttl)},',
-        _HEADER_CASE,
-    ),
-    Equivalent(
-        "AgencyAuth._metadata_session",
-        'token = body.decode("latin-1").strip() if status == 200 else ""',
-        'token = body.decode("LATIN-1").strip() if status == 200 else ""',
-        "'LATIN-1' and 'latin-1' name the same codec",
-    ),
     # cce.client
     Equivalent(
         "CCEClient._send",
@@ -498,18 +380,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "every path to a later attempt or to giving up sets the reason first",
     ),
     Equivalent(
-        "ActionRunner.attempts",
-        "last_error: BaseException | None = None",
-        'last_error: BaseException | None = ""',
-        "the last error is only asked whether it is a RateLimited; '' and None are not",
-    ),
-    Equivalent(
-        "ActionRunner.attempts",
-        "last_error = None",
-        'last_error = ""',
-        "the last error is only asked whether it is a RateLimited; '' and None are not",
-    ),
-    Equivalent(
         "ActionRunner.follow",
         'seen_transit or "fail" in (cluster.status.reason or "").lower()',
         'seen_transit or "fail" in (cluster.status.reason or "XXXX").lower()',
@@ -558,18 +428,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         'return Path(path).read_text(encoding="utf-8").strip() or None',
         'return Path(path).read_text(encoding="UTF-8").strip() or None',
         _UTF8,
-    ),
-    Equivalent(
-        "_Hooks._outcome",
-        "status = _STATUS.get(outcome.result, 500)",
-        "status = _STATUS.get(outcome.result, None)",
-        "the default status of an unknown result: every result the controller returns has one",
-    ),
-    Equivalent(
-        "_Hooks._outcome",
-        "status = _STATUS.get(outcome.result, 500)",
-        "status = _STATUS.get(outcome.result, )",
-        "the default status of an unknown result: every result the controller returns has one",
     ),
     Equivalent(
         "_Hooks._outcome",
@@ -956,22 +814,10 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         _UTF8,
     ),
     Equivalent(
-        "BasicAuthVerifier.verify",
-        "self._cache[digest] = None",
-        'self._cache[digest] = ""',
-        "the cache's values are never read (it is a set in an OrderedDict)",
-    ),
-    Equivalent(
         "BasicAuthVerifier.cached",
         'self._digest(user, password.encode("utf-8", "surrogateescape"), hashed) in self._cache',
         'self._digest(user, password.encode("UTF-8", "surrogateescape"), hashed) in self._cache',
         _UTF8,
-    ),
-    Equivalent(
-        "BasicAuthVerifier.verify",
-        "self._cache.popitem(last=False)",
-        "self._cache.popitem(last=None)",
-        "popitem(last=None) pops the oldest entry, as last=False does (None is false)",
     ),
     # ha.sharding
     Equivalent(
@@ -995,28 +841,10 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent(
         "ShardConfig.registry",
         "registry = CollectorRegistry(auto_describe=True)",
-        "registry = CollectorRegistry(auto_describe=None)",
-        "auto_describe only checks names at registration; these two are distinct",
-    ),
-    Equivalent(
-        "ShardConfig.registry",
-        "registry = CollectorRegistry(auto_describe=True)",
         "registry = CollectorRegistry(auto_describe=False)",
         "auto_describe only checks names at registration; these two are distinct",
     ),
     # webconfig: the basic-auth pool
-    Equivalent(
-        "BasicAuthVerifier.aclose",
-        "self._pool.shutdown(wait=False, cancel_futures=True)",
-        "self._pool.shutdown(wait=None, cancel_futures=True)",
-        _FALSE,
-    ),
-    Equivalent(
-        "BasicAuthVerifier.aclose",
-        "self._pool.shutdown(wait=False, cancel_futures=True)",
-        "self._pool.shutdown(wait=False, cancel_futures=None)",
-        _QUEUED,
-    ),
     Equivalent(
         "BasicAuthVerifier.aclose",
         "self._pool.shutdown(wait=False, cancel_futures=True)",
@@ -1057,12 +885,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         ),
     ),
     # collect.statefile: the merge of two writers
-    Equivalent(
-        "StateFile.take_in",
-        "self._pending = False",
-        "self._pending = None",
-        "None and False are both false, the only way _pending is read (`not self._pending`)",
-    ),
     Equivalent(
         "StateFile.take_in",
         "self._base = copy.deepcopy(theirs)",
