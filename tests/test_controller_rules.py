@@ -24,6 +24,7 @@ from exporter.hibernation.controller import (
 )
 from exporter.hibernation.policy import parse_policy_file
 from exporter.hibernation.schedule import Action
+from tests.test_actions_rules import Notes
 from tests.test_hibernation_controller import POLICIES, Env, environment
 
 
@@ -571,26 +572,10 @@ async def test_a_crash_in_an_action_is_a_failure_not_a_dead_controller(
         await ctl.close()
 
 
-class _Notes:
-    """A notifier that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def notify(self, event: Any) -> None:
-        self.events.append(dict(event))
-
-    async def drain(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-
 async def test_an_action_is_on_record_before_the_call_and_notified_around_it() -> None:
     async with environment(["dev-a"]) as env:
         env.at(datetime(2027, 3, 1, 12, tzinfo=UTC))
-        notes = _Notes()
+        notes = Notes()
         ctl = env.controller(notifier=notes)
         await ctl.tick()
         cid = env.ids["dev-a"]

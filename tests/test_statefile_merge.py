@@ -38,6 +38,21 @@ A = override("hibernated", 2e9, 100.0)
 B = override("awake", 2e9, 200.0)
 
 
+def the_daemon_saved(daemon: StateFile, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The daemon's memory after it loaded the file and saved ``overrides``."""
+    memory = daemon.load()
+    memory["hibernation"] = section(overrides)
+    daemon.save(memory)
+    return memory
+
+
+def the_command_sets(cli: StateFile, k: str, override: dict[str, Any]) -> None:
+    """A command (``hibernate --until``) reads the file and writes one override."""
+    mine = cli.load()["hibernation"]
+    mine["overrides"][k] = override
+    cli.save_section("hibernation", mine)
+
+
 def test_an_override_only_the_file_changed_is_taken_from_the_file() -> None:
     base = section({"t/a": A})
     ours = section({"t/a": A, "t/mine": B})  # this process added one of its own
@@ -120,14 +135,10 @@ def test_handled_is_merged_and_in_flight_stays_ours() -> None:
 def test_a_save_keeps_the_other_writers_override_until_taken_in(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     daemon, cli = StateFile(path), StateFile(path)
-    memory = daemon.load()
-    memory["hibernation"] = section({"t/a": A})
-    daemon.save(memory)
+    memory = the_daemon_saved(daemon, {"t/a": A})
     assert not daemon.take_in(memory)  # its own write is no change
 
-    cli_memory = cli.load()["hibernation"]
-    cli_memory["overrides"]["t/cli"] = B
-    cli.save_section("hibernation", cli_memory)
+    the_command_sets(cli, "t/cli", B)
 
     # The daemon saves twice with its old memory (no "t/cli"): the file keeps the entry.
     memory["phases"] = {"default": {}}
@@ -193,9 +204,7 @@ def test_taking_in_reads_the_file_only_after_another_process_wrote_it(
 ) -> None:
     path = tmp_path / "state.json"
     daemon, cli = StateFile(path), StateFile(path)
-    memory = daemon.load()
-    memory["hibernation"] = section({"t/a": A})
-    daemon.save(memory)
+    memory = the_daemon_saved(daemon, {"t/a": A})
     reads: list[Path] = []
     read = StateFile._read
 
@@ -207,9 +216,7 @@ def test_taking_in_reads_the_file_only_after_another_process_wrote_it(
     for _ in range(3):
         assert not daemon.take_in(memory)
     assert reads == []
-    cli_memory = cli.load()["hibernation"]
-    cli_memory["overrides"]["t/cli"] = B
-    cli.save_section("hibernation", cli_memory)
+    the_command_sets(cli, "t/cli", B)
     reads.clear()
     assert daemon.take_in(memory)
     assert not daemon.take_in(memory)
@@ -277,13 +284,9 @@ def test_an_override_without_a_creation_time_counts_as_the_oldest() -> None:
 def test_taking_in_does_not_bring_back_what_this_process_removed(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     daemon, cli = StateFile(path), StateFile(path)
-    memory = daemon.load()
-    memory["hibernation"] = section({"t/a": A})
-    daemon.save(memory)
+    memory = the_daemon_saved(daemon, {"t/a": A})
     del memory["hibernation"]["overrides"]["t/a"]  # removed here, not saved yet
-    cli_memory = cli.load()["hibernation"]
-    cli_memory["overrides"]["t/cli"] = B
-    cli.save_section("hibernation", cli_memory)
+    the_command_sets(cli, "t/cli", B)
     assert daemon.take_in(memory)
     assert memory["hibernation"]["overrides"] == {"t/cli": B}
 
@@ -299,9 +302,7 @@ def test_what_this_process_had_not_saved_survives_taking_in_and_the_next_save(
     # Changed here and not saved yet (a transition handled, an override whose save failed).
     memory["hibernation"]["handled"]["t/a"] = 2.0
     memory["hibernation"]["overrides"]["t/mine"] = B
-    cli_memory = cli.load()["hibernation"]
-    cli_memory["overrides"]["t/cli"] = B
-    cli.save_section("hibernation", cli_memory)
+    the_command_sets(cli, "t/cli", B)
     assert daemon.take_in(memory)
     assert not daemon.take_in(memory)
     daemon.save(memory)
@@ -319,12 +320,8 @@ def test_once_taken_in_the_file_is_not_merged_again_until_it_changes(
 ) -> None:
     path = tmp_path / "state.json"
     daemon, cli = StateFile(path), StateFile(path)
-    memory = daemon.load()
-    memory["hibernation"] = section({"t/a": A})
-    daemon.save(memory)
-    cli_memory = cli.load()["hibernation"]
-    cli_memory["overrides"]["t/cli"] = B
-    cli.save_section("hibernation", cli_memory)
+    memory = the_daemon_saved(daemon, {"t/a": A})
+    the_command_sets(cli, "t/cli", B)
     merges: list[Any] = []
     merge = statefile.merge_hibernation
 
@@ -405,12 +402,8 @@ def test_a_change_read_by_a_save_that_failed_is_still_taken_in(
 ) -> None:
     path = tmp_path / "state.json"
     daemon, cli = StateFile(path), StateFile(path)
-    memory = daemon.load()
-    memory["hibernation"] = section({"t/a": A})
-    daemon.save(memory)
-    cli_memory = cli.load()["hibernation"]
-    cli_memory["overrides"]["t/cli"] = B
-    cli.save_section("hibernation", cli_memory)
+    memory = the_daemon_saved(daemon, {"t/a": A})
+    the_command_sets(cli, "t/cli", B)
     with monkeypatch.context() as patched:
 
         def full(src: str, dst: Path) -> None:
