@@ -1,8 +1,8 @@
 """The hibernation hooks, with the simulator behind the controller.
 
-The hook routes and the simulator are called in process (httpx's ASGI transport): the same
-applications and requests, without a server to start and stop for each test (uvicorn's shutdown
-alone costs about 0.2 s a server). The hooks over real HTTP on loopback are tested in
+The hook routes and the simulator are called in process (httpx's ASGI transport, the controller
+tests' ``environment``): the same applications and requests, without a server to start and stop
+for each test. The hooks over real HTTP on loopback are tested in
 ``test_hooks_limits`` (a body that never ends), ``test_leader`` and
 ``test_hibernation_daemon_override``."""
 
@@ -17,14 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.cce.auth import AkSkAuth
-from exporter.cce.client import CCEClient
-from exporter.hibernation.controller import HibernationController, MemoryStateStore
+from exporter.hibernation.controller import HibernationController
 from exporter.hibernation.hooks import build_hook_routes, load_hook_token
-from exporter.hibernation.policy import parse_policy_file
-from exporter.simulator import Simulator, SimulatorConfig
 from exporter.web import build_app
-from tests.test_hibernation_controller import POLICIES, START, Env, Recorder
+from tests.test_hibernation_controller import Env, environment
 
 TOKEN = "s3cret-hook-token-0123456789"
 
@@ -37,38 +33,17 @@ class Source:
         return True, []
 
 
-async def _no_wait(_: float) -> None:
-    return None
+def count_listings(env: Env, monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """One entry per cluster listing asked of the API from now on."""
+    listings: list[None] = []
+    real = env.api.list_clusters
 
+    async def counting() -> Any:
+        listings.append(None)
+        return await real()
 
-@asynccontextmanager
-async def environment(names: list[str], policies: str = POLICIES) -> AsyncIterator[Env]:
-    """The controller tests' environment (``tests.test_hibernation_controller.environment``), the
-    simulator's application called in process rather than served on loopback."""
-    sim = Simulator(
-        SimulatorConfig(
-            clusters=0,
-            nodes_per_cluster=0,
-            seed=3,
-            clock_start=START.timestamp(),
-            clock_frozen=True,
-            transition_seconds=60,
-        )
-    )
-    ids = {
-        n: sim.world.add_cluster(name=n, phase="Available", flavor="cce.s1.small").uid
-        for n in names
-    }
-    c = sim.credentials
-    client = CCEClient(
-        "http://127.0.0.1:1",
-        AkSkAuth(c.ak, c.sk, project_id=c.project_id),
-        c.project_id,
-        sleep=_no_wait,
-        transport=httpx.ASGITransport(app=sim.app),
-    )
-    async with client:
-        yield Env(sim, Recorder(client, sim), parse_policy_file(policies), MemoryStateStore(), ids)
+    monkeypatch.setattr(env.api, "list_clusters", counting)
+    return listings
 
 
 def hooks_client(app: Any) -> httpx.AsyncClient:

@@ -22,6 +22,7 @@ from tests.test_hibernation_hooks import (
     alert,
     alertmanager_payload,
     auth,
+    count_listings,
     environment,
     hooks_client,
 )
@@ -155,15 +156,7 @@ def test_parse_rfc3339_never_overflows() -> None:
 async def test_alertmanager_payload_lists_the_clusters_once(monkeypatch: Any) -> None:
     async with environment(["dev-a"]) as env:
         ctl = await _setup(env)
-        listings = 0
-        real = env.api.list_clusters
-
-        async def counting() -> Any:
-            nonlocal listings
-            listings += 1
-            return await real()
-
-        monkeypatch.setattr(env.api, "list_clusters", counting)
+        listings = count_listings(env, monkeypatch)
         unknown = [
             alert("firing", cce_action="hibernate", cluster_id=f"no-such-{i:03d}")
             for i in range(500)
@@ -175,7 +168,7 @@ async def test_alertmanager_payload_lists_the_clusters_once(monkeypatch: Any) ->
             )
             assert r.status_code == 200, r.text
             results = r.json()["results"]
-        assert listings == 1
+        assert len(listings) == 1
         assert [x["result"] for x in results] == ["not_found"] * 500 + ["started"]
         await ctl.wait_idle()
         await ctl.close()

@@ -34,6 +34,7 @@ from tests.test_hibernation_hooks import (
     alert,
     alertmanager_payload,
     auth,
+    count_listings,
     environment,
     hooks_client,
     serving,
@@ -386,10 +387,7 @@ async def test_alertmanager_lists_the_clusters_only_for_a_firing_action_on_an_un
 ) -> None:
     async with environment(["dev-a", "dev-b"]) as env:
         ctl = await _setup(env)
-        listings: list[None] = []
-        real = env.api.list_clusters
-        # Each listing is noted, then made (the coroutine is awaited by the controller).
-        monkeypatch.setattr(env.api, "list_clusters", lambda: (listings.append(None), real())[1])
+        listings = count_listings(env, monkeypatch)
 
         async def post(*alerts: dict[str, Any]) -> list[str]:
             body = alertmanager_payload(list(alerts))
@@ -578,15 +576,7 @@ async def test_a_cluster_is_looked_up_in_a_new_listing_only_when_not_known(
     async with environment(["dev-a"]) as env:
         ctl = await _setup(env)
         cid = env.ids["dev-a"]
-        listings = 0
-        real = env.api.list_clusters
-
-        async def counting() -> Any:
-            nonlocal listings
-            listings += 1
-            return await real()
-
-        monkeypatch.setattr(env.api, "list_clusters", counting)
+        listings = count_listings(env, monkeypatch)
         async with serving(ctl, TOKEN) as http:
             assert (
                 await http.post(f"/hooks/clusters/{cid}/skip", headers=auth())
@@ -594,13 +584,13 @@ async def test_a_cluster_is_looked_up_in_a_new_listing_only_when_not_known(
             assert (
                 await http.delete(f"/hooks/clusters/{cid}/override", headers=auth())
             ).status_code == 200
-            assert listings == 0
+            assert len(listings) == 0
             assert (
                 await http.delete("/hooks/clusters/nope/override", headers=auth())
             ).status_code == 404
-            assert listings == 1
+            assert len(listings) == 1
             assert (await http.post("/hooks/clusters/nope/skip", headers=auth())).status_code == 404
-            assert listings == 2
+            assert len(listings) == 2
         await ctl.close()
 
 

@@ -34,7 +34,6 @@ from tests.test_e2e_exporter import (
 )
 from tests.test_hibernation_controller import environment
 from tests.test_hibernation_hooks import TOKEN, _setup, serving
-from tests.test_hibernation_hooks import environment as in_process_environment
 
 # The Berlin policy of the controller tests, with a glob among its exclusions.
 EXCLUDING = """
@@ -129,7 +128,7 @@ async def test_the_phase_is_read_again_right_before_the_call(
     ids=["all-but-last", "half", "first-char", "empty", "one-more", "spaced-suffix", "twice"],
 )
 async def test_the_hook_token_is_compared_whole(token: str) -> None:
-    async with in_process_environment(["dev-a"]) as env:
+    async with environment(["dev-a"]) as env:
         ctl = await _setup(env)
         cid = env.ids["dev-a"]
         async with serving(ctl, TOKEN) as http:
