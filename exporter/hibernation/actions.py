@@ -25,7 +25,7 @@ from exporter.cce.models import Cluster
 from exporter.hibernation.planning import SOURCE, TARGET, TRANSIT, wrong_phase
 from exporter.hibernation.policy import ControllerOptions
 from exporter.hibernation.schedule import Action
-from exporter.hibernation.state import HibernationState, key
+from exporter.hibernation.state import HibernationState, ident_of, key
 from exporter.hibernation.targets import ControllerTarget
 
 #: The controller's logger: its parts log as the controller always has.
@@ -288,9 +288,8 @@ class ActionRunner:
         for k, entry in list(self.state.in_flight().items()):
             if k in self.active:
                 continue
-            name, _, cid = k.rpartition("/")  # a target's name may hold a "/", an ID never
-            ident = (name, cid)
-            if name not in self.targets or name not in listed:
+            ident = ident_of(k)
+            if ident[0] not in self.targets or ident[0] not in listed:
                 continue  # not known yet; a later tick resolves it
             action = entry["action"]  # a loaded record has both (clean_hibernation)
             if ident not in known:

@@ -111,6 +111,13 @@ def key(target: str, cluster_id: str) -> str:
     return f"{target}/{cluster_id}"
 
 
+def ident_of(k: str) -> tuple[str, str]:
+    """``(target, cluster_id)`` of a :func:`key` (neither holds a "/": the configuration refuses
+    one in a target's name, and CCE's IDs are UUIDs)."""
+    target, _, cluster_id = k.partition("/")
+    return target, cluster_id
+
+
 class HibernationState:
     """The controller's state (see the module docstring) and the changes made to it."""
 
